@@ -1,0 +1,1 @@
+"""vidseek benchmarks package."""

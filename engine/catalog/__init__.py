@@ -1,0 +1,24 @@
+"""The SQLite catalog: videos, shots, segments, keyframes, vectors, the op log."""
+from engine.catalog.store import (
+    MODALITIES,
+    Catalog,
+    Failure,
+    NewSegment,
+    NewVideo,
+    Op,
+    SegmentRecord,
+    VideoRecord,
+    make_video_id,
+)
+
+__all__ = [
+    "MODALITIES",
+    "Catalog",
+    "Failure",
+    "NewSegment",
+    "NewVideo",
+    "Op",
+    "SegmentRecord",
+    "VideoRecord",
+    "make_video_id",
+]

