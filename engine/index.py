@@ -1,0 +1,414 @@
+"""An index directory: catalog + joint vector store + lexical index + manifest.
+
+Layout::
+
+    DIR/manifest.json     format, encoders (names, dims, versions), blocks, config, times
+    DIR/catalog.sqlite    source of truth (engine.catalog), with the op log
+    DIR/vectors/          joint vectors, sharded FAISS (engine.vectors)
+    DIR/lexical/          BM25 (engine.lexical)
+    DIR/writer.lock       held by the one writer process
+
+Consistency: adding or deleting a video is ONE catalog transaction (the commit
+point) that appends to the op log. The vector store and the lexical index each
+record the last op seq they reflect (saved atomically with their state); whoever
+opens the directory replays the ops after that seq (a writer saves the result, a
+reader keeps it in memory). So after a crash at any point the directory reads as
+the old or the new state, never a mix, and nothing committed is lost.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from engine.atomic import atomic_write_json
+from engine.catalog import MODALITIES, Catalog, NewVideo, VideoRecord
+from engine.config import IndexConfig
+from engine.errors import CorruptIndexError, IndexLockedError, IndexMismatchError, NotFoundError
+from engine.lexical import FIELDS, LexicalDoc, open_lexical
+from engine.models.base import EncoderInfo
+from engine.vectors import SearchParams, VectorSettings, VectorStore
+
+__all__ = ["VideoIndex", "Block", "FORMAT_VERSION", "lexical_fields"]
+
+FORMAT_VERSION = 1
+_REPLAY_BATCH = 2048
+
+
+@dataclass(frozen=True)
+class Block:
+    """One modality block of the joint vector: [offset, offset + dim)."""
+
+    modality: str
+    offset: int
+    dim: int
+
+
+def lexical_fields(video: VideoRecord, transcript: str, ocr_text: str, labels: list) -> dict[str, str]:
+    """The BM25 fields of a segment. Metadata is the video's catalogue text."""
+    meta = " ".join(
+        x for x in [video.title or "", video.description or "", " ".join(video.tags), " ".join(video.people)] if x
+    )
+    return {
+        "transcript": transcript,
+        "ocr": ocr_text,
+        "labels": " ".join(str(lab[0]) for lab in labels),
+        "metadata": meta,
+    }
+
+
+class VideoIndex:
+    """Open with ``VideoIndex.open(dir)`` (reader) or ``VideoIndex.open(dir, writer=True,
+    config=..., encoders=...)`` (writer, creates the directory if needed)."""
+
+    def __init__(self, path: Path, manifest: dict, catalog: Catalog, vectors: VectorStore, lexical, *,
+                 writer: bool, lock_fd: int | None) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.catalog = catalog
+        self.vectors = vectors
+        self.lexical = lexical
+        self.writer = writer
+        self._lock_fd = lock_fd
+        self._mutex = threading.RLock()
+        self.config = IndexConfig.from_dict(manifest["config"], origin=str(path / "manifest.json"))
+        self.encoders = {k: EncoderInfo(**v) for k, v in manifest["encoders"].items()}
+        self.blocks: dict[str, Block] = {}
+        off = 0
+        for b in manifest["blocks"]:
+            self.blocks[b["modality"]] = Block(b["modality"], off, b["dim"])
+            off += b["dim"]
+        self.dim = off
+        self._vec_seq = vectors.applied_seq
+        self._lex_seq = lexical.applied_seq
+
+    # -- opening ---------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        writer: bool = False,
+        config: IndexConfig | None = None,
+        encoders: dict[str, EncoderInfo] | None = None,
+    ) -> "VideoIndex":
+        path = Path(path)
+        mpath = path / "manifest.json"
+        lock_fd = None
+        if writer:
+            path.mkdir(parents=True, exist_ok=True)
+            lock_fd = _acquire_writer_lock(path)
+        elif not mpath.exists():
+            raise NotFoundError(
+                f"{path} is not a vidseek index (no manifest.json)",
+                hint="build one with `vidseek index PATH... --index DIR`",
+            )
+        try:
+            if mpath.exists():
+                manifest = _read_manifest(mpath)
+                if encoders is not None:
+                    _check_encoders(path, manifest, encoders)
+                if config is not None and writer:
+                    _check_config(path, manifest, config)
+            else:
+                if encoders is None:
+                    raise NotFoundError(f"{path} has no index yet and no encoders were given to create one")
+                config = config or IndexConfig()
+                manifest = _new_manifest(config, encoders)
+            vec_settings = VectorSettings(
+                dim=sum(b["dim"] for b in manifest["blocks"]),
+                num_shards=manifest["config"]["shards"],
+                flat_max=manifest["config"]["flat_max"],
+                approx_factory=manifest["config"]["approx_factory"],
+                use_gpu=manifest["config"]["use_gpu"],
+            )
+            catalog = Catalog(path / "catalog.sqlite", read_only=not writer)
+            vdir = path / "vectors"
+            if writer and not (vdir / "manifest.json").exists():
+                vectors = VectorStore.create(vdir, vec_settings)
+            else:
+                vectors = _retry_open(lambda: VectorStore.open(vdir, expected=vec_settings, read_only=not writer))
+            lexical = _retry_open(lambda: open_lexical(path / "lexical", create=writer, read_only=not writer))
+            if writer:
+                manifest["updated_at"] = time.time()
+                atomic_write_json(mpath, manifest)
+            idx = cls(path, manifest, catalog, vectors, lexical, writer=writer, lock_fd=lock_fd)
+            idx.sync()
+            return idx
+        except BaseException:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise
+
+    @staticmethod
+    def read_config(path: str | Path) -> IndexConfig | None:
+        """The settings an existing index was built with (None if there is no index)."""
+        mpath = Path(path) / "manifest.json"
+        if not mpath.exists():
+            return None
+        return IndexConfig.from_dict(_read_manifest(mpath)["config"], origin=str(mpath))
+
+    def close(self) -> None:
+        with self._mutex:
+            try:
+                if self.writer:
+                    self.flush()
+            finally:
+                self.vectors.close()
+                self.lexical.close()
+                self.catalog.close()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def __enter__(self) -> "VideoIndex":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- vectors -----------------------------------------------------------------------
+    def joint_vector(self, parts: dict[str, np.ndarray], weights: dict[str, float] | None = None) -> np.ndarray:
+        """Concatenate modality blocks scaled by weights; a missing block stays zero."""
+        w = self.config.block_weights if weights is None else weights
+        out = np.zeros(self.dim, dtype=np.float32)
+        for m, vec in parts.items():
+            b = self.blocks.get(m)
+            if b is None:
+                raise ValueError(f"unknown modality {m!r}; blocks are {list(self.blocks)}")
+            if vec.shape != (b.dim,):
+                raise IndexMismatchError(f"{m} vector has shape {vec.shape}, block expects ({b.dim},)")
+            out[b.offset : b.offset + b.dim] = float(w.get(m, 0.0)) * vec
+        return out
+
+    # -- writes ------------------------------------------------------------------------
+    def add_video(self, video: NewVideo, *, replace_keys: Sequence[int] = (), save: bool = True) -> VideoRecord:
+        """Commit one whole video (and drop ``replace_keys`` in the same transaction)."""
+        self._require_writer()
+        for seg in video.segments:
+            for m, vec in seg.vectors.items():
+                b = self.blocks.get(m)
+                if b is None or vec.shape != (b.dim,):
+                    raise IndexMismatchError(
+                        f"segment vector {m} of {video.source} has shape {getattr(vec, 'shape', None)},"
+                        f" index expects ({b.dim if b else '?'},)"
+                    )
+        with self._mutex:
+            key, _, _ = self.catalog.add_video(video, replace_keys=replace_keys)
+            self.sync(save=save)
+            return self.catalog.get_video_by_key(key)
+
+    def delete_video(self, video_id: str, *, tenant: str | None = None) -> VideoRecord:
+        self._require_writer()
+        with self._mutex:
+            rec = self.catalog.get_video(video_id, tenant=tenant)
+            self.catalog.delete_video(video_id, tenant=tenant)
+            self.sync()
+            return rec
+
+    def flush(self) -> None:
+        """Persist derived state (vectors, lexical) up to the catalog's last op."""
+        self._require_writer()
+        with self._mutex:
+            self.vectors.save(self._vec_seq)
+            self.lexical.save(self._lex_seq)
+
+    def sync(self, *, save: bool = True) -> int:
+        """Replay catalog ops the derived indexes have not seen; returns how many.
+
+        A writer saves afterwards; a reader keeps the result in memory, which is how a
+        long-running reader (the API) sees new videos without a restart.
+        """
+        with self._mutex:
+            target = self.catalog.max_seq()
+            if self._vec_seq >= target and self._lex_seq >= target:
+                return 0
+            n = 0
+            start = min(self._vec_seq, self._lex_seq)
+            pending_ids: list[np.ndarray] = []
+            pending_vecs: list[np.ndarray] = []
+            pending_keys: list[np.ndarray] = []
+            pending_docs: list[LexicalDoc] = []
+
+            def flush_adds() -> None:
+                if pending_ids:
+                    self.vectors.add(
+                        np.concatenate(pending_ids), np.vstack(pending_vecs), np.concatenate(pending_keys)
+                    )
+                    pending_ids.clear(), pending_vecs.clear(), pending_keys.clear()
+                if pending_docs:
+                    self.lexical.add(list(pending_docs))
+                    pending_docs.clear()
+
+            if not self.writer:
+                # tantivy readers see the writer's commits by reloading; they cannot
+                # write. Ops committed to the catalog but not yet to tantivy (a writer
+                # that died mid-save) reach BM25 when the next writer opens the index.
+                self.lexical.refresh()
+                self._lex_seq = target
+            for op in self.catalog.ops_since(start):
+                n += 1
+                do_vec = op.seq > self._vec_seq
+                do_lex = op.seq > self._lex_seq
+                if op.op == "delete":
+                    flush_adds()
+                    if do_vec and len(op.segment_ids):
+                        self.vectors.remove(op.segment_ids, np.full(len(op.segment_ids), op.video, np.int64))
+                    if do_lex:
+                        self.lexical.delete_video(op.video)
+                else:
+                    ids, vecs, docs = self._materialise(op.video, op.segment_ids)
+                    if do_vec and len(ids):
+                        pending_ids.append(ids)
+                        pending_vecs.append(vecs)
+                        pending_keys.append(np.full(len(ids), op.video, np.int64))
+                    if do_lex and docs:
+                        pending_docs.extend(docs)
+                    if sum(len(x) for x in pending_ids) >= _REPLAY_BATCH:
+                        flush_adds()
+            flush_adds()
+            self._vec_seq = max(self._vec_seq, target)
+            self._lex_seq = max(self._lex_seq, target)
+            if self.writer and save:
+                self.flush()
+            return n
+
+    def _materialise(self, video_key: int, seg_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[LexicalDoc]]:
+        """Joint vectors and lexical docs of an added video, read back from the catalog.
+        Segments deleted since (a later op) are simply absent."""
+        segs = self.catalog.get_segments(seg_ids.tolist())
+        if not segs:
+            return np.empty(0, np.int64), np.empty((0, self.dim), np.float32), []
+        video = self.catalog.get_video_by_key(video_key)
+        ids = np.array(sorted(segs), dtype=np.int64)
+        per_mod = {m: self.catalog.vectors(ids.tolist(), m) for m in self.blocks}
+        vecs = np.stack(
+            [self.joint_vector({m: per_mod[m][i] for m in self.blocks if i in per_mod[m]}) for i in ids.tolist()]
+        )
+        docs = [
+            LexicalDoc(int(i), video_key, lexical_fields(video, segs[i].transcript, segs[i].ocr_text, segs[i].labels))
+            for i in ids.tolist()
+        ]
+        return ids, vecs, docs
+
+    # -- reads -------------------------------------------------------------------------
+    def search_vectors(self, queries: np.ndarray, params: SearchParams) -> tuple[np.ndarray, np.ndarray]:
+        return self.vectors.search(np.ascontiguousarray(queries, dtype=np.float32), params)
+
+    def info(self) -> dict:
+        counts = self.catalog.counts()
+        return {
+            "path": str(self.path),
+            "format_version": self.manifest["format_version"],
+            "created_at": self.manifest["created_at"],
+            "updated_at": self.manifest["updated_at"],
+            "encoders": {k: v.as_dict() for k, v in self.encoders.items()},
+            "blocks": [b.__dict__ for b in self.blocks.values()],
+            "joint_dim": self.dim,
+            "config": self.config.as_dict(),
+            "catalog": counts,
+            "vectors": self.vectors.info(),
+            "lexical": {"docs": self.lexical.count(), "applied_seq": self._lex_seq},
+            "failures": [f.__dict__ for f in self.catalog.failures()],
+        }
+
+    def _require_writer(self) -> None:
+        if not self.writer:
+            raise IndexLockedError(
+                f"index {self.path} is open read-only", hint="open it with writer=True to change it"
+            )
+
+
+def _acquire_writer_lock(path: Path) -> int:
+    fd = os.open(path / "writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise IndexLockedError(
+            f"another process is writing to index {path}",
+            hint="wait for it to finish (searches can run meanwhile)",
+        ) from None
+    return fd
+
+
+def _new_manifest(config: IndexConfig, encoders: dict[str, EncoderInfo]) -> dict:
+    from engine import __version__
+
+    if "text" not in encoders or "image" not in encoders:
+        raise ValueError("encoders must name a 'text' and an 'image' encoder")
+    now = time.time()
+    blocks = [
+        {"modality": m, "dim": encoders["image"].dim if m == "visual" else encoders["text"].dim} for m in MODALITIES
+    ]
+    return {
+        "format_version": FORMAT_VERSION,
+        "vidseek_version": __version__,
+        "created_at": now,
+        "updated_at": now,
+        "encoders": {k: v.as_dict() for k, v in encoders.items()},
+        "blocks": blocks,
+        "config": config.as_dict(),
+        "lexical_fields": list(FIELDS),
+    }
+
+
+def _read_manifest(mpath: Path) -> dict:
+    import json
+
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CorruptIndexError(f"{mpath} cannot be read: {e}", hint="restore the index or rebuild it") from e
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexMismatchError(
+            f"{mpath} has format version {manifest.get('format_version')}, this vidseek reads {FORMAT_VERSION}",
+            hint="rebuild the index with this version",
+        )
+    return manifest
+
+
+def _check_encoders(path: Path, manifest: dict, encoders: dict[str, EncoderInfo]) -> None:
+    diffs = []
+    for kind, info in encoders.items():
+        have = manifest["encoders"].get(kind)
+        if have is None:
+            continue
+        for key in ("name", "dim", "version"):
+            if have[key] != getattr(info, key):
+                diffs.append(f"{kind} encoder {key}: index has {have[key]!r}, requested {getattr(info, key)!r}")
+    if diffs:
+        raise IndexMismatchError(
+            f"index {path} was built with other encoders: " + "; ".join(diffs),
+            hint="use the same encoders, or build a new index in another folder",
+        )
+
+
+def _check_config(path: Path, manifest: dict, config: IndexConfig) -> None:
+    have = manifest["config"]
+    fixed = ("text_encoder", "image_encoder", "image_options", "shards", "block_weights")
+    diffs = [f"{k}: index has {have.get(k)!r}, requested {getattr(config, k)!r}"
+             for k in fixed if have.get(k) != getattr(config, k)]
+    if diffs:
+        raise IndexMismatchError(
+            f"index {path} was built with other settings: " + "; ".join(diffs),
+            hint="use the index's settings, or build a new index in another folder",
+        )
+
+
+def _retry_open(fn, attempts: int = 5):
+    """A reader may race a writer that replaces files; the manifest swap is atomic, so
+    reopening once more finds a complete state."""
+    for i in range(attempts):
+        try:
+            return fn()
+        except FileNotFoundError:
+            if i == attempts - 1:
+                raise
+            time.sleep(0.05 * (i + 1))

@@ -1,0 +1,177 @@
+"""The index directory as a whole: commit point, replay, readers, locks, manifest checks."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from engine.catalog import NewSegment, NewVideo
+from engine.config import IndexConfig
+from engine.errors import IndexLockedError, IndexMismatchError, NotFoundError
+from engine.index import VideoIndex
+from engine.models.base import EncoderInfo
+from engine.vectors import SearchParams
+
+DIM = 8
+ENC = {"text": EncoderInfo("fake-text", "text", DIM, "1"), "image": EncoderInfo("fake-image", "image", DIM, "1")}
+CFG = IndexConfig(shards=2, flat_max=1000)
+
+
+def _unit(rng, n=DIM):
+    v = rng.normal(size=n).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+WORDS = ["apple", "banana", "cherry", "damson", "elder", "fig", "grape", "hazel"]
+
+
+def word(i: int) -> str:
+    """A token unique to video i (the tokenizer splits letters from digits)."""
+    return WORDS[i % 8] + "x" * (i // 8)
+
+
+def make_video(i: int, nseg: int = 3, words: str | None = None) -> NewVideo:
+    rng = np.random.default_rng(i)
+    segs = [
+        NewSegment(
+            start=2.0 * j, end=2.0 * j + 2.0, transcript=words or f"{word(i)} segment talk",
+            vectors={"visual": _unit(rng), "speech": _unit(rng)},
+            keyframes=[(2.0 * j + 1.0, [["thing", 0.5]], None)],
+        )
+        for j in range(nseg)
+    ]
+    return NewVideo(source=f"/media/v{i}.mp4", content_hash=f"hash{i}", shots=[(0.0, 2.0 * nseg)], segments=segs)
+
+
+def open_writer(path):
+    return VideoIndex.open(path, writer=True, config=CFG, encoders=ENC)
+
+
+def test_add_search_delete_roundtrip(tmp_path):
+    with open_writer(tmp_path) as idx:
+        recs = [idx.add_video(make_video(i)) for i in range(5)]
+        assert idx.dim == 4 * DIM
+        seg = idx.catalog.segments_of(recs[2].key)[1]
+        parts = {m: v[seg.id] for m in ("visual", "speech") for v in [idx.catalog.vectors([seg.id], m)]}
+        q = idx.joint_vector(parts)
+        scores, ids = idx.search_vectors(q[None], SearchParams(k=3))
+        assert ids[0][0] == seg.id
+        assert {h.id for h in idx.lexical.search(word(2), k=10)} == {
+            s.id for s in idx.catalog.segments_of(recs[2].key)
+        }
+        idx.delete_video(recs[2].video_id)
+        scores, ids = idx.search_vectors(q[None], SearchParams(k=15))
+        assert seg.id not in set(ids[0].tolist())
+        assert idx.lexical.search(word(2), k=10) == []
+        assert idx.vectors.count() == 12
+
+
+def test_reader_replays_ops_the_derived_indexes_missed(tmp_path):
+    with open_writer(tmp_path) as idx:
+        idx.add_video(make_video(0))
+        # Commit to the catalog only (as if the process died before saving vectors/BM25).
+        idx.catalog.add_video(make_video(1))
+        idx.flush()  # saves derived state still at the old seq
+    reader = VideoIndex.open(tmp_path)
+    assert reader.vectors.count() == 6
+    assert {h.id for h in reader.lexical.search(word(1), k=10)} == {
+        s.id for s in reader.catalog.segments_of(reader.catalog.find_by_source("/media/v1.mp4").key)
+    }
+    reader.close()
+
+
+def test_reader_sees_new_videos_after_sync_without_reopen(tmp_path):
+    w = open_writer(tmp_path)
+    w.add_video(make_video(0))
+    r = VideoIndex.open(tmp_path)
+    assert r.vectors.count() == 3
+    w.add_video(make_video(1))
+    w.delete_video(w.catalog.find_by_source("/media/v0.mp4").video_id)
+    assert r.sync() == 2
+    assert r.vectors.count() == 3
+    assert r.lexical.search(word(0), k=5) == []
+    r.close()
+    w.close()
+
+
+def test_second_writer_is_refused(tmp_path):
+    w = open_writer(tmp_path)
+    with pytest.raises(IndexLockedError):
+        open_writer(tmp_path)
+    w.close()
+    open_writer(tmp_path).close()
+
+
+def test_reader_cannot_write(tmp_path):
+    open_writer(tmp_path).close()
+    r = VideoIndex.open(tmp_path)
+    with pytest.raises(IndexLockedError):
+        r.add_video(make_video(0))
+    r.close()
+
+
+def test_encoder_mismatch_names_what_differs(tmp_path):
+    open_writer(tmp_path).close()
+    other = dict(ENC, text=EncoderInfo("fake-text", "text", 16, "1"))
+    with pytest.raises(IndexMismatchError, match="text encoder dim: index has 8, requested 16"):
+        VideoIndex.open(tmp_path, writer=True, encoders=other)
+    with pytest.raises(IndexMismatchError, match="shards"):
+        VideoIndex.open(tmp_path, writer=True, config=IndexConfig(shards=3, flat_max=1000), encoders=ENC)
+
+
+def test_vector_shape_mismatch_is_rejected_before_commit(tmp_path):
+    with open_writer(tmp_path) as idx:
+        bad = make_video(0)
+        bad.segments[0].vectors["visual"] = np.ones(DIM + 1, np.float32)
+        with pytest.raises(IndexMismatchError):
+            idx.add_video(bad)
+        assert idx.catalog.counts()["videos"] == 0
+
+
+def test_open_missing_index(tmp_path):
+    with pytest.raises(NotFoundError):
+        VideoIndex.open(tmp_path / "nope")
+
+
+_CHILD = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {root!r})
+    from tests.test_index import open_writer, make_video
+    idx = open_writer({path!r})
+    i = 100
+    while True:
+        idx.add_video(make_video(i, nseg=4))
+        print(i, flush=True)
+        i += 1
+    """
+)
+
+
+@pytest.mark.parametrize("delay_lines", [1, 3, 6])
+def test_kill_during_ingest_leaves_a_consistent_index(tmp_path, delay_lines):
+    """SIGKILL a writer mid-stream; every committed video is fully searchable and
+    nothing of an uncommitted one is visible."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    open_writer(tmp_path).close()
+    proc = subprocess.Popen([sys.executable, "-c", _CHILD.format(root=root, path=str(tmp_path))],
+                            stdout=subprocess.PIPE, text=True)
+    for _ in range(delay_lines):
+        proc.stdout.readline()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with open_writer(tmp_path) as idx:
+        counts = idx.catalog.counts()
+        assert counts["videos"] >= delay_lines
+        assert counts["segments"] == 4 * counts["videos"]
+        assert idx.vectors.count() == counts["segments"]
+        assert idx.lexical.count() == counts["segments"]
+        for v in idx.catalog.list_videos():
+            segs = idx.catalog.segments_of(v.key)
+            found = {h.id for h in idx.lexical.search(word(int(v.source[8:-4])), k=50)}
+            assert found == {s.id for s in segs}
