@@ -61,7 +61,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     with VideoIndex.open(args.index) as index:
         searcher = Searcher(index)
-        opts = SearchOptions(k=args.k, fusion=args.fusion, rerank=not args.no_rerank, per_video=args.per_video,
+        opts = SearchOptions(k=args.k, fusion=args.fusion, rerank=args.rerank, per_video=args.per_video,
                              tenant=args.tenant)
         image = None
         if args.image:
@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--image", metavar="FILE", help="an image to search by (visual similarity)")
     s.add_argument("--json", action="store_true")
     s.add_argument("--fusion", default="auto", help="auto (per intent), rrf or convex")
-    s.add_argument("--no-rerank", action="store_true")
+    s.add_argument("--rerank", action="store_true", help="rescore the top candidates (off by default: see README)")
     s.add_argument("--per-video", type=int, default=1, help="at most this many moments per video")
     s.add_argument("--tenant")
     s.set_defaults(func=cmd_search)
