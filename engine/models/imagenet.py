@@ -36,6 +36,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from engine.atomic import atomic_write_bytes
+from engine.cache import cache_root
 from engine.errors import InputError, MissingDependencyError, VidseekError
 from engine.models.base import EncoderInfo
 from engine.models.text import as_text_list, l2_normalise, package_version
@@ -174,8 +175,7 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def _default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "vidseek"
+    return cache_root()
 
 
 @dataclass
