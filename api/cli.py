@@ -119,12 +119,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    try:
-        from api.app import run
-    except ImportError:
-        print("vidseek serve: the HTTP service is not built yet (see the service issue); "
-              "use `vidseek search` meanwhile", file=sys.stderr)
-        return 2
+    from api.app import run
+
     return run(args)
 
 
@@ -186,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--index", required=True, metavar="DIR")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--allow-root", action="append", default=[], metavar="DIR",
+                   help="server-side folder that path ingest may read (repeatable; none: path ingest off)")
+    s.add_argument("--max-upload-bytes", type=int, help="largest accepted upload")
+    s.add_argument("--rate", type=float, help="requests per second allowed per key")
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("delete", help="delete a video from an index")

@@ -1,0 +1,351 @@
+"""Ingest jobs for the service: a persisted job table, one worker thread, one shared writer.
+
+The service process holds the index's single writer handle (``SharedWriter``) for
+its lifetime, shared by ingest jobs and deletes under one lock, so searches (on a
+separate reader handle) keep running while a job analyses a video, and the writer
+lock is never fought over inside the process. A job reuses the pipeline's mapper
+(``indexer.pipeline.analyse``) and commits the whole video in one catalog
+transaction (``VideoIndex.add_video``): a search sees the old or the new state,
+never half a video.
+
+Jobs are rows in ``DIR/service.sqlite`` (status, stage, progress, error). On
+shutdown the worker finishes its job within a grace period; past it the job is
+stopped at its next progress point and marked ``abandoned`` before anything is
+committed. On start, ``queued``, ``running`` (a crash) and ``abandoned`` jobs are
+queued again.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import secrets
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from engine.errors import IndexLockedError, NotFoundError, VidseekError
+from engine.index import VideoIndex
+
+__all__ = ["JOB_STATES", "Job", "JobRequest", "SharedWriter", "JobQueue", "ingest_file", "open_or_create_writer"]
+
+log = logging.getLogger("vidseek.api.jobs")
+
+JOB_STATES = ("queued", "running", "done", "failed", "abandoned")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    path TEXT NOT NULL,
+    title TEXT,
+    speech INTEGER NOT NULL,
+    ocr INTEGER NOT NULL,
+    visual INTEGER NOT NULL,
+    owns_file INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    stage TEXT,
+    progress REAL NOT NULL DEFAULT 0,
+    result TEXT,
+    video_id TEXT,
+    error_code TEXT,
+    error_message TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
+"""
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What to ingest: a file the service may read, for one tenant. ``owns_file``: the
+    file is an upload the service saved, removed again if the job fails."""
+
+    tenant: str
+    path: str
+    title: str | None = None
+    speech: bool = True
+    ocr: bool = True
+    visual: bool = True
+    owns_file: bool = False
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job's row. ``result``: indexed | replaced | unchanged | duplicate (when done)."""
+
+    job_id: str
+    tenant: str
+    status: str
+    stage: str | None
+    progress: float
+    result: str | None
+    video_id: str | None
+    error_code: str | None
+    error_message: str | None
+    created_at: float
+    updated_at: float
+    source_name: str
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["error"] = {"code": self.error_code, "message": self.error_message} if self.error_code else None
+        del d["error_code"], d["error_message"]
+        return d
+
+
+class _Abandoned(Exception):
+    """Raised inside a job's progress callback when the service stops past its grace."""
+
+
+def open_or_create_writer(index_dir: str | Path) -> VideoIndex:
+    """The writer handle, creating the index with default settings when it does not exist
+    (as ``vidseek index`` would). Raises IndexLockedError if another process writes."""
+    from engine.config import IndexConfig
+    from engine.models.registry import get_image_encoder, get_text_encoder
+
+    config = VideoIndex.read_config(index_dir) or IndexConfig()
+    encoders = {
+        "text": get_text_encoder(config.text_encoder).info,
+        "image": get_image_encoder(config.image_encoder, **config.image_options).info,
+    }
+    return VideoIndex.open(index_dir, writer=True, config=config, encoders=encoders)
+
+
+class SharedWriter:
+    """The one writer handle of the service process, opened lazily and shared by jobs and
+    deletes under ``lock``. While another process holds the index's writer lock, calls
+    raise IndexLockedError (HTTP 409) and the next call tries again."""
+
+    def __init__(self, index_dir: str | Path) -> None:
+        self.index_dir = Path(index_dir)
+        self.lock = threading.RLock()
+        self._index: VideoIndex | None = None
+
+    @property
+    def index(self) -> VideoIndex | None:
+        """The open writer handle (None while another process holds the lock)."""
+        return self._index
+
+    @property
+    def is_open(self) -> bool:
+        return self._index is not None
+
+    def try_open(self) -> bool:
+        with self.lock:
+            try:
+                self._get()
+                return True
+            except IndexLockedError as e:
+                log.warning("index writer unavailable: %s; ingest and delete answer 409 until it is free", e)
+                return False
+
+    def _get(self) -> VideoIndex:
+        if self._index is None:
+            self._index = open_or_create_writer(self.index_dir)
+        return self._index
+
+    @contextmanager
+    def locked(self) -> Iterator[VideoIndex]:
+        """The writer, held exclusively for the block."""
+        with self.lock:
+            yield self._get()
+
+    def close(self) -> None:
+        with self.lock:
+            if self._index is not None:
+                self._index.close()
+                self._index = None
+
+
+ProgressFn = Callable[[str, float], None]
+
+
+def ingest_file(writer: SharedWriter, req: JobRequest, progress: ProgressFn,
+                should_commit: Callable[[], bool] = lambda: True) -> tuple[str, str]:
+    """Analyse one file outside the writer lock and commit it whole under it.
+
+    Returns (result, video_id): ``unchanged`` (same source and bytes already indexed),
+    ``duplicate`` (the same bytes under another source), ``replaced`` or ``indexed``.
+    """
+    from indexer.metadata import VideoMetadata
+    from indexer.pipeline import IndexOptions, analyse, file_hash
+
+    progress("hash", 0.0)
+    h = file_hash(req.path)
+    with writer.locked() as idx:
+        same = idx.catalog.find_by_source(req.path, tenant=req.tenant)
+        dup = idx.catalog.find_by_hash(h, tenant=req.tenant)
+        config = idx.config
+    if same is not None and same.content_hash == h:
+        return "unchanged", same.video_id
+    if dup is not None and (same is None or dup.key != same.key):
+        return "duplicate", dup.video_id
+    options = IndexOptions(tenant=req.tenant, speech=req.speech, ocr=req.ocr, visual=req.visual)
+    meta = VideoMetadata(title=req.title) if req.title else None
+    video = analyse(req.path, h, config, options, meta, progress)
+    with writer.locked() as idx:
+        if not should_commit():
+            raise _Abandoned()
+        rec = idx.add_video(video, replace_keys=[same.key] if same is not None else [])
+        idx.catalog.clear_failure(req.path, tenant=req.tenant)
+    return ("replaced" if same is not None else "indexed"), rec.video_id
+
+
+class JobQueue:
+    """Persisted ingest jobs run one at a time by a background thread."""
+
+    def __init__(self, db_path: str | Path, writer: SharedWriter) -> None:
+        self.db_path = Path(db_path)
+        self.writer = writer
+        self._conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.row_factory = sqlite3.Row
+        self._db_lock = threading.Lock()
+        with self._db_lock:
+            self._conn.executescript(_SCHEMA)
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._stop = threading.Event()
+        self._abort = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.current: str | None = None
+
+    # -- rows ------------------------------------------------------------------------
+    def _row(self, job_id: str) -> sqlite3.Row | None:
+        with self._db_lock:
+            return self._conn.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+
+    def _update(self, job_id: str, **cols) -> None:
+        cols["updated_at"] = time.time()
+        sets = ", ".join(f"{k} = ?" for k in cols)
+        with self._db_lock:
+            self._conn.execute(f"UPDATE jobs SET {sets} WHERE job_id = ?", (*cols.values(), job_id))
+
+    @staticmethod
+    def _job(r: sqlite3.Row) -> Job:
+        return Job(r["job_id"], r["tenant"], r["status"], r["stage"], float(r["progress"]), r["result"],
+                   r["video_id"], r["error_code"], r["error_message"], r["created_at"], r["updated_at"],
+                   r["title"] or os.path.basename(r["path"]))
+
+    def get(self, job_id: str, *, tenant: str) -> Job:
+        """A tenant's job; another tenant's id is simply not found."""
+        r = self._row(job_id)
+        if r is None or r["tenant"] != tenant:
+            raise NotFoundError(f"no job with id {job_id!r}", hint="use the job_id that POST /v1/ingest returned")
+        return self._job(r)
+
+    def queue_length(self) -> int:
+        with self._db_lock:
+            return int(self._conn.execute(
+                "SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')").fetchone()[0])
+
+    def counts(self) -> dict[str, int]:
+        with self._db_lock:
+            rows = self._conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall()
+        return {s: 0 for s in JOB_STATES} | {r[0]: int(r[1]) for r in rows}
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def submit(self, req: JobRequest) -> Job:
+        if self._stop.is_set():
+            raise VidseekError("the service is shutting down and takes no new jobs", hint="retry after restart")
+        job_id = "j" + secrets.token_hex(8)
+        now = time.time()
+        with self._db_lock:
+            self._conn.execute(
+                "INSERT INTO jobs (job_id, tenant, path, title, speech, ocr, visual, owns_file, status, progress,"
+                " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,'queued',0,?,?)",
+                (job_id, req.tenant, req.path, req.title, int(req.speech), int(req.ocr), int(req.visual),
+                 int(req.owns_file), now, now),
+            )
+        self._queue.put(job_id)
+        return self.get(job_id, tenant=req.tenant)
+
+    def start(self) -> int:
+        """Requeue unfinished jobs of an earlier run and start the worker; returns how many."""
+        with self._db_lock:
+            rows = self._conn.execute(
+                "SELECT job_id FROM jobs WHERE status IN ('queued', 'running', 'abandoned') ORDER BY created_at"
+            ).fetchall()
+            self._conn.execute("UPDATE jobs SET status = 'queued', stage = NULL, progress = 0"
+                               " WHERE status IN ('running', 'abandoned')")
+        for (job_id,) in rows:
+            self._queue.put(job_id)
+        self._thread = threading.Thread(target=self._loop, name="vidseek-ingest", daemon=True)
+        self._thread.start()
+        return len(rows)
+
+    def shutdown(self, grace_s: float = 30.0) -> None:
+        """Finish the running job within ``grace_s``, else abandon it (nothing committed)."""
+        self._stop.set()
+        self._queue.put(None)
+        if self._thread is None:
+            return
+        self._thread.join(grace_s)
+        if self._thread.is_alive():
+            self._abort.set()
+            self._thread.join(5.0)
+        current = self.current
+        if current is not None:  # still in a stage without progress points: leave it for a restart
+            self._update(current, status="abandoned", stage=None)
+            log.warning("ingest job %s abandoned at shutdown; it is requeued on the next start", current)
+        with self._db_lock:
+            self._conn.close()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            job_id = self._queue.get()
+            if job_id is None or self._stop.is_set():
+                break
+            self._run(job_id)
+
+    def _run(self, job_id: str) -> None:
+        r = self._row(job_id)
+        if r is None or r["status"] != "queued":
+            return
+        req = JobRequest(r["tenant"], r["path"], r["title"], bool(r["speech"]), bool(r["ocr"]), bool(r["visual"]),
+                         bool(r["owns_file"]))
+        self.current = job_id
+        self._update(job_id, status="running", stage="start", progress=0.0)
+        last = [0.0]
+
+        def progress(stage: str, frac: float) -> None:
+            if self._abort.is_set():
+                raise _Abandoned()
+            now = time.monotonic()
+            if now - last[0] > 0.2 or frac >= 1.0:  # throttle row updates
+                last[0] = now
+                self._update(job_id, stage=stage, progress=round(float(frac), 3))
+
+        t0 = time.perf_counter()
+        try:
+            result, video_id = ingest_file(self.writer, req, progress, lambda: not self._abort.is_set())
+        except _Abandoned:
+            self._update(job_id, status="abandoned", stage=None)
+            log.warning("ingest job %s abandoned at shutdown", job_id)
+        except VidseekError as e:
+            self._fail(job_id, req, e.code, str(e))
+        except Exception as e:  # a decoder or model failure fails this job, never the worker
+            log.exception("ingest job %s failed unexpectedly", job_id)
+            self._fail(job_id, req, "internal_error", f"{type(e).__name__}: {e}")
+        else:
+            self._update(job_id, status="done", stage="done", progress=1.0, result=result, video_id=video_id)
+            if result == "duplicate" and req.owns_file:  # the same bytes are indexed from another file
+                Path(req.path).unlink(missing_ok=True)
+            log.info("ingest job %s %s %s in %.1f s", job_id, result, video_id, time.perf_counter() - t0)
+        finally:
+            self.current = None
+
+    def _fail(self, job_id: str, req: JobRequest, code: str, message: str) -> None:
+        self._update(job_id, status="failed", error_code=code, error_message=message)
+        try:
+            with self.writer.locked() as idx:
+                idx.catalog.record_failure(req.path, code, message, tenant=req.tenant)
+        except VidseekError as e:
+            log.warning("could not record the failure of job %s in the catalog: %s", job_id, e)
+        if req.owns_file:
+            Path(req.path).unlink(missing_ok=True)

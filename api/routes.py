@@ -1,0 +1,588 @@
+"""HTTP routes: thin translation from requests to ``query``/``indexer``/``engine`` calls.
+
+Tenancy: every read, search, thumbnail, media, job and delete is scoped to the
+caller's tenant; another tenant's id answers 404 exactly like a missing one.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import mimetypes
+import os
+import re
+import tempfile
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Callable
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from api.auth import Principal
+from api.jobs import JobRequest
+from engine.errors import InputError, MediaError, NotFoundError, VidseekError
+
+__all__ = ["install", "ErrorBody", "SearchBody", "IngestPathBody"]
+
+STATIC = Path(__file__).parent / "static"
+_CHUNK = 1 << 20
+
+
+# -- OpenAPI models ---------------------------------------------------------------------
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["not_found"])
+    message: str = Field(examples=["no video with id 'v0123' in this index"])
+
+
+class ErrorBody(BaseModel):
+    """Every error response."""
+
+    error: ErrorDetail
+
+
+class HitOut(BaseModel):
+    video_id: str = Field(examples=["v3f2a9c1d0e4b5a6"])
+    source: str = Field(examples=["/media/harbour.mp4"])
+    start: float = Field(examples=[12.0])
+    end: float = Field(examples=[19.5])
+    score: float = Field(examples=[0.71])
+    matched: dict[str, float] = Field(examples=[{"speech": 0.62, "visual": 0.31}])
+    snippet: str = Field(examples=["the red boat leaves the harbour at seven"])
+    title: str | None = None
+    segment_ids: list[int] = []
+    thumbnail_url: str | None = Field(None, examples=["/v1/videos/v3f2a9c1d0e4b5a6/segments/17/thumbnail?t=..."])
+    media_url: str | None = Field(None, examples=["/v1/videos/v3f2a9c1d0e4b5a6/media?t=..."])
+
+
+class SearchOut(BaseModel):
+    query: str = Field(examples=["red boat leaving the harbour dur:>5s"])
+    intent: dict[str, Any]
+    took_ms: float
+    hits: list[HitOut]
+    parsed: dict[str, Any] = {}
+
+
+class SearchBody(BaseModel):
+    """POST /v1/search as JSON (send multipart with the same fields plus ``image`` for an image query)."""
+
+    q: str = Field("", max_length=4000, examples=["aerial shot of a harbour at dusk res:4k dur:>=10s"])
+    k: int = Field(10, ge=1, le=1000)
+    per_video: int = Field(1, ge=1, le=100)
+    fusion: str = Field("auto", examples=["auto"])
+    rerank: bool = False
+
+
+class IngestPathBody(BaseModel):
+    """POST /v1/ingest as JSON: a file on the server inside an allowed root."""
+
+    path: str = Field(min_length=1, max_length=4096, examples=["/srv/footage/harbour.mp4"])
+    title: str | None = Field(None, max_length=500)
+    speech: bool | None = None
+    ocr: bool | None = None
+
+
+class JobOut(BaseModel):
+    job_id: str = Field(examples=["j5c1e0d7a9b2f4e86"])
+    tenant: str
+    status: str = Field(examples=["running"])
+    stage: str | None = Field(None, examples=["visual"])
+    progress: float = Field(examples=[0.3])
+    result: str | None = Field(None, examples=["indexed"])
+    video_id: str | None = None
+    error: ErrorDetail | None = None
+    created_at: float
+    updated_at: float
+    source_name: str
+
+
+class SegmentOut(BaseModel):
+    segment_id: int
+    index: int
+    start: float
+    end: float
+    transcript: str
+    ocr_text: str
+    labels: list
+    keyframe_times: list[float]
+    thumbnail_url: str
+
+
+# -- helpers -----------------------------------------------------------------------------
+def _svc(request: Request):
+    from api.app import ApiError
+
+    svc = getattr(request.app.state, "svc", None)
+    if svc is None or not svc.ready:
+        raise ApiError("not_ready", "the service is starting or stopping; retry shortly")
+    return svc
+
+
+def _token(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return request.headers.get("x-api-key")
+
+
+def _authenticate(request: Request, scope: str) -> Principal:
+    from api.app import ApiError
+
+    svc = _svc(request)
+    token = _token(request)
+    if token:
+        key = svc.keys.verify(token)
+        if key is None:
+            raise ApiError("unauthorized", "the API key is invalid or revoked",
+                           headers={"WWW-Authenticate": "Bearer"})
+        p = Principal(key.tenant, frozenset(key.scopes), key.key_id)
+    elif svc.local_mode:
+        p = Principal("default", key_id=None)
+    else:
+        raise ApiError("unauthorized", "an API key is required: send 'Authorization: Bearer <key>'",
+                       headers={"WWW-Authenticate": "Bearer"})
+    request.state.principal = p
+    if not p.has(scope):
+        raise ApiError("forbidden", f"this key lacks the {scope!r} scope")
+    ok, wait = svc.limiter.allow(p.key_id or "local")
+    if not ok:
+        raise ApiError("rate_limited", f"too many requests for this key; retry in {wait:.2f} s",
+                       headers={"Retry-After": str(max(1, int(wait + 0.999)))})
+    return p
+
+
+def require(scope: str) -> Callable[[Request], Principal]:
+    def dep(request: Request) -> Principal:
+        return _authenticate(request, scope)
+
+    dep.__name__ = f"require_{scope}"
+    return dep
+
+
+def _video_reader_principal(request: Request, video_id: str, t: str | None) -> Principal:
+    """Thumbnails and media accept a key, or a signed link (``t``) from a search result,
+    because <img> and <video> elements cannot send headers."""
+    from api.app import ApiError
+
+    if t and not _token(request):
+        svc = _svc(request)
+        try:
+            owner = svc.reader.catalog.get_video(video_id).tenant
+        except NotFoundError:
+            owner = None
+        if owner is None or not svc.signer.verify(t, video_id, owner):
+            raise ApiError("unauthorized", "the link is invalid or expired; search again for a fresh one")
+        p = Principal(owner, frozenset({"search"}), None)
+        request.state.principal = p
+        return p
+    return _authenticate(request, "search")
+
+
+def _links(svc, tenant: str, video_id: str, seg_id: int | None) -> dict[str, str | None]:
+    t = svc.signer.sign(tenant, video_id)
+    thumb = f"/v1/videos/{video_id}/segments/{seg_id}/thumbnail?t={t}" if seg_id is not None else None
+    return {"thumbnail_url": thumb, "media_url": f"/v1/videos/{video_id}/media?t={t}"}
+
+
+def _search(svc, p: Principal, q: str, k: int, per_video: int, fusion: str, rerank: bool,
+            image=None) -> dict:
+    from api.app import ApiError
+    from query.planner import SearchOptions
+
+    if not 1 <= k <= svc.settings.max_k:
+        raise ApiError("bad_input", f"k must be in 1..{svc.settings.max_k}, got {k}")
+    opts = SearchOptions(k=k, per_video=per_video, fusion=fusion, rerank=rerank, tenant=p.tenant)
+    resp = svc.searcher.search(q, image=image, options=opts).to_dict()
+    for h in resp["hits"]:
+        h.update(_links(svc, p.tenant, h["video_id"], (h.get("segment_ids") or [None])[0]))
+    return resp
+
+
+def _read_limited(f, limit: int, what: str, out) -> int:
+    from api.app import ApiError
+
+    n = 0
+    while chunk := f.read(_CHUNK):
+        n += len(chunk)
+        if n > limit:
+            raise ApiError("too_large", f"the {what} is over the limit of {limit} bytes")
+        out(chunk)
+    return n
+
+
+def _load_query_image(svc, upload) -> Any:
+    from indexer.media import load_image
+
+    with tempfile.NamedTemporaryFile(suffix=".img") as tmp:
+        _read_limited(upload.file, svc.settings.max_image_bytes, "image", tmp.write)
+        tmp.flush()
+        try:
+            return load_image(tmp.name, max_side=1024)
+        except MediaError as e:
+            raise MediaError(f"the uploaded image cannot be read: {e.message}",
+                             hint="send a JPEG, PNG or WebP picture") from e
+
+
+def _bool_field(v: Any, default: bool) -> bool:
+    if v is None or v == "":
+        return default
+    if isinstance(v, bool):
+        return v
+    s = str(v).strip().lower()
+    if s in ("1", "true", "yes", "on"):
+        return True
+    if s in ("0", "false", "no", "off"):
+        return False
+    raise InputError(f"expected a boolean, got {v!r}", hint="send true or false")
+
+
+def _int_field(form, name: str, default: int) -> int:
+    v = form.get(name)
+    if v is None or v == "":
+        return default
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be an integer, got {v!r}") from None
+
+
+def _safe_ext(filename: str | None) -> str:
+    ext = os.path.splitext(filename or "")[1].lower()
+    return ext if re.fullmatch(r"\.[a-z0-9]{1,8}", ext) else ".bin"
+
+
+def _inside(path: str, roots: tuple[str, ...]) -> bool:
+    for r in roots:
+        root = os.path.realpath(r)
+        if os.path.commonpath([path, root]) == root:
+            return True
+    return False
+
+
+class _ThumbCache:
+    """A small LRU of encoded thumbnails (decoding a frame costs tens of ms)."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._d: OrderedDict[tuple, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, make: Callable[[], bytes]) -> bytes:
+        with self._lock:
+            if key in self._d:
+                self._d.move_to_end(key)
+                return self._d[key]
+        data = make()
+        with self._lock:
+            self._d[key] = data
+            while len(self._d) > self.size:
+                self._d.popitem(last=False)
+        return data
+
+
+_thumbs = _ThumbCache()
+
+
+def _segment_dict(svc, tenant: str, video_id: str, s) -> dict:
+    return {"segment_id": s.id, "index": s.idx, "start": s.start, "end": s.end, "transcript": s.transcript,
+            "ocr_text": s.ocr_text, "labels": s.labels, "keyframe_times": list(s.keyframe_times),
+            "thumbnail_url": _links(svc, tenant, video_id, s.id)["thumbnail_url"]}
+
+
+def _video_dict(svc, tenant: str, rec) -> dict:
+    d = rec.as_dict()
+    d.pop("tenant", None)
+    d["media_url"] = _links(svc, tenant, rec.video_id, None)["media_url"]
+    return d
+
+
+# -- routers -------------------------------------------------------------------------------
+v1 = APIRouter(prefix="/v1")
+ops = APIRouter()
+
+_SEARCH_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": SearchBody.model_json_schema(),
+                                 "example": {"q": "red boat leaving the harbour", "k": 10, "per_video": 1}},
+            "multipart/form-data": {"schema": {
+                "type": "object",
+                "properties": {"q": {"type": "string"}, "k": {"type": "integer"}, "per_video": {"type": "integer"},
+                               "image": {"type": "string", "format": "binary"}},
+            }},
+        },
+    }
+}
+
+
+@v1.get("/search", response_model=SearchOut, summary="Search with query parameters (search box)")
+def search_get(
+    request: Request,
+    q: str = Query(..., min_length=1, max_length=4000, description="query text with optional filters",
+                   examples=["red boat harbour dur:>5s has:speech"]),
+    k: int = Query(10, ge=1, le=1000, description="number of moments (1..100 by default)"),
+    per_video: int = Query(1, ge=1, le=100),
+    fusion: str = Query("auto"),
+    rerank: bool = Query(False),
+    p: Principal = Depends(require("search")),
+) -> dict:
+    return _search(_svc(request), p, q, k, per_video, fusion, rerank)
+
+
+@v1.post("/search", response_model=SearchOut, summary="Search with a JSON body or a multipart image query",
+         openapi_extra=_SEARCH_BODY_DOC)
+async def search_post(request: Request, p: Principal = Depends(require("search"))) -> Any:
+    from starlette.concurrency import run_in_threadpool
+
+    from api.app import ApiError
+
+    svc = _svc(request)
+    ctype = request.headers.get("content-type", "")
+    image = None
+    if ctype.startswith("multipart/form-data"):
+        form = await request.form(max_files=1, max_fields=20)
+        q = str(form.get("q") or "")
+        k, per_video = _int_field(form, "k", 10), _int_field(form, "per_video", 1)
+        fusion, rerank = str(form.get("fusion") or "auto"), _bool_field(form.get("rerank"), False)
+        upload = form.get("image")
+        if upload is not None and not isinstance(upload, str):
+            image = await run_in_threadpool(_load_query_image, svc, upload)
+    elif ctype.startswith("application/json"):
+        try:
+            body = SearchBody.model_validate(json.loads(await request.body() or b"null"))
+        except (ValueError, TypeError) as e:
+            raise InputError(f"the JSON body is invalid: {e}") from None
+        q, k, per_video, fusion, rerank = body.q, body.k, body.per_video, body.fusion, body.rerank
+    else:
+        raise ApiError("unsupported_content_type", "send application/json or multipart/form-data")
+    if not q.strip() and image is None:
+        raise ApiError("bad_input", "give a query text 'q' or an 'image'")
+    return await run_in_threadpool(_search, svc, p, q, k, per_video, fusion, rerank, image)
+
+
+@v1.post("/ingest", status_code=202, summary="Ingest an uploaded video or a server-side path",
+         openapi_extra={"requestBody": {"required": True, "content": {
+             "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+                 "file": {"type": "string", "format": "binary"}, "title": {"type": "string"},
+                 "speech": {"type": "boolean"}, "ocr": {"type": "boolean"}}}},
+             "application/json": {"schema": IngestPathBody.model_json_schema(),
+                                  "example": {"path": "/srv/footage/harbour.mp4", "title": "Harbour at dusk"}},
+         }}},
+         responses={202: {"content": {"application/json": {"example": {"job_id": "j5c1e0d7a9b2f4e86",
+                                                                         "status": "queued"}}}}})
+async def ingest(request: Request, p: Principal = Depends(require("ingest"))) -> Any:
+    from starlette.concurrency import run_in_threadpool
+
+    from api.app import ApiError
+
+    svc = _svc(request)
+    s = svc.settings
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith("multipart/form-data"):
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > s.max_upload_bytes + 64 * 1024:
+            raise ApiError("too_large", f"the upload is over the limit of {s.max_upload_bytes} bytes")
+        form = await request.form(max_files=1, max_fields=10)
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise ApiError("bad_input", "multipart ingest needs a 'file' part with the video")
+        title = form.get("title") or upload.filename or None
+        req = await run_in_threadpool(
+            _save_upload, svc, p.tenant, upload, str(title) if title else None,
+            _bool_field(form.get("speech"), s.ingest_speech), _bool_field(form.get("ocr"), s.ingest_ocr))
+    elif ctype.startswith("application/json"):
+        try:
+            body = IngestPathBody.model_validate(json.loads(await request.body() or b"null"))
+        except (ValueError, TypeError) as e:
+            raise InputError(f"the JSON body is invalid: {e}") from None
+        req = await run_in_threadpool(_path_request, svc, p.tenant, body)
+    else:
+        raise ApiError("unsupported_content_type", "send multipart/form-data with a 'file', or JSON {\"path\": ...}")
+    job = svc.jobs.submit(req)
+    return JSONResponse({"job_id": job.job_id, "status": job.status}, status_code=202,
+                        headers={"Location": f"/v1/jobs/{job.job_id}"})
+
+
+def _save_upload(svc, tenant: str, upload, title: str | None, speech: bool, ocr: bool) -> JobRequest:
+    """Stream the upload into DIR/uploads/<tenant>/ (named by content hash), probing it
+    before a job is queued: a non-video is refused by content, not by its name."""
+    from indexer.media import probe
+
+    folder = svc.index_dir / "uploads" / tenant
+    folder.mkdir(parents=True, exist_ok=True)
+    h = hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(prefix=".upload-", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            def write(chunk: bytes) -> None:
+                h.update(chunk)
+                out.write(chunk)
+
+            n = _read_limited(upload.file, svc.settings.max_upload_bytes, "upload", write)
+        if n == 0:
+            raise MediaError("the uploaded file is empty", hint="send a video file")
+        try:
+            probe(tmp)
+        except MediaError as e:
+            raise MediaError(f"the upload {upload.filename or ''!s} is not a playable video: {e.message}",
+                             hint="send a video file (mp4, mkv, webm, mov, ...)") from e
+        dest = folder / (h.hexdigest()[:24] + _safe_ext(upload.filename))
+        owns = not dest.exists()
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return JobRequest(tenant, str(dest), title, speech, ocr, True, owns)
+
+
+def _path_request(svc, tenant: str, body: IngestPathBody) -> JobRequest:
+    from api.app import ApiError
+    from indexer.media import probe
+
+    roots = svc.settings.allowed_roots
+    if not roots:
+        raise ApiError("path_not_allowed", "path ingest is off: the server has no allowed roots"
+                       " (start it with --allow-root DIR), so upload the file instead")
+    if "\x00" in body.path or not os.path.isabs(body.path):
+        raise ApiError("bad_input", "path must be an absolute path on the server")
+    # realpath resolves '..' and every symlink, so a link inside a root that points out of it is refused.
+    real = os.path.realpath(body.path)
+    if not _inside(real, roots):
+        raise ApiError("path_not_allowed", "the path is outside the server's allowed roots")
+    if not os.path.isfile(real):
+        raise NotFoundError("no file at that path inside the allowed roots", hint="check the path")
+    probe(real)
+    s = svc.settings
+    return JobRequest(tenant, real, body.title, s.ingest_speech if body.speech is None else body.speech,
+                      s.ingest_ocr if body.ocr is None else body.ocr, True, False)
+
+
+@v1.get("/jobs/{job_id}", response_model=JobOut, summary="An ingest job's status and progress")
+def get_job(request: Request, job_id: str, p: Principal = Depends(require("ingest"))) -> dict:
+    return _svc(request).jobs.get(job_id, tenant=p.tenant).as_dict()
+
+
+@v1.get("/videos", summary="The tenant's videos")
+def list_videos(request: Request, limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0),
+                p: Principal = Depends(require("search"))) -> dict:
+    svc = _svc(request)
+    vids = svc.reader.catalog.list_videos(tenant=p.tenant, limit=limit, offset=offset)
+    return {"videos": [_video_dict(svc, p.tenant, v) for v in vids], "limit": limit, "offset": offset}
+
+
+@v1.get("/videos/{video_id}", summary="One video's catalogue record")
+def get_video(request: Request, video_id: str, p: Principal = Depends(require("search"))) -> dict:
+    svc = _svc(request)
+    return _video_dict(svc, p.tenant, svc.reader.catalog.get_video(video_id, tenant=p.tenant))
+
+
+@v1.delete("/videos/{video_id}", summary="Delete a video (and its uploaded file)")
+def delete_video(request: Request, video_id: str, p: Principal = Depends(require("ingest"))) -> dict:
+    svc = _svc(request)
+    with svc.writer.locked() as w:
+        rec = w.delete_video(video_id, tenant=p.tenant)
+    uploads = (svc.index_dir / "uploads" / p.tenant).resolve()
+    src = Path(rec.source).resolve()
+    if src.parent == uploads:  # the service's own copy of an upload goes with the video
+        src.unlink(missing_ok=True)
+    return {"deleted": rec.video_id, "source": rec.source}
+
+
+@v1.get("/videos/{video_id}/segments", response_model=list[SegmentOut], summary="A video's segments")
+def list_segments(request: Request, video_id: str, p: Principal = Depends(require("search"))) -> list[dict]:
+    svc = _svc(request)
+    rec = svc.reader.catalog.get_video(video_id, tenant=p.tenant)
+    return [_segment_dict(svc, p.tenant, video_id, s) for s in svc.reader.catalog.segments_of(rec.key)]
+
+
+@v1.get("/videos/{video_id}/segments/{segment_id}/thumbnail", summary="A segment's keyframe as JPEG",
+        responses={200: {"content": {"image/jpeg": {}}}}, response_class=Response)
+def thumbnail(request: Request, video_id: str, segment_id: int, t: str | None = Query(None),
+              size: int = Query(320, ge=32, le=1280)) -> Response:
+    from PIL import Image
+
+    from indexer.media import frames_at
+
+    p = _video_reader_principal(request, video_id, t)
+    svc = _svc(request)
+    rec = svc.reader.catalog.get_video(video_id, tenant=p.tenant)
+    seg = next((s for s in svc.reader.catalog.segments_of(rec.key) if s.id == segment_id), None)
+    if seg is None:
+        raise NotFoundError(f"video {video_id} has no segment {segment_id}",
+                            hint=f"GET /v1/videos/{video_id}/segments lists them")
+    at = seg.keyframe_times[0] if seg.keyframe_times else (seg.start + seg.end) / 2
+    if not os.path.isfile(rec.source):
+        raise NotFoundError(f"the media of video {video_id} is no longer on the server")
+
+    def make() -> bytes:
+        frames = list(frames_at(rec.source, [at], size=size))
+        buf = io.BytesIO()
+        Image.fromarray(frames[0][1]).save(buf, format="JPEG", quality=82)
+        return buf.getvalue()
+
+    data = _thumbs.get((rec.source, rec.content_hash, at, size), make)
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@v1.get("/videos/{video_id}/media", summary="The original media, with HTTP Range for seeking",
+        responses={200: {"content": {"video/mp4": {}}}, 206: {"description": "Partial content (Range)"}},
+        response_class=FileResponse)
+def media(request: Request, video_id: str, t: str | None = Query(None)) -> FileResponse:
+    p = _video_reader_principal(request, video_id, t)
+    svc = _svc(request)
+    rec = svc.reader.catalog.get_video(video_id, tenant=p.tenant)
+    if not os.path.isfile(rec.source):
+        raise NotFoundError(f"the media of video {video_id} is no longer on the server")
+    ctype = mimetypes.guess_type(rec.source)[0] or "application/octet-stream"
+    return FileResponse(rec.source, media_type=ctype, headers={"Cache-Control": "private, max-age=3600"})
+
+
+@ops.get("/healthz", summary="Liveness")
+def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@ops.get("/readyz", summary="Readiness: index open, models loaded")
+def readyz(request: Request) -> JSONResponse:
+    svc = getattr(request.app.state, "svc", None)
+    ready = bool(svc and svc.ready and svc.reader is not None and svc.searcher is not None)
+    body = {"ready": ready, "index_open": bool(svc and svc.reader is not None),
+            "models_loaded": bool(svc and svc.searcher is not None),
+            "writer": bool(svc and svc.writer.is_open), "local_mode": bool(svc and svc.local_mode)}
+    if not ready:
+        return JSONResponse({**body, **{"error": {"code": "not_ready", "message": "not ready"}}}, status_code=503)
+    return JSONResponse(body)
+
+
+@ops.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+def metrics(request: Request) -> PlainTextResponse:
+    svc = _svc(request)
+    if not svc.local_mode:
+        _authenticate(request, "admin")
+    counts = svc.reader.catalog.counts()
+    gauges = {
+        "vidseek_index_videos": ("Videos in the index (all tenants).", counts["videos"]),
+        "vidseek_index_segments": ("Segments in the index.", counts["segments"]),
+        "vidseek_index_keyframes": ("Keyframes in the index.", counts["keyframes"]),
+        "vidseek_index_vectors": ("Live joint vectors.", float(svc.reader.vectors.info().get("count", 0) or 0)),
+        "vidseek_ingest_queue_length": ("Ingest jobs queued or running.", svc.jobs.queue_length()),
+    }
+    for status, n in svc.jobs.counts().items():
+        gauges[f"vidseek_ingest_jobs_{status}"] = (f"Ingest jobs now {status}.", n)
+    return PlainTextResponse(svc.metrics.render(gauges), media_type="text/plain; version=0.0.4")
+
+
+@ops.get("/", include_in_schema=False)
+def page() -> FileResponse:
+    return FileResponse(STATIC / "index.html", media_type="text/html")
+
+
+def install(app: FastAPI) -> None:
+    """Add the routers and the static files to ``app``."""
+    app.include_router(v1)
+    app.include_router(ops)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")

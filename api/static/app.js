@@ -1,0 +1,100 @@
+// vidseek search page: plain JS, no build step. Talks to /v1/search; thumbnails and
+// media use the signed links that each hit carries (an <img>/<video> cannot send headers).
+"use strict";
+const $ = (id) => document.getElementById(id);
+const keyInput = $("api-key");
+keyInput.value = localStorage.getItem("vidseek-key") || "";
+keyInput.addEventListener("change", () => localStorage.setItem("vidseek-key", keyInput.value.trim()));
+
+function fmt(t) {
+  const m = Math.floor(t / 60), s = (t - m * 60).toFixed(1).padStart(4, "0");
+  return `${m}:${s}`;
+}
+
+function queryText() {
+  let q = $("q").value.trim();
+  const minDur = $("min-dur").value;
+  if (minDur) q += ` dur:>=${Number(minDur)}s`;
+  if ($("has-speech").checked) q += " has:speech";
+  if ($("has-text").checked) q += " has:text";
+  const lang = $("lang").value.trim();
+  if (lang) q += ` lang:${lang}`;
+  return q.trim();
+}
+
+function setStatus(text, isError) {
+  const el = $("status");
+  el.textContent = text;
+  el.className = isError ? "error" : "";
+}
+
+async function search(ev) {
+  if (ev) ev.preventDefault();
+  const q = queryText();
+  const image = $("image").files[0];
+  if (!q && !image) { setStatus("Type a query or choose an image."); return; }
+  const headers = {};
+  const key = keyInput.value.trim();
+  if (key) headers["Authorization"] = "Bearer " + key;
+  let resp;
+  setStatus("Searching…");
+  try {
+    if (image) {
+      const fd = new FormData();
+      fd.append("q", q); fd.append("k", $("k").value); fd.append("per_video", $("per-video").value);
+      fd.append("image", image);
+      resp = await fetch("/v1/search", { method: "POST", body: fd, headers });
+    } else {
+      const params = new URLSearchParams({ q, k: $("k").value, per_video: $("per-video").value });
+      resp = await fetch("/v1/search?" + params, { headers });
+    }
+  } catch (e) { setStatus("The server cannot be reached: " + e, true); return; }
+  const body = await resp.json();
+  if (!resp.ok) { setStatus(`${body.error.code}: ${body.error.message}`, true); return; }
+  render(body);
+}
+
+function render(body) {
+  const list = $("results");
+  list.replaceChildren();
+  setStatus(`${body.hits.length} moments in ${Math.round(body.took_ms)} ms (intent: ${body.intent.label || "?"})`);
+  for (const h of body.hits) {
+    const li = document.createElement("li");
+    li.className = "card";
+    const btn = document.createElement("button");
+    const name = h.title || h.source.split("/").pop();
+    btn.setAttribute("aria-label", `Play ${name} from ${fmt(h.start)}`);
+    const img = document.createElement("img");
+    img.alt = `Keyframe of ${name} at ${fmt(h.start)}`;
+    img.loading = "lazy";
+    if (h.thumbnail_url) img.src = h.thumbnail_url;
+    const div = document.createElement("div");
+    div.className = "body";
+    const title = document.createElement("div"); title.className = "title"; title.textContent = name;
+    const time = document.createElement("div"); time.className = "time";
+    time.textContent = `${fmt(h.start)} – ${fmt(h.end)} · score ${h.score.toFixed(3)}`;
+    const badges = document.createElement("div");
+    for (const [m, s] of Object.entries(h.matched)) {
+      const b = document.createElement("span"); b.className = "badge"; b.textContent = `${m} ${s.toFixed(2)}`;
+      badges.append(b);
+    }
+    const snip = document.createElement("div"); snip.className = "snippet"; snip.textContent = h.snippet || "";
+    div.append(title, time, badges, snip);
+    btn.append(img, div);
+    btn.addEventListener("click", () => play(h, name));
+    li.append(btn);
+    list.append(li);
+  }
+}
+
+function play(hit, name) {
+  const box = $("player-box"), v = $("player");
+  $("player-title").textContent = `${name} — from ${fmt(hit.start)}`;
+  box.hidden = false;
+  v.src = hit.media_url;
+  v.addEventListener("loadedmetadata", () => { v.currentTime = hit.start; v.play().catch(() => {}); }, { once: true });
+  v.focus();
+}
+
+$("close-player").addEventListener("click", () => { const v = $("player"); v.pause(); $("player-box").hidden = true; });
+$("search-form").addEventListener("submit", search);
