@@ -1,0 +1,790 @@
+"""One FAISS shard: an exact ``Flat`` index that turns approximate when it grows.
+
+A shard is an ``IndexIDMap`` over an *inner* index whose internal ids are positions
+``0..ntotal-1``; the ``IndexIDMap`` holds the global int64 ids (``add_with_ids``) and
+travels inside the shard's ``.faiss`` file, so ids and vectors are checksummed and
+replaced together. Searches run on the inner index and map positions to ids here:
+that keeps every selector positional (one bitmap), whatever the index nesting.
+
+Life of a shard
+---------------
+- Up to ``flat_max`` live vectors the inner index is ``IndexFlatIP`` (exact); removal
+  is a real ``remove_ids``.
+- The add that takes it past ``flat_max`` rebuilds it as the approximate factory
+  (``approx_factory``, or :func:`auto_factory`), trained on up to ``train_sample`` of
+  the shard's own vectors (the old ones reconstructed exactly from the Flat index,
+  plus the new batch). Ids and order are preserved.
+- Approximate indexes cannot ``remove_ids`` through an id map (IVF keeps stale
+  internal ids, refine stages and HNSW cannot remove at all), so removal marks the
+  positions as tombstones. On CPU they are filtered inside FAISS through an
+  ``IDSelectorBitmap`` passed in the per-call ``SearchParameters``; on GPU (no
+  selectors) the shard over-fetches and filters. ``compact`` rebuilds without them.
+- An ``{nlist}`` factory is retrained once the shard has grown ``retrain_growth``
+  (default 8) times past the size it was trained at, so ``nlist`` follows the data.
+
+What a rebuild needs, and what it costs
+---------------------------------------
+Compaction and retraining re-add vectors reconstructed from the index itself, so no
+raw-vector sidecar is kept. The auto factories store vectors losslessly for that
+purpose: ``IVF{nlist},Flat`` (4*d bytes a vector) for small dims, and for larger
+dims a ``Refine(SQfp16)`` stage (2*d bytes a vector: 3 KiB at d=1536) beside the
+fast-scan PQ codes (d/16 bytes). Float16 re-encodes bit-exactly, so rebuilds lose
+nothing after the first rounding. A user factory with a lossy refine stage (PQ, SQ8)
+keeps its trained refine codec across rebuilds, which also re-encodes exactly; only a
+factory *without* a refine stage and with lossy codes (e.g. ``IVF..,PQ..``) loses
+precision at each compaction, and is never retrained from its own reconstructions.
+Besides the index, a shard holds its ids twice (8 bytes each in the id map, 8 in a
+sorted copy for duplicate checks) and, while it has tombstones, a byte a vector of
+mask plus a bit a vector of selector bitmap. Rebuilds briefly hold old and new index.
+
+GPU
+---
+With a GPU (``use_gpu`` "auto"/"always" and ``faiss.get_num_gpus() > 0``) each shard's
+inner index is copied with ``index_cpu_to_gpu`` before its first search after a
+change; the CPU index stays the master that is mutated and saved. FAISS has GPU forms
+for Flat and IVF-Flat/SQ/PQ but not for fast-scan PQ or refine stages, so the auto
+factory's approximate shards stay on CPU (with a warning; an error under "always").
+GPU indexes take no selectors: tombstones are over-fetched and filtered there.
+
+``settings.extra`` keys read here: ``nprobe``, ``ef_search``, ``k_factor`` (search
+defaults, see :class:`SearchDefaults`) and ``retrain_growth`` (default 8).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import faiss
+import numpy as np
+
+from engine.atomic import fsync_dir, sha256_file
+from engine.errors import CorruptIndexError, InputError
+from engine.vectors.base import SearchParams, VectorSettings
+
+__all__ = [
+    "FaissShard",
+    "GpuContext",
+    "ShardFiles",
+    "SearchDefaults",
+    "auto_factory",
+    "compressed_factory",
+    "nlist_for",
+    "resolve_factory",
+    "check_factory",
+    "faiss_version",
+    "gpu_count",
+]
+
+log = logging.getLogger(__name__)
+
+FLAT_FACTORY = "Flat"
+DEFAULT_RETRAIN_GROWTH = 8.0
+_ADD_CHUNK = 65_536  # rows re-added per call during rebuilds; bounds transient memory
+_GPU_MAX_K = 2048  # most FAISS GPU indexes refuse k above this
+_REFINE_RE = re.compile(r"^(?P<base>.+),(?:(?P<rflat>RFlat)|Refine\((?P<refine>.+)\))$")
+
+
+def faiss_version() -> str:
+    """The FAISS version string recorded in manifests."""
+    return str(faiss.__version__)
+
+
+def gpu_count() -> int:
+    """GPUs that this FAISS build can use (0 for faiss-cpu)."""
+    get = getattr(faiss, "get_num_gpus", None)
+    return int(get()) if get is not None else 0
+
+
+def auto_factory(dim: int) -> str:
+    """The approximate factory template that ``approx_factory="auto"`` uses at ``dim``.
+
+    Chosen by measurement (``benchmarks/bench_vectors.py``): for small dims an IVF
+    over raw float vectors is cheap and exact to rebuild; for embedding-sized dims,
+    4-bit fast-scan PQ at d/8 sub-quantizers finds candidates and a float16 refine
+    stage re-scores ``k * k_factor`` of them exactly enough to keep recall@10 near
+    the IVF ceiling. ``{nlist}`` is filled in from the shard's size
+    (:func:`nlist_for`).
+    """
+    if dim <= 128:
+        return "IVF{nlist},Flat"
+    if dim % 8 == 0:
+        return f"IVF{{nlist}},PQ{dim // 8}x4fs,Refine(SQfp16)"
+    if dim % 4 == 0:
+        return f"IVF{{nlist}},PQ{dim // 4}x4fs,Refine(SQfp16)"
+    return "IVF{nlist},SQ8,Refine(SQfp16)"
+
+
+def compressed_factory(dim: int) -> str:
+    """A memory-lean template for very large stores (about d/3 + d/32 bytes a vector).
+
+    Fast-scan PQ with d/16 sub-quantizers finds candidates; a PQ refine stage with
+    3 dims per byte (4 when d is not a multiple of 3) re-scores them. At d=1536 that
+    is 48 + 512 bytes a vector plus 24 bytes of ids, about 5.9 GB for 10M vectors.
+    On the benchmark's synthetic data at 50k vectors it reached recall@10 0.898
+    against 0.872 for 4 dims per byte (``PQ384``) and 0.958 for ``Refine(SQfp16)``.
+    Rebuilds keep the refine codec, so they do not compound its error. ``np``
+    turns off polysemous training, which takes minutes at these sizes.
+    """
+    if dim % 16:
+        return auto_factory(dim)
+    per_byte = 3 if dim % 3 == 0 else 4
+    return f"IVF{{nlist}},PQ{dim // 16}x4fs,Refine(PQ{dim // per_byte}np)"
+
+
+def nlist_for(n: int, train_n: int) -> int:
+    """Inverted lists for ``n`` vectors: about 4*sqrt(n), at least 39 training points each."""
+    want = int(round(4 * math.sqrt(max(n, 1))))
+    return max(1, min(want, train_n // 39, 65_536))
+
+
+def resolve_factory(template: str, dim: int, n: int, train_n: int) -> str:
+    """Fill ``{nlist}`` in a factory template (``"auto"`` resolves to :func:`auto_factory`)."""
+    if template == "auto":
+        template = auto_factory(dim)
+    if "{nlist}" in template:
+        return template.replace("{nlist}", str(nlist_for(n, train_n)))
+    return template
+
+
+def check_factory(template: str, dim: int) -> None:
+    """Raise ``InputError`` if FAISS cannot build ``template`` at ``dim``."""
+    desc = resolve_factory(template, dim, n=10_000, train_n=10_000)
+    try:
+        faiss.index_factory(dim, desc, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as e:
+        raise InputError(
+            f"approx_factory {template!r} is not a FAISS factory string FAISS can build at dim {dim}: "
+            f"{str(e).splitlines()[-1]}",
+            hint='use "auto" or a string such as "IVF{nlist},PQ96x4fs,Refine(SQfp16)" or "HNSW32,Flat"',
+        ) from e
+
+
+@dataclass(frozen=True)
+class SearchDefaults:
+    """Values used where a ``SearchParams`` field is ``None``.
+
+    ``nprobe`` of ``None`` means "a sixth of the shard's lists, at least 16, at
+    most 384": recall tracks the probed share of the lists, and shards of
+    different sizes have different ``nlist``. (On the benchmark's synthetic joint
+    vectors, a 50k-vector IVF894 index needs about 1/7 of its lists for
+    recall@10 0.95; smaller shards need a larger share.)
+    """
+
+    nprobe: int | None = None
+    ef_search: int = 128
+    k_factor: int = 8
+
+    @classmethod
+    def from_settings(cls, settings: VectorSettings) -> SearchDefaults:
+        """Read ``nprobe`` / ``ef_search`` / ``k_factor`` overrides from ``settings.extra``."""
+        extra = settings.extra or {}
+        return cls(
+            nprobe=_opt_int(extra, "nprobe"),
+            ef_search=_opt_int(extra, "ef_search") or cls.ef_search,
+            k_factor=_opt_int(extra, "k_factor") or cls.k_factor,
+        )
+
+    def nprobe_for(self, nlist: int) -> int:
+        """The default probe count for an index with ``nlist`` lists."""
+        if self.nprobe is not None:
+            return self.nprobe
+        return max(1, min(nlist, max(16, min(384, nlist // 6))))
+
+
+def _opt_int(extra: dict, key: str) -> int | None:
+    value = extra.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InputError(f"settings.extra[{key!r}] must be a positive int, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ShardFiles:
+    """What the manifest records for one saved shard."""
+
+    file: str | None
+    sha256: str | None
+    bytes: int
+    tomb_file: str | None
+    tomb_sha256: str | None
+
+
+class _Structure:
+    """Facts about an inner index, found by walking it once after each rebuild."""
+
+    def __init__(self, inner: faiss.Index) -> None:
+        self.refine = isinstance(inner, faiss.IndexRefine)
+        leaf = inner
+        while True:
+            if isinstance(leaf, faiss.IndexRefine):
+                leaf = faiss.downcast_index(leaf.base_index)
+            elif isinstance(leaf, faiss.IndexPreTransform):
+                leaf = faiss.downcast_index(leaf.index)
+            else:
+                break
+        self.leaf = leaf
+        self.ivf = leaf if isinstance(leaf, faiss.IndexIVF) else None
+        self.nlist = int(self.ivf.nlist) if self.ivf is not None else None
+        self.selector_ok = isinstance(leaf, (faiss.IndexIVF, faiss.IndexHNSW, faiss.IndexFlat))
+
+
+def _params_for(index: Any, sp: SearchParams, defaults: SearchDefaults, k: int, sel: Any) -> Any:
+    """Build the ``SearchParameters`` tree for ``index`` for one call.
+
+    The selector goes on the leaf that stores positions; every object is new, so
+    concurrent calls with different parameters share nothing mutable.
+    """
+    if isinstance(index, faiss.IndexRefine):
+        k_factor = sp.k_factor or defaults.k_factor
+        base = _params_for(faiss.downcast_index(index.base_index), sp, defaults, k * k_factor, sel)
+        return faiss.IndexRefineSearchParameters(k_factor=float(k_factor), base_index_params=base)
+    if isinstance(index, faiss.IndexPreTransform):
+        sub = _params_for(faiss.downcast_index(index.index), sp, defaults, k, sel)
+        return faiss.SearchParametersPreTransform(index_params=sub)
+    if isinstance(index, faiss.IndexIVF):
+        nprobe = min(int(index.nlist), sp.nprobe or defaults.nprobe_for(int(index.nlist)))
+        p = faiss.SearchParametersIVF(nprobe=nprobe)
+        quantizer = faiss.downcast_index(index.quantizer)
+        if isinstance(quantizer, faiss.IndexHNSW):
+            p.quantizer_params = faiss.SearchParametersHNSW(efSearch=max(sp.ef_search or defaults.ef_search, nprobe))
+        if sel is not None:
+            p.sel = sel
+        return p
+    if isinstance(index, faiss.IndexHNSW):
+        p = faiss.SearchParametersHNSW(efSearch=max(sp.ef_search or defaults.ef_search, k))
+        if sel is not None:
+            p.sel = sel
+        return p
+    gpu_ivf = getattr(faiss, "GpuIndexIVF", None)
+    if gpu_ivf is not None and isinstance(index, gpu_ivf):
+        nprobe = min(int(index.nlist), sp.nprobe or defaults.nprobe_for(int(index.nlist)))
+        return faiss.SearchParametersIVF(nprobe=nprobe)
+    if sel is not None:
+        return faiss.SearchParameters(sel=sel)
+    return None
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FaissShard:
+    """One shard of a ``VectorStore``: global ids, Flat-then-approximate, tombstones.
+
+    Not thread-safe on its own: the store serialises mutations against searches
+    (a readers-writer lock); concurrent ``search`` calls are safe.
+    """
+
+    def __init__(
+        self,
+        shard_no: int,
+        settings: VectorSettings,
+        index: faiss.IndexIDMap | None = None,
+        tombstones: np.ndarray | None = None,
+        trained_n: int = 0,
+        factory: str = FLAT_FACTORY,
+        gpu: GpuContext | None = None,
+    ) -> None:
+        self.shard_no = shard_no
+        self.settings = settings
+        self.dim = settings.dim
+        if index is None:
+            index = faiss.IndexIDMap(faiss.IndexFlatIP(self.dim))
+        self.index = index
+        self.inner = faiss.downcast_index(index.index)
+        self.trained_n = trained_n
+        self.factory = factory
+        self.dirty = False
+        self._gpu = gpu
+        self._replica: Any = None
+        self._replica_lock = threading.Lock()
+        # Tombstones: empty when there are none, else a mask of length ntotal.
+        self._tomb_mask = np.zeros(0, dtype=bool)
+        self._n_tomb = 0
+        self._tomb_ids = np.zeros(0, dtype=np.int64)  # sorted global ids of tombstones
+        self._selector: Any = None
+        self._structure = _Structure(self.inner)
+        self._sorted_ids = np.sort(self._id_map()) if self.index.ntotal else np.zeros(0, np.int64)
+        if tombstones is not None and len(tombstones):
+            self._set_tombstones(np.asarray(tombstones, dtype=np.int64))
+
+    # ----------------------------------------------------------------- facts
+    @property
+    def kind(self) -> str:
+        """``"flat"`` (exact) or ``"approx"``."""
+        return "flat" if isinstance(self.inner, faiss.IndexFlat) else "approx"
+
+    @property
+    def ntotal(self) -> int:
+        """Stored vectors, tombstoned ones included."""
+        return int(self.index.ntotal)
+
+    @property
+    def tombstone_count(self) -> int:
+        """Removed vectors still stored (approximate shards only)."""
+        return self._n_tomb
+
+    def count(self) -> int:
+        """Live vectors."""
+        return self.ntotal - self.tombstone_count
+
+    def tombstone_positions(self) -> np.ndarray:
+        """Positions (internal ids) of tombstoned vectors, sorted."""
+        if not self._n_tomb:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(self._tomb_mask).astype(np.int64)
+
+    def live_ids(self) -> np.ndarray:
+        """Global ids of live vectors, sorted."""
+        ids = self._id_map()
+        if self._n_tomb:
+            ids = ids[~self._tomb_mask]
+        return np.sort(ids)
+
+    def contains_live(self, ids: np.ndarray) -> np.ndarray:
+        """Boolean mask: which of ``ids`` are live in this shard."""
+        found = _isin_sorted(ids, self._sorted_ids)
+        if self._n_tomb and found.any():
+            found &= ~_isin_sorted(ids, self._tomb_ids)
+        return found
+
+    def info(self) -> dict:
+        """A JSON-able description of this shard."""
+        return {
+            "shard": self.shard_no,
+            "kind": self.kind,
+            "factory": self.factory,
+            "count": self.count(),
+            "ntotal": self.ntotal,
+            "tombstones": self.tombstone_count,
+            "nlist": self._structure.nlist,
+            "trained_n": self.trained_n,
+            "on_gpu": self._replica is not None and self._replica is not False,
+        }
+
+    def _id_map(self) -> np.ndarray:
+        """Position -> global id, as a zero-copy view valid until the next mutation."""
+        n = self.index.id_map.size()
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        return faiss.rev_swig_ptr(self.index.id_map.data(), n).view(np.int64)
+
+    # -------------------------------------------------------------- mutation
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add vectors under ``ids`` (validated by the store: unique and not live)."""
+        if len(ids) == 0:
+            return
+        if self._n_tomb and _isin_sorted(ids, self._tomb_ids).any():
+            # An id coming back while its old vector is still stored: purge first so
+            # that the id maps to exactly one position.
+            self.compact(force=True)
+        live_after = self.count() + len(ids)
+        if self.kind == "flat" and live_after > self.settings.flat_max:
+            self._rebuild(extra_ids=ids, extra_vectors=vectors, retrain=True)
+            return
+        self.index.add_with_ids(vectors, ids)
+        self._after_mutation(added=ids)
+        if self._should_retrain():
+            self._rebuild(retrain=True)
+
+    def remove(self, ids: np.ndarray) -> int:
+        """Remove ``ids`` (unknown ones are ignored); returns how many were live."""
+        live = ids[self.contains_live(ids)]
+        if len(live) == 0:
+            return 0
+        if self.kind == "flat":
+            removed = self.index.remove_ids(faiss.IDSelectorBatch(live))
+            if removed != len(live):
+                raise CorruptIndexError(
+                    f"shard {self.shard_no}: remove_ids removed {removed} of {len(live)} ids",
+                    hint="the shard's id map disagrees with its index; rebuild the index",
+                )
+            self._after_mutation(removed=live)
+        else:
+            pos = np.flatnonzero(np.isin(self._id_map(), live))
+            self._set_tombstones(np.union1d(self.tombstone_positions(), pos))
+            self._mark_dirty()
+        return len(live)
+
+    def needs_compaction(self) -> bool:
+        """True when tombstones exceed ``compact_ratio`` of the stored vectors."""
+        return self.tombstone_count > 0 and self.tombstone_count > self.settings.compact_ratio * self.ntotal
+
+    def compact(self, force: bool = False) -> bool:
+        """Rebuild without tombstones if over ``compact_ratio`` (or any, with ``force``)."""
+        if self.tombstone_count == 0 or not (force or self.needs_compaction()):
+            return False
+        self._rebuild(retrain=False)
+        return True
+
+    def _after_mutation(self, added: np.ndarray | None = None, removed: np.ndarray | None = None) -> None:
+        if added is not None:
+            new = np.sort(added)  # insert by position: O(n) per batch, not a full re-sort
+            self._sorted_ids = np.insert(self._sorted_ids, np.searchsorted(self._sorted_ids, new), new)
+            if self._n_tomb:  # keep the mask as long as the index; new positions are live
+                self._tomb_mask = np.concatenate([self._tomb_mask, np.zeros(len(added), dtype=bool)])
+        if removed is not None:
+            self._sorted_ids = self._sorted_ids[~_isin_sorted(self._sorted_ids, np.sort(removed))]
+        self._mark_dirty()
+
+    def _mark_dirty(self) -> None:
+        self.dirty = True
+        self._replica = None
+
+    def _set_tombstones(self, positions: np.ndarray) -> None:
+        """Install the tombstone set (positions) and the selector that hides it."""
+        if len(positions) == 0:
+            self._tomb_mask = np.zeros(0, dtype=bool)
+            self._n_tomb = 0
+            self._tomb_ids = np.zeros(0, dtype=np.int64)
+            self._selector = None
+            return
+        if positions.min() < 0 or positions.max() >= self.ntotal:
+            raise CorruptIndexError(
+                f"shard {self.shard_no}: tombstone position out of range 0..{self.ntotal - 1}",
+                hint="the tombstone file does not belong to this index file; restore the index folder",
+            )
+        mask = np.zeros(self.ntotal, dtype=bool)
+        mask[positions] = True
+        self._tomb_mask = mask
+        self._n_tomb = int(mask.sum())
+        self._tomb_ids = np.sort(self._id_map()[mask])
+        # Bit i set = position i removed; IDSelectorNot keeps everything else, and
+        # positions added later (beyond the bitmap) read as "not removed".
+        bitmap = np.packbits(mask, bitorder="little")
+        self._selector = faiss.IDSelectorNot(faiss.IDSelectorBitmap(bitmap))
+
+    def _should_retrain(self) -> bool:
+        if self.kind != "approx" or self.trained_n <= 0:
+            return False
+        template = self.settings.approx_factory
+        if template != "auto" and "{nlist}" not in template:
+            return False
+        growth = float((self.settings.extra or {}).get("retrain_growth", DEFAULT_RETRAIN_GROWTH))
+        if growth <= 1 or self.ntotal < growth * self.trained_n:
+            return False
+        if nlist_for(self.ntotal, min(self.ntotal, self.settings.train_sample)) <= (self._structure.nlist or 0):
+            return False  # more data would not buy more lists (train_sample caps nlist)
+        # Without a refine stage a retrain re-encodes lossy reconstructions.
+        return self._structure.refine or self._exact_storage()
+
+    def _exact_storage(self) -> bool:
+        leaf = self._structure.leaf
+        return isinstance(leaf, (faiss.IndexIVFFlat, faiss.IndexFlat)) or (
+            isinstance(leaf, faiss.IndexHNSW) and isinstance(faiss.downcast_index(leaf.storage), faiss.IndexFlat)
+        )
+
+    # --------------------------------------------------------------- rebuild
+    def _reconstruct(self, positions: np.ndarray) -> np.ndarray:
+        """Vectors at ``positions`` as stored (exact for Flat, refine-stage codec otherwise)."""
+        if len(positions) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if isinstance(self.inner, faiss.IndexFlat):
+            xb = faiss.rev_swig_ptr(self.inner.get_xb(), self.ntotal * self.dim).reshape(self.ntotal, self.dim)
+            return np.array(xb[positions], dtype=np.float32)
+        ivf = None if self._structure.refine else self._structure.ivf
+        made_map = False
+        if ivf is not None and ivf.direct_map.type == faiss.DirectMap.NoMap:
+            ivf.make_direct_map(True)
+            made_map = True
+        try:
+            return self.inner.reconstruct_batch(np.ascontiguousarray(positions, dtype=np.int64))
+        finally:
+            if made_map:
+                ivf.make_direct_map(False)
+
+    def _rebuild(
+        self,
+        retrain: bool,
+        extra_ids: np.ndarray | None = None,
+        extra_vectors: np.ndarray | None = None,
+    ) -> None:
+        """Replace the index by a fresh one holding the live vectors (+ ``extra``), same order."""
+        keep = np.flatnonzero(~self._tomb_mask) if self._n_tomb else np.arange(self.ntotal)
+        old_ids = self._id_map()[keep].copy()
+        n_extra = 0 if extra_ids is None else len(extra_ids)
+        total = len(keep) + n_extra
+        if total <= self.settings.flat_max:
+            new_inner: faiss.Index = faiss.IndexFlatIP(self.dim)
+            factory = FLAT_FACTORY
+            trained_n = 0
+        elif retrain or self.kind == "flat":
+            sample = self._training_sample(keep, extra_vectors, total)
+            new_inner, factory = self._build_approx(total, sample)
+            trained_n = total
+        else:
+            # Compaction keeps the trained quantizers: re-encoding stored codes with
+            # the codec that produced them gives the same codes back.
+            new_inner = faiss.clone_index(self.inner)
+            new_inner.reset()
+            factory = self.factory
+            trained_n = self.trained_n
+        new_index = faiss.IndexIDMap(new_inner)
+        for start in range(0, len(keep), _ADD_CHUNK):
+            chunk = keep[start : start + _ADD_CHUNK]
+            new_index.add_with_ids(self._reconstruct(chunk), old_ids[start : start + _ADD_CHUNK])
+        if n_extra:
+            new_index.add_with_ids(extra_vectors, extra_ids)
+        if new_index.ntotal != total:
+            raise CorruptIndexError(
+                f"shard {self.shard_no}: rebuild produced {new_index.ntotal} vectors, expected {total}",
+                hint="this is a bug; the old index is kept",
+            )
+        self.index = new_index
+        self.inner = faiss.downcast_index(new_index.index)
+        self.factory = factory
+        self.trained_n = trained_n
+        self._structure = _Structure(self.inner)
+        self._sorted_ids = np.sort(self._id_map())
+        self._set_tombstones(np.zeros(0, dtype=np.int64))
+        self._mark_dirty()
+        log.info("shard %d rebuilt as %s with %d vectors", self.shard_no, factory, total)
+
+    def _training_sample(self, keep: np.ndarray, extra: np.ndarray | None, total: int) -> np.ndarray:
+        rng = np.random.default_rng([self.shard_no, total])
+        size = min(total, max(1, self.settings.train_sample))
+        picks = np.sort(rng.choice(total, size=size, replace=False))
+        old_picks = picks[picks < len(keep)]
+        parts = [self._reconstruct(keep[old_picks])]
+        if extra is not None:
+            parts.append(np.asarray(extra[picks[picks >= len(keep)] - len(keep)], dtype=np.float32))
+        return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
+
+    def _build_approx(self, n: int, sample: np.ndarray) -> tuple[faiss.Index, str]:
+        desc = resolve_factory(self.settings.approx_factory, self.dim, n, len(sample))
+        m = _REFINE_RE.match(desc)
+        keep_refine = (
+            m is not None
+            and self.kind == "approx"
+            and self._structure.refine
+            and not self._exact_storage_refine()
+        )
+        if m is None:
+            index = faiss.index_factory(self.dim, desc, faiss.METRIC_INNER_PRODUCT)
+            index.train(sample)
+            return index, desc
+        base = faiss.index_factory(self.dim, m.group("base"), faiss.METRIC_INNER_PRODUCT)
+        base.train(sample)
+        if keep_refine:
+            # A lossy refine codec keeps its training: decoding then re-encoding
+            # with the same codec is exact, so rebuilds do not compound its error.
+            refine = faiss.clone_index(faiss.downcast_index(self.inner.refine_index))
+            refine.reset()
+        else:
+            refine_desc = "Flat" if m.group("rflat") else m.group("refine")
+            refine = faiss.index_factory(self.dim, refine_desc, faiss.METRIC_INNER_PRODUCT)
+            refine.train(sample)
+        return faiss.IndexRefine(base, refine), desc
+
+    def _exact_storage_refine(self) -> bool:
+        refine = faiss.downcast_index(self.inner.refine_index)
+        if isinstance(refine, faiss.IndexFlat):
+            return True
+        return isinstance(refine, faiss.IndexScalarQuantizer) and refine.sq.qtype == faiss.ScalarQuantizer.QT_fp16
+
+    # ---------------------------------------------------------------- search
+    def search(
+        self, queries: np.ndarray, k: int, sp: SearchParams, defaults: SearchDefaults
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` of this shard: scores (nq, k) descending and global ids, padded -inf / -1."""
+        nq = len(queries)
+        scores = np.full((nq, k), -np.inf, dtype=np.float32)
+        ids = np.full((nq, k), -1, dtype=np.int64)
+        n = self.ntotal
+        if n == 0 or self.count() == 0:
+            return scores, ids
+        index = self._search_index()
+        on_gpu = index is not self.inner
+        kk = min(k, n)
+        use_sel = self.tombstone_count > 0 and not on_gpu and self._structure.selector_ok
+        if self.tombstone_count == 0 or use_sel:
+            params = _params_for(index, sp, defaults, kk, self._selector if use_sel else None)
+            dist, pos = index.search(queries, kk, params=params)
+        else:
+            dist, pos = self._search_overfetch(index, queries, kk, sp, defaults, on_gpu)
+        id_map = self._id_map()
+        valid = pos >= 0
+        got = np.where(valid, id_map[np.where(valid, pos, 0)], -1)
+        ids[:, : got.shape[1]] = got
+        scores[:, : got.shape[1]] = np.where(valid, dist, -np.inf)
+        return scores, ids
+
+    def _search_overfetch(
+        self, index: Any, queries: np.ndarray, kk: int, sp: SearchParams, defaults: SearchDefaults, on_gpu: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Search deeper than ``kk`` and drop tombstones, doubling depth while rows fall short."""
+        n = self.ntotal
+        cap = min(n, _GPU_MAX_K) if on_gpu else n
+        fetch = min(cap, kk + min(self.tombstone_count, 4 * kk) + kk)
+        while True:
+            params = _params_for(index, sp, defaults, fetch, None)
+            dist, pos = index.search(queries, fetch, params=params)
+            dead = np.zeros(pos.shape, dtype=bool)
+            inside = pos >= 0
+            dead[inside] = self._tomb_mask[pos[inside]]  # mask is ntotal long here
+            alive = inside & ~dead
+            short = alive.sum(axis=1) < kk
+            exhausted = (~inside).any(axis=1)  # the index had no more candidates to give
+            if not (short & ~exhausted).any() or fetch >= cap:
+                break
+            fetch = min(cap, fetch * 4)
+        order = np.argsort(~alive, axis=1, kind="stable")[:, :kk]  # alive first, rank order kept
+        pos = np.take_along_axis(np.where(alive, pos, -1), order, axis=1)
+        dist = np.take_along_axis(dist, order, axis=1)
+        return dist, pos
+
+    def _search_index(self) -> Any:
+        if self._gpu is None or not self._gpu.enabled:
+            return self.inner
+        replica = self._replica
+        if replica is None:
+            with self._replica_lock:
+                if self._replica is None:
+                    self._replica = self._gpu.copy(self.inner, self.shard_no)
+                replica = self._replica
+        return replica if replica is not False else self.inner
+
+    # ----------------------------------------------------------- persistence
+    def write(self, folder: Path, generation: int, step: Callable[[str], None]) -> ShardFiles:
+        """Write this shard's files under new generation names (temp, fsync, rename).
+
+        ``step`` is called after each file lands (the crash tests kill the process there).
+        """
+        if self.ntotal == 0:
+            return ShardFiles(None, None, 0, None, None)
+        name = f"shard-{self.shard_no:03d}.{generation:06d}.faiss"
+        final = folder / name
+        tmp = folder / f".{name}.tmp"
+        faiss.write_index(self.index, str(tmp))
+        _fsync_file(tmp)
+        os.replace(tmp, final)
+        step("shard-index")
+        tomb_file = tomb_sha = None
+        if self.tombstone_count:
+            tomb_name = f"shard-{self.shard_no:03d}.{generation:06d}.tomb.npy"
+            tmp = folder / f".{tomb_name}.tmp"
+            with open(tmp, "wb") as fh:
+                np.save(fh, self.tombstone_positions())
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, folder / tomb_name)
+            step("shard-tombstones")
+            tomb_file, tomb_sha = tomb_name, sha256_file(folder / tomb_name)
+        fsync_dir(folder)
+        return ShardFiles(name, sha256_file(final), final.stat().st_size, tomb_file, tomb_sha)
+
+    @classmethod
+    def read(
+        cls,
+        folder: Path,
+        shard_no: int,
+        settings: VectorSettings,
+        meta: dict,
+        gpu: GpuContext | None,
+    ) -> FaissShard:
+        """Load a shard from the files its manifest entry names (checksums already verified)."""
+        if not meta.get("file"):
+            return cls(shard_no, settings, gpu=gpu)
+        path = folder / meta["file"]
+        try:
+            index = faiss.read_index(str(path))  # keep this owning proxy: it frees the index
+        except RuntimeError as e:
+            raise CorruptIndexError(
+                f"cannot read {path}: {str(e).splitlines()[-1]}", hint="restore the index folder or rebuild it"
+            ) from e
+        if not isinstance(index, faiss.IndexIDMap) or index.d != settings.dim:
+            raise CorruptIndexError(
+                f"{path} is not an id-mapped index of dim {settings.dim}",
+                hint="restore the index folder or rebuild it",
+            )
+        tombs = None
+        if meta.get("tomb_file"):
+            try:
+                tombs = np.load(folder / meta["tomb_file"], allow_pickle=False)
+            except (OSError, ValueError) as e:
+                raise CorruptIndexError(f"cannot read {folder / meta['tomb_file']}: {e}") from e
+        shard = cls(
+            shard_no,
+            settings,
+            index=index,
+            tombstones=tombs,
+            trained_n=int(meta.get("trained_n") or 0),
+            factory=str(meta.get("factory") or FLAT_FACTORY),
+            gpu=gpu,
+        )
+        if shard.ntotal != int(meta.get("ntotal", shard.ntotal)):
+            raise CorruptIndexError(
+                f"{path} holds {shard.ntotal} vectors but the manifest says {meta.get('ntotal')}",
+                hint="restore the index folder or rebuild it",
+            )
+        return shard
+
+
+class GpuContext:
+    """Copies shards to GPU for search; one per store. Disabled unless FAISS sees a GPU."""
+
+    def __init__(self, use_gpu: str) -> None:
+        self.mode = use_gpu
+        self.enabled = use_gpu != "never" and gpu_count() > 0
+        if use_gpu == "always" and not self.enabled:
+            raise InputError(
+                'use_gpu="always" but FAISS sees no GPU',
+                hint='install faiss-gpu on a CUDA machine, or set use_gpu="auto"',
+            )
+        self._resources: Any = None
+        self._lock = threading.Lock()
+
+    def copy(self, inner: faiss.Index, shard_no: int) -> Any:
+        """A GPU replica of ``inner``, or ``False`` when this index type has no GPU form."""
+        with self._lock:
+            if self._resources is None:
+                self._resources = faiss.StandardGpuResources()
+        ngpu = gpu_count()
+        try:
+            replica = faiss.index_cpu_to_gpu(self._resources, shard_no % ngpu, inner)
+            reason = None if _has_gpu_part(replica) else "FAISS has no GPU form for it"
+        except RuntimeError as e:
+            replica, reason = None, str(e).splitlines()[-1]
+        if reason is None:
+            return replica
+        # The cloner copies unsupported types (fast-scan PQ, refine stages) to CPU
+        # instead of failing: such a "replica" would only double the memory.
+        if self.mode == "always":
+            raise InputError(
+                f"shard {shard_no}: cannot move {type(inner).__name__} to GPU: {reason}",
+                hint='choose a GPU-capable approx_factory ("IVF{nlist},Flat", "IVF{nlist},SQ8", '
+                '"IVF{nlist},PQ64") or use_gpu="auto"',
+            )
+        log.warning("shard %d: %s stays on CPU (%s)", shard_no, type(inner).__name__, reason)
+        return False
+
+
+def _has_gpu_part(index: Any) -> bool:
+    """True if ``index`` or a sub-index it wraps is a FAISS GPU index."""
+    while index is not None:
+        if type(index).__name__.startswith("Gpu"):
+            return True
+        sub = getattr(index, "index", None) or getattr(index, "base_index", None)
+        index = faiss.downcast_index(sub) if sub is not None else None
+    return False
+
+
+def _isin_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """``np.isin`` for a sorted int64 set, without re-sorting the set."""
+    if len(sorted_set) == 0:
+        return np.zeros(len(values), dtype=bool)
+    idx = np.searchsorted(sorted_set, values)
+    idx[idx == len(sorted_set)] = 0
+    return sorted_set[idx] == values
