@@ -74,8 +74,9 @@ class Settings:
     link_ttl_s: float = 3600.0
     warm_models: bool = True
     # Search on the writer handle (always current: add_video syncs it) rather than on a
-    # reader that replays commits with sync(). The reader path needs a vector store that
-    # replays into memory when opened read-only; see the report on engine/vectors.
+    # second, read-only handle that replays commits with sync(): one copy of the FAISS
+    # shards in memory instead of two. The read-only handle serves when another process
+    # holds the writer lock.
     search_on_writer: bool = True
 
     def __post_init__(self) -> None:
