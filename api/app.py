@@ -220,7 +220,7 @@ def create_app(index_dir: str | Path, settings: Settings | None = None) -> FastA
             state.searcher = Searcher(writer.index if on_writer else state.reader)
             if settings.warm_models:
                 # Load the query encoders now, so /readyz means "a search will not stall".
-                state.searcher._query_blocks("warm up", None)
+                state.searcher.warm_up()
             state.ready = True
             requeued = state.jobs.start()
             if requeued:

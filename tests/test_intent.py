@@ -236,10 +236,24 @@ def test_classify_accepts_a_parsed_query(toy: IntentClassifier) -> None:
     assert "technical_filter" in toy.classify(parsed.search_text, parsed=parsed).rules_fired
 
 
-def test_default_is_shared_and_lazy() -> None:
-    a = IntentClassifier.default("minilm")
-    assert a is IntentClassifier.default("minilm")
-    assert not a.is_fitted  # nothing embedded until the first classification
+def test_default_is_shared_fitted_and_cached_on_disk(tmp_path: Path, monkeypatch) -> None:
+    from query.intent import get_intent_classifier
+
+    monkeypatch.setenv("VIDSEEK_CACHE", str(tmp_path))
+    get_intent_classifier.cache_clear()
+    try:
+        a = IntentClassifier.default("minilm")
+        assert a is IntentClassifier.default("minilm")
+        assert a.is_fitted
+        cached = list((tmp_path / "intent").glob("minilm-*.npz"))
+        assert len(cached) == 1
+        get_intent_classifier.cache_clear()
+        b = IntentClassifier.default("minilm")  # a new process would load the file, not refit
+        assert b is not a and b.is_fitted
+        q = "a red car driving along a coastal road"
+        assert b.classify(q).scores == a.classify(q).scores
+    finally:
+        get_intent_classifier.cache_clear()
 
 
 # -- persistence -----------------------------------------------------------------------

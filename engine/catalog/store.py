@@ -484,6 +484,19 @@ class Catalog:
                 out[seg] = _f32(data)
         return out
 
+    def vectors_many(self, segment_ids: Sequence[int], modalities: Sequence[str]) -> dict[str, dict[int, np.ndarray]]:
+        """``vectors`` for several modalities in one pass (a search needs all of them)."""
+        out: dict[str, dict[int, np.ndarray]] = {m: {} for m in modalities}
+        mods = list(modalities)
+        for chunk in _chunks([int(i) for i in segment_ids], 500):
+            for seg, mod, data in self._conn().execute(
+                f"SELECT segment, modality, data FROM vectors WHERE segment IN ({','.join('?' * len(chunk))})"
+                f" AND modality IN ({','.join('?' * len(mods))})",
+                [*chunk, *mods],
+            ):
+                out[mod][seg] = _f32(data)
+        return out
+
     def keyframe_vectors(self, segment_ids: Sequence[int]) -> dict[int, list[tuple[float, np.ndarray]]]:
         out: dict[int, list[tuple[float, np.ndarray]]] = {}
         for chunk in _chunks([int(i) for i in segment_ids], 500):

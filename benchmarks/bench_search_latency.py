@@ -1,0 +1,160 @@
+"""End-to-end search latency over a large synthetic index (query encoding included).
+
+    python -m benchmarks.bench_search_latency --n 1000000 --queries 200 \
+        --index-dir bench-results/latency-index --out bench-results/search-latency.json
+
+Builds (or, with ``--reuse``, reopens) a real vidseek index of ``n`` synthetic
+segments in videos of 50: clustered per-modality vectors (``bench_vectors``'
+generator, blocks dropped at random as missing modalities) and Zipfian segment texts
+(``bench_lexical``'s generator) for BM25. Queries are real sentences (the intent
+examples), run one at a time through ``query.planner.Searcher`` with the real
+encoders and intent classifier, after a warm-up. Reports p50/p90/p99 of the whole
+call and of its parts (query encoding, intent, vector search, BM25).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["build", "measure", "main"]
+
+VIDEO_SIZE = 50
+
+
+def _pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(xs), q)) if xs else float("nan")
+
+
+def build(index_dir: Path, n: int, *, shards: int, seed: int = 0) -> dict:
+    from benchmarks.bench_lexical import make_corpus
+    from benchmarks.bench_vectors import SyntheticJoint
+    from engine.catalog import NewSegment, NewVideo
+    from engine.config import IndexConfig
+    from engine.index import VideoIndex
+    from engine.models.registry import get_image_encoder, get_text_encoder
+    from tqdm.auto import tqdm
+
+    config = IndexConfig(shards=shards)
+    enc = {"text": get_text_encoder(config.text_encoder).info,
+           "image": get_image_encoder(config.image_encoder).info}
+    gen = SyntheticJoint(dim=4 * 384, block=384, seed=seed)
+    corpus = make_corpus(n, seed=seed, video_size=VIDEO_SIZE)
+    t0 = time.perf_counter()
+    idx = VideoIndex.open(index_dir, writer=True, config=config, encoders=enc)
+    mods = ("visual", "speech", "ocr", "metadata")
+    rng = np.random.default_rng(seed)
+    n_videos = (n + VIDEO_SIZE - 1) // VIDEO_SIZE
+    for v in tqdm(range(n_videos), desc="catalog", unit="video", disable=not sys.stderr.isatty()):
+        lo, hi = v * VIDEO_SIZE, min(n, (v + 1) * VIDEO_SIZE)
+        joint = gen.batch(lo, hi - lo)
+        segs = []
+        for j, i in enumerate(range(lo, hi)):
+            d = corpus.docs[i].fields
+            vecs = {}
+            for b, m in enumerate(mods):
+                blk = joint[j, b * 384 : (b + 1) * 384]
+                norm = float(np.linalg.norm(blk))
+                if norm > 0:
+                    vecs[m] = (blk / norm).astype(np.float32)
+            vecs.setdefault("visual", joint[j, :384] / max(float(np.linalg.norm(joint[j, :384])), 1e-9))
+            segs.append(NewSegment(
+                start=2.0 * j, end=2.0 * j + 2.0, transcript=d.get("transcript", ""), ocr_text=d.get("ocr", ""),
+                labels=[[w, 0.5] for w in d.get("labels", "").split()], vectors=vecs,
+            ))
+        idx.catalog.add_video(NewVideo(
+            source=f"synthetic/video{v:07d}.mp4", content_hash=f"synthetic-{seed}-{v}", title=corpus.docs[lo].fields["metadata"],
+            duration=2.0 * (hi - lo), width=1280, height=720, fps=25.0, shots=[(0.0, 2.0 * (hi - lo))], segments=segs,
+        ))
+    t_catalog = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    idx.sync()  # vectors + BM25 from the op log, then save
+    t_sync = time.perf_counter() - t1
+    info = idx.info()
+    idx.close()
+    del rng
+    return {"n": n, "videos": n_videos, "catalog_seconds": round(t_catalog, 1), "index_seconds": round(t_sync, 1),
+            "vectors": info["vectors"].get("count"), "lexical_docs": info["lexical"]["docs"]}
+
+
+def measure(index_dir: Path, queries: list[str], *, warmup: int = 20) -> dict:
+    from engine.index import VideoIndex
+    from engine.vectors import SearchParams
+    from query.planner import SearchOptions, Searcher
+
+    idx = VideoIndex.open(index_dir)
+    s = Searcher(idx)
+    s.warm_up()
+    opts = SearchOptions(k=10)
+    for q in queries[:warmup]:
+        s.search(q, options=opts)
+    total, encode, intent, dense, bm25 = [], [], [], [], []
+    for q in queries:
+        t = time.perf_counter()
+        s.search(q, options=opts)
+        total.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        blocks = s._query_blocks(q, None)
+        encode.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        it = s.intent.classify(q)
+        intent.append((time.perf_counter() - t) * 1000)
+        w = {m: float(it.weights.get(m, 0.0)) for m in blocks}
+        t = time.perf_counter()
+        s._dense(blocks, w, opts.candidates, SearchParams(k=opts.candidates))
+        dense.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        idx.lexical.search(q, k=opts.candidates)
+        bm25.append((time.perf_counter() - t) * 1000)
+    idx.close()
+
+    def row(xs: list[float]) -> dict:
+        return {"p50": round(_pct(xs, 50), 2), "p90": round(_pct(xs, 90), 2), "p99": round(_pct(xs, 99), 2),
+                "mean": round(statistics.fmean(xs), 2)}
+
+    return {"queries": len(queries), "warmup": warmup, "search_ms": row(total), "encode_ms": row(encode),
+            "intent_ms": row(intent), "dense_ms": row(dense), "bm25_ms": row(bm25)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from benchmarks.bench_ingest import machine
+    from query.intent import load_examples
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=100_000)
+    p.add_argument("--queries", type=int, default=200)
+    p.add_argument("--shards", type=int, default=4)
+    p.add_argument("--index-dir", type=Path, default=Path("bench-results/latency-index"))
+    p.add_argument("--reuse", action="store_true", help="reuse an index built by an earlier run")
+    p.add_argument("--out", type=Path, default=Path("bench-results/search-latency.json"))
+    args = p.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    built = None
+    if not args.reuse:
+        if (args.index_dir / "manifest.json").exists():
+            print(f"{args.index_dir} exists: pass --reuse or remove it", file=sys.stderr)
+            return 2
+        built = build(args.index_dir, args.n, shards=args.shards)
+    texts = [e.text for e in load_examples()]
+    rng = np.random.default_rng(1)
+    queries = [texts[i] for i in rng.choice(len(texts), size=min(args.queries, len(texts)), replace=False)]
+    res = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(), "build": built,
+           "latency": measure(args.index_dir, queries)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=2))
+    lat = res["latency"]
+    print(f"n={args.n if built else '(reused)'} queries={lat['queries']}")
+    print("| part | p50 ms | p90 ms | p99 ms |\n|---|---:|---:|---:|")
+    for k in ("search_ms", "encode_ms", "intent_ms", "dense_ms", "bm25_ms"):
+        print(f"| {k[:-3]} | {lat[k]['p50']} | {lat[k]['p90']} | {lat[k]['p99']} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
