@@ -10,8 +10,6 @@ import json
 import logging
 import os
 import sys
-import time
-from pathlib import Path
 
 from engine.errors import InputError, VidseekError
 

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from api.auth import Principal
 from api.jobs import JobRequest
-from engine.errors import InputError, MediaError, NotFoundError, VidseekError
+from engine.errors import InputError, MediaError, NotFoundError
 
 __all__ = ["install", "ErrorBody", "SearchBody", "IngestPathBody"]
 

@@ -11,32 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.machine import machine_info
+
 __all__ = ["run", "main"]
-
-
-def machine() -> dict:
-    import os
-
-    import psutil
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu, "cores": os.cpu_count(), "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "python": platform.python_version(), "load_avg_at_start": os.getloadavg(),
-    }
 
 
 def run(media: Path, *, workers: int, speech: bool, ocr: bool, visual: bool, limit: int | None) -> dict:
@@ -55,7 +37,7 @@ def run(media: Path, *, workers: int, speech: bool, ocr: bool, visual: bool, lim
     total = sum(stages.values()) or 1.0
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "machine": machine(),
+        "machine": machine_info(),
         "settings": {"workers": workers, "speech": speech, "ocr": ocr, "visual": visual, "clips": len(sources)},
         "media_seconds": s["media_seconds"],
         "wall_seconds": round(wall, 2),

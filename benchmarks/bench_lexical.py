@@ -34,9 +34,7 @@ import argparse
 import gc
 import json
 import os
-import platform
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -44,6 +42,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
+
+from benchmarks.machine import machine_info
 
 from engine.lexical import LexicalDoc, TantivyIndex, tokenize
 
@@ -217,41 +217,6 @@ def _dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _machine() -> dict[str, Any]:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = None
-    try:
-        import psutil
-
-        mem = int(psutil.virtual_memory().total)
-    except ImportError:
-        pass
-    versions = {}
-    from importlib.metadata import PackageNotFoundError, version
-
-    for pkg in ("tantivy", "rank-bm25", "bm25s", "jieba", "numpy"):
-        try:
-            versions[pkg] = version(pkg)
-        except PackageNotFoundError:
-            versions[pkg] = None
-    return {
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "memory_bytes": mem,
-        "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "versions": versions,
-    }
-
-
 def _overlap(a: Sequence[int], b: Sequence[int]) -> float | None:
     if not a and not b:
         return None
@@ -263,7 +228,7 @@ def _overlap(a: Sequence[int], b: Sequence[int]) -> float | None:
 
 def run(cfg: BenchConfig) -> dict[str, Any]:
     """Run the benchmark and return the JSON-able report."""
-    report: dict[str, Any] = {"config": asdict(cfg), "machine": _machine()}
+    report: dict[str, Any] = {"config": asdict(cfg), "machine": machine_info()}
     bm25s_n = cfg.n if cfg.bm25s_n is None else min(cfg.bm25s_n, cfg.n)
     ref_n = min(cfg.ref_n, cfg.n)
 

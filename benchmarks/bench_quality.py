@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -52,6 +51,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
+from benchmarks.machine import machine_info
 from benchmarks.metrics import (
     RankedMoment,
     Relevant,
@@ -402,39 +402,6 @@ def plot(summary: Mapping[str, Any], kinds: Sequence[str], path: Path, metric: s
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU model, cores, RAM, load, Python and library versions."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    ram = None
-    if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
-        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    versions: dict[str, str | None] = {}
-    for pkg in ("faiss-cpu", "faiss-gpu", "torch", "numpy", "sentence-transformers", "onnxruntime", "tantivy",
-                "av", "faster-whisper", "rapidocr-onnxruntime"):
-        try:
-            versions[pkg] = version(pkg)
-        except PackageNotFoundError:
-            versions[pkg] = None  # recorded as absent, not an error: some are optional
-    return {
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "memory_bytes": ram,
-        "memory_gib": round(ram / 2**30, 1) if ram else None,
-        "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "versions": versions,
-    }
 
 
 def write_report(out: Path, report: dict[str, Any], markdown: str, summary: Mapping[str, Any],

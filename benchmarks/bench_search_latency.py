@@ -123,7 +123,7 @@ def measure(index_dir: Path, queries: list[str], *, warmup: int = 20) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.bench_ingest import machine
+    from benchmarks.machine import machine_info
     from query.intent import load_examples
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     texts = [e.text for e in load_examples()]
     rng = np.random.default_rng(1)
     queries = [texts[i] for i in rng.choice(len(texts), size=min(args.queries, len(texts)), replace=False)]
-    res = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(), "build": built,
+    res = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine_info(), "build": built,
            "latency": measure(args.index_dir, queries)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2))

@@ -23,15 +23,15 @@ import os
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from engine.catalog import NewSegment, NewVideo
 from engine.config import IndexConfig
-from engine.errors import InputError, MediaError, NotFoundError, VidseekError
+from engine.errors import MediaError, NotFoundError, VidseekError
 from engine.index import VideoIndex
 from indexer.metadata import Sidecar, VideoMetadata, load_sidecar
 

@@ -17,7 +17,6 @@ import time
 import unicodedata
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
-from typing import Sequence
 
 import numpy as np
 

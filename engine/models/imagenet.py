@@ -27,7 +27,6 @@ import hashlib
 import importlib.util
 import io
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
