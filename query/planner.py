@@ -48,6 +48,9 @@ DEFAULT_FUSION: dict[str, tuple[str, float]] = {
 # reranker below changed no rank-1 result and moved one tail hit, so it is off by
 # default (SearchOptions(rerank=True) turns it on).
 
+# A modality with at least this intent weight also gets its own one-block dense run.
+ONE_BLOCK_MIN_WEIGHT = 0.3
+
 # Rerank feature weights (added to the fused score of the top candidates).
 RERANK = {
     "keyframe_mix": 0.5,  # visual cosine = mix of the segment mean and its best keyframe
@@ -213,6 +216,13 @@ class Searcher:
                 cands.setdefault(i, _Cand(i)).bm25 = s
         if not cands:
             return SearchResponse(query, intent_dict, (time.perf_counter() - t0) * 1000, [], parsed.to_dict())
+        if len(cands) > ncand:
+            # The union of up to five dense runs and BM25 can be several hundred ids;
+            # exact per-modality scoring reads their vectors from the catalog, the
+            # costliest step at scale. Keep the best ``ncand`` by a cheap RRF of the runs.
+            runs_all = [r for r in dense_runs if r] + ([bm25_run] if bm25_run else [])
+            keep = {i for i, _ in reciprocal_rank_fusion(runs_all, k=60, top=ncand)}
+            cands = {i: c for i, c in cands.items() if i in keep}
 
         segs = self.index.catalog.get_segments(list(cands))
         cands = {i: c for i, c in cands.items() if i in segs}
@@ -273,7 +283,7 @@ class Searcher:
         # retrieval over the same joint index (other blocks zero), so a strong signal
         # in one modality is not crowded out of the joint top-n.
         for m, w in weights.items():
-            if w >= 0.15 and m in qblocks:
+            if w >= ONE_BLOCK_MIN_WEIGHT and m in qblocks:
                 queries.append(self.index.joint_vector({m: qblocks[m]}, {m: 1.0}))
         p = replace(params, k=n) if params else SearchParams(k=n)
         scores, ids = self.index.search_vectors(np.stack(queries), p)
