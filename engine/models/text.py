@@ -77,8 +77,12 @@ def _import_sentence_transformers(feature: str) -> Any:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         import sentence_transformers
+        from transformers.utils import logging as hf_logging
     except ImportError as e:
         raise MissingDependencyError("sentence-transformers", feature) from e
+    # transformers draws a "Loading weights" bar per model load, in every worker:
+    # noise beside vidseek's own progress bars.
+    hf_logging.disable_progress_bar()
     return sentence_transformers
 
 
