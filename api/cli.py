@@ -133,7 +133,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"indexing {len(clips)} sample clips into {args.index} ...")
     ns = build_parser().parse_args(["index", *map(str, clips), "--index", args.index, "--progress"])
     rc = cmd_index(ns)
-    for q in args.queries or ["people riding bicycles on a street", "a rabbit in a green meadow", "a man on a phone"]:
+    default_queries = [
+        "people riding bicycles on a street",  # visual (bikes.mp4)
+        "a rabbit in a green meadow",  # visual (bigbuckbunny.mp4)
+        "someone says he will show a directory",  # speech (movie-hello, if installed)
+        '"hello world" on a terminal screen',  # on-screen text (movie-hello)
+    ]
+    for q in args.queries or default_queries:
         print(f"\n$ vidseek search {q!r} --index {args.index}")
         cmd_search(build_parser().parse_args(["search", q, "--index", args.index, "--k", "3"]))
     return rc
