@@ -17,7 +17,6 @@ the old or the new state, never a mix, and nothing committed is lost.
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import threading
 import time
@@ -31,6 +30,7 @@ from engine.atomic import atomic_write_json
 from engine.catalog import MODALITIES, Catalog, NewVideo, VideoRecord
 from engine.config import IndexConfig
 from engine.errors import CorruptIndexError, IndexLockedError, IndexMismatchError, NotFoundError
+from engine.locks import acquire_writer_lock
 from engine.lexical import FIELDS, LexicalDoc, open_lexical
 from engine.models.base import EncoderInfo
 from engine.vectors import SearchParams, VectorSettings, VectorStore
@@ -326,16 +326,9 @@ class VideoIndex:
 
 
 def _acquire_writer_lock(path: Path) -> int:
-    fd = os.open(path / "writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise IndexLockedError(
-            f"another process is writing to index {path}",
-            hint="wait for it to finish (searches can run meanwhile)",
-        ) from None
-    return fd
+    return acquire_writer_lock(
+        path / "writer.lock", what=f"index {path}", hint="wait for it to finish (searches can run meanwhile)"
+    )
 
 
 def _new_manifest(config: IndexConfig, encoders: dict[str, EncoderInfo]) -> dict:

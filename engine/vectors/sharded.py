@@ -22,8 +22,6 @@ built into fresh FAISS ``SearchParameters`` objects per call and per shard.
 """
 from __future__ import annotations
 
-import errno
-import fcntl
 import heapq
 import json
 import os
@@ -42,12 +40,12 @@ import numpy as np
 from engine.atomic import atomic_write_json, fsync_dir, sha256_file
 from engine.errors import (
     CorruptIndexError,
-    IndexLockedError,
     IndexMismatchError,
     InputError,
     NotFoundError,
     UnknownNameError,
 )
+from engine.locks import acquire_writer_lock, release_lock
 from engine.vectors.base import SearchParams, VectorSettings
 from engine.vectors.faiss import (
     FaissShard,
@@ -629,26 +627,14 @@ def _verify_entry(folder: Path, entry: dict) -> None:
 
 
 def _acquire_lock(folder: Path) -> int:
-    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-            raise IndexLockedError(
-                f"{folder} is open for writing elsewhere (pid {holder})",
-                hint="close that store first, or open this one with read_only=True",
-            ) from e
-        raise
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
-    return fd
+    return acquire_writer_lock(
+        folder / LOCK_NAME, what=str(folder),
+        hint="close that store first, or open this one with read_only=True",
+    )
 
 
 def _release_lock(fd: int | None) -> None:
-    if fd is not None:
-        os.close(fd)  # closing the descriptor drops the flock
+    release_lock(fd)
 
 
 def _as_ids(x: np.ndarray, name: str, allow_negative: bool = False) -> np.ndarray:
