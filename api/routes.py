@@ -30,6 +30,12 @@ __all__ = ["install", "ErrorBody", "SearchBody", "IngestPathBody"]
 
 STATIC = Path(__file__).parent / "static"
 _CHUNK = 1 << 20
+# SQLite binds 64-bit signed integers; a larger OFFSET would raise OverflowError (a 500).
+_SQLITE_MAX_INT = 2**63 - 1
+# The shape LinkSigner.sign makes: EXPIRY.MAC, ASCII digits and 32 hex digits. Anything
+# else is refused before verify(): int() of a long or non-ASCII digit string and
+# compare_digest() of non-ASCII text raise instead of returning False.
+_LINK_TOKEN = re.compile(r"[0-9]{1,15}\.[0-9a-f]{32}", re.ASCII)
 
 
 # -- OpenAPI models ---------------------------------------------------------------------
@@ -173,7 +179,7 @@ def _video_reader_principal(request: Request, video_id: str, t: str | None) -> P
             owner = svc.reader.catalog.get_video(video_id).tenant
         except NotFoundError:
             owner = None
-        if owner is None or not svc.signer.verify(t, video_id, owner):
+        if owner is None or not _LINK_TOKEN.fullmatch(t) or not svc.signer.verify(t, video_id, owner):
             raise ApiError("unauthorized", "the link is invalid or expired; search again for a fresh one")
         p = Principal(owner, frozenset({"search"}), None)
         request.state.principal = p
@@ -467,7 +473,8 @@ def get_job(request: Request, job_id: str, p: Principal = Depends(require("inges
 
 
 @v1.get("/videos", summary="The tenant's videos")
-def list_videos(request: Request, limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0),
+def list_videos(request: Request, limit: int = Query(100, ge=1, le=1000),
+                offset: int = Query(0, ge=0, le=_SQLITE_MAX_INT),
                 p: Principal = Depends(require("search"))) -> dict:
     svc = _svc(request)
     vids = svc.reader.catalog.list_videos(tenant=p.tenant, limit=limit, offset=offset)

@@ -57,7 +57,8 @@ async function search(ev) {
 function render(body) {
   const list = $("results");
   list.replaceChildren();
-  setStatus(`${body.hits.length} moments in ${Math.round(body.took_ms)} ms (intent: ${body.intent.label || "?"})`);
+  const n = body.hits.length;
+  setStatus(`${n} moment${n === 1 ? "" : "s"} in ${Math.round(body.took_ms)} ms (intent: ${body.intent.label || "?"})`);
   for (const h of body.hits) {
     const li = document.createElement("li");
     li.className = "card";
@@ -93,6 +94,8 @@ function play(hit, name) {
   box.hidden = false;
   v.src = hit.media_url;
   v.addEventListener("loadedmetadata", () => { v.currentTime = hit.start; v.play().catch(() => {}); }, { once: true });
+  // The player sits above the grid: bring it into view when a card far down is clicked.
+  box.scrollIntoView({ block: "start" });
   v.focus();
 }
 
