@@ -544,8 +544,31 @@ def media(request: Request, video_id: str, t: str | None = Query(None)) -> FileR
     rec = svc.reader.catalog.get_video(video_id, tenant=p.tenant)
     if not os.path.isfile(rec.source):
         raise NotFoundError(f"the media of video {video_id} is no longer on the server")
+    _check_range(request.headers.get("range"), os.path.getsize(rec.source))
     ctype = mimetypes.guess_type(rec.source)[0] or "application/octet-stream"
     return FileResponse(rec.source, media_type=ctype, headers={"Cache-Control": "private, max-age=3600"})
+
+
+_RANGE_RE = re.compile(r"^bytes=\s*(\d*)\s*-\s*(\d*)\s*$")
+
+
+def _check_range(header: str | None, size: int) -> None:
+    """Refuse a malformed or unsatisfiable single Range with the JSON error body
+    (Starlette's FileResponse would answer such requests in plain text). Multi-range
+    requests are left to Starlette."""
+    from api.app import ApiError
+
+    if not header or "," in header:
+        return
+    m = _RANGE_RE.match(header.strip())
+    if m is None or (not m.group(1) and not m.group(2)):
+        raise ApiError("bad_range", f"malformed Range header {header!r}; use bytes=START-END", status=400)
+    start, end = m.group(1), m.group(2)
+    if start and end and int(end) < int(start):
+        raise ApiError("bad_range", f"Range {header!r} ends before it starts", status=400)
+    if start and int(start) >= size:
+        raise ApiError("range_not_satisfiable", f"Range {header!r} starts past the end ({size} bytes)",
+                       status=416, headers={"Content-Range": f"bytes */{size}"})
 
 
 @ops.get("/healthz", summary="Liveness")

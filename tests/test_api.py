@@ -250,6 +250,11 @@ def test_media_full_and_range(env):
     assert tail.status_code == 206 and tail.content == data[-50:]
     bad = c.get(f"/v1/videos/{env['a_vid']}/media", headers={**A, "Range": f"bytes={len(data) + 10}-"})
     assert bad.status_code == 416
+    assert bad.json()["error"]["code"] == "range_not_satisfiable"
+    assert bad.headers["content-range"] == f"bytes */{len(data)}"
+    for header in ("bytes=5-2", "bytes=-", "pages=1-2"):
+        r = c.get(f"/v1/videos/{env['a_vid']}/media", headers={**A, "Range": header})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "bad_range", header
 
 
 # -- ingest errors -----------------------------------------------------------------------
