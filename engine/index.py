@@ -287,7 +287,7 @@ class VideoIndex:
             return np.empty(0, np.int64), np.empty((0, self.dim), np.float32), []
         video = self.catalog.get_video_by_key(video_key)
         ids = np.array(sorted(segs), dtype=np.int64)
-        per_mod = {m: self.catalog.vectors(ids.tolist(), m) for m in self.blocks}
+        per_mod = self.catalog.vectors_many(ids.tolist(), list(self.blocks))
         vecs = np.stack(
             [self.joint_vector({m: per_mod[m][i] for m in self.blocks if i in per_mod[m]}) for i in ids.tolist()]
         )

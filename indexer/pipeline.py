@@ -325,11 +325,9 @@ def analyse(
 _worker_queue = None
 
 
-def _init_worker(threads: int, queue) -> None:
-    global _worker_queue
-    _worker_queue = queue
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    os.environ["VIDSEEK_THREADS"] = str(threads)
+def _init_threads(threads: int) -> None:
+    """Bound the intra-op threads of this process (a worker's share of the cores)."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # read by libraries loaded after this
     try:
         import torch
 
@@ -338,21 +336,48 @@ def _init_worker(threads: int, queue) -> None:
         pass
 
 
+def _init_worker(threads: int, queue) -> None:
+    global _worker_queue
+    _worker_queue = queue
+    _init_threads(threads)
+
+
+def _analyse_safely(source: str, content_hash: str, config: IndexConfig, options: IndexOptions,
+                    meta: VideoMetadata | None, progress: ProgressFn | None
+                    ) -> tuple[NewVideo | None, str | None, str | None, float]:
+    """``analyse`` that turns any failure into (None, code, reason): one bad file must
+    not stop the batch. Returns (video, error code, reason, seconds)."""
+    t0 = time.perf_counter()
+    try:
+        return analyse(source, content_hash, config, options, meta, progress), None, None, time.perf_counter() - t0
+    except VidseekError as e:
+        return None, e.code, str(e), time.perf_counter() - t0
+    except Exception as e:  # a decoder or model failure
+        log.error("unexpected error on %s:\n%s", source, traceback.format_exc())
+        return None, "internal_error", f"{type(e).__name__}: {e}", time.perf_counter() - t0
+
+
 def _work(args) -> tuple[str, NewVideo | None, str | None, str | None, float]:
     source, content_hash, config, options, meta = args
-    t0 = time.perf_counter()
 
     def progress(stage: str, frac: float) -> None:
         if _worker_queue is not None:
             _worker_queue.put((os.getpid(), source, stage, frac))
 
-    try:
-        return source, analyse(source, content_hash, config, options, meta, progress), None, None, time.perf_counter() - t0
-    except VidseekError as e:
-        return source, None, e.code, str(e), time.perf_counter() - t0
-    except Exception as e:  # a decoder or model failure on one file must not stop the batch
-        log.error("unexpected error on %s:\n%s", source, traceback.format_exc())
-        return source, None, "internal_error", f"{type(e).__name__}: {e}", time.perf_counter() - t0
+    return (source, *_analyse_safely(source, content_hash, config, options, meta, progress))
+
+
+def _video_bar(position: int, show: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=100, position=position, leave=False, disable=not show,
+                bar_format="{desc:<40.40} {percentage:3.0f}%|{bar}|", file=sys.stderr)
+
+
+def _show(bar, source: str, stage: str, frac: float) -> None:
+    bar.set_description_str(f"{os.path.basename(source)}: {stage}")
+    bar.n = int(frac * 100)
+    bar.refresh()
 
 
 # -- writer ------------------------------------------------------------------------------
@@ -466,26 +491,12 @@ def _run(todo, index: VideoIndex, config, options: IndexOptions, report: IndexRe
 
     if workers == 1:
         _init_threads(threads)
-        bar = tqdm(total=100, desc="", position=1, leave=False, disable=not show_progress,
-                   bar_format="{desc:<40.40} {percentage:3.0f}%|{bar}|", file=sys.stderr)
+        bar = _video_bar(1, show_progress)
         for src, h, replace_key, meta in todo:
-            name = os.path.basename(src)
-
-            def progress(stage: str, frac: float, _n=name) -> None:
-                bar.set_description_str(f"{_n}: {stage}")
-                bar.n = int(frac * 100)
-                bar.refresh()
-
-            _worker_queue_reset()
-            t0 = time.perf_counter()
-            try:
-                video = analyse(src, h, config, options, meta, progress)
-                commit(src, replace_key, video, None, None, time.perf_counter() - t0)
-            except VidseekError as e:
-                commit(src, replace_key, None, e.code, str(e), time.perf_counter() - t0)
-            except Exception as e:
-                log.error("unexpected error on %s:\n%s", src, traceback.format_exc())
-                commit(src, replace_key, None, "internal_error", f"{type(e).__name__}: {e}", time.perf_counter() - t0)
+            video, code, reason, secs = _analyse_safely(
+                src, h, config, options, meta, lambda stage, frac, _s=src: _show(bar, _s, stage, frac)
+            )
+            commit(src, replace_key, video, code, reason, secs)
         bar.close()
     else:
         ctx = mp.get_context("spawn")  # fork + torch/onnx thread pools deadlock
@@ -501,11 +512,8 @@ def _run(todo, index: VideoIndex, config, options: IndexOptions, report: IndexRe
                 while not queue.empty():
                     pid, src, stage, frac = queue.get_nowait()
                     if pid not in bars:
-                        bars[pid] = tqdm(total=100, position=len(bars) + 1, leave=False, disable=not show_progress,
-                                         bar_format="{desc:<40.40} {percentage:3.0f}%|{bar}|", file=sys.stderr)
-                    bars[pid].set_description_str(f"{os.path.basename(src)}: {stage}")
-                    bars[pid].n = int(frac * 100)
-                    bars[pid].refresh()
+                        bars[pid] = _video_bar(len(bars) + 1, show_progress)
+                    _show(bars[pid], src, stage, frac)
                 for f in finished:
                     src, rk = futs[f]
                     try:
@@ -517,18 +525,3 @@ def _run(todo, index: VideoIndex, config, options: IndexOptions, report: IndexRe
             b.close()
         manager.shutdown()
     overall.close()
-
-
-def _worker_queue_reset() -> None:
-    global _worker_queue
-    _worker_queue = None
-
-
-def _init_threads(threads: int) -> None:
-    os.environ.setdefault("VIDSEEK_THREADS", str(threads))
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-    except ImportError:
-        pass
