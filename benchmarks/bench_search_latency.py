@@ -49,7 +49,6 @@ def build(index_dir: Path, n: int, *, shards: int, seed: int = 0) -> dict:
     t0 = time.perf_counter()
     idx = VideoIndex.open(index_dir, writer=True, config=config, encoders=enc)
     mods = ("visual", "speech", "ocr", "metadata")
-    rng = np.random.default_rng(seed)
     n_videos = (n + VIDEO_SIZE - 1) // VIDEO_SIZE
     for v in tqdm(range(n_videos), desc="catalog", unit="video", disable=not sys.stderr.isatty()):
         lo, hi = v * VIDEO_SIZE, min(n, (v + 1) * VIDEO_SIZE)
@@ -78,7 +77,6 @@ def build(index_dir: Path, n: int, *, shards: int, seed: int = 0) -> dict:
     t_sync = time.perf_counter() - t1
     info = idx.info()
     idx.close()
-    del rng
     return {"n": n, "videos": n_videos, "catalog_seconds": round(t_catalog, 1), "index_seconds": round(t_sync, 1),
             "vectors": info["vectors"].get("count"), "lexical_docs": info["lexical"]["docs"]}
 

@@ -20,7 +20,7 @@ from datetime import date, datetime, timezone
 
 import numpy as np
 
-from engine.catalog import SegmentRecord, VideoRecord
+from engine.catalog import MODALITIES, SegmentRecord, VideoRecord
 from engine.errors import InputError
 from engine.index import VideoIndex
 from engine.lexical import tokenize
@@ -31,7 +31,6 @@ from query.parse import ParsedQuery, parse
 
 __all__ = ["SearchOptions", "Hit", "SearchResponse", "Searcher", "DEFAULT_FUSION"]
 
-MODALITIES = ("visual", "speech", "ocr", "metadata")
 LEXICAL_FIELDS_FOR = {"visual": ("labels",), "speech": ("transcript",), "ocr": ("ocr",), "metadata": ("metadata",)}
 
 # Fusion per intent, chosen on the quality benchmark (benchmarks/bench_quality.py;
