@@ -6,6 +6,7 @@ Exit status: 0 success, 1 an operation failed (or some files failed to index),
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -145,6 +146,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return rc
 
 
+_CLI_PLUGINS = ("api.cli_covers", "api.cli_graph", "api.cli_production", "benchmarks.cli")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vidseek", description="Multimodal semantic search for video libraries.")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -208,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--index", default="demo-index", metavar="DIR")
     s.add_argument("queries", nargs="*", metavar="QUERY")
     s.set_defaults(func=cmd_demo)
+
+    # Feature commands live in their own modules, each adding its subparsers.
+    for mod in _CLI_PLUGINS:
+        importlib.import_module(mod).register(sub)
     return p
 
 

@@ -615,4 +615,8 @@ def install(app: FastAPI) -> None:
     """Add the routers and the static files to ``app``."""
     app.include_router(v1)
     app.include_router(ops)
+    # Feature routers live in their own modules (covers, graph, clips and highlights).
+    from api import routes_covers, routes_graph, routes_production
+    for mod in (routes_covers, routes_graph, routes_production):
+        mod.install(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

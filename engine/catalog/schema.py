@@ -102,5 +102,9 @@ CREATE TABLE failures (
 );
 """
 
-MIGRATIONS: list[str] = [_V1]
+# Later versions live beside this file, one module per feature, applied in this order.
+from engine.catalog.schema_graph import GRAPH_V2  # noqa: E402  (knowledge graph: entities, edges)
+from engine.catalog.schema_covers import COVERS_V3  # noqa: E402  (covers: variants, bandit events)
+
+MIGRATIONS: list[str] = [_V1, GRAPH_V2, COVERS_V3]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,8 @@
+"""`vidseek` subcommands: graph."""
+from __future__ import annotations
+
+__all__ = ["register"]
+
+
+def register(sub) -> None:
+    """Add this module's subparsers to the `vidseek` command (none yet)."""
