@@ -51,6 +51,7 @@ defaults, see :class:`SearchDefaults`) and ``retrain_growth`` (default 8).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -609,11 +610,15 @@ class FaissShard:
         on_gpu = index is not self.inner
         kk = min(k, n)
         use_sel = self.tombstone_count > 0 and not on_gpu and self._structure.selector_ok
-        if self.tombstone_count == 0 or use_sel:
-            params = _params_for(index, sp, defaults, kk, self._selector if use_sel else None)
-            dist, pos = index.search(queries, kk, params=params)
-        else:
-            dist, pos = self._search_overfetch(index, queries, kk, sp, defaults, on_gpu)
+        # FAISS's StandardGpuResources is not thread-safe: the shards' GPU replicas share
+        # one, so GPU searches are serialised (the device runs one query batch at a time
+        # anyway); CPU shards still search in parallel.
+        with self._gpu.lock if on_gpu and self._gpu is not None else contextlib.nullcontext():
+            if self.tombstone_count == 0 or use_sel:
+                params = _params_for(index, sp, defaults, kk, self._selector if use_sel else None)
+                dist, pos = index.search(queries, kk, params=params)
+            else:
+                dist, pos = self._search_overfetch(index, queries, kk, sp, defaults, on_gpu)
         id_map = self._id_map()
         valid = pos >= 0
         got = np.where(valid, id_map[np.where(valid, pos, 0)], -1)
@@ -744,19 +749,23 @@ class GpuContext:
                 hint='install faiss-gpu on a CUDA machine, or set use_gpu="auto"',
             )
         self._resources: Any = None
-        self._lock = threading.Lock()
+        # Guards the shared StandardGpuResources: its per-device setup and its scratch
+        # memory are not thread-safe (concurrent first copies abort inside FAISS with
+        # "allocs_.count(device) == 0", seen on an H200), so copies and GPU searches
+        # take this lock.
+        self.lock = threading.Lock()
 
     def copy(self, inner: faiss.Index, shard_no: int) -> Any:
         """A GPU replica of ``inner``, or ``False`` when this index type has no GPU form."""
-        with self._lock:
+        ngpu = gpu_count()
+        with self.lock:
             if self._resources is None:
                 self._resources = faiss.StandardGpuResources()
-        ngpu = gpu_count()
-        try:
-            replica = faiss.index_cpu_to_gpu(self._resources, shard_no % ngpu, inner)
-            reason = None if _has_gpu_part(replica) else "FAISS has no GPU form for it"
-        except RuntimeError as e:
-            replica, reason = None, str(e).splitlines()[-1]
+            try:
+                replica = faiss.index_cpu_to_gpu(self._resources, shard_no % ngpu, inner)
+                reason = None if _has_gpu_part(replica) else "FAISS has no GPU form for it"
+            except RuntimeError as e:
+                replica, reason = None, str(e).splitlines()[-1]
         if reason is None:
             return replica
         # The cloner copies unsupported types (fast-scan PQ, refine stages) to CPU
