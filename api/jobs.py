@@ -28,10 +28,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from engine.errors import IndexLockedError, NotFoundError, VidseekError
+from engine.errors import IndexLockedError, NotFoundError, UnknownNameError, VidseekError
 from engine.index import VideoIndex
 
-__all__ = ["JOB_STATES", "Job", "JobRequest", "SharedWriter", "JobQueue", "ingest_file", "open_or_create_writer"]
+__all__ = ["JOB_STATES", "Job", "JobRequest", "SharedWriter", "JobQueue", "ingest_file", "open_or_create_writer",
+           "JobRunner", "JOB_KINDS", "register_job_kind"]
 
 log = logging.getLogger("vidseek.api.jobs")
 
@@ -59,6 +60,9 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
 """
+# Columns added after the first release: ALTERed into an existing service.sqlite.
+# ``kind``: ingest or another registered kind (see register_job_kind); ``params``: JSON.
+_ADDED_COLUMNS = (("kind", "TEXT NOT NULL DEFAULT 'ingest'"), ("params", "TEXT"))
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,8 @@ class JobRequest:
     ocr: bool = True
     visual: bool = True
     owns_file: bool = False
+    kind: str = "ingest"
+    params: str | None = None  # JSON for job kinds other than ingest
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,7 @@ class Job:
     created_at: float
     updated_at: float
     source_name: str
+    kind: str = "ingest"
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -197,6 +204,20 @@ def ingest_file(writer: SharedWriter, req: JobRequest, progress: ProgressFn,
     return ("replaced" if same is not None else "indexed"), rec.video_id
 
 
+# A job kind other than ingest: run(writer, job_id, request, progress, should_commit)
+# -> (result, video_id or None). It raises VidseekError for a failure the user can act on.
+JobRunner = Callable[[SharedWriter, str, JobRequest, ProgressFn, Callable[[], bool]], tuple[str, str | None]]
+JOB_KINDS: dict[str, JobRunner] = {}
+
+
+def register_job_kind(kind: str, runner: JobRunner) -> None:
+    """Let the queue run jobs of ``kind`` (e.g. ``highlight``) with ``runner``, in the same
+    worker, table and status model as ingest."""
+    if kind == "ingest":
+        raise ValueError("'ingest' is the built-in job kind")
+    JOB_KINDS[kind] = runner
+
+
 class JobQueue:
     """Persisted ingest jobs run one at a time by a background thread."""
 
@@ -209,6 +230,10 @@ class JobQueue:
         self._db_lock = threading.Lock()
         with self._db_lock:
             self._conn.executescript(_SCHEMA)
+            have = {r[1] for r in self._conn.execute("PRAGMA table_info(jobs)")}
+            for name, decl in _ADDED_COLUMNS:
+                if name not in have:
+                    self._conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._stop = threading.Event()
         self._abort = threading.Event()
@@ -230,7 +255,7 @@ class JobQueue:
     def _job(r: sqlite3.Row) -> Job:
         return Job(r["job_id"], r["tenant"], r["status"], r["stage"], float(r["progress"]), r["result"],
                    r["video_id"], r["error_code"], r["error_message"], r["created_at"], r["updated_at"],
-                   r["title"] or os.path.basename(r["path"]))
+                   r["title"] or os.path.basename(r["path"]), r["kind"])
 
     def get(self, job_id: str, *, tenant: str) -> Job:
         """A tenant's job; another tenant's id is simply not found."""
@@ -253,14 +278,16 @@ class JobQueue:
     def submit(self, req: JobRequest) -> Job:
         if self._stop.is_set():
             raise VidseekError("the service is shutting down and takes no new jobs", hint="retry after restart")
+        if req.kind != "ingest" and req.kind not in JOB_KINDS:
+            raise UnknownNameError("job kind", req.kind, ["ingest", *JOB_KINDS])
         job_id = "j" + secrets.token_hex(8)
         now = time.time()
         with self._db_lock:
             self._conn.execute(
                 "INSERT INTO jobs (job_id, tenant, path, title, speech, ocr, visual, owns_file, status, progress,"
-                " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,'queued',0,?,?)",
+                " created_at, updated_at, kind, params) VALUES (?,?,?,?,?,?,?,?,'queued',0,?,?,?,?)",
                 (job_id, req.tenant, req.path, req.title, int(req.speech), int(req.ocr), int(req.visual),
-                 int(req.owns_file), now, now),
+                 int(req.owns_file), now, now, req.kind, req.params),
             )
         self._queue.put(job_id)
         return self.get(job_id, tenant=req.tenant)
@@ -308,7 +335,7 @@ class JobQueue:
         if r is None or r["status"] != "queued":
             return
         req = JobRequest(r["tenant"], r["path"], r["title"], bool(r["speech"]), bool(r["ocr"]), bool(r["visual"]),
-                         bool(r["owns_file"]))
+                         bool(r["owns_file"]), r["kind"], r["params"])
         self.current = job_id
         self._update(job_id, status="running", stage="start", progress=0.0)
         last = [0.0]
@@ -323,7 +350,13 @@ class JobQueue:
 
         t0 = time.perf_counter()
         try:
-            result, video_id = ingest_file(self.writer, req, progress, lambda: not self._abort.is_set())
+            if req.kind == "ingest":
+                result, video_id = ingest_file(self.writer, req, progress, lambda: not self._abort.is_set())
+            elif req.kind in JOB_KINDS:
+                result, video_id = JOB_KINDS[req.kind](self.writer, job_id, req, progress,
+                                                       lambda: not self._abort.is_set())
+            else:  # a kind queued by a build that had it registered
+                raise UnknownNameError("job kind", req.kind, ["ingest", *JOB_KINDS])
         except _Abandoned:
             self._update(job_id, status="abandoned", stage=None)
             log.warning("ingest job %s abandoned at shutdown", job_id)
@@ -342,6 +375,8 @@ class JobQueue:
 
     def _fail(self, job_id: str, req: JobRequest, code: str, message: str) -> None:
         self._update(job_id, status="failed", error_code=code, error_message=message)
+        if req.kind != "ingest":  # the catalog's failures list files that failed to index
+            return
         try:
             with self.writer.locked() as idx:
                 idx.catalog.record_failure(req.path, code, message, tenant=req.tenant)

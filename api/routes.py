@@ -103,6 +103,7 @@ class JobOut(BaseModel):
     created_at: float
     updated_at: float
     source_name: str
+    kind: str = Field("ingest", examples=["ingest", "highlight"])
 
 
 class SegmentOut(BaseModel):
