@@ -429,3 +429,45 @@ def test_open_clip_errors(tiny_clip, tmp_path):
         get_image_encoder("open_clip", architecture="ViT-B-32", checkpoint=ckpt, pretrained="openai")
     with pytest.raises(UnknownNameError):  # checked locally, before any download
         get_image_encoder("open_clip", architecture="ViT-B-32", pretrained="no-such-tag").info
+
+
+# -- minilm backends: ONNX Runtime and torch ---------------------------------------------
+
+
+def test_minilm_onnx_and_torch_backends_agree(tmp_path, monkeypatch):
+    """The ONNX export is the same pipeline (transformer, mean pooling, normalise),
+    including truncation at max_seq_length and non-Latin text."""
+    pytest.importorskip("onnx")
+    from engine.models.text import MiniLMEncoder
+
+    monkeypatch.setenv("VIDSEEK_CACHE", str(tmp_path / "cache"))
+    texts = [
+        "a dog runs on the beach",
+        "Hello",
+        "视频里的一只猫在钢琴上走",
+        "word " * 400,  # longer than 256 tokens: both truncate
+        "",
+    ]
+    onnx_enc = MiniLMEncoder(backend="onnx")
+    torch_enc = MiniLMEncoder(backend="torch")
+    a, b = onnx_enc.encode(texts), torch_enc.encode(texts)
+    assert a.shape == b.shape == (len(texts), 384)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    exported = list((tmp_path / "cache" / "onnx").glob("minilm-*.onnx"))
+    assert len(exported) == 1
+    mtime = exported[0].stat().st_mtime_ns
+    MiniLMEncoder(backend="onnx").encode(["again"])  # a second encoder reuses the export
+    assert exported[0].stat().st_mtime_ns == mtime
+
+
+def test_minilm_backend_choice(monkeypatch):
+    from engine.models.text import MiniLMEncoder
+
+    with pytest.raises(InputError, match="unknown text backend"):
+        MiniLMEncoder(backend="tensorflow")
+    monkeypatch.setenv("VIDSEEK_TEXT_BACKEND", "torch")
+    assert MiniLMEncoder().backend == "torch"
+    monkeypatch.setenv("VIDSEEK_TEXT_BACKEND", "gpu-please")
+    with pytest.raises(InputError, match="VIDSEEK_TEXT_BACKEND"):
+        MiniLMEncoder()

