@@ -201,6 +201,14 @@ def ingest_file(writer: SharedWriter, req: JobRequest, progress: ProgressFn,
             raise _Abandoned()
         rec = idx.add_video(video, replace_keys=[same.key] if same is not None else [])
         idx.catalog.clear_failure(req.path, tenant=req.tenant)
+        # Knowledge graph (entities, edges, reused footage), as `vidseek index` does; a
+        # failure is recorded by update_video_graph and retried by `vidseek graph build`.
+        from indexer.entities import update_video_graph
+
+        try:
+            update_video_graph(idx.catalog, rec.key)
+        except Exception:  # the video is committed: a graph bug must not fail its job
+            log.exception("knowledge graph of %s not updated; `vidseek graph build` retries", rec.video_id)
     return ("replaced" if same is not None else "indexed"), rec.video_id
 
 

@@ -68,6 +68,7 @@ class IndexOptions:
     visual_labels: int = 5
     max_bytes: int | None = None  # refuse files larger than this
     flush_every: int = 25  # save derived indexes every N committed videos
+    graph: bool = True  # after each commit: entities, edges, reused footage (indexer.entities)
 
 
 @dataclass
@@ -479,6 +480,14 @@ def _run(todo, index: VideoIndex, config, options: IndexOptions, report: IndexRe
             else:
                 stages = dict(video.stats.get("stages", {}))
                 stages["write"] = time.perf_counter() - t0
+                if options.graph:  # the video is committed; a graph failure is recorded, not fatal
+                    from indexer.entities import update_video_graph
+
+                    g = update_video_graph(index.catalog, rec.key)
+                    stages["graph"] = g.seconds
+                    if g.status != "done":
+                        log.warning("knowledge graph of %s not updated (%s); `vidseek graph build` retries",
+                                    src, g.reason)
                 report.results.append(FileResult(
                     src, "replaced" if replace_key else "indexed", rec.video_id, duration=video.duration or 0.0,
                     seconds=secs, stages=stages,

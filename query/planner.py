@@ -26,6 +26,7 @@ from engine.index import VideoIndex
 from engine.lexical import tokenize
 from engine.vectors import SearchParams
 from query.fusion import convex_combination, reciprocal_rank_fusion
+from query.entities import EntityRecognizer
 from query.intent import IntentClassifier
 from query.parse import ParsedQuery, parse
 
@@ -142,6 +143,7 @@ class Searcher:
         self.text_enc = get_text_encoder(index.config.text_encoder)
         self.image_enc = get_image_encoder(index.config.image_encoder, **index.config.image_options)
         self.intent = intent or IntentClassifier.default()
+        self.entities = EntityRecognizer(index.catalog)  # knowledge-graph names in queries
 
     def warm_up(self) -> None:
         """Load every model a search touches (encoders, intent head, Chinese
@@ -179,8 +181,11 @@ class Searcher:
             hits = self._filter_only(parsed, opts)
             return SearchResponse(query, {"label": "filter", "confidence": 1.0, "weights": {}},
                                   (time.perf_counter() - t0) * 1000, hits, parsed.to_dict())
+        ent = self.entities.recognise(text, opts.tenant) if text else None  # None: names no known entity
         if text:
             intent = self.intent.classify(text, parsed=parsed)
+            if ent is not None:
+                intent = ent.apply_intent(intent, self.intent)
             weights = dict(intent.weights)
             intent_dict = intent.to_dict()
             label = intent.label
@@ -209,7 +214,8 @@ class Searcher:
         bm25_run: list[tuple[int, float]] = []
         if "bm25" in opts.retrievers and text:
             fields = sorted({f for m, w in weights.items() if w > 0.05 for f in LEXICAL_FIELDS_FOR[m]})
-            hits = self.index.lexical.search(text, k=ncand, fields=fields or None, phrases=list(parsed.phrases))
+            hits = self.index.lexical.search(ent.expand(text) if ent else text, k=ncand, fields=fields or None,
+                                             phrases=list(parsed.phrases))
             bm25_run = [(h.id, float(h.score)) for h in hits]
             for i, s in bm25_run:
                 cands.setdefault(i, _Cand(i)).bm25 = s
@@ -223,6 +229,10 @@ class Searcher:
             keep = {i for i, _ in reciprocal_rank_fusion(runs_all, k=60, top=ncand)}
             cands = {i: c for i, c in cands.items() if i in keep}
 
+        if ent is not None:  # the entity's moments compete even if no retriever found them
+            intent_dict = {**intent_dict, "entities": ent.to_dict()["entities"]}
+            for i in ent.candidate_segments(self.index.catalog):
+                cands.setdefault(i, _Cand(i))
         segs = self.index.catalog.get_segments(list(cands))
         cands = {i: c for i, c in cands.items() if i in segs}
         for i, c in cands.items():
@@ -261,6 +271,8 @@ class Searcher:
         for i, c in cands.items():
             c.fused = float(fused.get(i, 0.0))
             c.score = c.fused
+        if ent is not None:
+            ent.boost(cands.values())
         if opts.rerank:
             self._rerank(cands, parsed, text, weights, label)
         hits = self._moments(cands, videos, weights, parsed, text, opts)

@@ -22,6 +22,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from engine.catalog.schema import MIGRATIONS, SCHEMA_VERSION
+from engine.catalog.schema_graph import GC_ORPHAN_ENTITIES
 from engine.errors import CorruptIndexError, IndexMismatchError, NotFoundError
 
 __all__ = [
@@ -361,6 +362,7 @@ class Catalog:
     def _delete_in_txn(self, c: sqlite3.Connection, key: int, now: float) -> int:
         ids = [r[0] for r in c.execute("SELECT id FROM segments WHERE video = ?", (key,))]
         c.execute("DELETE FROM videos WHERE id = ?", (key,))
+        c.execute(GC_ORPHAN_ENTITIES)  # knowledge graph: edges cascaded; drop entities left without one
         return int(c.execute(
             "INSERT INTO ops (op, video, segments, created_at) VALUES ('delete', ?, ?, ?)",
             (key, np.asarray(ids, dtype=np.int64).tobytes(), now),

@@ -1,0 +1,50 @@
+"""The knowledge graph: entities, aliases and edges with provenance, stored in the
+catalog (``engine.graph.store``), and NetworkX algorithms over it
+(``engine.graph.algorithms``: neighbourhoods, paths, communities, centrality, export,
+pictures)."""
+from engine.graph.store import (
+    ENTITY_TYPES,
+    NAMED_TYPES,
+    RELATIONS,
+    Alias,
+    AliasRecord,
+    EdgeRecord,
+    Entity,
+    EntityRef,
+    EntityVideo,
+    Fingerprint,
+    GraphStore,
+    Neighbour,
+    NewEdge,
+    NewEntity,
+    RelatedVideo,
+    VideoGraph,
+    VideoRef,
+    normalise_alias,
+    script_of,
+)
+from engine.graph.matcher import AliasMatch, AliasMatcher
+
+__all__ = [
+    "AliasMatch",
+    "AliasMatcher",
+    "ENTITY_TYPES",
+    "NAMED_TYPES",
+    "RELATIONS",
+    "Alias",
+    "AliasRecord",
+    "EdgeRecord",
+    "Entity",
+    "EntityRef",
+    "EntityVideo",
+    "Fingerprint",
+    "GraphStore",
+    "Neighbour",
+    "NewEdge",
+    "NewEntity",
+    "RelatedVideo",
+    "VideoGraph",
+    "VideoRef",
+    "normalise_alias",
+    "script_of",
+]
