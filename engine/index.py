@@ -219,6 +219,12 @@ class VideoIndex:
             self.vectors.save(self._vec_seq)
             self.lexical.save(self._lex_seq)
 
+    @property
+    def seq(self) -> int:
+        """The catalog op both derived indexes have applied: it changes with every
+        commit or delete this handle has seen, so callers can key caches on it."""
+        return min(self._vec_seq, self._lex_seq)
+
     def sync(self, *, save: bool = True) -> int:
         """Replay catalog ops the derived indexes have not seen; returns how many.
 
@@ -300,6 +306,36 @@ class VideoIndex:
     # -- reads -------------------------------------------------------------------------
     def search_vectors(self, queries: np.ndarray, params: SearchParams) -> tuple[np.ndarray, np.ndarray]:
         return self.vectors.search(np.ascontiguousarray(queries, dtype=np.float32), params)
+
+    def modality_vectors(self, segment_ids: Sequence[int], modalities: Sequence[str]) -> dict[str, dict[int, np.ndarray]]:
+        """Unit vectors per modality for ``segment_ids`` (a missing modality is absent).
+
+        Read back from the joint vectors in the vector store when it stores them
+        exactly (Flat shards, or an fp16 refine stage: cosines then agree with the
+        catalog's float32 copy to about 1e-3), since each block there is the unit
+        modality vector times its fixed block weight; from the catalog otherwise, and
+        for modalities whose block weight is zero.
+        """
+        mods = list(modalities)
+        out: dict[str, dict[int, np.ndarray]] = {m: {} for m in mods}
+        from_store = [m for m in mods if m in self.blocks and float(self.config.block_weights.get(m, 0.0)) > 0]
+        got = self.vectors.stored_vectors(np.asarray(list(segment_ids), dtype=np.int64)) if from_store else None
+        if got is None:
+            from_store = []
+        else:
+            ids, joint = got
+            id_list = ids.tolist()
+            for m in from_store:
+                b = self.blocks[m]
+                block = joint[:, b.offset:b.offset + b.dim]
+                norms = np.linalg.norm(block, axis=1)
+                present = norms > 1e-6 * float(self.config.block_weights[m])
+                unit = block / np.where(present, norms, 1.0)[:, None]
+                out[m] = {id_list[r]: unit[r] for r in np.flatnonzero(present)}
+        rest = [m for m in mods if m not in from_store]
+        if rest:
+            out.update(self.catalog.vectors_many(segment_ids, rest))
+        return out
 
     def info(self) -> dict:
         counts = self.catalog.counts()

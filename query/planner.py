@@ -13,6 +13,7 @@ m), so a silent video is not pushed down for lacking speech.
 from __future__ import annotations
 
 import re
+import threading
 import time
 import unicodedata
 from dataclasses import dataclass, field, replace
@@ -50,6 +51,7 @@ DEFAULT_FUSION: dict[str, tuple[str, float]] = {
 
 # A modality with at least this intent weight also gets its own one-block dense run.
 ONE_BLOCK_MIN_WEIGHT = 0.3
+_VIDEO_CACHE_MAX = 100_000  # decoded video records kept between searches
 
 # Rerank feature weights (added to the fused score of the top candidates).
 RERANK = {
@@ -144,6 +146,12 @@ class Searcher:
         self.image_enc = get_image_encoder(index.config.image_encoder, **index.config.image_options)
         self.intent = intent or IntentClassifier.default()
         self.entities = EntityRecognizer(index.catalog)  # knowledge-graph names in queries
+        # Video rows never change once committed (a re-index commits a new key), so a
+        # search reuses decoded records until the index applies another op. Decoding
+        # ~100 rows of JSON fields was ~6% of a search at 1M segments.
+        self._videos: dict[int, VideoRecord] = {}
+        self._videos_seq = -1
+        self._videos_lock = threading.Lock()
 
     def warm_up(self) -> None:
         """Load every model a search touches (encoders, intent head, Chinese
@@ -237,7 +245,7 @@ class Searcher:
         cands = {i: c for i, c in cands.items() if i in segs}
         for i, c in cands.items():
             c.seg = segs[i]
-        videos = self.index.catalog.videos_by_keys([c.seg.video for c in cands.values()])
+        videos = self._videos_by_keys({c.seg.video for c in cands.values()})
         cands = {i: c for i, c in cands.items() if self._keep(c.seg, videos.get(c.seg.video), parsed, opts)}
         if not cands:
             return SearchResponse(query, intent_dict, (time.perf_counter() - t0) * 1000, [], parsed.to_dict())
@@ -278,6 +286,22 @@ class Searcher:
         hits = self._moments(cands, videos, weights, parsed, text, opts)
         return SearchResponse(query, intent_dict, (time.perf_counter() - t0) * 1000, hits, parsed.to_dict())
 
+    def _videos_by_keys(self, keys: set[int]) -> dict[int, VideoRecord]:
+        with self._videos_lock:
+            if self._videos_seq != self.index.seq or len(self._videos) > _VIDEO_CACHE_MAX:
+                self._videos = {}
+                self._videos_seq = self.index.seq
+            cache = self._videos
+            missing = [k for k in keys if k not in cache]
+        if missing:
+            fetched = self.index.catalog.videos_by_keys(missing)
+            with self._videos_lock:
+                if cache is self._videos:
+                    cache.update(fetched)
+        else:
+            fetched = {}
+        return {k: v for k in keys if (v := cache.get(k) or fetched.get(k)) is not None}
+
     def _fusion_for(self, label: str, opts: SearchOptions) -> tuple[str, float]:
         method, share = DEFAULT_FUSION.get(label, ("convex", 0.8))
         if opts.fusion != "auto":
@@ -308,7 +332,7 @@ class Searcher:
         ids = [c.id for c in cands]
         by_id = {c.id: c for c in cands}
         mods = [m for m in MODALITIES if m in qblocks]
-        for m, vecs in self.index.catalog.vectors_many(ids, mods).items():
+        for m, vecs in self.index.modality_vectors(ids, mods).items():
             if not vecs:
                 continue
             sids = list(vecs)

@@ -179,3 +179,23 @@ def test_kill_during_ingest_leaves_a_consistent_index(tmp_path, delay_lines):
             segs = idx.catalog.segments_of(v.key)
             found = {h.id for h in idx.lexical.search(word(int(v.source[8:-4])), k=50)}
             assert found == {s.id for s in segs}
+
+
+@pytest.mark.parametrize("factory, exact_store", [
+    (None, True),                                  # Flat shards: the store's copy is exact
+    ("IVF{nlist},PQ4x4fs,Refine(SQfp16)", True),   # fp16 refine stage: read back, rounded
+    ("IVF{nlist},PQ4x4", False),                   # lossy codes: the catalog answers
+])
+def test_modality_vectors_match_the_catalog(tmp_path, factory, exact_store):
+    cfg = CFG if factory is None else IndexConfig(shards=2, flat_max=20, approx_factory=factory)
+    with VideoIndex.open(tmp_path, writer=True, config=cfg, encoders=ENC) as idx:
+        recs = [idx.add_video(make_video(i, nseg=4)) for i in range(30)]
+        idx.delete_video(recs[3].video_id)
+        ids = [s.id for r in recs[:6] if r is not recs[3] for s in idx.catalog.segments_of(r.key)]
+        assert (idx.vectors.stored_vectors(np.array(ids)) is not None) == exact_store
+        want = idx.catalog.vectors_many(ids + [10**9], ["visual", "speech", "ocr"])
+        got = idx.modality_vectors(ids + [10**9], ["visual", "speech", "ocr"])
+        assert got["ocr"] == {} and set(got["visual"]) == set(want["visual"]) == set(ids)
+        for m in ("visual", "speech"):
+            for i in ids:
+                np.testing.assert_allclose(got[m][i], want[m][i], atol=2e-3 if factory else 1e-6)

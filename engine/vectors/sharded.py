@@ -454,6 +454,27 @@ class VectorStore:
             results = [f.result() for f in futures]
         return _merge(results, len(queries), k)
 
+    def stored_vectors(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(ids found live, their vectors as stored), or None when a shard stores
+        lossily (PQ without an exact refine stage): then ask the catalog."""
+        ids = np.asarray(ids, dtype=np.int64)
+        found_ids: list[np.ndarray] = []
+        found_vecs: list[np.ndarray] = []
+        with self._rw.read():
+            if self._closed:
+                raise InputError(f"read from a closed store ({self.path})")
+            shards = [s for s in self._shards if s.count() > 0]
+            if not all(s.stores_exactly for s in shards):
+                return None
+            for shard in shards:
+                mask, vecs = shard.stored_vectors(ids)
+                if len(vecs):
+                    found_ids.append(ids[mask])
+                    found_vecs.append(vecs)
+        if not found_ids:
+            return np.zeros(0, np.int64), np.zeros((0, self.settings.dim), dtype=np.float32)
+        return np.concatenate(found_ids), np.concatenate(found_vecs)
+
     def _executor(self) -> ThreadPoolExecutor:
         with self._pool_lock:
             if self._pool is None:
