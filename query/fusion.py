@@ -24,6 +24,7 @@ Rules shared by every method:
 """
 from __future__ import annotations
 
+import heapq
 import math
 import numbers
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ __all__ = [
     "FusedHit",
     "NORMALISATIONS",
     "reciprocal_rank_fusion",
+    "rrf_top_ids",
     "convex_combination",
     "normalise",
     "FusionMethod",
@@ -215,6 +217,23 @@ def reciprocal_rank_fusion(
         for rank, (doc_id, _) in enumerate(ranked, 1):
             totals.setdefault(doc_id, []).append(w / (k + rank))
     return _finish(totals, top)
+
+
+def rrf_top_ids(runs: Sequence[Sequence[tuple[int, float]]], k: float = 60, top: int = 100) -> list[int]:
+    """The ``top`` ids of unweighted RRF over ``runs``, in fused order, without validation.
+
+    The same ranking as :func:`reciprocal_rank_fusion` (ties by id) for runs that are
+    already clean: int ids, each once per run, in rank order, as the planner's own
+    retrievers return them. Validating every pair cost more than the fusion itself
+    (about 4 ms a search over six runs of 100).
+    """
+    parts: dict[int, list[float]] = {}
+    for run in runs:
+        for rank, pair in enumerate(run, 1):
+            parts.setdefault(pair[0], []).append(1.0 / (k + rank))
+    # fsum, as reciprocal_rank_fusion does: equal rank sets tie exactly, whatever the run order.
+    totals = [(-math.fsum(p), d) for d, p in parts.items()]
+    return [d for _, d in heapq.nsmallest(top, totals)]
 
 
 def normalise(scores: Sequence[float], method: str = "minmax") -> list[float]:

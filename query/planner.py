@@ -26,9 +26,9 @@ from engine.errors import InputError
 from engine.index import VideoIndex
 from engine.lexical import tokenize
 from engine.vectors import SearchParams
-from query.fusion import convex_combination, reciprocal_rank_fusion
+from query.fusion import convex_combination, reciprocal_rank_fusion, rrf_top_ids
 from query.entities import EntityRecognizer
-from query.intent import IntentClassifier
+from query.intent import IntentClassifier, get_intent_classifier
 from query.parse import ParsedQuery, parse
 
 __all__ = ["SearchOptions", "Hit", "SearchResponse", "Searcher", "DEFAULT_FUSION"]
@@ -138,13 +138,21 @@ class _Cand:
 class Searcher:
     """Holds the encoders and classifier for one open index; thread-safe searches."""
 
-    def __init__(self, index: VideoIndex, *, intent: IntentClassifier | None = None) -> None:
+    def __init__(self, index: VideoIndex, *, intent: IntentClassifier | None = None,
+                 intent_cascade: bool = True) -> None:
         from engine.models.registry import get_image_encoder, get_text_encoder
 
         self.index = index
         self.text_enc = get_text_encoder(index.config.text_encoder)
         self.image_enc = get_image_encoder(index.config.image_encoder, **index.config.image_options)
         self.intent = intent or IntentClassifier.default()
+        # The intent cascade (IntentClassifier.classify_cascade): a head over the
+        # retrieval encoder's own query vector decides when it is sure, so most
+        # searches skip the intent model's transformer pass. Only with the default
+        # classifier, and only when the index's text encoder differs from its encoder.
+        self.fast_intent: IntentClassifier | None = None
+        if intent is None and intent_cascade and index.config.text_encoder != self.intent.encoder_name:
+            self.fast_intent = get_intent_classifier(index.config.text_encoder)
         self.entities = EntityRecognizer(index.catalog)  # knowledge-graph names in queries
         # Video rows never change once committed (a re-index commits a new key), so a
         # search reuses decoded records until the index applies another op. Decoding
@@ -158,6 +166,8 @@ class Searcher:
         dictionary), so that the first real query does not pay for it."""
         self._query_blocks("warm up", None)
         self.intent.classify("warm up")
+        if self.fast_intent is not None:
+            self.fast_intent.probabilities_for_vectors(self._query_blocks("warm up", None)["speech"][None, :])
         tokenize("预热 warm up")
 
     # -- encoding --------------------------------------------------------------------
@@ -190,8 +200,16 @@ class Searcher:
             return SearchResponse(query, {"label": "filter", "confidence": 1.0, "weights": {}},
                                   (time.perf_counter() - t0) * 1000, hits, parsed.to_dict())
         ent = self.entities.recognise(text, opts.tenant) if text else None  # None: names no known entity
+        # Encoders first: the retrieval encoder's query vector also feeds the fast
+        # intent head. Sequential on purpose: the intent model and the encoders in two
+        # threads oversubscribe the cores (both use intra-op pools) and were slower
+        # (measured: 190 ms vs 85 ms a query on 2 cores).
+        qblocks = self._query_blocks(text, image)
         if text:
-            intent = self.intent.classify(text, parsed=parsed)
+            if self.fast_intent is not None and "speech" in qblocks:
+                intent = self.intent.classify_cascade(parsed, self.fast_intent, qblocks["speech"])
+            else:
+                intent = self.intent.classify(text, parsed=parsed)
             if ent is not None:
                 intent = ent.apply_intent(intent, self.intent)
             weights = dict(intent.weights)
@@ -203,10 +221,6 @@ class Searcher:
             label = "visual"
         if image is not None and text:
             weights["visual"] = max(weights.get("visual", 0.0), 0.5)
-        # Sequential on purpose: running the intent model and the encoders in two
-        # threads oversubscribes the cores (both use intra-op thread pools) and was
-        # slower (measured: 190 ms vs 85 ms a query on 2 cores).
-        qblocks = self._query_blocks(text, image)
         weights = {m: float(weights.get(m, 0.0)) for m in MODALITIES if m in qblocks}
         fusion, share = self._fusion_for(label, opts)
         intent_dict = {**intent_dict, "fusion": fusion, "dense_share": share}
@@ -234,7 +248,7 @@ class Searcher:
             # exact per-modality scoring reads their vectors from the catalog, the
             # costliest step at scale. Keep the best ``ncand`` by a cheap RRF of the runs.
             runs_all = [r for r in dense_runs if r] + ([bm25_run] if bm25_run else [])
-            keep = {i for i, _ in reciprocal_rank_fusion(runs_all, k=60, top=ncand)}
+            keep = set(rrf_top_ids(runs_all, k=60, top=ncand))
             cands = {i: c for i, c in cands.items() if i in keep}
 
         if ent is not None:  # the entity's moments compete even if no retriever found them

@@ -20,6 +20,7 @@ from query.fusion import (
     list_fusion_methods,
     normalise,
     reciprocal_rank_fusion,
+    rrf_top_ids,
 )
 
 GOLDEN = sorted((Path(__file__).parent / "golden").glob("fusion_*.json"))
@@ -172,3 +173,12 @@ def test_fusion_invariants(runs: list[dict[Any, float]], method: str, norm: str)
     assert fuse(runs, top=3, **params) == got[:3]
     if method == "convex" and norm == "minmax" and runs:
         assert all(-1e-12 <= h.score <= len(runs) + 1e-12 for h in got)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 40), unique=True, max_size=25), min_size=1, max_size=6),
+       st.integers(1, 50))
+def test_rrf_top_ids_matches_validated_rrf(id_lists, top):
+    runs = [[(i, 1.0 - r / 100) for r, i in enumerate(ids)] for ids in id_lists]
+    want = [h.doc_id for h in reciprocal_rank_fusion(runs, k=60, top=top)]
+    assert rrf_top_ids(runs, k=60, top=top) == want

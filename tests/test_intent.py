@@ -354,3 +354,24 @@ def test_heldout_accuracy_minilm() -> None:
     result = evaluate(_real_encoder("minilm"))
     # Measured 0.849 (62/73) when this floor was set; an English-only model.
     assert result.accuracy >= 0.8, result.mistakes
+
+
+def test_cascade_uses_the_fast_head_only_when_it_is_sure(toy: IntentClassifier) -> None:
+    """The fast head decides from the vector the search already has; below the
+    threshold the strong head runs (and only then calls its encoder)."""
+    fast_enc = HashingEncoder()
+    fast = IntentClassifier(fast_enc, encoder_name="fast", examples=TOY).fit()
+    strong_enc = HashingEncoder()
+    strong = IntentClassifier(strong_enc, encoder_name="strong", examples=TOY).fit()
+    q = parse("dog running on grass")
+    vec = fast_enc.encode(["dog running on grass"])[0]
+    calls = strong_enc.calls
+    sure = strong.classify_cascade(q, fast, vec, threshold=0.0)
+    assert sure.head == "fast" and sure.label == "visual" and strong_enc.calls == calls
+    assert sure.to_dict()["head"] == "fast"
+    unsure = strong.classify_cascade(q, fast, vec, threshold=1.01)
+    assert unsure.head == "strong" and strong_enc.calls == calls + 1
+    # Same probabilities either way when both heads are the same model.
+    np.testing.assert_allclose(
+        fast.probabilities_for_vectors(vec[None, :])[0],
+        fast.model_probabilities(["dog running on grass"])[0], atol=1e-9)
