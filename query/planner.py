@@ -143,7 +143,7 @@ class Searcher:
     """Holds the encoders and classifier for one open index; thread-safe searches."""
 
     def __init__(self, index: VideoIndex, *, intent: IntentClassifier | None = None,
-                 intent_cascade: bool = True) -> None:
+                 intent_cascade: bool = True, fast_intent: IntentClassifier | None = None) -> None:
         from engine.models.registry import get_image_encoder, get_text_encoder
 
         self.index = index
@@ -154,8 +154,10 @@ class Searcher:
         # retrieval encoder's own query vector decides when it is sure, so most
         # searches skip the intent model's transformer pass. Only with the default
         # classifier, and only when the index's text encoder differs from its encoder.
-        self.fast_intent: IntentClassifier | None = None
-        if intent is None and intent_cascade and index.config.text_encoder != self.intent.encoder_name:
+        # ``fast_intent`` may be given (it must be a head over index.config.text_encoder).
+        self.fast_intent: IntentClassifier | None = fast_intent if intent_cascade else None
+        if (self.fast_intent is None and intent is None and intent_cascade
+                and index.config.text_encoder != self.intent.encoder_name):
             self.fast_intent = get_intent_classifier(index.config.text_encoder)
         self.entities = EntityRecognizer(index.catalog)  # knowledge-graph names in queries
         # Video rows never change once committed (a re-index commits a new key), so a
