@@ -16,6 +16,7 @@ import pytest
 
 from engine.errors import InputError
 from engine.vectors import SearchParams, VectorSettings, VectorStore
+from tests.test_vectors import clustered
 
 pytestmark = [
     pytest.mark.gpu,
@@ -27,16 +28,6 @@ pytestmark = [
 
 DIM = 64
 N = 20_000
-
-
-def clustered(n: int, dim: int = DIM, clusters: int = 50, noise: float = 0.6, seed: int = 0) -> np.ndarray:
-    """Unit vectors around ``clusters`` gaussian centres (seeded)."""
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
-    x = centres[rng.integers(0, clusters, n)] + noise * rng.standard_normal((n, dim)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
 X = clustered(N)
 IDS = np.arange(N, dtype=np.int64) * 7 + 100
 KEYS = np.arange(N, dtype=np.int64) // 10
