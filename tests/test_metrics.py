@@ -182,3 +182,37 @@ def test_top1_score_and_mean_defined() -> None:
     assert mean_defined([1.0, None, 0.0]) == 0.5
     assert mean_defined([None, None]) is None
     assert mean_defined([]) is None
+
+
+# -- more hand-computed cases (benchmark suites) ------------------------------------------
+def test_ndcg_at_10_three_relevant_hand_computed() -> None:
+    # Relevant at distinct ranks 1 and 3 (a duplicate of rank 1 in between is dropped),
+    # three relevant clips: DCG = 1 + 1/log2(4) = 1.5; IDCG = 1 + 1/log2(3) + 1/2.
+    got = ndcg_at_k(["r1", "r1", "x", "r2", "y"], {"r1", "r2", "r3"}, 10)
+    assert got == pytest.approx(1.5 / (1 + 1 / math.log2(3) + 0.5))
+
+
+def test_equal_scores_keep_the_returned_order_for_every_metric() -> None:
+    # Two hits with the same score: the metrics read list order, never scores.
+    hits = [RankedMoment("x", 0.0, 1.0, 0.5), RankedMoment("r", 0.0, 1.0, 0.5)]
+    ids = [h.clip for h in hits]
+    assert reciprocal_rank(ids, {"r"}) == 0.5
+    assert recall_at_k(ids, {"r"}, 1) == 0.0
+    assert ndcg_at_k(ids, {"r"}, 10) == pytest.approx(1 / math.log2(3))
+    assert r1_at_iou(hits, [Relevant("r", 0.0, 1.0)]) == 0.0  # the tied hit ranked second
+
+
+def test_empty_result_list_scores_zero_not_none() -> None:
+    # A positive query that gets nothing back is a miss (0), unlike a negative (None).
+    assert recall_at_k([], {"a"}, 10) == 0.0
+    assert reciprocal_rank([], {"a"}) == 0.0
+    assert ndcg_at_k([], {"a"}, 10) == 0.0
+    assert r1_at_iou([], [Relevant("a")]) is None  # no window: not applicable
+
+
+def test_mrr_over_a_query_set_skips_negatives() -> None:
+    # Ranks 1, 2 and a miss, plus one negative query: MRR = (1 + 1/2 + 0) / 3.
+    rr = [reciprocal_rank(["a"], {"a"}), reciprocal_rank(["x", "b"], {"b"}),
+          reciprocal_rank(["x"], {"c"}), reciprocal_rank(["x"], set())]
+    assert rr[-1] is None
+    assert mean_defined(rr) == pytest.approx(0.5)
