@@ -34,6 +34,8 @@ from engine.config import IndexConfig
 from engine.errors import MediaError, NotFoundError, VidseekError
 from engine.index import VideoIndex
 from indexer.metadata import Sidecar, VideoMetadata, load_sidecar
+from indexer.reuse import ALGO as REUSE_ALGO
+from indexer.reuse import FingerprintTap
 
 __all__ = ["IndexOptions", "FileResult", "IndexReport", "discover", "analyse", "index_paths", "file_hash"]
 
@@ -165,6 +167,9 @@ class _Timer:
         return _Ctx()
 
 
+_CUT_SIDE = 160  # long side of the frames the cut detector samples (its default)
+
+
 def _normalise_rows(x: np.ndarray) -> np.ndarray:
     n = np.linalg.norm(x, axis=1, keepdims=True)
     return (x / np.maximum(n, 1e-12)).astype(np.float32)
@@ -177,8 +182,14 @@ def analyse(
     options: IndexOptions,
     meta: VideoMetadata | None = None,
     progress: ProgressFn | None = None,
+    fingerprint: FingerprintTap | None = None,
 ) -> NewVideo:
-    """The mapper: one file -> a complete ``NewVideo`` (nothing written anywhere)."""
+    """The mapper: one file -> a complete ``NewVideo`` (nothing written anywhere).
+
+    ``fingerprint``: a reused-footage tap fed with the cut detector's frames, so that
+    the graph stage need not decode the video again (read ``fingerprint.result()``
+    afterwards); left unfed when the cut sampling does not fit it.
+    """
     from engine.models.registry import get_image_encoder, get_text_encoder
     from indexer import media, shots
 
@@ -199,7 +210,11 @@ def analyse(
 
     say("shots", 0.05)
     with timer("shots"):
-        cuts = shots.detect_cuts(path, fps=options.cut_fps)
+        if fingerprint is not None and fingerprint.fits(options.cut_fps, _CUT_SIDE, fingerprint.options):
+            samples = media.sample_frames(path, fps=options.cut_fps, max_side=_CUT_SIDE)
+            cuts = shots.detect_cuts(fingerprint.tap(samples), fps=options.cut_fps)
+        else:
+            cuts = shots.detect_cuts(path, fps=options.cut_fps, max_side=_CUT_SIDE)
         shot_list, segs = shots.segment(duration, cuts, max_len=options.segment_max, min_len=options.segment_min)
 
     text_enc = get_text_encoder(config.text_encoder)
@@ -335,6 +350,12 @@ def _init_threads(threads: int) -> None:
         torch.set_num_threads(threads)
     except ImportError:
         pass
+    # ONNX Runtime (OCR) and CTranslate2 (Whisper) ignore OMP_NUM_THREADS and default
+    # to every core: with two workers on 2 cores that oversubscribes them.
+    from indexer import ocr, speech
+
+    ocr.set_num_threads(threads)
+    speech.set_num_threads(threads)
 
 
 def _init_worker(threads: int, queue) -> None:
@@ -343,22 +364,34 @@ def _init_worker(threads: int, queue) -> None:
     _init_threads(threads)
 
 
+Fingerprint = tuple[np.ndarray, np.ndarray]  # reused-footage (times, hashes), see indexer.reuse
+
+
 def _analyse_safely(source: str, content_hash: str, config: IndexConfig, options: IndexOptions,
                     meta: VideoMetadata | None, progress: ProgressFn | None
-                    ) -> tuple[NewVideo | None, str | None, str | None, float]:
+                    ) -> tuple[NewVideo | None, str | None, str | None, float, Fingerprint | None]:
     """``analyse`` that turns any failure into (None, code, reason): one bad file must
-    not stop the batch. Returns (video, error code, reason, seconds)."""
+    not stop the batch. Returns (video, error code, reason, seconds, fingerprint): the
+    fingerprint, when the graph stage is on, comes from the cut detector's frames,
+    for the writer to store before the graph stage (which then does not decode)."""
     t0 = time.perf_counter()
+    tap = FingerprintTap() if options.graph else None
     try:
-        return analyse(source, content_hash, config, options, meta, progress), None, None, time.perf_counter() - t0
+        video = analyse(source, content_hash, config, options, meta, progress, fingerprint=tap)
+        fp = None
+        if tap is not None and tap.fits(options.cut_fps, _CUT_SIDE, tap.options):
+            t1 = time.perf_counter()
+            fp = tap.result()
+            video.stats.setdefault("stages", {})["fingerprint"] = round(time.perf_counter() - t1, 4)
+        return video, None, None, time.perf_counter() - t0, fp
     except VidseekError as e:
-        return None, e.code, str(e), time.perf_counter() - t0
+        return None, e.code, str(e), time.perf_counter() - t0, None
     except Exception as e:  # a decoder or model failure
         log.error("unexpected error on %s:\n%s", source, traceback.format_exc())
-        return None, "internal_error", f"{type(e).__name__}: {e}", time.perf_counter() - t0
+        return None, "internal_error", f"{type(e).__name__}: {e}", time.perf_counter() - t0, None
 
 
-def _work(args) -> tuple[str, NewVideo | None, str | None, str | None, float]:
+def _work(args) -> tuple[str, NewVideo | None, str | None, str | None, float, Fingerprint | None]:
     source, content_hash, config, options, meta = args
 
     def progress(stage: str, frac: float) -> None:
@@ -464,7 +497,8 @@ def _run(todo, index: VideoIndex, config, options: IndexOptions, report: IndexRe
     done = 0
     committed = 0
 
-    def commit(src: str, replace_key, video: NewVideo | None, code, reason, secs) -> None:
+    def commit(src: str, replace_key, video: NewVideo | None, code, reason, secs,
+               fp: Fingerprint | None = None) -> None:
         nonlocal done, committed
         done += 1
         if video is None:
@@ -481,8 +515,11 @@ def _run(todo, index: VideoIndex, config, options: IndexOptions, report: IndexRe
                 stages = dict(video.stats.get("stages", {}))
                 stages["write"] = time.perf_counter() - t0
                 if options.graph:  # the video is committed; a graph failure is recorded, not fatal
+                    from engine.graph.store import GraphStore
                     from indexer.entities import update_video_graph
 
+                    if fp is not None:  # update_reuse uses it instead of decoding the file again
+                        GraphStore(index.catalog).put_fingerprint(rec.key, REUSE_ALGO, *fp)
                     g = update_video_graph(index.catalog, rec.key)
                     stages["graph"] = g.seconds
                     if g.status != "done":
@@ -502,10 +539,10 @@ def _run(todo, index: VideoIndex, config, options: IndexOptions, report: IndexRe
         _init_threads(threads)
         bar = _video_bar(1, show_progress)
         for src, h, replace_key, meta in todo:
-            video, code, reason, secs = _analyse_safely(
+            video, code, reason, secs, fp = _analyse_safely(
                 src, h, config, options, meta, lambda stage, frac, _s=src: _show(bar, _s, stage, frac)
             )
-            commit(src, replace_key, video, code, reason, secs)
+            commit(src, replace_key, video, code, reason, secs, fp)
         bar.close()
     else:
         ctx = mp.get_context("spawn")  # fork + torch/onnx thread pools deadlock
@@ -526,10 +563,10 @@ def _run(todo, index: VideoIndex, config, options: IndexOptions, report: IndexRe
                 for f in finished:
                     src, rk = futs[f]
                     try:
-                        s, video, code, reason, secs = f.result()
+                        s, video, code, reason, secs, fp = f.result()
                     except Exception as e:  # a worker process died (e.g. a decoder crash)
-                        video, code, reason, secs = None, "worker_crash", f"{type(e).__name__}: {e}", 0.0
-                    commit(src, rk, video, code, reason, secs)
+                        video, code, reason, secs, fp = None, "worker_crash", f"{type(e).__name__}: {e}", 0.0, None
+                    commit(src, rk, video, code, reason, secs, fp)
         for b in bars.values():
             b.close()
         manager.shutdown()

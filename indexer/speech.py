@@ -33,7 +33,7 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -65,6 +65,7 @@ __all__ = [
     "assign_to_segments",
     "assign_words_to_segments",
     "is_near_silent",
+    "set_num_threads",
 ]
 
 SAMPLE_RATE = 16_000
@@ -435,7 +436,10 @@ def load_model(
 ) -> WhisperModel:
     """A loaded faster-whisper model, shared by every caller with the same options."""
     folder = resolve_model_dir(model, cache_dir=cache_dir)
-    threads = cpu_threads if cpu_threads is not None else min(4, os.cpu_count() or 1)
+    if cpu_threads is not None:
+        threads = cpu_threads
+    else:
+        threads = _default_threads if _default_threads is not None else min(4, os.cpu_count() or 1)
     # The lock makes concurrent first calls share one load instead of racing two.
     with _load_lock:
         return _load_cached(str(folder.resolve()), threads, compute_type)
@@ -443,17 +447,71 @@ def load_model(
 
 _load_lock = threading.Lock()
 
+# CTranslate2 threads when a caller names none; None: min(4, cores). Measured on the
+# 50 clips with audio in ../shared/media: one thread and two spent the same CPU
+# seconds (51.8 vs 51.6) and gave identical transcripts, so an indexer worker that
+# shares the cores with others takes its share (set_num_threads) and does not
+# oversubscribe them.
+_default_threads: int | None = None
+
+
+def set_num_threads(threads: int | None) -> None:
+    """Default CTranslate2 threads for models loaded after this call in this process
+    (None: min(4, cores)); ``cpu_threads`` arguments still win."""
+    global _default_threads
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise InputError(f"threads must be a positive integer or None, got {threads!r}")
+    _default_threads = threads
+
 
 @functools.lru_cache(maxsize=4)
 def _load_cached(folder: str, cpu_threads: int, compute_type: str) -> WhisperModel:
+    # local_files_only: a folder is given, so nothing may ever be fetched from a hub.
+    return _reusing_model_class()(
+        folder, device="cpu", compute_type=compute_type, cpu_threads=cpu_threads, local_files_only=True
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _reusing_model_class() -> type:
+    """``WhisperModel`` that can reuse one primed encoder output (see :func:`_detect_language`).
+
+    faster-whisper 1.2.1 encodes the first 30 s window twice when it detects the
+    language itself: once for detection, once more for decoding (its detection
+    window also differs from the decoding window by one mel frame, so the second
+    encode is not even a cache hit there). The encoder is most of Whisper's cost on
+    short clips (measured on ../shared/media: 73 of 93 CPU seconds). Here the
+    language is detected on exactly the window that decoding will encode first, and
+    that output is handed to the decoder instead of being computed again.
+    """
     try:
         from faster_whisper import WhisperModel
     except ImportError as e:
         raise MissingDependencyError("faster-whisper==1.2.1", "speech transcription") from e
-    # local_files_only: a folder is given, so nothing may ever be fetched from a hub.
-    return WhisperModel(
-        folder, device="cpu", compute_type=compute_type, cpu_threads=cpu_threads, local_files_only=True
-    )
+
+    class ReusingWhisperModel(WhisperModel):  # type: ignore[misc, valid-type]
+        """A ``WhisperModel`` whose ``encode`` returns a primed output for identical features."""
+
+        _primed = threading.local()  # per thread: one model serves every thread of a process
+
+        def prime(self, features: np.ndarray) -> Any:
+            """Encode ``features`` (n_mels, 3000) and keep the output for the next
+            ``encode`` of the same features on this thread (used once)."""
+            out = super().encode(features)
+            self._primed.entry = (self, features, out)
+            return out
+
+        def encode(self, features: np.ndarray) -> Any:
+            entry = getattr(self._primed, "entry", None)
+            if entry is not None:
+                self._primed.entry = None
+                model, cached, out = entry
+                # This model, and exact equality: the reuse must not change a token.
+                if model is self and cached.shape == features.shape and np.array_equal(cached, features):
+                    return out
+            return super().encode(features)
+
+    return ReusingWhisperModel
 
 
 # ---------------------------------------------------------------------------------
@@ -527,16 +585,28 @@ def transcribe(
     if is_near_silent(audio):
         return Transcript(language=None, language_probability=0.0, duration=duration)
 
-    from faster_whisper.vad import VadOptions
+    from faster_whisper.transcribe import restore_speech_timestamps
+    from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
+
+    # VAD here rather than inside faster-whisper (same Silero model, same options, the
+    # same chunk concatenation and timestamp restoration it does), so that a track
+    # where VAD hears no speech never reaches the model: faster-whisper would still
+    # run the encoder on it to detect a language (about 1 CPU second a clip).
+    chunks = get_speech_timestamps(audio, VadOptions(**(vad_options or DEFAULT_VAD)))
+    if not chunks:
+        return Transcript(language=None, language_probability=0.0, duration=duration)
+    speech_audio = np.concatenate(collect_chunks(audio, chunks)[0])
 
     whisper = load_model(model, cache_dir=cache_dir, cpu_threads=cpu_threads)
-    raw_segments, info = whisper.transcribe(
-        audio,
+    language_probability = 1.0
+    if language is None:
+        language, language_probability = _detect_language(whisper, speech_audio)
+    raw_segments, _ = whisper.transcribe(
+        speech_audio,
         language=language,
         beam_size=beam_size,
         best_of=beam_size,
-        vad_filter=True,
-        vad_parameters=VadOptions(**(vad_options or DEFAULT_VAD)),
+        vad_filter=False,  # done above
         word_timestamps=True,
         # Feeding the previous text as a prompt lets one hallucination seed the next
         # window (the classic repetition loop); independent windows cost little.
@@ -548,7 +618,7 @@ def transcribe(
     )
     kept: list[SpeechSegment] = []
     dropped: list[DroppedSegment] = []
-    for raw in raw_segments:  # a generator: decoding happens while iterating
+    for raw in restore_speech_timestamps(raw_segments, chunks, SAMPLE_RATE):  # decodes while iterating
         words = tuple(
             Word(float(w.start), float(w.end), w.word, float(w.probability)) for w in (raw.words or [])
         )
@@ -569,12 +639,35 @@ def transcribe(
     if not kept:
         return Transcript(language=None, language_probability=0.0, duration=duration, dropped=dropped)
     return Transcript(
-        language=info.language,
-        language_probability=float(info.language_probability),
+        language=language,
+        language_probability=float(language_probability),
         duration=duration,
         segments=kept,
         dropped=dropped,
     )
+
+
+def _detect_language(whisper: WhisperModel, speech_audio: np.ndarray) -> tuple[str, float]:
+    """(language code, probability) from the first 30 s window of ``speech_audio``.
+
+    The window is built exactly as faster-whisper 1.2.1's ``generate_segments`` builds
+    its first one (``content_frames = n_frames - 1``, then padded to 3000 frames),
+    and its encoder output is primed on the model, so decoding reuses it (see
+    :func:`_reusing_model_class`). As faster-whisper does with one detection segment,
+    the most probable language wins whatever its probability.
+    """
+    if not whisper.model.is_multilingual:
+        return "en", 1.0
+    from faster_whisper.audio import pad_or_trim
+
+    features = whisper.feature_extractor(speech_audio)
+    content_frames = features.shape[-1] - 1
+    window = pad_or_trim(features[:, : min(whisper.feature_extractor.nb_max_frames, content_frames)])
+    prime = getattr(whisper, "prime", None)
+    # A plain WhisperModel (a caller's own) still works; it only encodes twice.
+    encoded = prime(window) if prime is not None else whisper.encode(window)
+    token, prob = whisper.model.detect_language(encoded)[0][0]
+    return token[2:-2], float(prob)  # "<|en|>" -> "en"
 
 
 # ---------------------------------------------------------------------------------

@@ -140,3 +140,25 @@ def test_rejects_bad_input() -> None:
         ocr.ocr_frame(np.zeros((10, 10, 3), np.float32))
     with pytest.raises(UnknownNameError, match="edges"):
         ocr.text_likelihood(_blank(), gate="mser")
+
+
+def test_set_num_threads_reloads_with_the_same_reading() -> None:
+    """A worker's thread share changes how fast OCR runs, not what it reads."""
+    frame = _text_frame()
+    # An earlier index_paths(workers=1) in this process may have set a share already.
+    previous = None if ocr._threads == -1 else ocr._threads
+    try:
+        ocr.set_num_threads(None)
+        default_engine = ocr._engine()
+        before = ocr.ocr_frame(frame)
+        ocr.set_num_threads(1)
+        assert ocr._engine() is not default_engine  # loaded again with one intra-op thread
+        after = ocr.ocr_frame(frame)
+        assert [ln.text for ln in after] == [ln.text for ln in before]
+        ocr.set_num_threads(None)
+        assert ocr._engine() is default_engine  # each setting's engine stays cached
+    finally:
+        ocr.set_num_threads(previous)
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises(InputError):
+            ocr.set_num_threads(bad)  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from api.cli import main
@@ -183,3 +184,51 @@ def test_package_media_end_to_end(tmp_path):
     assert [x.status for x in r.results] == ["indexed"], r.summary()
     with VideoIndex.open(tmp_path / "idx") as idx:
         assert idx.catalog.counts()["segments"] >= 1
+
+
+def test_graph_stage_reuses_the_fingerprint_tapped_from_cut_detection(tmp_path, good_clips, monkeypatch):
+    """The cut detector's frames give the reused-footage fingerprint: the graph stage
+    stores it without decoding the file again, and it is the fingerprint a tap on a
+    fresh 4 fps sampling gives."""
+    from engine.graph.store import GraphStore
+    from indexer import media, reuse, shots
+    from indexer.entities import EXTRACTOR_VERSION
+
+    def no_decode(*a, **k):
+        raise AssertionError("the graph stage decoded the video again")
+
+    monkeypatch.setattr(reuse, "fingerprint_video", no_decode)
+    opts = IndexOptions(speech=False, ocr=False, workers=1)
+    clip = good_clips[0]
+    r = index_paths([str(clip)], tmp_path / "idx", options=opts, show_progress=False)
+    assert [x.status for x in r.results] == ["indexed"], r.summary()
+    assert "fingerprint" in r.results[0].stages and "graph" in r.results[0].stages
+    tap = reuse.FingerprintTap()
+    shots.detect_cuts(tap.tap(media.sample_frames(str(clip), fps=4.0, max_side=160)), fps=4.0)
+    want_t, want_h = tap.result()
+    assert len(want_t) >= 4  # a 2 fps sampling of the clip, minus flat frames
+    with VideoIndex.open(tmp_path / "idx") as idx:
+        store = GraphStore(idx.catalog)
+        [fp] = store.fingerprints()
+        assert fp.algo == reuse.ALGO
+        np.testing.assert_allclose(fp.times, want_t)
+        assert np.array_equal(fp.hashes, want_h)
+        assert store.pending_videos(extractor=EXTRACTOR_VERSION) == []  # the graph stage ran
+
+
+def test_fingerprint_tap_picks_the_frames_a_2fps_sampling_picks(good_clips):
+    """Tapping 4 fps samples keeps exactly the frame times of a 2 fps sampling; a
+    sampling that does not fit (3 fps, another size) is refused."""
+    from indexer import media, reuse
+
+    clip = str(good_clips[0])
+    tap = reuse.FingerprintTap(reuse.ReuseOptions(flat_std=0.0))
+    n4 = sum(1 for _ in tap.tap(media.sample_frames(clip, fps=4.0, max_side=160)))
+    times, _ = tap.result()
+    direct = [t for t, _ in media.sample_frames(clip, fps=2.0, max_side=160)]
+    assert n4 > len(direct) >= 4
+    assert list(np.round(times, 4)) == list(np.round(np.asarray(direct, np.float32), 4))
+    assert reuse.FingerprintTap.fits(4.0, 160) and reuse.FingerprintTap.fits(2.0, 160)
+    assert not reuse.FingerprintTap.fits(3.0, 160) and not reuse.FingerprintTap.fits(4.0, 320)
+    with pytest.raises(InputError):
+        reuse.FingerprintTap().result()  # nothing tapped yet

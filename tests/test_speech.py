@@ -137,6 +137,74 @@ def test_beam_search_agrees(spoken: np.ndarray, cache_dir: Path) -> None:
     assert len(_norm_words(SENTENCE) & _norm_words(tr.text)) >= 6, tr.text
 
 
+def _count_encoder_runs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
+    """Count real encoder passes: faster-whisper's own ``WhisperModel.encode``, which
+    the reusing subclass calls only when it has no primed output to hand back."""
+    from faster_whisper import WhisperModel
+
+    calls: list[tuple[int, ...]] = []
+    real = WhisperModel.encode
+
+    def counting(self, features):
+        calls.append(tuple(features.shape))
+        return real(self, features)
+
+    monkeypatch.setattr(WhisperModel, "encode", counting)
+    return calls
+
+
+def test_language_detection_reuses_the_first_encoder_pass(
+    spoken: np.ndarray, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One 30 s window, one encoder pass: detection's output is handed to decoding.
+    Detecting the language costs nothing next to naming it, and changes no word."""
+    named = speech.transcribe(spoken, cache_dir=cache_dir, language="en")
+    calls = _count_encoder_runs(monkeypatch)
+    detected = speech.transcribe(spoken, cache_dir=cache_dir)
+    assert detected.language == "en" and 0.5 < detected.language_probability <= 1.0
+    assert len(calls) == 1, calls  # faster-whisper alone runs it twice for one window
+    assert [(w.start, w.end, w.word) for w in detected.words] == [(w.start, w.end, w.word) for w in named.words]
+
+
+def test_primed_output_is_used_once_and_only_for_equal_features(cache_dir: Path) -> None:
+    model = speech.load_model("whisper-base", cache_dir=cache_dir)
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(80, 3000)).astype(np.float32)
+    out = model.prime(a)
+    assert model.encode(a.copy()) is out  # equal content, another array: reused
+    assert model.encode(a) is not out  # used once: a second call encodes again
+    model.prime(a)
+    b = a.copy()
+    b[0, -1] += 1.0
+    assert model.encode(b) is not out  # one value differs: not reused
+
+
+def test_vad_without_speech_never_loads_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loud track where VAD hears no speech (a tone) is answered before Whisper."""
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded for a track without speech")
+
+    monkeypatch.setattr(speech, "load_model", no_model)
+    t = np.arange(4 * SR) / SR
+    tone = (0.3 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
+    tr = speech.transcribe(tone)
+    assert tr.segments == [] and tr.language is None
+
+
+def test_set_num_threads_is_the_default_for_new_loads(cache_dir: Path) -> None:
+    previous = speech._default_threads  # index_paths(workers=1) may have set one here
+    try:
+        speech.set_num_threads(1)
+        one = speech.load_model("whisper-base", cache_dir=cache_dir)
+        assert one is speech.load_model("whisper-base", cache_dir=cache_dir, cpu_threads=1)
+        assert one is not speech.load_model("whisper-base", cache_dir=cache_dir, cpu_threads=2)
+    finally:
+        speech.set_num_threads(previous)
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(InputError):
+            speech.set_num_threads(bad)  # type: ignore[arg-type]
+
+
 def test_silence_gives_nothing(cache_dir: Path) -> None:
     tr = speech.transcribe(np.zeros(5 * SR, np.float32), cache_dir=cache_dir)
     assert tr.segments == [] and tr.language is None and tr.text == ""
