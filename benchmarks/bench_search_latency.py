@@ -84,7 +84,6 @@ def build(index_dir: Path, n: int, *, shards: int, seed: int = 0) -> dict:
 def measure(index_dir: Path, queries: list[str], *, warmup: int = 20, intent_clf=None, fast_intent=None) -> dict:
     """Time ``queries[warmup:]`` one at a time (after ``queries[:warmup]``), whole and by part."""
     from engine.index import VideoIndex
-    from engine.vectors import SearchParams
     from query.planner import SearchOptions, Searcher
 
     idx = VideoIndex.open(index_dir)
@@ -113,7 +112,7 @@ def measure(index_dir: Path, queries: list[str], *, warmup: int = 20, intent_clf
         heads[it.head or s.intent.encoder_name] = heads.get(it.head or s.intent.encoder_name, 0) + 1
         w = {m: float(it.weights.get(m, 0.0)) for m in blocks}
         t = time.perf_counter()
-        s._dense(blocks, w, opts.candidates, SearchParams(k=opts.candidates))
+        s._dense(blocks, w, opts.candidates, None)  # the planner's own dense parameters
         dense.append((time.perf_counter() - t) * 1000)
         t = time.perf_counter()
         idx.lexical.search(q, k=opts.candidates)

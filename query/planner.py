@@ -56,6 +56,15 @@ ONE_BLOCK_MIN_WEIGHT = 0.3
 # query (two runs -> one); quality over shared/media was unchanged (MRR 0.710, R@1 0.600).
 ONE_BLOCK_MAX_WEIGHT = 0.7
 _VIDEO_CACHE_MAX = 100_000  # decoded video records kept between searches
+# Refine depth of the dense runs: candidates = k * this. The engine's default (8) is
+# sized for a precise top 10; a search asks for ~100 candidates and rescores them
+# exactly, so it only needs the true top 10 inside them. Likewise the share of each
+# shard's IVF lists a run probes (the engine's default is 1/6). Measured at 1M segments
+# (synthetic, 60 noisy queries, exact search as truth), share of the true top 10 inside
+# the 100 candidates: joint queries 1.000 with the engine defaults and with these;
+# one-block queries 0.930 with the defaults, 0.927 with these; vector time -30%.
+DENSE_K_FACTOR = 4
+DENSE_PROBE_SHARE = 1 / 12
 
 # Rerank feature weights (added to the fused score of the top candidates).
 RERANK = {
@@ -340,7 +349,7 @@ class Searcher:
         for m, w in weights.items():
             if ONE_BLOCK_MIN_WEIGHT <= w < ONE_BLOCK_MAX_WEIGHT and m in qblocks:
                 queries.append(self.index.joint_vector({m: qblocks[m]}, {m: 1.0}))
-        p = replace(params, k=n) if params else SearchParams(k=n)
+        p = replace(params, k=n) if params else SearchParams(k=n, k_factor=DENSE_K_FACTOR, probe_share=DENSE_PROBE_SHARE)
         scores, ids = self.index.search_vectors(np.stack(queries), p)
         runs = []
         for row_s, row_i in zip(scores, ids):

@@ -154,6 +154,21 @@ def test_per_query_params_do_not_change_the_shared_index(sharded_store: VectorSt
         assert ivf.nprobe == 1  # FAISS's own default, never touched by a search
 
 
+def test_probe_share_scales_with_each_shard(sharded_store: VectorStore) -> None:
+    """probe_share=1 probes every list of every shard (same as a huge nprobe); a tiny
+    share probes one list; an explicit nprobe wins over the share."""
+    everything = sharded_store.search(QUERIES, SearchParams(k=10, nprobe=10_000, k_factor=1))
+    np.testing.assert_array_equal(
+        sharded_store.search(QUERIES, SearchParams(k=10, probe_share=1.0, k_factor=1))[1], everything[1])
+    one = sharded_store.search(QUERIES, SearchParams(k=10, nprobe=1, k_factor=1))
+    np.testing.assert_array_equal(
+        sharded_store.search(QUERIES, SearchParams(k=10, probe_share=1e-6, k_factor=1))[1], one[1])
+    np.testing.assert_array_equal(
+        sharded_store.search(QUERIES, SearchParams(k=10, nprobe=1, probe_share=1.0, k_factor=1))[1], one[1])
+    with pytest.raises(ValueError, match="probe_share"):
+        SearchParams(probe_share=0.0)
+
+
 def test_concurrent_searches_with_different_params(sharded_store: VectorStore) -> None:
     settings_list = [SearchParams(k=10), SearchParams(k=10, nprobe=1), SearchParams(k=5, nprobe=3), SearchParams(k=10, nprobe=64)]
     expected = [sharded_store.search(QUERIES, p) for p in settings_list]

