@@ -13,6 +13,7 @@ import os
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -29,6 +30,7 @@ __all__ = [
     "latency_metrics",
     "describe_machine",
     "faiss_threads",
+    "run_with_faiss_threads",
     "recall_at_k",
     "now_iso",
 ]
@@ -162,3 +164,15 @@ def faiss_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         faiss.omp_set_num_threads(prev)
+
+
+def run_with_faiss_threads(run: Callable[[Any, Path, Progress | None], SuiteResult], cfg: Any,
+                           work_dir: Path, progress: Progress | None) -> SuiteResult:
+    """``run(cfg, work_dir, progress)`` with FAISS on ``cfg.threads`` OpenMP threads
+    (``None``: its default), recording the count it ran with in the result's config."""
+    import faiss
+
+    with faiss_threads(cfg.threads):
+        res = run(cfg, work_dir, progress)
+        res.config["faiss_threads"] = int(faiss.omp_get_max_threads())
+    return res

@@ -23,7 +23,14 @@ import numpy as np
 
 from benchmarks.peers import FlatPeer, RawShardsPeer, raw_search_params
 from benchmarks.presets import IndexSpec, LatencyConfig, SweepPoint
-from benchmarks.suites.common import Metric, Progress, SuiteResult, faiss_threads, latency_metrics, recall_at_k
+from benchmarks.suites.common import (
+    Metric,
+    Progress,
+    SuiteResult,
+    latency_metrics,
+    recall_at_k,
+    run_with_faiss_threads,
+)
 from benchmarks.suites.vectors_common import (
     Dataset,
     build_store,
@@ -61,12 +68,7 @@ def run(cfg: LatencyConfig, work_dir: Path, progress: Progress | None = None) ->
     """Build every configuration, sweep it, and time the peers beside it.
 
     FAISS runs on ``cfg.threads`` OpenMP threads (``None``: its default) for the suite."""
-    import faiss
-
-    with faiss_threads(cfg.threads):
-        res = _run(cfg, work_dir, progress)
-        res.config["faiss_threads"] = int(faiss.omp_get_max_threads())
-    return res
+    return run_with_faiss_threads(_run, cfg, work_dir, progress)
 
 
 def _run(cfg: LatencyConfig, work_dir: Path, progress: Progress | None) -> SuiteResult:

@@ -18,7 +18,14 @@ from typing import Any
 
 from benchmarks.peers import FlatPeer
 from benchmarks.presets import ScaleConfig, SweepPoint
-from benchmarks.suites.common import Metric, Progress, SuiteResult, faiss_threads, latency_metrics, recall_at_k
+from benchmarks.suites.common import (
+    Metric,
+    Progress,
+    SuiteResult,
+    latency_metrics,
+    recall_at_k,
+    run_with_faiss_threads,
+)
 from benchmarks.suites.vectors_common import (
     Dataset,
     build_store,
@@ -43,12 +50,7 @@ def run(cfg: ScaleConfig, work_dir: Path, progress: Progress | None = None) -> S
     """Build and time the store at every size of ``cfg.points``.
 
     FAISS runs on ``cfg.threads`` OpenMP threads (``None``: its default) for the suite."""
-    import faiss
-
-    with faiss_threads(cfg.threads):
-        res = _run(cfg, work_dir, progress)
-        res.config["faiss_threads"] = int(faiss.omp_get_max_threads())
-    return res
+    return run_with_faiss_threads(_run, cfg, work_dir, progress)
 
 
 def _run(cfg: ScaleConfig, work_dir: Path, progress: Progress | None) -> SuiteResult:
