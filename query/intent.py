@@ -355,26 +355,26 @@ class IntentClassifier:
         self._model = (w, b, mean, scale)
         return self
 
-    def model_probabilities(self, texts: Sequence[str]) -> np.ndarray:
-        """(n, len(INTENTS)) probabilities from the model alone, before rules."""
+    def _fitted(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """The fitted model, fitting it on first use."""
         if self._model is None:
             # One fit even when concurrent requests arrive before the first finishes.
             with self._fit_lock:
                 if self._model is None:
                     self.fit()
-        w, b, mean, scale = self._model  # type: ignore[misc]
+        return self._model  # type: ignore[return-value]
+
+    def model_probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, len(INTENTS)) probabilities from the model alone, before rules."""
+        self._fitted()
         if not texts:
             return np.zeros((0, len(INTENTS)))
-        return _softmax(((self._embed(texts) - mean) / scale) @ w + b)
+        return self.probabilities_for_vectors(self._embed(texts))
 
     def probabilities_for_vectors(self, x: np.ndarray) -> np.ndarray:
         """(n, len(INTENTS)) model probabilities for texts this head's encoder already
         embedded (rows of ``x``), e.g. the query vector a search computed anyway."""
-        if self._model is None:
-            with self._fit_lock:
-                if self._model is None:
-                    self.fit()
-        w, b, mean, scale = self._model  # type: ignore[misc]
+        w, b, mean, scale = self._fitted()
         return _softmax(((np.asarray(x, dtype=np.float64) - mean) / scale) @ w + b)
 
     def classify_cascade(self, parsed: ParsedQuery, fast: IntentClassifier, vector: np.ndarray,
