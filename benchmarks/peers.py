@@ -330,15 +330,10 @@ class RawShardsPeer:
 
         out: list[int | None] = []
         for idx in self.indexes:
-            leaf = faiss.downcast_index(idx)
-            while True:
-                if isinstance(leaf, faiss.IndexIDMap):
-                    leaf = faiss.downcast_index(leaf.index)
-                elif isinstance(leaf, faiss.IndexRefine):
-                    leaf = faiss.downcast_index(leaf.base_index)
-                else:
-                    break
-            out.append(int(leaf.nlist) if isinstance(leaf, faiss.IndexIVF) else None)
+            try:  # FAISS's own walk through id maps, refine stages and transforms
+                out.append(int(faiss.extract_index_ivf(idx).nlist))
+            except RuntimeError:  # no IVF stage (Flat, HNSW)
+                out.append(None)
         return out
 
     def search(self, queries: np.ndarray, k: int, params: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
