@@ -319,6 +319,9 @@ class RawShardsPeer:
                                     hint="save the store (VectorStore.save) before building this peer") from e
         if not files:
             raise InputError(f"the vector store in {store_dir} has no saved shard")
+        if any(e.get("vec_file") for e in manifest["shards"]):
+            raise InputError(f"the vector store in {store_dir} keeps its refine rows on disk (@disk), "
+                             "which raw FAISS cannot read", hint="compare raw FAISS on in-RAM factories only")
         if any(e.get("tombstones") for e in manifest["shards"]):
             raise InputError(f"the vector store in {store_dir} has tombstones, which raw FAISS would return",
                              hint="compact it first")

@@ -7,7 +7,7 @@ tens of GB: a dedicated machine).
 
 ``ci`` and ``small`` run FAISS on one OpenMP thread (``threads=1``): on a shared
 2-core machine a team of two spins against the other processes, and training the
-compressed layout's PQ refine stage took 4-8x longer with 2 threads than with 1
+compressed layout's former PQ refine stage took 4-8x longer with 2 threads than with 1
 (measured at load average 6). Single-query search is single-threaded in FAISS
 either way, so the latency curves do not depend on it; build seconds do.
 
@@ -18,7 +18,8 @@ Index configurations of the latency suite (the ANN trade-off curve):
   fast-scan PQ + a float16 refine stage (sweep ``nprobe``);
 - ``hnsw``: ``HNSW32,Flat`` (sweep ``ef_search``);
 - ``compressed``: ``engine.vectors.compressed_factory``, the memory-lean layout of the
-  10M point (fast-scan PQ + a PQ refine stage; sweep ``nprobe``).
+  10M point (fast-scan PQ in RAM + the float16 refine rows on disk; sweep ``nprobe``).
+  Raw FAISS cannot read its refine file, so it has no ``faiss-raw`` peer.
 """
 from __future__ import annotations
 
@@ -69,8 +70,7 @@ class IndexSpec:
     approximate factory), ``"compressed"`` (``compressed_factory``) or a FAISS factory
     string (``"HNSW32,Flat"``; ``{nlist}`` is filled from the shard size).
     ``train_sample`` caps the vectors a shard trains on (``None``: the suite's
-    default); the compressed layout's 8-bit PQ refine stage trains slowly, so small
-    presets cap it."""
+    default); small presets cap the compressed layout's to keep its training short."""
 
     name: str
     factory: str

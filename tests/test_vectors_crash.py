@@ -24,6 +24,11 @@ from engine.vectors import SearchParams, VectorSettings, VectorStore
 REPO = Path(__file__).resolve().parents[1]
 DIM = 16
 SETTINGS = VectorSettings(dim=DIM, num_shards=2, flat_max=200, use_gpu="never")
+# The same store with its refine rows in an append-only file (engine/vectors/vecfile.py):
+# saves append to a file an older manifest still names, so kills must not mix those.
+DISK_SETTINGS = VectorSettings(
+    dim=DIM, num_shards=2, flat_max=200, use_gpu="never", approx_factory="IVF{nlist},PQ4x4fs,Refine(SQfp16@disk)"
+)
 
 CHILD = r"""
 import os, signal, sys
@@ -71,11 +76,16 @@ def base_vectors() -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
+@pytest.fixture(scope="module", params=["in-ram", "refine-on-disk"])
+def settings(request: pytest.FixtureRequest) -> VectorSettings:
+    return SETTINGS if request.param == "in-ram" else DISK_SETTINGS
+
+
 @pytest.fixture(scope="module")
-def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def pristine(tmp_path_factory: pytest.TempPathFactory, settings: VectorSettings) -> Path:
     """A saved store at applied_seq 1: 600 vectors, both shards approximate."""
     path = tmp_path_factory.mktemp("pristine") / "store"
-    with VectorStore.create(path, SETTINGS) as store:
+    with VectorStore.create(path, settings) as store:
         ids = np.arange(600)
         store.add(ids, base_vectors(), ids)
         store.save(1)
@@ -91,9 +101,9 @@ def run_child(path: Path, kill_at: int, mode: str = "once") -> subprocess.Comple
     )
 
 
-def snapshot(path: Path) -> dict:
+def snapshot(path: Path, settings: VectorSettings) -> dict:
     queries = base_vectors()[:50] + 0.01
-    with VectorStore.open(path, expected=SETTINGS) as store:
+    with VectorStore.open(path, expected=settings) as store:
         scores, ids = store.search(queries, SearchParams(k=10, nprobe=10_000))
         return {
             "seq": store.applied_seq,
@@ -104,8 +114,8 @@ def snapshot(path: Path) -> dict:
         }
 
 
-def test_kill_at_every_save_step_leaves_old_or_new(pristine: Path, tmp_path: Path) -> None:
-    old = snapshot(pristine)
+def test_kill_at_every_save_step_leaves_old_or_new(pristine: Path, tmp_path: Path, settings: VectorSettings) -> None:
+    old = snapshot(pristine, settings)
     full = tmp_path / "full"
     shutil.copytree(pristine, full)
     done = run_child(full, kill_at=10**6)
@@ -113,7 +123,8 @@ def test_kill_at_every_save_step_leaves_old_or_new(pristine: Path, tmp_path: Pat
     steps = done.stdout.split()
     # two shard indexes + two tombstone files + the manifest + superseded files
     assert steps.count("manifest") == 1 and steps.count("shard-index") == 2 and "cleanup" in steps
-    new = snapshot(full)
+    assert steps.count("shard-vectors") == (2 if settings is DISK_SETTINGS else 0)
+    new = snapshot(full, settings)
     assert new["count"] == 600 + 100 - 20 and new["seq"] == 2
 
     seen = set()
@@ -122,7 +133,7 @@ def test_kill_at_every_save_step_leaves_old_or_new(pristine: Path, tmp_path: Pat
         shutil.copytree(pristine, trial)
         result = run_child(trial, kill_at)
         assert result.returncode == -signal.SIGKILL, result.stderr
-        state = snapshot(trial)
+        state = snapshot(trial, settings)
         want = new if state["seq"] == 2 else old
         assert state["seq"] in (1, 2)
         assert state["count"] == want["count"]
@@ -136,7 +147,7 @@ def test_kill_at_every_save_step_leaves_old_or_new(pristine: Path, tmp_path: Pat
     assert seen == {1, 2}, "kill points must cover both sides of the manifest write"
 
 
-def test_kill_after_random_delays_never_mixes(pristine: Path, tmp_path: Path) -> None:
+def test_kill_after_random_delays_never_mixes(pristine: Path, tmp_path: Path, settings: VectorSettings) -> None:
     rng = np.random.default_rng(7)
     path = tmp_path / "loop"
     shutil.copytree(pristine, path)
@@ -153,7 +164,7 @@ def test_kill_after_random_delays_never_mixes(pristine: Path, tmp_path: Path) ->
         time.sleep(float(rng.uniform(0.0, 0.3)))
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
-        with VectorStore.open(path, expected=SETTINGS) as store:
+        with VectorStore.open(path, expected=settings) as store:
             seq = store.applied_seq
             assert seq >= 2, f"round {round_no}: no save completed"
             # The state of save `seq`: base ids minus 0..2*seq+1 (ids 0,1 are never
@@ -165,5 +176,7 @@ def test_kill_after_random_delays_never_mixes(pristine: Path, tmp_path: Path) ->
             # and every added vector sits under its own id
             x = np.random.default_rng(seq).standard_normal((50, DIM)).astype(np.float32)
             x /= np.linalg.norm(x, axis=1, keepdims=True)
-            _, found = store.search(x, SearchParams(k=1, nprobe=10_000))
+            # k_factor: the disk variant's 4-sub-quantizer PQ base is too coarse to
+            # rank an exact match into the default 8 candidates of k=1.
+            _, found = store.search(x, SearchParams(k=1, nprobe=10_000, k_factor=200))
             np.testing.assert_array_equal(found[:, 0], np.arange(1000 + 50 * seq, 1050 + 50 * seq))

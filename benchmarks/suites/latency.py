@@ -120,7 +120,8 @@ def _run(cfg: LatencyConfig, work_dir: Path, progress: Progress | None) -> Suite
             metrics.append(Metric(f"latency/{spec.name}/build_s", round(build_s, 3), "lower", "s"))
             metrics.append(Metric(f"latency/{spec.name}/disk_bytes_per_vector",
                                   round(info["disk_bytes"] / cfg.n, 1), "lower", "B"))
-            raw = RawShardsPeer(path) if cfg.peers else None
+            # Raw FAISS cannot apply an on-disk refine stage (engine/vectors/vecfile.py).
+            raw = RawShardsPeer(path) if cfg.peers and "@disk" not in settings.approx_factory else None
             defaults = SearchDefaults.from_settings(settings)
             for point in spec.sweep:
                 if not _applies(spec, point, template):

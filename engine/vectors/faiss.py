@@ -33,6 +33,11 @@ nothing after the first rounding. A user factory with a lossy refine stage (PQ, 
 keeps its trained refine codec across rebuilds, which also re-encodes exactly; only a
 factory *without* a refine stage and with lossy codes (e.g. ``IVF..,PQ..``) loses
 precision at each compaction, and is never retrained from its own reconstructions.
+An ``@disk`` factory (``Refine(SQfp16@disk)``, :func:`compressed_factory`) keeps the
+float16 rows in an append-only file instead (:mod:`engine.vectors.vecfile`): FAISS
+holds only the base index, searches ask it for ``k * k_factor`` candidates and rank
+them by exact inner products with their rows read from the file, and rebuilds read
+the rows back from it (exactly) into a new file.
 Besides the index, a shard holds its ids twice (8 bytes each in the id map, 8 in a
 sorted copy for duplicate checks) and, while it has tombstones, a byte a vector of
 mask plus a bit a vector of selector bitmap. Rebuilds briefly hold old and new index.
@@ -67,6 +72,7 @@ import numpy as np
 from engine.atomic import fsync_dir, sha256_file
 from engine.errors import CorruptIndexError, InputError
 from engine.vectors.base import SearchParams, VectorSettings
+from engine.vectors.vecfile import VectorFile
 
 __all__ = [
     "FaissShard",
@@ -75,6 +81,8 @@ __all__ = [
     "SearchDefaults",
     "auto_factory",
     "compressed_factory",
+    "DISK_REFINE",
+    "split_disk_refine",
     "nlist_for",
     "resolve_factory",
     "check_factory",
@@ -88,6 +96,8 @@ FLAT_FACTORY = "Flat"
 DEFAULT_RETRAIN_GROWTH = 8.0
 _ADD_CHUNK = 65_536  # rows re-added per call during rebuilds; bounds transient memory
 _GPU_MAX_K = 2048  # most FAISS GPU indexes refuse k above this
+# vidseek's extension: the float16 refine stage kept in an append-only file (vecfile.py).
+DISK_REFINE = ",Refine(SQfp16@disk)"
 _REFINE_RE = re.compile(r"^(?P<base>.+),(?:(?P<rflat>RFlat)|Refine\((?P<refine>.+)\))$")
 
 
@@ -122,20 +132,45 @@ def auto_factory(dim: int) -> str:
 
 
 def compressed_factory(dim: int) -> str:
-    """A memory-lean template for very large stores (about d/3 + d/32 bytes a vector).
+    """The template for stores too large to keep a float16 refine stage in RAM.
 
-    Fast-scan PQ with d/16 sub-quantizers finds candidates; a PQ refine stage with
-    3 dims per byte (4 when d is not a multiple of 3) re-scores them. At d=1536 that
-    is 48 + 512 bytes a vector plus 24 bytes of ids, about 5.9 GB for 10M vectors.
-    On the benchmark's synthetic data at 50k vectors it reached recall@10 0.898
-    against 0.872 for 4 dims per byte (``PQ384``) and 0.958 for ``Refine(SQfp16)``.
-    Rebuilds keep the refine codec, so they do not compound its error. ``np``
-    turns off polysemous training, which takes minutes at these sizes.
+    It is :func:`auto_factory` with the refine stage on disk (``@disk``, see
+    :mod:`engine.vectors.vecfile`): RAM holds the fast-scan PQ codes (d/8 bytes)
+    and ids (24 bytes), about 1.2 GB for 10M x 1536; the float16 vectors (2*d bytes)
+    sit in an append-only file, and each query reads its ``k * k_factor``
+    candidates' rows from it. Recall equals the in-RAM layout's; each query pays a
+    few hundred small reads. In-RAM lossy refine stages were measured and dropped
+    (50k x 1536, ``docs/vectors.md``): ``Refine(PQ512np)`` reached recall@10 0.91 and
+    added 134 vectors/s; ``Refine(SQ4)`` 0.93 but needs 8.4 GB at 10M.
     """
-    if dim % 16:
-        return auto_factory(dim)
-    per_byte = 3 if dim % 3 == 0 else 4
-    return f"IVF{{nlist}},PQ{dim // 16}x4fs,Refine(PQ{dim // per_byte}np)"
+    template = auto_factory(dim)
+    if not template.endswith(",Refine(SQfp16)"):
+        return template  # small dims: IVF-Flat is already lean enough to stay in RAM
+    return template[: -len(",Refine(SQfp16)")] + DISK_REFINE
+
+
+def split_disk_refine(desc: str) -> tuple[str, bool]:
+    """(FAISS factory string without a trailing ``DISK_REFINE``, whether it had one).
+
+    ``@disk`` is vidseek's extension of the factory syntax and is only valid as
+    ``Refine(SQfp16@disk)`` at the end; anywhere else it raises ``InputError``.
+    """
+    if desc.endswith(DISK_REFINE):
+        base = desc[: -len(DISK_REFINE)]
+        disk = True
+    else:
+        base, disk = desc, False
+    if "@disk" in base:
+        raise InputError(
+            f"factory {desc!r}: '@disk' is only supported as a final {DISK_REFINE.lstrip(',')!r} stage",
+            hint=f'e.g. "IVF{{nlist}},PQ192x4fs{DISK_REFINE}"',
+        )
+    if disk and (not base or base.startswith("Flat") or "Refine(" in base or base.endswith("RFlat")):
+        raise InputError(
+            f"factory {desc!r}: an on-disk refine stage needs an approximate base index before it",
+            hint=f'e.g. "IVF{{nlist}},PQ192x4fs{DISK_REFINE}"',
+        )
+    return base, disk
 
 
 def nlist_for(n: int, train_n: int) -> int:
@@ -155,7 +190,7 @@ def resolve_factory(template: str, dim: int, n: int, train_n: int) -> str:
 
 def check_factory(template: str, dim: int) -> None:
     """Raise ``InputError`` if FAISS cannot build ``template`` at ``dim``."""
-    desc = resolve_factory(template, dim, n=10_000, train_n=10_000)
+    desc, _disk = split_disk_refine(resolve_factory(template, dim, n=10_000, train_n=10_000))
     try:
         faiss.index_factory(dim, desc, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as e:
@@ -224,6 +259,10 @@ class ShardFiles:
     bytes: int
     tomb_file: str | None
     tomb_sha256: str | None
+    vec_file: str | None = None  # on-disk refine rows (vecfile.py), when the factory has one
+    vec_rows: int = 0
+    vec_sha256: list[str] | None = None  # one digest per vecfile.BLOCK_ROWS rows
+    vec_bytes: int = 0
 
 
 class _Structure:
@@ -305,6 +344,9 @@ class FaissShard:
         trained_n: int = 0,
         factory: str = FLAT_FACTORY,
         gpu: GpuContext | None = None,
+        vecs: VectorFile | None = None,
+        folder: Path | None = None,
+        writable: bool = True,
     ) -> None:
         self.shard_no = shard_no
         self.settings = settings
@@ -316,6 +358,19 @@ class FaissShard:
         self.trained_n = trained_n
         self.factory = factory
         self.dirty = False
+        # On-disk refine rows (``Refine(SQfp16@disk)`` factories): row i = position i.
+        # ``_folder`` is where rebuilds write new files; None keeps them in memory
+        # (read-only stores never write). ``_committed_vec`` is the file the saved
+        # manifest names, which must survive until a later manifest drops it.
+        self._vecs = vecs
+        self._writable = writable and folder is not None
+        self._folder = folder if self._writable else None
+        self._committed_vec = vecs.name if vecs is not None else None
+        if vecs is not None and vecs.rows != int(index.ntotal):
+            raise CorruptIndexError(
+                f"shard {shard_no}: {vecs.rows} on-disk refine rows for {int(index.ntotal)} indexed vectors",
+                hint="the vector file does not belong to this index file; restore the index folder",
+            )
         self._gpu = gpu
         self._replica: Any = None
         self._replica_lock = threading.Lock()
@@ -374,7 +429,7 @@ class FaissShard:
     def stores_exactly(self) -> bool:
         """True when stored vectors read back as added (Flat: exactly; an fp16 refine
         stage: rounded to float16), so :meth:`stored_vectors` may stand in for them."""
-        if isinstance(self.inner, faiss.IndexFlat):
+        if isinstance(self.inner, faiss.IndexFlat) or self._vecs is not None:
             return True
         return self._structure.refine and self._exact_storage_refine()
 
@@ -407,6 +462,7 @@ class FaissShard:
             "tombstones": self.tombstone_count,
             "nlist": self._structure.nlist,
             "trained_n": self.trained_n,
+            "refine_on_disk": self._vecs is not None,
             "on_gpu": self._replica is not None and self._replica is not False,
         }
 
@@ -430,7 +486,16 @@ class FaissShard:
         if self.kind == "flat" and live_after > self.settings.flat_max:
             self._rebuild(extra_ids=ids, extra_vectors=vectors, retrain=True)
             return
-        self.index.add_with_ids(vectors, ids)
+        if self._vecs is not None:
+            before = self._vecs.rows
+            self._vecs.append(vectors, self._writable)
+            try:
+                self.index.add_with_ids(vectors, ids)
+            except BaseException:
+                self._vecs.rollback(before)
+                raise
+        else:
+            self.index.add_with_ids(vectors, ids)
         self._after_mutation(added=ids)
         if self._should_retrain():
             self._rebuild(retrain=True)
@@ -518,6 +583,8 @@ class FaissShard:
         return self._structure.refine or self._exact_storage()
 
     def _exact_storage(self) -> bool:
+        if self._vecs is not None:
+            return True
         leaf = self._structure.leaf
         return isinstance(leaf, (faiss.IndexIVFFlat, faiss.IndexFlat)) or (
             isinstance(leaf, faiss.IndexHNSW) and isinstance(faiss.downcast_index(leaf.storage), faiss.IndexFlat)
@@ -528,6 +595,8 @@ class FaissShard:
         """Vectors at ``positions`` as stored (exact for Flat, refine-stage codec otherwise)."""
         if len(positions) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self._vecs is not None:
+            return self._vecs.read(positions)
         if isinstance(self.inner, faiss.IndexFlat):
             xb = faiss.rev_swig_ptr(self.inner.get_xb(), self.ntotal * self.dim).reshape(self.ntotal, self.dim)
             return np.array(xb[positions], dtype=np.float32)
@@ -569,16 +638,34 @@ class FaissShard:
             factory = self.factory
             trained_n = self.trained_n
         new_index = faiss.IndexIDMap(new_inner)
-        for start in range(0, len(keep), _ADD_CHUNK):
-            chunk = keep[start : start + _ADD_CHUNK]
-            new_index.add_with_ids(self._reconstruct(chunk), old_ids[start : start + _ADD_CHUNK])
-        if n_extra:
-            new_index.add_with_ids(extra_vectors, extra_ids)
-        if new_index.ntotal != total:
-            raise CorruptIndexError(
-                f"shard {self.shard_no}: rebuild produced {new_index.ntotal} vectors, expected {total}",
-                hint="this is a bug; the old index is kept",
-            )
+        # Positions change, so an on-disk refine stage gets a new file.
+        new_vecs = VectorFile.create(self._folder, self.shard_no, self.dim) if split_disk_refine(factory)[1] else None
+        try:
+            for start in range(0, len(keep), _ADD_CHUNK):
+                chunk = keep[start : start + _ADD_CHUNK]
+                x = self._reconstruct(chunk)
+                new_index.add_with_ids(x, old_ids[start : start + _ADD_CHUNK])
+                if new_vecs is not None:
+                    new_vecs.append(x, self._writable)
+            if n_extra:
+                new_index.add_with_ids(extra_vectors, extra_ids)
+                if new_vecs is not None:
+                    new_vecs.append(extra_vectors, self._writable)
+            if new_index.ntotal != total or (new_vecs is not None and new_vecs.rows != total):
+                raise CorruptIndexError(
+                    f"shard {self.shard_no}: rebuild produced {new_index.ntotal} vectors, expected {total}",
+                    hint="this is a bug; the old index is kept",
+                )
+        except BaseException:
+            if new_vecs is not None:
+                new_vecs.delete()
+            raise
+        old_vecs, self._vecs = self._vecs, new_vecs
+        if old_vecs is not None:
+            if old_vecs.name is not None and old_vecs.name != self._committed_vec:
+                old_vecs.delete()  # written since the last save: no manifest names it
+            else:
+                old_vecs.close()  # the saved manifest names it; save() deletes it once superseded
         self.index = new_index
         self.inner = faiss.downcast_index(new_index.index)
         self.factory = factory
@@ -601,11 +688,18 @@ class FaissShard:
 
     def _build_approx(self, n: int, sample: np.ndarray) -> tuple[faiss.Index, str]:
         desc = resolve_factory(self.settings.approx_factory, self.dim, n, len(sample))
+        base_desc, disk = split_disk_refine(desc)
+        if disk:
+            # The refine stage is the shard's VectorFile; FAISS holds only the base.
+            index = faiss.index_factory(self.dim, base_desc, faiss.METRIC_INNER_PRODUCT)
+            index.train(sample)
+            return index, desc
         m = _REFINE_RE.match(desc)
         keep_refine = (
             m is not None
             and self.kind == "approx"
             and self._structure.refine
+            and self._vecs is None
             and not self._exact_storage_refine()
         )
         if m is None:
@@ -645,6 +739,9 @@ class FaissShard:
         index = self._search_index()
         on_gpu = index is not self.inner
         kk = min(k, n)
+        k_out = kk
+        if self._vecs is not None:  # the base finds k * k_factor candidates; the disk rows rank them
+            kk = min(n, kk * (sp.k_factor or defaults.k_factor))
         use_sel = self.tombstone_count > 0 and not on_gpu and self._structure.selector_ok
         # FAISS's StandardGpuResources is not thread-safe: the shards' GPU replicas share
         # one, so GPU searches are serialised (the device runs one query batch at a time
@@ -655,12 +752,33 @@ class FaissShard:
                 dist, pos = index.search(queries, kk, params=params)
             else:
                 dist, pos = self._search_overfetch(index, queries, kk, sp, defaults, on_gpu)
+        if self._vecs is not None:
+            dist, pos = self._refine_on_disk(queries, pos, k_out)
         id_map = self._id_map()
         valid = pos >= 0
         got = np.where(valid, id_map[np.where(valid, pos, 0)], -1)
         ids[:, : got.shape[1]] = got
         scores[:, : got.shape[1]] = np.where(valid, dist, -np.inf)
         return scores, ids
+
+    def _refine_on_disk(self, queries: np.ndarray, pos: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact inner products of each query with its candidates' float16 rows; top ``k``."""
+        nq, kb = pos.shape
+        scores = np.full((nq, kb), -np.inf, dtype=np.float32)
+        for q0 in range(0, nq, 64):  # bounds the rows held at once to 64 * kb
+            p = pos[q0 : q0 + 64]
+            valid = p >= 0
+            if not valid.any():
+                continue
+            uniq, inv = np.unique(p[valid], return_inverse=True)
+            sims = self._vecs.read(uniq) @ queries[q0 : q0 + 64].T  # (unique rows, queries)
+            rows, _cols = np.nonzero(valid)
+            block = scores[q0 : q0 + 64]
+            block[valid] = sims[inv.ravel(), rows]
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        dist = np.take_along_axis(scores, order, axis=1)
+        pos = np.where(np.isfinite(dist), np.take_along_axis(pos, order, axis=1), -1)
+        return dist, pos
 
     def _search_overfetch(
         self, index: Any, queries: np.ndarray, kk: int, sp: SearchParams, defaults: SearchDefaults, on_gpu: bool
@@ -705,6 +823,10 @@ class FaissShard:
         """
         if self.ntotal == 0:
             return ShardFiles(None, None, 0, None, None)
+        vec_name, vec_rows, vec_digests = None, 0, None
+        if self._vecs is not None:
+            vec_name, vec_rows, vec_digests = self._vecs.commit()
+            step("shard-vectors")
         name = f"shard-{self.shard_no:03d}.{generation:06d}.faiss"
         final = folder / name
         tmp = folder / f".{name}.tmp"
@@ -724,7 +846,27 @@ class FaissShard:
             step("shard-tombstones")
             tomb_file, tomb_sha = tomb_name, sha256_file(folder / tomb_name)
         fsync_dir(folder)
-        return ShardFiles(name, sha256_file(final), final.stat().st_size, tomb_file, tomb_sha)
+        return ShardFiles(
+            name,
+            sha256_file(final),
+            final.stat().st_size,
+            tomb_file,
+            tomb_sha,
+            vec_name,
+            vec_rows,
+            vec_digests,
+            vec_rows * self.dim * 2,
+        )
+
+    def mark_committed(self, files: ShardFiles) -> None:
+        """Called once the manifest naming ``files`` has landed."""
+        self.dirty = False
+        self._committed_vec = files.vec_file
+
+    def close(self) -> None:
+        """Release the on-disk refine file's descriptor."""
+        if self._vecs is not None:
+            self._vecs.close()
 
     @classmethod
     def read(
@@ -734,10 +876,12 @@ class FaissShard:
         settings: VectorSettings,
         meta: dict,
         gpu: GpuContext | None,
+        writable: bool = True,
     ) -> FaissShard:
-        """Load a shard from the files its manifest entry names (checksums already verified)."""
+        """Load a shard from the files its manifest entry names (checksums already verified,
+        except the on-disk refine file's blocks, which ``VectorFile.open`` checks)."""
         if not meta.get("file"):
-            return cls(shard_no, settings, gpu=gpu)
+            return cls(shard_no, settings, gpu=gpu, folder=folder, writable=writable)
         path = folder / meta["file"]
         try:
             index = faiss.read_index(str(path))  # keep this owning proxy: it frees the index
@@ -756,15 +900,37 @@ class FaissShard:
                 tombs = np.load(folder / meta["tomb_file"], allow_pickle=False)
             except (OSError, ValueError) as e:
                 raise CorruptIndexError(f"cannot read {folder / meta['tomb_file']}: {e}") from e
-        shard = cls(
-            shard_no,
-            settings,
-            index=index,
-            tombstones=tombs,
-            trained_n=int(meta.get("trained_n") or 0),
-            factory=str(meta.get("factory") or FLAT_FACTORY),
-            gpu=gpu,
-        )
+        vecs = None
+        if meta.get("vec_file"):
+            vecs = VectorFile.open(
+                folder / meta["vec_file"],
+                settings.dim,
+                int(meta.get("vec_rows") or 0),
+                list(meta.get("vec_sha256") or []),
+                writable=writable,
+            )
+        elif split_disk_refine(str(meta.get("factory") or ""))[1] and int(index.ntotal):
+            raise CorruptIndexError(
+                f"{path}: factory {meta.get('factory')!r} keeps its refine rows on disk, but the manifest names no file",
+                hint="restore the index folder or rebuild it",
+            )
+        try:
+            shard = cls(
+                shard_no,
+                settings,
+                index=index,
+                tombstones=tombs,
+                trained_n=int(meta.get("trained_n") or 0),
+                factory=str(meta.get("factory") or FLAT_FACTORY),
+                gpu=gpu,
+                vecs=vecs,
+                folder=folder,
+                writable=writable,
+            )
+        except BaseException:
+            if vecs is not None:
+                vecs.close()
+            raise
         if shard.ntotal != int(meta.get("ntotal", shard.ntotal)):
             raise CorruptIndexError(
                 f"{path} holds {shard.ntotal} vectors but the manifest says {meta.get('ntotal')}",

@@ -6,6 +6,9 @@ Folder layout::
                                    created/updated times, applied_seq, generation
     shard-000.000007.faiss         shard 0 as saved by generation 7 (ids inside)
     shard-000.000007.tomb.npy      its tombstoned positions, when it has any
+    shard-000.3fa9c04e1b2d.f16vec  its float16 refine rows, for ``@disk`` factories:
+                                   append-only; the manifest names the file, its
+                                   committed row count and a digest per block
     .lock                          flock held by the one writer
 
 A vector goes to shard ``shard_key % num_shards``; all vectors of one video share a
@@ -65,7 +68,10 @@ GPU_MODES = ("auto", "never", "always")
 # Settings that decide how stored vectors are laid out: a store opened with other
 # values would route ids to the wrong shard or mix index families.
 STRUCTURAL_FIELDS = ("dim", "num_shards", "approx_factory")
-_OWNED_FILE_RE = re.compile(r"^\.?shard-\d{3}\.\d{6}\.(faiss|tomb\.npy)(\.tmp)?$|^\.manifest\.json\..*\.tmp$")
+_OWNED_FILE_RE = re.compile(
+    r"^\.?shard-\d{3}\.\d{6}\.(faiss|tomb\.npy)(\.tmp)?$|^\.manifest\.json\..*\.tmp$"
+    r"|^shard-\d{3}\.[0-9a-f]{12}\.f16vec$"
+)
 
 # Test-only hook, called with a step name after each file a save writes, replaces or
 # deletes. tests/test_vectors_crash.py sets it in a child process to SIGKILL itself.
@@ -204,7 +210,7 @@ class VectorStore:
         lock_fd = _acquire_lock(path)
         try:
             gpu = GpuContext(settings.use_gpu)
-            shards = [FaissShard(i, settings, gpu=gpu) for i in range(settings.num_shards)]
+            shards = [FaissShard(i, settings, gpu=gpu, folder=path) for i in range(settings.num_shards)]
             now = _now()
             manifest = {
                 "format": FORMAT_NAME,
@@ -306,7 +312,14 @@ class VectorStore:
         for entry in entries:
             _verify_entry(path, entry)
         gpu = GpuContext(settings.use_gpu)
-        shards = [FaissShard.read(path, i, settings, entries[i], gpu) for i in range(settings.num_shards)]
+        shards: list[FaissShard] = []
+        try:
+            for i in range(settings.num_shards):
+                shards.append(FaissShard.read(path, i, settings, entries[i], gpu, writable=not read_only))
+        except BaseException:
+            for shard in shards:
+                shard.close()
+            raise
         store = cls(path, settings, shards, manifest, read_only=read_only, lock_fd=lock_fd)
         if not read_only:
             store._remove_orphans()
@@ -321,6 +334,8 @@ class VectorStore:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
                 self._pool = None
+            for shard in self._shards:
+                shard.close()
             _release_lock(self._lock_fd)
             self._lock_fd = None
 
@@ -360,7 +375,7 @@ class VectorStore:
         """A JSON-able description for ``vidseek info``."""
         with self._rw.read():
             shard_info = [s.info() for s in self._shards]
-            disk = sum(int(e.get("bytes") or 0) for e in self._manifest["shards"])
+            disk = sum(int(e.get("bytes") or 0) + int(e.get("vec_bytes") or 0) for e in self._manifest["shards"])
             return {
                 "path": str(self.path),
                 "dim": self.settings.dim,
@@ -507,14 +522,16 @@ class VectorStore:
             old_entries = self._manifest["shards"]
             entries = []
             superseded: list[str] = []
-            written: list[FaissShard] = []
+            written: list[tuple[FaissShard, Any]] = []
             for shard, old in zip(self._shards, old_entries):
                 if not shard.dirty:
                     entries.append(old)
                     continue
                 files = shard.write(self.path, generation, _step)
-                written.append(shard)
+                written.append((shard, files))
                 superseded += [f for f in (old.get("file"), old.get("tomb_file")) if f]
+                if old.get("vec_file") and old.get("vec_file") != files.vec_file:
+                    superseded.append(old["vec_file"])
                 entries.append(
                     {
                         "shard": shard.shard_no,
@@ -529,6 +546,10 @@ class VectorStore:
                         "kind": shard.kind,
                         "factory": shard.factory,
                         "trained_n": shard.trained_n,
+                        "vec_file": files.vec_file,
+                        "vec_rows": files.vec_rows,
+                        "vec_bytes": files.vec_bytes,
+                        "vec_sha256": files.vec_sha256,
                     }
                 )
             manifest = dict(self._manifest)
@@ -544,8 +565,8 @@ class VectorStore:
             atomic_write_json(self.path / MANIFEST_NAME, manifest)
             _step("manifest")
             self._manifest = manifest
-            for shard in written:
-                shard.dirty = False
+            for shard, files in written:
+                shard.mark_committed(files)
             for name in superseded:
                 try:
                     (self.path / name).unlink()
@@ -559,7 +580,7 @@ class VectorStore:
         """Delete shard files and temp files that the current manifest does not name."""
         named = {MANIFEST_NAME}
         for entry in self._manifest["shards"]:
-            named.update(f for f in (entry.get("file"), entry.get("tomb_file")) if f)
+            named.update(f for f in (entry.get("file"), entry.get("tomb_file"), entry.get("vec_file")) if f)
         removed = False
         for child in self.path.iterdir():
             if child.name not in named and _OWNED_FILE_RE.match(child.name):
@@ -630,6 +651,12 @@ def _read_manifest(path: Path) -> dict:
 
 
 def _verify_entry(folder: Path, entry: dict) -> None:
+    vec = entry.get("vec_file")
+    if vec:  # its blocks are checked when the shard opens it (VectorFile.open)
+        if "/" in vec or vec.startswith(".."):
+            raise CorruptIndexError(f"manifest names a file outside {folder}: {vec!r}")
+        if not (folder / vec).exists():
+            raise _MissingFile(folder / vec)
     for file_key, sha_key in (("file", "sha256"), ("tomb_file", "tomb_sha256")):
         name = entry.get(file_key)
         if not name:
