@@ -238,3 +238,36 @@ def test_factory_syntax() -> None:
 def test_bad_disk_factory_is_refused_at_create(tmp_path: Path) -> None:
     with pytest.raises(InputError):
         VectorStore.create(tmp_path, settings("Flat,Refine(SQfp16@disk)"))
+
+
+# ------------------------------------------- rotations and reductions (PCA, OPQ)
+@pytest.mark.parametrize(
+    "factory, floor",
+    [
+        # OPQ's rotation trains for about a minute on 2 cores: slow suite.
+        pytest.param(f"OPQ16_64,IVF{{nlist}},PQ16x4fs{DISK_REFINE}", 0.9, marks=pytest.mark.slow),
+        # This data's noise is isotropic, so dropping half the dims loses half of what
+        # separates neighbours: a low floor, and the full-dim rows must lift it.
+        ("PCAR32,IVF{nlist},SQ8", 0.2),
+        (f"PCAR32,IVF{{nlist}},PQ8x4fs{DISK_REFINE}", 0.6),
+    ],
+)
+def test_pca_and_opq_factories_switch_search_delete_and_reopen(tmp_path: Path, factory: str, floor: float) -> None:
+    n = 3000
+    params = SearchParams(k=10, nprobe=10_000, k_factor=32)
+    with build(tmp_path, factory, n=n, train_sample=n) as store:
+        info = store.info()["shards"]
+        assert {s["kind"] for s in info} == {"approx"} and all(factory.split(",")[0] in s["factory"] for s in info)
+        np.testing.assert_array_equal(store.live_ids(), IDS[:n])
+        _, found = store.search(Q, params)
+        truth = IDS[np.argsort(-(Q @ X[:n].T), axis=1)[:, :10]]
+        assert np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)]) >= floor
+        gone = IDS[:n:5]
+        store.remove(gone, KEYS[:n:5])
+        scores, found = store.search(Q, params)
+        assert not np.isin(found, gone).any()
+        store.save(1)
+    with VectorStore.open(tmp_path, expected=settings(factory, train_sample=n)) as again:
+        scores2, found2 = again.search(Q, params)
+    np.testing.assert_array_equal(found2, found)
+    np.testing.assert_allclose(scores2, scores, atol=1e-6)
