@@ -235,6 +235,17 @@ def test_factory_syntax() -> None:
             split_disk_refine(bad)
 
 
+def test_compressed_names_the_disk_layout(tmp_path: Path) -> None:
+    with build(tmp_path, "compressed", n=3000, flat_max=500) as store:
+        info = store.info()["shards"]
+    # At 64 dims "compressed" is IVF-Flat in RAM; at embedding dims the refine goes to disk.
+    assert all(s["factory"].endswith(",Flat") and not s["refine_on_disk"] for s in info)
+    with build(tmp_path / "wide", "compressed", n=0, dim=256, flat_max=500) as wide:
+        wide.add(IDS[:1200], np.tile(X[:1200], 4) / 2.0, KEYS[:1200])
+        info = wide.info()["shards"]
+    assert all(s["refine_on_disk"] and s["factory"].endswith("PQ32x4fs,Refine(SQfp16@disk)") for s in info)
+
+
 def test_bad_disk_factory_is_refused_at_create(tmp_path: Path) -> None:
     with pytest.raises(InputError):
         VectorStore.create(tmp_path, settings("Flat,Refine(SQfp16@disk)"))

@@ -58,7 +58,9 @@ class VectorSettings:
     dim: int
     num_shards: int = 4
     flat_max: int = 20_000  # a shard stays exact (Flat) up to this many vectors
-    approx_factory: str = "auto"  # "auto" or a FAISS factory string with "{nlist}"
+    # "auto", "compressed" (refine rows on disk: docs/vectors.md) or a FAISS factory
+    # string, "{nlist}" filled from the shard's size
+    approx_factory: str = "auto"
     train_sample: int = 100_000
     compact_ratio: float = 0.2  # compact a shard when tombstones exceed this share
     use_gpu: str = "auto"  # "auto" | "never" | "always"

@@ -180,9 +180,12 @@ def nlist_for(n: int, train_n: int) -> int:
 
 
 def resolve_factory(template: str, dim: int, n: int, train_n: int) -> str:
-    """Fill ``{nlist}`` in a factory template (``"auto"`` resolves to :func:`auto_factory`)."""
+    """Fill ``{nlist}`` in a factory template (``"auto"`` resolves to :func:`auto_factory`,
+    ``"compressed"`` to :func:`compressed_factory`)."""
     if template == "auto":
         template = auto_factory(dim)
+    elif template == "compressed":
+        template = compressed_factory(dim)
     if "{nlist}" in template:
         return template.replace("{nlist}", str(nlist_for(n, train_n)))
     return template
@@ -197,7 +200,7 @@ def check_factory(template: str, dim: int) -> None:
         raise InputError(
             f"approx_factory {template!r} is not a FAISS factory string FAISS can build at dim {dim}: "
             f"{str(e).splitlines()[-1]}",
-            hint='use "auto" or a string such as "IVF{nlist},PQ96x4fs,Refine(SQfp16)" or "HNSW32,Flat"',
+            hint='use "auto", "compressed" or a string such as "IVF{nlist},PQ96x4fs,Refine(SQfp16)" or "HNSW32,Flat"',
         ) from e
 
 
@@ -572,7 +575,7 @@ class FaissShard:
         if self.kind != "approx" or self.trained_n <= 0:
             return False
         template = self.settings.approx_factory
-        if template != "auto" and "{nlist}" not in template:
+        if template not in ("auto", "compressed") and "{nlist}" not in template:
             return False
         growth = float((self.settings.extra or {}).get("retrain_growth", DEFAULT_RETRAIN_GROWTH))
         if growth <= 1 or self.ntotal < growth * self.trained_n:
