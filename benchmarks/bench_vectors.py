@@ -187,6 +187,27 @@ def _serving_rss(index_dir: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _drop_page_cache() -> None:
+    """Empty the kernel's page cache (root only) so the next reads come from disk."""
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as fh:
+            fh.write("1\n")
+    except OSError as e:
+        raise SystemExit(f"--cold needs to write /proc/sys/vm/drop_caches (root): {e}") from e
+
+
+def _time_queries(store: VectorStore, queries: np.ndarray, params: SearchParams, k: int) -> tuple[np.ndarray, np.ndarray]:
+    lat = np.empty(len(queries))
+    found = np.empty((len(queries), k), dtype=np.int64)
+    for i in range(len(queries)):
+        t = time.perf_counter()
+        _, ids_i = store.search(queries[i : i + 1], params)
+        lat[i] = time.perf_counter() - t
+        found[i] = ids_i[0]
+    return lat, found
+
+
 def _recall(found: np.ndarray, truth: np.ndarray) -> float:
     k = truth.shape[1]
     hits = [len(np.intersect1d(f[f >= 0], t)) for f, t in zip(found, truth)]
@@ -254,15 +275,21 @@ def run(args: argparse.Namespace) -> dict:
             ):
                 continue
             params = SearchParams(k=k, nprobe=setting.nprobe, ef_search=setting.ef_search, k_factor=setting.k_factor)
-            for i in range(min(args.warmup, args.queries)):
-                store.search(queries[i : i + 1], params)
-            lat = np.empty(args.queries)
-            found = np.empty((args.queries, k), dtype=np.int64)
-            for i in range(args.queries):
-                t = time.perf_counter()
-                _, ids_i = store.search(queries[i : i + 1], params)
-                lat[i] = time.perf_counter() - t
-                found[i] = ids_i[0]
+            cold = None
+            if args.cold:
+                # First pass with an empty page cache (no warm-up: it would read the same
+                # rows); the warm pass below then repeats the same queries.
+                _drop_page_cache()
+                cold_lat, _ = _time_queries(store, queries, params, k)
+                cold = {
+                    "cold_p50_ms": round(float(np.percentile(cold_lat, 50)) * 1e3, 3),
+                    "cold_p99_ms": round(float(np.percentile(cold_lat, 99)) * 1e3, 3),
+                    "cold_mean_ms": round(float(cold_lat.mean()) * 1e3, 3),
+                }
+            else:
+                for i in range(min(args.warmup, args.queries)):
+                    store.search(queries[i : i + 1], params)
+            lat, found = _time_queries(store, queries, params, k)
             t = time.perf_counter()
             store.search(queries, params)
             batch_s = time.perf_counter() - t
@@ -275,6 +302,7 @@ def run(args: argparse.Namespace) -> dict:
                     "p99_ms": round(float(np.percentile(lat, 99)) * 1e3, 3),
                     "mean_ms": round(float(lat.mean()) * 1e3, 3),
                     "batch_qps": round(args.queries / batch_s, 1),
+                    **(cold or {}),
                 }
             )
     finally:
@@ -332,12 +360,17 @@ def _print_table(report: dict) -> None:
         f"peak RSS {b['peak_rss_bytes'] / gib:.2f} GiB (incl. generator), disk {b['disk_bytes'] / gib:.2f} GiB, "
         f"serving RSS {s['rss_bytes'] / gib:.2f} GiB (open {s['open_s']:.1f}s)"
     )
-    print(f"{'params':<28}{'recall@10':>10}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'batch qps':>11}")
+    cold = any("cold_p50_ms" in r for r in report["results"])
+    head = f"{'params':<28}{'recall@10':>10}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'batch qps':>11}"
+    print(head + (f"{'cold p50':>10}{'cold p99':>10}" if cold else ""))
     for r in report["results"]:
-        print(
+        line = (
             f"{r['params']:<28}{r['recall_at_10']:>10.4f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
             f"{r['mean_ms']:>9.2f}{r['batch_qps']:>11.0f}"
         )
+        if cold:
+            line += f"{r.get('cold_p50_ms', float('nan')):>10.2f}{r.get('cold_p99_ms', float('nan')):>10.2f}"
+        print(line)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -362,6 +395,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--segments-per-video", type=int, default=50, help="ids per shard key")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--warmup", type=int, default=20)
+    p.add_argument(
+        "--cold",
+        action="store_true",
+        help="time each setting first with an emptied page cache (root: writes /proc/sys/vm/drop_caches), "
+        "then warm; for stores whose refine rows are on disk",
+    )
     p.add_argument("--threads", type=int, default=0, help="FAISS OpenMP threads (0: FAISS default)")
     p.add_argument("--index-dir", default=None, help="build here (must be empty) and keep it")
     p.add_argument("--tmp", default=None, help="parent folder of the temporary index (default: system temp)")

@@ -71,6 +71,16 @@ def test_ranks_exactly_like_the_in_ram_float16_refine(tmp_path: Path) -> None:
     np.testing.assert_allclose(d_scores, r_scores, atol=1e-5)
 
 
+def test_disk_refine_depth_defaults_to_16_and_follows_settings(tmp_path: Path) -> None:
+    with build(tmp_path / "a") as store:
+        default = store.search(Q, SearchParams(k=10, nprobe=64))
+        np.testing.assert_array_equal(default[1], store.search(Q, SearchParams(k=10, nprobe=64, k_factor=16))[1])
+    with build(tmp_path / "b", extra={"k_factor": 3}) as store:
+        mine = store.search(Q, SearchParams(k=10, nprobe=64))
+        np.testing.assert_array_equal(mine[1], store.search(Q, SearchParams(k=10, nprobe=64, k_factor=3))[1])
+        assert not np.array_equal(mine[1], default[1])  # 30 candidates a shard rank worse than 160
+
+
 def test_recall_and_exact_scores(tmp_path: Path) -> None:
     with build(tmp_path) as store:
         scores, found = store.search(Q, SearchParams(k=10, nprobe=10_000, k_factor=64))
