@@ -215,6 +215,22 @@ def test_verify_checks_every_block(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     quick.close()
 
 
+def test_store_verify_hashes_every_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vecfile, "BLOCK_ROWS", 500)
+    with build(tmp_path) as store:
+        store.save(1)
+        store.verify()  # all good
+    entry = manifest(tmp_path)["shards"][1]
+    assert len(entry["vec_sha256"]) > 2
+    target = tmp_path / entry["vec_file"]
+    data = bytearray(target.read_bytes())
+    data[10] ^= 0x01  # first block: opening does not read it, verify() does
+    target.write_bytes(bytes(data))
+    with VectorStore.open(tmp_path, read_only=True) as reader:
+        with pytest.raises(CorruptIndexError, match=target.name):
+            reader.verify()
+
+
 def test_vector_file_reads_rollback_and_memory_rows(tmp_path: Path) -> None:
     vf = VectorFile.create(tmp_path, 1, DIM)
     vf.append(X[:300], writable=True)

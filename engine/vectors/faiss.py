@@ -875,6 +875,11 @@ class FaissShard:
         self.dirty = False
         self._committed_vec = files.vec_file
 
+    def verify(self) -> None:
+        """Hash every committed block of the on-disk refine file (no-op without one)."""
+        if self._vecs is not None and self._vecs.name is not None:
+            self._vecs.verify()
+
     def close(self) -> None:
         """Release the on-disk refine file's descriptor."""
         if self._vecs is not None:
