@@ -83,10 +83,7 @@ class VectorFile:
         :meth:`verify` does it on demand). A writer truncates rows past ``rows``.
         """
         vf = cls(dim, path, rows, digests)
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            raise
+        size = path.stat().st_size
         need = rows * vf.row_bytes
         if size < need:
             raise CorruptIndexError(
@@ -102,8 +99,7 @@ class VectorFile:
         mode = os.O_RDWR if writable else os.O_RDONLY
         vf._fd = os.open(path, mode)
         blocks = range(expected_blocks) if verify == "all" else range(max(0, expected_blocks - 1), expected_blocks)
-        if verify != "none":
-            vf._check_blocks(blocks)
+        vf._check_blocks(blocks)
         if writable and size > need:
             os.ftruncate(vf._fd, need)  # rows appended after the last commit: no manifest names them
         return vf
@@ -210,10 +206,6 @@ class VectorFile:
             mem = self._mem_all()
             out[~on_file] = mem[positions[~on_file] - self._file_rows]
         return out
-
-    def read_range(self, start: int, stop: int) -> np.ndarray:
-        """float32 rows ``start..stop`` (one sequential read where on file)."""
-        return self.read(np.arange(start, stop, dtype=np.int64))
 
     def _read_file(self, positions: np.ndarray) -> np.ndarray:
         order = np.argsort(positions, kind="stable")
