@@ -39,6 +39,7 @@ import faiss
 import numpy as np
 import psutil
 
+from benchmarks.suites.vectors_common import time_queries
 from engine.vectors import SearchParams, VectorSettings, VectorStore, auto_factory, compressed_factory
 
 __all__ = ["SyntheticJoint", "ParamSetting", "parse_params", "machine_info", "run", "main"]
@@ -197,17 +198,6 @@ def _drop_page_cache() -> None:
         raise SystemExit(f"--cold needs to write /proc/sys/vm/drop_caches (root): {e}") from e
 
 
-def _time_queries(store: VectorStore, queries: np.ndarray, params: SearchParams, k: int) -> tuple[np.ndarray, np.ndarray]:
-    lat = np.empty(len(queries))
-    found = np.empty((len(queries), k), dtype=np.int64)
-    for i in range(len(queries)):
-        t = time.perf_counter()
-        _, ids_i = store.search(queries[i : i + 1], params)
-        lat[i] = time.perf_counter() - t
-        found[i] = ids_i[0]
-    return lat, found
-
-
 def _recall(found: np.ndarray, truth: np.ndarray) -> float:
     k = truth.shape[1]
     hits = [len(np.intersect1d(f[f >= 0], t)) for f, t in zip(found, truth)]
@@ -275,21 +265,17 @@ def run(args: argparse.Namespace) -> dict:
             ):
                 continue
             params = SearchParams(k=k, nprobe=setting.nprobe, ef_search=setting.ef_search, k_factor=setting.k_factor)
-            cold = None
+            def search_one(q: np.ndarray, params: SearchParams = params) -> np.ndarray:
+                return store.search(q, params)[1]
+
+            cold = {}
             if args.cold:
                 # First pass with an empty page cache (no warm-up: it would read the same
                 # rows); the warm pass below then repeats the same queries.
                 _drop_page_cache()
-                cold_lat, _ = _time_queries(store, queries, params, k)
-                cold = {
-                    "cold_p50_ms": round(float(np.percentile(cold_lat, 50)) * 1e3, 3),
-                    "cold_p99_ms": round(float(np.percentile(cold_lat, 99)) * 1e3, 3),
-                    "cold_mean_ms": round(float(cold_lat.mean()) * 1e3, 3),
-                }
-            else:
-                for i in range(min(args.warmup, args.queries)):
-                    store.search(queries[i : i + 1], params)
-            lat, found = _time_queries(store, queries, params, k)
+                cold_lat, _ = time_queries(search_one, queries, warmup=0, repeats=1)
+                cold = {f"cold_{m}_ms": round(cold_lat[f"{m}_ms"], 3) for m in ("p50", "p99", "mean")}
+            lat, found = time_queries(search_one, queries, warmup=0 if args.cold else args.warmup, repeats=1)
             t = time.perf_counter()
             store.search(queries, params)
             batch_s = time.perf_counter() - t
@@ -298,11 +284,9 @@ def run(args: argparse.Namespace) -> dict:
                     "params": setting.label(),
                     **asdict(setting),
                     "recall_at_10": round(_recall(found, truth), 4),
-                    "p50_ms": round(float(np.percentile(lat, 50)) * 1e3, 3),
-                    "p99_ms": round(float(np.percentile(lat, 99)) * 1e3, 3),
-                    "mean_ms": round(float(lat.mean()) * 1e3, 3),
+                    **{f"{m}_ms": round(lat[f"{m}_ms"], 3) for m in ("p50", "p99", "mean")},
                     "batch_qps": round(args.queries / batch_s, 1),
-                    **(cold or {}),
+                    **cold,
                 }
             )
     finally:

@@ -867,7 +867,7 @@ class FaissShard:
             vec_name,
             vec_rows,
             vec_digests,
-            vec_rows * self.dim * 2,
+            vec_rows * self._vecs.row_bytes if self._vecs is not None else 0,
         )
 
     def mark_committed(self, files: ShardFiles) -> None:

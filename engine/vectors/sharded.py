@@ -52,6 +52,7 @@ from engine.locks import acquire_writer_lock, release_lock
 from engine.vectors.base import SearchParams, VectorSettings
 from engine.vectors.faiss import (
     FaissShard,
+    ShardFiles,
     GpuContext,
     SearchDefaults,
     check_factory,
@@ -533,7 +534,7 @@ class VectorStore:
             old_entries = self._manifest["shards"]
             entries = []
             superseded: list[str] = []
-            written: list[tuple[FaissShard, Any]] = []
+            written: list[tuple[FaissShard, ShardFiles]] = []
             for shard, old in zip(self._shards, old_entries):
                 if not shard.dirty:
                     entries.append(old)
@@ -662,13 +663,8 @@ def _read_manifest(path: Path) -> dict:
 
 
 def _verify_entry(folder: Path, entry: dict) -> None:
-    vec = entry.get("vec_file")
-    if vec:  # its blocks are checked when the shard opens it (VectorFile.open)
-        if "/" in vec or vec.startswith(".."):
-            raise CorruptIndexError(f"manifest names a file outside {folder}: {vec!r}")
-        if not (folder / vec).exists():
-            raise _MissingFile(folder / vec)
-    for file_key, sha_key in (("file", "sha256"), ("tomb_file", "tomb_sha256")):
+    # The refine file's blocks are checked when the shard opens it (VectorFile.open).
+    for file_key, sha_key in (("file", "sha256"), ("tomb_file", "tomb_sha256"), ("vec_file", None)):
         name = entry.get(file_key)
         if not name:
             continue
@@ -677,6 +673,8 @@ def _verify_entry(folder: Path, entry: dict) -> None:
         path = folder / name
         if not path.exists():
             raise _MissingFile(path)
+        if sha_key is None:
+            continue
         digest = sha256_file(path)
         if digest != entry.get(sha_key):
             raise CorruptIndexError(
