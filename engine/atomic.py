@@ -11,16 +11,20 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "fsync_dir", "sha256_file"]
+__all__ = ["atomic_write_bytes", "atomic_write_json", "fsync_dir", "fsync_path", "sha256_file"]
 
 
-def fsync_dir(path: Path) -> None:
-    """Flush a directory entry so that a rename inside it survives a power cut."""
+def fsync_path(path: Path) -> None:
+    """Flush a file's data, or a directory's entries (so that a rename inside it
+    survives a power cut), to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+fsync_dir = fsync_path
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -1,7 +1,19 @@
 """Index configuration: typed, validated, stored in the index manifest.
 
 A config file is TOML (``--config FILE``); unknown keys are errors that list the
-valid ones, so a typo never silently falls back to a default.
+valid ones, so a typo never silently falls back to a default. Example::
+
+    [index]
+    shards = 8
+    approx_factory = "compressed"
+    train_sample = 200000
+    compact_ratio = 0.3
+    vector_extra = { k_factor = 32, nprobe = 64 }
+
+The vector store's settings are those of ``engine.vectors.VectorSettings`` (every
+field but ``dim``, which the encoders fix), under :meth:`VectorSettings.config_names`
+keys: ``shards`` is its ``num_shards`` and ``vector_extra`` its ``extra``
+(``nprobe``, ``ef_search``, ``k_factor``, ``retrain_growth``).
 """
 from __future__ import annotations
 
@@ -10,11 +22,17 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from engine.catalog import MODALITIES
 from engine.errors import InputError
+from engine.vectors.base import GPU_MODES, VectorSettings
 
 __all__ = ["IndexConfig", "load_config"]
 
-BLOCKS: tuple[str, ...] = ("visual", "speech", "ocr", "metadata")
+_VECTORS = VectorSettings(dim=1)  # the store's defaults (dim comes from the encoders)
+# Settings added after the first index format: the manifest records them only when
+# they differ from the default, so an index built with the defaults writes the same
+# manifest as before they existed (and older builds still read it).
+_WRITTEN_WHEN_SET = ("train_sample", "compact_ratio", "vector_extra")
 
 
 @dataclass(frozen=True)
@@ -24,27 +42,43 @@ class IndexConfig:
     text_encoder: str = "minilm"
     image_encoder: str = "imagenet-minilm"
     image_options: dict = field(default_factory=dict)  # e.g. {"architecture": ..., "checkpoint": ...}
-    shards: int = 4
-    flat_max: int = 20_000
-    approx_factory: str = "auto"
-    use_gpu: str = "auto"
+    # The joint vector store's settings: VectorSettings' fields under their config
+    # names (VectorSettings.config_names; tests/test_index.py checks none is missing).
+    shards: int = _VECTORS.num_shards
+    flat_max: int = _VECTORS.flat_max
+    approx_factory: str = _VECTORS.approx_factory
+    use_gpu: str = _VECTORS.use_gpu
+    train_sample: int = _VECTORS.train_sample
+    compact_ratio: float = _VECTORS.compact_ratio
+    vector_extra: dict = field(default_factory=dict)
     # Index-time block weights of the joint vector. 1.0 everywhere keeps each block a
     # unit vector, so query-side weights alone decide the mix (DESIGN.md).
-    block_weights: dict = field(default_factory=lambda: {b: 1.0 for b in BLOCKS})
+    block_weights: dict = field(default_factory=lambda: {b: 1.0 for b in MODALITIES})
 
     def __post_init__(self) -> None:
-        if self.shards < 1 or self.shards > 1024:
-            raise InputError(f"shards must be in 1..1024, got {self.shards}")
+        if self.shards < 1 or self.shards > 999:  # VectorSettings.check's bound on num_shards
+            raise InputError(f"shards must be in 1..999, got {self.shards}")
         if self.flat_max < 1:
             raise InputError(f"flat_max must be positive, got {self.flat_max}")
-        if self.use_gpu not in ("auto", "never", "always"):
+        if self.use_gpu not in GPU_MODES:
             raise InputError(f"use_gpu must be auto, never or always, got {self.use_gpu!r}")
-        unknown = set(self.block_weights) - set(BLOCKS)
+        unknown = set(self.block_weights) - set(MODALITIES)
         if unknown:
-            raise InputError(f"unknown blocks in block_weights: {sorted(unknown)}; valid: {list(BLOCKS)}")
+            raise InputError(f"unknown blocks in block_weights: {sorted(unknown)}; valid: {list(MODALITIES)}")
+        self.vector_settings(dim=1).check()  # the other vector settings; dim is the encoders'
+
+    def vector_settings(self, dim: int) -> VectorSettings:
+        """The settings of the index's joint vector store (``dim``: the joint vector's)."""
+        return VectorSettings.from_config(asdict(self), dim)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The manifest's ``config`` record (later settings only when set, see above)."""
+        data = asdict(self)
+        defaults = _VECTORS.to_config()
+        for key in _WRITTEN_WHEN_SET:
+            if data[key] == defaults[key]:
+                del data[key]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, origin: str = "config") -> "IndexConfig":

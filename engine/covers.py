@@ -50,6 +50,7 @@ __all__ = [
     "POLICIES",
     "make_policy",
     "context_features",
+    "beta_params",
     "NewCoverVariant",
     "CoverVariant",
     "Impression",
@@ -119,7 +120,10 @@ def context_features(context: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
     return np.concatenate([[1.0], sims])
 
 
-def _beta_params(arm: ArmState, prior_strength: float, base_ctr: float) -> tuple[float, float]:
+def beta_params(arm: ArmState, prior_strength: float, base_ctr: float) -> tuple[float, float]:
+    """The Beta(alpha, beta) posterior that :class:`ThompsonSampling` draws from for
+    ``arm``: the quality prior (its mean clamped to [0.001, 0.95]) plus the clicks and
+    non-clicks, each parameter at least 0.001. Reports of the bandit use this too."""
     # Prior mean rises with quality (0.5x base rate at quality 0, 1.5x at quality 1).
     mean = min(0.95, max(1e-3, base_ctr * (0.5 + float(arm.quality))))
     alpha = mean * prior_strength + arm.clicks
@@ -149,7 +153,7 @@ class ThompsonSampling:
     def choose(self, arms: Sequence[ArmState], features: np.ndarray | None,
                rng: np.random.Generator) -> Choice:
         _check_arms(arms)
-        params = np.array([_beta_params(a, self.prior_strength, self.base_ctr) for a in arms])
+        params = np.array([beta_params(a, self.prior_strength, self.base_ctr) for a in arms])
         draw = rng.beta(params[:, 0], params[:, 1])
         arm = int(np.argmax(draw))
         sims = rng.beta(params[:, 0], params[:, 1], size=(self.propensity_draws, len(arms)))

@@ -33,7 +33,7 @@ from engine.errors import CorruptIndexError, IndexLockedError, IndexMismatchErro
 from engine.locks import acquire_writer_lock
 from engine.lexical import FIELDS, LexicalDoc, open_lexical
 from engine.models.base import EncoderInfo
-from engine.vectors import SearchParams, VectorSettings, VectorStore
+from engine.vectors import SearchParams, VectorStore
 
 __all__ = ["VideoIndex", "Block", "FORMAT_VERSION", "lexical_fields"]
 
@@ -121,12 +121,8 @@ class VideoIndex:
                     raise NotFoundError(f"{path} has no index yet and no encoders were given to create one")
                 config = config or IndexConfig()
                 manifest = _new_manifest(config, encoders)
-            vec_settings = VectorSettings(
-                dim=sum(b["dim"] for b in manifest["blocks"]),
-                num_shards=manifest["config"]["shards"],
-                flat_max=manifest["config"]["flat_max"],
-                approx_factory=manifest["config"]["approx_factory"],
-                use_gpu=manifest["config"]["use_gpu"],
+            vec_settings = IndexConfig.from_dict(manifest["config"], origin=str(mpath)).vector_settings(
+                dim=sum(b["dim"] for b in manifest["blocks"])
             )
             catalog = Catalog(path / "catalog.sqlite", read_only=not writer)
             vdir = path / "vectors"
@@ -336,6 +332,26 @@ class VideoIndex:
         if rest:
             out.update(self.catalog.vectors_many(segment_ids, rest))
         return out
+
+    # -- reads a search makes (so that callers need not reach into the parts) ------------
+    def lexical_search(self, text: str, *, k: int, fields: Sequence[str] | None = None,
+                       phrases: Sequence[str] = ()) -> list:
+        """BM25 hits (``.id`` = segment id, ``.score``) over ``fields`` (None: all)."""
+        return self.lexical.search(text, k=k, fields=list(fields) if fields else None, phrases=list(phrases))
+
+    def segments(self, segment_ids: Sequence[int]) -> dict:
+        """Segment records by id (ids that no longer exist are absent)."""
+        return self.catalog.get_segments(list(segment_ids))
+
+    def videos_by_keys(self, keys: Sequence[int]) -> dict[int, VideoRecord]:
+        return self.catalog.videos_by_keys(list(keys))
+
+    def keyframe_vectors(self, segment_ids: Sequence[int]) -> dict:
+        """Per segment id, its keyframes' (time, visual vector) pairs."""
+        return self.catalog.keyframe_vectors(list(segment_ids))
+
+    def list_videos(self, *, tenant: str | None = None, limit: int = 100) -> list[VideoRecord]:
+        return self.catalog.list_videos(tenant=tenant, limit=limit)
 
     def info(self) -> dict:
         counts = self.catalog.counts()

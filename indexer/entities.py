@@ -488,89 +488,121 @@ def extract_video_graph(video: VideoRecord, segments: Sequence[SegmentRecord], *
     ``known``: (alias, (type, name)) of named entities the library already has, for
     the gazetteer."""
     opts = options or GraphOptions()
-    key = video.key
-    g = VideoGraph()
-    ents: dict[tuple[str, str], NewEntity] = {}
-    conf_of: dict[tuple[str, str], float] = {}
-
-    def add_entity(e: NewEntity) -> tuple[str, str]:
-        k = (e.type, e.key)
-        if k not in ents:
-            ents[k] = e
-        return k
-
-    persons: list[tuple[str, str]] = []
-    topics: list[tuple[str, str]] = []
-    meta = metadata_entities(video)
-    gaz: list[tuple[str, tuple[str, str]]] = list(known)
-    for ent, role in meta:
-        k = add_entity(ent)
-        conf_of[k] = 1.0
-        g.edges.append(_video_edge(ent.type, ent.name, key, extractor="metadata", attrs={"field": role}))
-        if ent.type == "person":
-            persons.append(k)
-        elif ent.type == "topic":
-            topics.append(k)
-        if ent.type in NAMED_TYPES:
-            gaz += [(f.surface, (ent.type, ent.name)) for f in ent.all_forms()]
+    b = _VideoGraphBuilder(video.key)
+    gaz = b.add_metadata(video, list(known))
     if opts.text:
         tx = TextExtractor(gaz, capitalised=opts.capitalised, chinese_pos=opts.chinese_pos)
-        # Title and description: names the catalogue text mentions without listing them.
-        for m in tx.extract(" . ".join(x for x in (video.title or "", video.description or "") if x), confidence=0.9):
-            k = add_entity(NewEntity(m.type, m.name))
-            if conf_of.get(k, 0.0) >= 1.0:
+        b.add_catalogue_text(tx, video)
+        b.add_segment_text(tx, segments)
+        if opts.keyphrases > 0:
+            b.add_key_phrases(segments, opts.keyphrases)
+    if opts.visual:
+        b.add_visual_concepts(segments, opts.visual_min_prob)
+    b.add_pairs(opts.max_pairs_entities)
+    b.graph.entities = list(b.ents.values())
+    return b.graph
+
+
+class _VideoGraphBuilder:
+    """The entities and edges of one video, as :func:`extract_video_graph` collects them."""
+
+    def __init__(self, key: int) -> None:
+        self.key = key
+        self.graph = VideoGraph()
+        self.ents: dict[tuple[str, str], NewEntity] = {}
+        self.conf_of: dict[tuple[str, str], float] = {}
+        self.persons: list[tuple[str, str]] = []
+        self.topics: list[tuple[str, str]] = []
+
+    def add_entity(self, e: NewEntity) -> tuple[str, str]:
+        k = (e.type, e.key)
+        if k not in self.ents:
+            self.ents[k] = e
+        return k
+
+    def add_metadata(self, video: VideoRecord, gaz: list[tuple[str, tuple[str, str]]]) -> list:
+        """The catalogue's tags and people (confidence 1); returns ``gaz`` plus their forms."""
+        for ent, role in metadata_entities(video):
+            k = self.add_entity(ent)
+            self.conf_of[k] = 1.0
+            self.graph.edges.append(_video_edge(ent.type, ent.name, self.key, extractor="metadata",
+                                                attrs={"field": role}))
+            if ent.type == "person":
+                self.persons.append(k)
+            elif ent.type == "topic":
+                self.topics.append(k)
+            if ent.type in NAMED_TYPES:
+                gaz += [(f.surface, (ent.type, ent.name)) for f in ent.all_forms()]
+        return gaz
+
+    def add_catalogue_text(self, tx: TextExtractor, video: VideoRecord) -> None:
+        """Title and description: names the catalogue text mentions without listing them."""
+        text = " . ".join(x for x in (video.title or "", video.description or "") if x)
+        for m in tx.extract(text, confidence=0.9):
+            k = self.add_entity(NewEntity(m.type, m.name))
+            if self.conf_of.get(k, 0.0) >= 1.0:
                 continue
-            conf_of[k] = max(conf_of.get(k, 0.0), m.confidence)
-            g.edges.append(_video_edge(m.type, m.name, key, extractor=m.extractor, confidence=m.confidence,
-                                       modality="metadata", attrs={"field": "title/description"}))
+            self.conf_of[k] = max(self.conf_of.get(k, 0.0), m.confidence)
+            self.graph.edges.append(_video_edge(m.type, m.name, self.key, extractor=m.extractor,
+                                                confidence=m.confidence, modality="metadata",
+                                                attrs={"field": "title/description"}))
             if m.type == "person" and m.confidence >= 0.8:
-                persons.append(k)
+                self.persons.append(k)
+
+    def add_segment_text(self, tx: TextExtractor, segments: Sequence[SegmentRecord]) -> None:
+        """Names in each segment's transcript and on-screen text."""
         seen: set[tuple] = set()  # one edge per entity, segment and modality ("成龙 JACKIE CHAN" is one)
         for s in segments:
             for modality, text, conf in (("speech", s.transcript, 0.9), ("ocr", s.ocr_text, 0.8)):
                 for m in tx.extract(text, confidence=conf):
                     c = m.confidence if m.extractor == "gazetteer" else min(m.confidence, conf * 0.6)
-                    k = add_entity(NewEntity(m.type, m.name))
+                    k = self.add_entity(NewEntity(m.type, m.name))
                     if (k, s.id, modality) in seen:
                         continue
                     seen.add((k, s.id, modality))
-                    conf_of[k] = max(conf_of.get(k, 0.0), c)
-                    g.edges.append(_video_edge(m.type, m.name, key, segment=s.id, modality=modality,
-                                               extractor=m.extractor, confidence=round(c, 4),
-                                               attrs={"text": m.name}))
+                    self.conf_of[k] = max(self.conf_of.get(k, 0.0), c)
+                    self.graph.edges.append(_video_edge(m.type, m.name, self.key, segment=s.id, modality=modality,
+                                                        extractor=m.extractor, confidence=round(c, 4),
+                                                        attrs={"text": m.name}))
                     if m.type == "person" and c >= 0.8:
-                        persons.append(k)
-        if opts.keyphrases > 0:
-            full = " \n".join(s.transcript for s in segments if s.transcript)
-            for phrase, score in key_phrases(full, opts.keyphrases):
-                seg = next((s for s in segments if phrase in s.transcript.lower()), None)
-                k = add_entity(NewEntity("topic", phrase))
-                g.edges.append(_video_edge("topic", phrase, key, segment=seg.id if seg else None, modality="speech",
-                                           extractor="rake", confidence=0.4, attrs={"score": round(score, 3)}))
-    if opts.visual:
+                        self.persons.append(k)
+
+    def add_key_phrases(self, segments: Sequence[SegmentRecord], n: int) -> None:
+        """Up to ``n`` RAKE key phrases of the whole transcript, as topics."""
+        full = " \n".join(s.transcript for s in segments if s.transcript)
+        for phrase, score in key_phrases(full, n):
+            seg = next((s for s in segments if phrase in s.transcript.lower()), None)
+            self.add_entity(NewEntity("topic", phrase))
+            self.graph.edges.append(_video_edge("topic", phrase, self.key, segment=seg.id if seg else None,
+                                                modality="speech", extractor="rake", confidence=0.4,
+                                                attrs={"score": round(score, 3)}))
+
+    def add_visual_concepts(self, segments: Sequence[SegmentRecord], min_prob: float) -> None:
+        """One visual_concept edge per keyframe label at ``min_prob`` or more."""
         best: dict[str, tuple[float, int, int]] = {}  # label -> (max prob, segment, count)
         for s in segments:
             for lab in s.labels:
                 name, p = str(lab[0]), float(lab[1])
-                if p < opts.visual_min_prob:
+                if p < min_prob:
                     continue
                 prev = best.get(name)
                 best[name] = (max(p, prev[0]) if prev else p, s.id if not prev or p > prev[0] else prev[1],
                               (prev[2] if prev else 0) + 1)
         for name, (p, seg, n) in sorted(best.items()):
-            add_entity(NewEntity("visual_concept", name))
-            g.edges.append(_video_edge("visual_concept", name, key, segment=seg, modality="visual",
-                                       extractor="imagenet-labels", confidence=round(min(1.0, p), 4),
-                                       weight=float(n), attrs={"segments": n}))
-    # co_occurs: people on the same video; related: topics tagged on the same video.
-    for kind, group in (("co_occurs", persons), ("related", topics)):
-        uniq = list(dict.fromkeys(group))[: opts.max_pairs_entities]
-        for a, b in itertools.combinations(sorted(uniq), 2):
-            g.edges.append(NewEdge(kind, EntityRef(*_name_of(ents, a)), EntityRef(*_name_of(ents, b)),
-                                   modality="metadata" if kind == "related" else "mixed", extractor=kind,
-                                   confidence=round(min(conf_of.get(a, 1.0), conf_of.get(b, 1.0)), 4)))
-    g.entities = list(ents.values())
-    return g
+            self.add_entity(NewEntity("visual_concept", name))
+            self.graph.edges.append(_video_edge("visual_concept", name, self.key, segment=seg, modality="visual",
+                                                extractor="imagenet-labels", confidence=round(min(1.0, p), 4),
+                                                weight=float(n), attrs={"segments": n}))
+
+    def add_pairs(self, max_entities: int) -> None:
+        """co_occurs: people on the same video; related: topics tagged on the same video."""
+        for kind, group in (("co_occurs", self.persons), ("related", self.topics)):
+            uniq = list(dict.fromkeys(group))[:max_entities]
+            for a, b in itertools.combinations(sorted(uniq), 2):
+                self.graph.edges.append(NewEdge(
+                    kind, EntityRef(*_name_of(self.ents, a)), EntityRef(*_name_of(self.ents, b)),
+                    modality="metadata" if kind == "related" else "mixed", extractor=kind,
+                    confidence=round(min(self.conf_of.get(a, 1.0), self.conf_of.get(b, 1.0)), 4)))
 
 
 def _name_of(ents: dict, k: tuple[str, str]) -> tuple[str, str]:

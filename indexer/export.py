@@ -356,6 +356,29 @@ def _validate_range(source: str, start: float, end: float, duration: float, limi
         )
 
 
+def _copy_blockers(
+    info: media.MediaInfo, s: float, e: float, at_end: bool, g_start: _Grid, g_end: _Grid
+) -> list[str]:
+    """Why the snapped range ``s``-``e`` cannot be stream-copied (none: it can)."""
+    reasons: list[str] = []
+    if info.video_codec != "h264":
+        reasons.append(f"the video codec is {info.video_codec}, not H.264")
+    if info.has_audio and info.audio_codec != "aac":
+        reasons.append(f"the audio codec is {info.audio_codec}, not AAC")
+    if not set(info.container.split(",")) & _COPY_CONTAINERS:
+        reasons.append(f"the container {info.container} is not remuxed unchanged into MP4")
+    if info.rotation:
+        reasons.append(f"the video carries a {info.rotation} degree rotation")
+    if not _near(s, g_start.keyframes):
+        before = [k for k in g_start.keyframes if k <= s]
+        after = [k for k in g_start.keyframes if k > s]
+        near = ", ".join(f"{k:.3f}" for k in (before[-1:] + after[:1]))
+        reasons.append(f"start {s:.3f} s is not on a keyframe" + (f" (nearest: {near} s)" if near else ""))
+    if not at_end and not _near(e, g_end.keyframes):
+        reasons.append(f"end {e:.3f} s is neither on a keyframe nor the end of the video")
+    return reasons
+
+
 def plan_export(
     source: str | os.PathLike[str],
     start: float,
@@ -389,25 +412,7 @@ def plan_export(
         e = duration
     if e - s < frame / 2:  # a range inside one frame still gives that frame
         e = min(duration, s + frame)
-    at_end = e >= duration - _EPS
-
-    reasons: list[str] = []
-    if info.video_codec != "h264":
-        reasons.append(f"the video codec is {info.video_codec}, not H.264")
-    if info.has_audio and info.audio_codec != "aac":
-        reasons.append(f"the audio codec is {info.audio_codec}, not AAC")
-    if not set(info.container.split(",")) & _COPY_CONTAINERS:
-        reasons.append(f"the container {info.container} is not remuxed unchanged into MP4")
-    if info.rotation:
-        reasons.append(f"the video carries a {info.rotation} degree rotation")
-    if not _near(s, g_start.keyframes):
-        before = [k for k in g_start.keyframes if k <= s]
-        after = [k for k in g_start.keyframes if k > s]
-        near = ", ".join(f"{k:.3f}" for k in (before[-1:] + after[:1]))
-        reasons.append(f"start {s:.3f} s is not on a keyframe" + (f" (nearest: {near} s)" if near else ""))
-    if not at_end and not _near(e, g_end.keyframes):
-        reasons.append(f"end {e:.3f} s is neither on a keyframe nor the end of the video")
-
+    reasons = _copy_blockers(info, s, e, e >= duration - _EPS, g_start, g_end)
     if copy == "never":
         mode, reason = "reencode", "stream copy turned off (copy=never)"
     elif reasons:

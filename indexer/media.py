@@ -344,6 +344,59 @@ def _scan_packets(p: Path, v_index: int, fps_hint: float | None) -> _PacketScan:
     return _PacketScan(count, None)
 
 
+def _display_size(first: av.VideoFrame, p: Path) -> tuple[int, int, int]:
+    """(width, height, rotation) of the picture as shown, from the first decoded frame;
+    MediaError when it is under MIN_VIDEO_SIDE pixels."""
+    rotation = _normalise_rotation(first.rotation)
+    width, height = first.width, first.height
+    if rotation in (90, 270):
+        width, height = height, width
+    if min(width, height) < MIN_VIDEO_SIDE:
+        raise MediaError(
+            f"{p}: the picture is degenerate ({width}x{height} pixels; the minimum is {MIN_VIDEO_SIDE})",
+            hint="a video this small shows nothing to index; re-encode it at a real resolution or leave it out",
+        )
+    return width, height, rotation
+
+
+def _timing(
+    c: av.container.InputContainer, v: av.video.stream.VideoStream, p: Path, size_bytes: int
+) -> tuple[float, DurationSource, float | None, int | None]:
+    """(duration, where it came from, fps, frame count) of video stream ``v`` in container ``c``.
+
+    The container's duration first, else the stream's, else a packet scan (which also
+    counts the frames of files up to _SCAN_LIMIT_BYTES whose header has no count);
+    MediaError for a zero duration.
+    """
+    fps = _rational(v.average_rate) or _rational(v.guessed_rate)
+    frame_count = v.frames or None
+    duration: float | None = None
+    source: DurationSource | None = None
+    # The video stream's own span, for the frame rate (the container's duration
+    # also covers an audio track that runs longer).
+    video_span = float(v.duration * v.time_base) if v.duration and v.time_base else None
+    if c.duration is not None and c.duration > 0:
+        duration, source = c.duration / av.time_base, "container"
+    elif video_span:
+        duration, source = video_span, "stream"
+    if duration is None or (frame_count is None and size_bytes <= _SCAN_LIMIT_BYTES):
+        scan = _scan_packets(p, v.index, fps)
+        frame_count = scan.count or None
+        video_span = video_span or scan.duration
+        if duration is None and scan.duration:
+            duration, source = scan.duration, "packets"
+    if duration is None or source is None or duration <= 0:
+        raise MediaError(
+            f"{p}: has zero duration (no timed video frames)",
+            hint="the recording is empty or cut short; re-export it",
+        )
+    if frame_count:
+        # Counted frames over their time span is the true average, also for a
+        # variable frame rate, where the header's rate is a guess from the first frames.
+        fps = frame_count / (video_span or duration)
+    return duration, source, fps, frame_count
+
+
 def probe(path: str | os.PathLike[str]) -> MediaInfo:
     """Read a video's container and stream facts; decode its first frame to prove it plays.
 
@@ -359,44 +412,8 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
         fmt = c.format.name
         if _is_still_image_format(fmt):
             raise MediaError(f"{p}: is a still image ({fmt}), not a video", hint=_NO_VIDEO_HINT)
-        first = _first_frame(c, v, p)
-        rotation = _normalise_rotation(first.rotation)
-        width, height = first.width, first.height
-        if rotation in (90, 270):
-            width, height = height, width
-        if min(width, height) < MIN_VIDEO_SIDE:
-            raise MediaError(
-                f"{p}: the picture is degenerate ({width}x{height} pixels; the minimum is {MIN_VIDEO_SIDE})",
-                hint="a video this small shows nothing to index; re-encode it at a real resolution or leave it out",
-            )
-        fps = _rational(v.average_rate) or _rational(v.guessed_rate)
-        frame_count = v.frames or None
-
-        duration: float | None = None
-        source: DurationSource | None = None
-        # The video stream's own span, for the frame rate (the container's duration
-        # also covers an audio track that runs longer).
-        video_span = float(v.duration * v.time_base) if v.duration and v.time_base else None
-        if c.duration is not None and c.duration > 0:
-            duration, source = c.duration / av.time_base, "container"
-        elif video_span:
-            duration, source = video_span, "stream"
-        if duration is None or (frame_count is None and size_bytes <= _SCAN_LIMIT_BYTES):
-            scan = _scan_packets(p, v.index, fps)
-            frame_count = scan.count or None
-            video_span = video_span or scan.duration
-            if duration is None and scan.duration:
-                duration, source = scan.duration, "packets"
-        if duration is None or source is None or duration <= 0:
-            raise MediaError(
-                f"{p}: has zero duration (no timed video frames)",
-                hint="the recording is empty or cut short; re-export it",
-            )
-        if frame_count:
-            # Counted frames over their time span is the true average, also for a
-            # variable frame rate, where the header's rate is a guess from the first frames.
-            fps = frame_count / (video_span or duration)
-
+        width, height, rotation = _display_size(_first_frame(c, v, p), p)
+        duration, source, fps, frame_count = _timing(c, v, p, size_bytes)
         audio = c.streams.audio[0] if c.streams.audio else None
         return MediaInfo(
             path=str(path),

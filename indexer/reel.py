@@ -178,13 +178,7 @@ def render_reel(
     ``limits`` and MediaError when FFmpeg fails.
     """
     limits = limits or ExportLimits()
-    infos = [media.probe(p.source) for p in pieces]
-    for k, (p, info) in enumerate(zip(pieces, infos)):
-        if p.end > info.duration + 1e-3:
-            raise InputError(
-                f"range {k} ends at {p.end:.3f} s, past the end of {p.source} ({info.duration:.3f} s)",
-                hint="pick ranges inside the video",
-            )
+    infos = _probe_sources(pieces)
     fmt = fmt or reel_format_for(infos)
     # Each range starts on the first source frame at or after its start (never
     # earlier, so ranges that touch never overlap), which is where input seeking lands.
@@ -196,6 +190,38 @@ def render_reel(
         raise ExportLimitError(f"the reel would last {total:.3f} s, over the limit of {limits.max_duration_s} s",
                                hint="ask for a shorter reel or raise the duration limit")
     with_audio = any(i.has_audio for i in infos)
+    args, chains = _piece_inputs(pieces, infos, frames, fmt, with_audio)
+    vlast, alast = _crossfades(chains, placed, fade_s, fmt.sample_rate, with_audio)
+    fps = f"{fmt.fps.numerator}/{fmt.fps.denominator}"
+    args += ["-filter_complex", ";".join(chains), "-map", f"[{vlast}]"]
+    args += ["-map", f"[{alast}]", "-c:a", "aac", "-b:a", "160k"] if with_audio else ["-an"]
+    args += [*FFMPEG_X264, "-r", fps, "-map_metadata", "-1", "-movflags", "+faststart", "-f", "mp4"]
+    out = Path(out)
+    size, probed = _render_to(out, args, total, limits, progress, len(pieces))
+    return ReelResult(
+        path=str(out), pieces=tuple(placed), fade=fade_s, duration=total, probed_duration=float(probed.duration),
+        has_audio=with_audio, width=fmt.width, height=fmt.height, fps=float(fmt.fps), size_bytes=size,
+    )
+
+
+def _probe_sources(pieces: Sequence[ReelPiece]) -> list[media.MediaInfo]:
+    """Each piece's source probed; InputError for a range past its source's end."""
+    infos = [media.probe(p.source) for p in pieces]
+    for k, (p, info) in enumerate(zip(pieces, infos)):
+        if p.end > info.duration + 1e-3:
+            raise InputError(
+                f"range {k} ends at {p.end:.3f} s, past the end of {p.source} ({info.duration:.3f} s)",
+                hint="pick ranges inside the video",
+            )
+    return infos
+
+
+def _piece_inputs(
+    pieces: Sequence[ReelPiece], infos: Sequence[media.MediaInfo], frames: Sequence[int], fmt: ReelFormat,
+    with_audio: bool,
+) -> tuple[list[str], list[str]]:
+    """(FFmpeg input arguments, filter chains): piece k becomes the streams [vk] (and
+    [ak]) of exactly ``frames[k]`` frames in ``fmt``."""
     fps = f"{fmt.fps.numerator}/{fmt.fps.denominator}"
     sr = fmt.sample_rate
     args: list[str] = []
@@ -220,21 +246,30 @@ def render_reel(
                 )
             else:
                 chains.append(f"anullsrc=r={sr}:cl=stereo,atrim=end_sample={samples}[a{k}]")
+    return args, chains
+
+
+def _crossfades(
+    chains: list[str], placed: Sequence[RenderedPiece], fade_s: float, sr: int, with_audio: bool
+) -> tuple[str, str]:
+    """Append the chains that cross-fade each piece into the next; the last labels."""
     vlast, alast = "v0", "a0"
     fade_samples = round(fade_s * sr)
-    for k in range(1, len(pieces)):
+    for k in range(1, len(placed)):
         offset = placed[k].output_in
         chains.append(f"[{vlast}][v{k}]xfade=transition=fade:duration={_num(fade_s)}:offset={_num(offset)}[vx{k}]")
         vlast = f"vx{k}"
         if with_audio:
             chains.append(f"[{alast}][a{k}]acrossfade=ns={fade_samples}:c1=tri:c2=tri[ax{k}]")
             alast = f"ax{k}"
-    graph = ";".join(chains)
-    args += ["-filter_complex", graph, "-map", f"[{vlast}]"]
-    args += ["-map", f"[{alast}]", "-c:a", "aac", "-b:a", "160k"] if with_audio else ["-an"]
-    args += [*FFMPEG_X264, "-r", fps, "-map_metadata", "-1", "-movflags", "+faststart", "-f", "mp4"]
+    return vlast, alast
 
-    out = Path(out)
+
+def _render_to(
+    out: Path, args: list[str], total: float, limits: ExportLimits, progress: ProgressFn | None, n_pieces: int
+) -> tuple[int, media.MediaInfo]:
+    """Run FFmpeg into a temp file beside ``out``, check it, then move it into place:
+    (its size, its probe)."""
     if not out.parent.is_dir():
         raise NotFoundError(f"the folder of {out} does not exist", hint="create it first")
     fd, tmp_name = tempfile.mkstemp(prefix=".reel-", suffix=".mp4", dir=out.parent)
@@ -242,7 +277,7 @@ def render_reel(
     tmp = Path(tmp_name)
     try:
         run_ffmpeg(args, out=tmp, expected_duration=total, max_bytes=limits.max_bytes, progress=progress,
-                   stage="render", what=f"the reel of {len(pieces)} ranges")
+                   stage="render", what=f"the reel of {n_pieces} ranges")
         size = tmp.stat().st_size
         if size > limits.max_bytes:
             raise ExportLimitError(f"the reel is {size} bytes, over the limit of {limits.max_bytes}",
@@ -251,7 +286,4 @@ def render_reel(
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    return ReelResult(
-        path=str(out), pieces=tuple(placed), fade=fade_s, duration=total, probed_duration=float(probed.duration),
-        has_audio=with_audio, width=fmt.width, height=fmt.height, fps=float(fmt.fps), size_bytes=size,
-    )
+    return size, probed

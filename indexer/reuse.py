@@ -244,22 +244,7 @@ def match_fingerprints(ta: np.ndarray, ha: np.ndarray, tb: np.ndarray, hb: np.nd
     alive = np.ones(len(ii), bool)
     out: list[ReuseMatch] = []
     for _ in range(opts.max_ranges):
-        best = None
-        for r in opts.rates:
-            off = tb[jj[alive]] - r * ta[ii[alive]]
-            bins = np.round(off / opts.offset_bin).astype(np.int64)
-            if len(bins) == 0:
-                break
-            lo = bins.min()
-            acc = np.bincount(bins - lo, weights=vote[alive])
-            # Neighbouring bins together: an offset on a bin edge splits its votes.
-            acc2 = acc + np.concatenate([[0.0], acc[:-1]]) + np.concatenate([acc[1:], [0.0]])
-            # A mild prior for normal speed: re-encodes and cut-outs are far more common
-            # than speed changes, and a slow scene fits neighbouring rates almost as well.
-            acc2 = acc2 * (1.0 - 0.2 * abs(math.log2(r)))
-            k = int(np.argmax(acc2))
-            if best is None or acc2[k] > best[0] + 1e-9:
-                best = (float(acc2[k]), r, (k + lo) * opts.offset_bin)
+        best = _best_alignment(ta, tb, ii[alive], jj[alive], vote[alive], opts)
         if best is None or best[0] < opts.min_votes:
             break
         _, rate, offset = best
@@ -272,21 +257,53 @@ def match_fingerprints(ta: np.ndarray, ha: np.ndarray, tb: np.ndarray, hb: np.nd
         # Refine the offset on the inliers (median is robust to a stray match).
         offset = float(np.median(tb[jj[inl]] - rate * ta[ii[inl]]))
         for run in _runs(inl, ta, ii, opts.max_gap):
-            fa = np.unique(ii[run])
-            fb = np.unique(jj[run])
-            a0, a1 = float(ta[fa].min()), float(ta[fa].max()) + 1.0 / opts.fps
-            b0, b1 = float(tb[fb].min()), float(tb[fb].max()) + 1.0 / opts.fps
-            if min(len(fa), len(fb)) < opts.min_frames or (a1 - a0) < opts.min_seconds:
-                continue
-            # Density: matched frames over the A frames the range holds.
-            in_range = int(np.count_nonzero((ta >= a0 - 1e-6) & (ta <= a1)))
-            density = len(fa) / max(1, in_range)
-            md = float(dist[run].mean())
-            conf = float(np.clip(min(1.0, density * 1.2) * (1.0 - md / 32.0), 0.0, 1.0))
-            out.append(ReuseMatch((round(a0, 3), round(a1, 3)), (round(b0, 3), round(b1, 3)), rate,
-                                  round(offset, 3), int(len(fa)), round(md, 3), round(conf, 4)))
+            match = _range_match(run, ta, tb, ii, jj, dist, rate, offset, opts)
+            if match is not None:
+                out.append(match)
     out.sort(key=lambda m: (-m.confidence * m.frames, m.a_range))
     return _merge_overlaps(out)
+
+
+def _best_alignment(ta: np.ndarray, tb: np.ndarray, ii: np.ndarray, jj: np.ndarray, vote: np.ndarray,
+                    opts: ReuseOptions) -> tuple[float, float, float] | None:
+    """(votes, rate, offset) of the line ``tb = rate * ta + offset`` that the frame
+    matches (ii, jj) with weights ``vote`` support best; None without matches."""
+    best = None
+    for r in opts.rates:
+        off = tb[jj] - r * ta[ii]
+        bins = np.round(off / opts.offset_bin).astype(np.int64)
+        if len(bins) == 0:
+            break
+        lo = bins.min()
+        acc = np.bincount(bins - lo, weights=vote)
+        # Neighbouring bins together: an offset on a bin edge splits its votes.
+        acc2 = acc + np.concatenate([[0.0], acc[:-1]]) + np.concatenate([acc[1:], [0.0]])
+        # A mild prior for normal speed: re-encodes and cut-outs are far more common
+        # than speed changes, and a slow scene fits neighbouring rates almost as well.
+        acc2 = acc2 * (1.0 - 0.2 * abs(math.log2(r)))
+        k = int(np.argmax(acc2))
+        if best is None or acc2[k] > best[0] + 1e-9:
+            best = (float(acc2[k]), r, (k + lo) * opts.offset_bin)
+    return best
+
+
+def _range_match(run: np.ndarray, ta: np.ndarray, tb: np.ndarray, ii: np.ndarray, jj: np.ndarray,
+                 dist: np.ndarray, rate: float, offset: float, opts: ReuseOptions) -> ReuseMatch | None:
+    """The reused range that the matches ``run`` (indexes into ii, jj) span; None when it
+    is shorter than ``min_frames`` or ``min_seconds``."""
+    fa = np.unique(ii[run])
+    fb = np.unique(jj[run])
+    a0, a1 = float(ta[fa].min()), float(ta[fa].max()) + 1.0 / opts.fps
+    b0, b1 = float(tb[fb].min()), float(tb[fb].max()) + 1.0 / opts.fps
+    if min(len(fa), len(fb)) < opts.min_frames or (a1 - a0) < opts.min_seconds:
+        return None
+    # Density: matched frames over the A frames the range holds.
+    in_range = int(np.count_nonzero((ta >= a0 - 1e-6) & (ta <= a1)))
+    density = len(fa) / max(1, in_range)
+    md = float(dist[run].mean())
+    conf = float(np.clip(min(1.0, density * 1.2) * (1.0 - md / 32.0), 0.0, 1.0))
+    return ReuseMatch((round(a0, 3), round(a1, 3)), (round(b0, 3), round(b1, 3)), rate,
+                      round(offset, 3), int(len(fa)), round(md, 3), round(conf, 4))
 
 
 def _runs(inl: np.ndarray, ta: np.ndarray, ii: np.ndarray, max_gap: float) -> list[np.ndarray]:

@@ -574,6 +574,31 @@ def transcribe(
     repetition loops) the guard drops instead.
     """
     audio = _check_audio(audio)
+    _check_decoding(beam_size, language)
+    duration = audio.size / SAMPLE_RATE
+    if is_near_silent(audio):
+        return Transcript(language=None, language_probability=0.0, duration=duration)
+    chunks, speech_audio = _speech_chunks(audio, vad_options)
+    if not chunks:
+        return Transcript(language=None, language_probability=0.0, duration=duration)
+    whisper = load_model(model, cache_dir=cache_dir, cpu_threads=cpu_threads)
+    language_probability = 1.0
+    if language is None:
+        language, language_probability = _detect_language(whisper, speech_audio)
+    kept, dropped = _decode(whisper, speech_audio, chunks, language, beam_size, temperatures, guard)
+    if not kept:
+        return Transcript(language=None, language_probability=0.0, duration=duration, dropped=dropped)
+    return Transcript(
+        language=language,
+        language_probability=float(language_probability),
+        duration=duration,
+        segments=kept,
+        dropped=dropped,
+    )
+
+
+def _check_decoding(beam_size: int, language: str | None) -> None:
+    """Raise for a beam size or a language code Whisper cannot use."""
     if not 1 <= beam_size <= 5:
         raise InputError(f"beam_size must be in 1..5, got {beam_size}")
     if language is not None:
@@ -581,32 +606,46 @@ def transcribe(
 
         if language not in _LANGUAGE_CODES:
             raise UnknownNameError("language", language, list(_LANGUAGE_CODES))
-    duration = audio.size / SAMPLE_RATE
-    if is_near_silent(audio):
-        return Transcript(language=None, language_probability=0.0, duration=duration)
 
-    from faster_whisper.transcribe import restore_speech_timestamps
+
+def _speech_chunks(
+    audio: np.ndarray, vad_options: Mapping[str, float | int] | None
+) -> tuple[list[dict], np.ndarray | None]:
+    """(speech chunks VAD hears in ``audio``, those chunks concatenated); ``([], None)``
+    when it hears none.
+
+    VAD runs here rather than inside faster-whisper (same Silero model, same options,
+    the same chunk concatenation and timestamp restoration it does), so that a track
+    where VAD hears no speech never reaches the model: faster-whisper would still run
+    the encoder on it to detect a language (about 1 CPU second a clip).
+    """
     from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
 
-    # VAD here rather than inside faster-whisper (same Silero model, same options, the
-    # same chunk concatenation and timestamp restoration it does), so that a track
-    # where VAD hears no speech never reaches the model: faster-whisper would still
-    # run the encoder on it to detect a language (about 1 CPU second a clip).
     chunks = get_speech_timestamps(audio, VadOptions(**(vad_options or DEFAULT_VAD)))
     if not chunks:
-        return Transcript(language=None, language_probability=0.0, duration=duration)
-    speech_audio = np.concatenate(collect_chunks(audio, chunks)[0])
+        return [], None
+    return chunks, np.concatenate(collect_chunks(audio, chunks)[0])
 
-    whisper = load_model(model, cache_dir=cache_dir, cpu_threads=cpu_threads)
-    language_probability = 1.0
-    if language is None:
-        language, language_probability = _detect_language(whisper, speech_audio)
+
+def _decode(
+    whisper: WhisperModel,
+    speech_audio: np.ndarray,
+    chunks: list[dict],
+    language: str,
+    beam_size: int,
+    temperatures: Sequence[float],
+    guard: HallucinationGuard,
+) -> tuple[list[SpeechSegment], list[DroppedSegment]]:
+    """Decode ``speech_audio`` (the VAD ``chunks`` concatenated): (segments the guard
+    keeps, segments it drops), timed in the original audio."""
+    from faster_whisper.transcribe import restore_speech_timestamps
+
     raw_segments, _ = whisper.transcribe(
         speech_audio,
         language=language,
         beam_size=beam_size,
         best_of=beam_size,
-        vad_filter=False,  # done above
+        vad_filter=False,  # done in _speech_chunks
         word_timestamps=True,
         # Feeding the previous text as a prompt lets one hallucination seed the next
         # window (the classic repetition loop); independent windows cost little.
@@ -619,31 +658,26 @@ def transcribe(
     kept: list[SpeechSegment] = []
     dropped: list[DroppedSegment] = []
     for raw in restore_speech_timestamps(raw_segments, chunks, SAMPLE_RATE):  # decodes while iterating
-        words = tuple(
-            Word(float(w.start), float(w.end), w.word, float(w.probability)) for w in (raw.words or [])
-        )
-        seg = SpeechSegment(
-            start=float(raw.start),
-            end=float(raw.end),
-            text=raw.text.strip(),
-            avg_logprob=float(raw.avg_logprob),
-            no_speech_prob=float(raw.no_speech_prob),
-            compression_ratio=float(raw.compression_ratio),
-            words=words,
-        )
+        seg = _speech_segment(raw)
         reason = guard.check(seg)
         if reason is None:
             kept.append(seg)
         else:
             dropped.append(DroppedSegment(seg, reason))
-    if not kept:
-        return Transcript(language=None, language_probability=0.0, duration=duration, dropped=dropped)
-    return Transcript(
-        language=language,
-        language_probability=float(language_probability),
-        duration=duration,
-        segments=kept,
-        dropped=dropped,
+    return kept, dropped
+
+
+def _speech_segment(raw: Any) -> SpeechSegment:
+    """A ``SpeechSegment`` from a faster-whisper segment (times already restored)."""
+    words = tuple(Word(float(w.start), float(w.end), w.word, float(w.probability)) for w in (raw.words or []))
+    return SpeechSegment(
+        start=float(raw.start),
+        end=float(raw.end),
+        text=raw.text.strip(),
+        avg_logprob=float(raw.avg_logprob),
+        no_speech_prob=float(raw.no_speech_prob),
+        compression_ratio=float(raw.compression_ratio),
+        words=words,
     )
 
 

@@ -29,7 +29,7 @@ from typing import Iterable
 
 import numpy as np
 
-from engine.catalog import Catalog
+from engine.catalog import MODALITIES, Catalog
 from engine.graph.matcher import AliasMatcher
 from engine.graph.store import NAMED_TYPES, GraphStore, normalise_alias
 
@@ -80,7 +80,7 @@ class EntityMatch:
 
     def apply_intent(self, intent, classifier):
         """The classifier's ``Intent`` with entity boosted and the label set to entity."""
-        from query.intent import INTENTS, MODALITIES, Intent
+        from query.intent import INTENTS, Intent
 
         logits = np.log(np.clip(np.array([intent.scores[n] for n in INTENTS], dtype=np.float64), 1e-12, None))
         logits[INTENTS.index("entity")] += INTENT_BOOST

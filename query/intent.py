@@ -33,6 +33,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
+from engine.catalog import MODALITIES  # the index's modality blocks, defined once
 from engine.errors import (
     CorruptIndexError,
     IndexMismatchError,
@@ -67,7 +68,6 @@ __all__ = [
 INTENTS: tuple[str, ...] = ("visual", "speech", "ocr", "entity", "technical")
 # The fast head decides when its top probability reaches this (see classify_cascade).
 CASCADE_THRESHOLD = 0.8
-MODALITIES: tuple[str, ...] = ("visual", "speech", "ocr", "metadata")
 
 # Each row sums to 1. Why these numbers:
 # - visual: the scene is in the frames; a little metadata (titles, tags often name the

@@ -1,6 +1,8 @@
 """The index directory as a whole: commit point, replay, readers, locks, manifest checks."""
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -11,11 +13,11 @@ import numpy as np
 import pytest
 
 from engine.catalog import NewSegment, NewVideo
-from engine.config import IndexConfig
-from engine.errors import IndexLockedError, IndexMismatchError, NotFoundError
+from engine.config import IndexConfig, load_config
+from engine.errors import IndexLockedError, IndexMismatchError, InputError, NotFoundError
 from engine.index import VideoIndex
 from engine.models.base import EncoderInfo
-from engine.vectors import SearchParams
+from engine.vectors import SearchParams, VectorSettings
 
 DIM = 8
 ENC = {"text": EncoderInfo("fake-text", "text", DIM, "1"), "image": EncoderInfo("fake-image", "image", DIM, "1")}
@@ -199,3 +201,70 @@ def test_modality_vectors_match_the_catalog(tmp_path, factory, exact_store):
         for m in ("visual", "speech"):
             for i in ids:
                 np.testing.assert_allclose(got[m][i], want[m][i], atol=2e-3 if factory else 1e-6)
+
+
+# -- vector settings: one definition for the TOML config, the manifest and the store ------------
+OLD_CONFIG_KEYS = {"text_encoder", "image_encoder", "image_options", "shards", "flat_max", "approx_factory",
+                   "use_gpu", "block_weights"}
+
+
+def test_every_vector_setting_has_an_index_config_key():
+    config_keys = {f.name for f in dataclasses.fields(IndexConfig)}
+    assert set(VectorSettings.config_names()) == {f.name for f in dataclasses.fields(VectorSettings)} - {"dim"}
+    assert set(VectorSettings.config_names().values()) <= config_keys
+    defaults = VectorSettings(dim=4 * DIM)
+    assert IndexConfig().vector_settings(4 * DIM) == defaults
+    assert VectorSettings.from_config(defaults.to_config(), 4 * DIM) == defaults
+    assert VectorSettings.from_dict(defaults.to_dict()) == defaults
+
+
+def test_vector_settings_round_trip_from_a_toml_config(tmp_path):
+    """train_sample, compact_ratio and extra (k_factor, nprobe, retrain_growth) could not
+    be set from a config before: each reaches the opened store and survives reopening."""
+    toml = tmp_path / "index.toml"
+    toml.write_text(textwrap.dedent("""
+        [index]
+        shards = 2
+        flat_max = 1000
+        train_sample = 5000
+        compact_ratio = 0.5
+        vector_extra = { k_factor = 12, nprobe = 7, retrain_growth = 4.0 }
+    """))
+    cfg = load_config(toml)
+    want = VectorSettings(dim=4 * DIM, num_shards=2, flat_max=1000, train_sample=5000, compact_ratio=0.5,
+                          extra={"k_factor": 12, "nprobe": 7, "retrain_growth": 4.0})
+    folder = tmp_path / "idx"
+    with VideoIndex.open(folder, writer=True, config=cfg, encoders=ENC) as idx:
+        assert idx.vectors.settings == want
+        idx.add_video(make_video(0))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["config"]["train_sample"] == 5000
+    assert manifest["config"]["vector_extra"] == {"k_factor": 12, "nprobe": 7, "retrain_growth": 4.0}
+    assert json.loads((folder / "vectors" / "manifest.json").read_text())["settings"] == want.to_dict()
+    with VideoIndex.open(folder) as reader:
+        assert reader.vectors.settings == want
+        assert reader.config == cfg
+    with VideoIndex.open(folder, writer=True, encoders=ENC) as again:
+        assert again.vectors.settings == want
+
+
+def test_bad_vector_settings_in_a_config_are_refused(tmp_path):
+    for line, what in [("compact_ratio = 2.0", "compact_ratio"), ("train_sample = 0", "train_sample"),
+                       ("vector_extra = { nprobe = 0 }", "nprobe"), ("shards = 1000", "shards"),
+                       ("compact_ratio = \"x\"", "compact_ratio")]:
+        toml = tmp_path / "bad.toml"
+        toml.write_text(f"[index]\n{line}\n")
+        with pytest.raises(InputError, match=what):
+            load_config(toml)
+
+
+def test_an_index_built_with_default_settings_keeps_its_manifest_shape(tmp_path):
+    """Defaults write the config keys an index always had, and such a manifest opens with
+    the store settings it was built with (the later settings at their defaults)."""
+    with open_writer(tmp_path) as idx:
+        idx.add_video(make_video(0))
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert set(manifest["config"]) == OLD_CONFIG_KEYS
+    with VideoIndex.open(tmp_path) as reader:
+        assert reader.vectors.settings == VectorSettings(dim=4 * DIM, num_shards=2, flat_max=1000)
+        assert reader.vectors.count() == 3

@@ -15,7 +15,7 @@ import pytest
 from engine.errors import CorruptIndexError, InputError
 from engine.vectors import MANIFEST_NAME, SearchParams, VectorSettings, VectorStore, compressed_factory
 from engine.vectors import vecfile
-from engine.vectors.faiss import DISK_REFINE, split_disk_refine
+from engine.vectors.factory import DISK_REFINE, split_disk_refine
 from engine.vectors.vecfile import VectorFile
 
 DIM = 64

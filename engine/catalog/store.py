@@ -37,6 +37,8 @@ __all__ = [
     "make_video_id",
 ]
 
+# The modalities of a segment, in the joint vector's block order: the one definition
+# (engine.catalog.MODALITIES), imported by the index config, the index, intents and the planner.
 MODALITIES: tuple[str, ...] = ("visual", "speech", "ocr", "metadata")
 
 
@@ -209,6 +211,55 @@ def _video_from_row(row: sqlite3.Row, num_segments: int = 0) -> VideoRecord:
     )
 
 
+def _insert_video_row(c: sqlite3.Connection, video: NewVideo, now: float) -> int:
+    """Insert the ``videos`` row of a new video; its key."""
+    cur = c.execute(
+        "INSERT INTO videos (video_id, tenant, source, content_hash, size_bytes, mtime, title,"
+        " description, tags, people, extra, duration, width, height, fps, container, video_codec,"
+        " audio_codec, has_audio, language, language_prob, status, stats, created_at, updated_at)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            make_video_id(video.tenant, video.content_hash), video.tenant, video.source, video.content_hash,
+            video.size_bytes, video.mtime, video.title, video.description,
+            json.dumps(video.tags, ensure_ascii=False), json.dumps(video.people, ensure_ascii=False),
+            json.dumps(video.extra, ensure_ascii=False, default=str), video.duration, video.width,
+            video.height, video.fps, video.container, video.video_codec, video.audio_codec,
+            int(video.has_audio), video.language, video.language_prob, "indexed",
+            json.dumps(video.stats, default=str), now, now,
+        ),
+    )
+    return int(cur.lastrowid)
+
+
+def _insert_segment(c: sqlite3.Connection, key: int, idx: int, seg: NewSegment, shot: int | None) -> int:
+    """Insert segment ``idx`` of video ``key`` with its vectors and keyframes; its id."""
+    sid = int(c.execute(
+        "INSERT INTO segments (video, shot, idx, start, end, transcript, words, ocr_text, labels)"
+        " VALUES (?,?,?,?,?,?,?,?,?)",
+        (
+            key, shot, idx, seg.start, seg.end, seg.transcript,
+            json.dumps(seg.words, ensure_ascii=False), seg.ocr_text,
+            json.dumps(seg.labels, ensure_ascii=False),
+        ),
+    ).lastrowid)
+    for modality, vec in seg.vectors.items():
+        if modality not in MODALITIES:
+            raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
+        c.execute(
+            "INSERT INTO vectors (segment, modality, data) VALUES (?,?,?)",
+            (sid, modality, np.ascontiguousarray(vec, dtype=np.float32).tobytes()),
+        )
+    for t, labels, kvec in seg.keyframes:
+        c.execute(
+            "INSERT INTO keyframes (segment, t, labels, vector) VALUES (?,?,?,?)",
+            (
+                sid, float(t), json.dumps(labels, ensure_ascii=False),
+                None if kvec is None else np.ascontiguousarray(kvec, dtype=np.float32).tobytes(),
+            ),
+        )
+    return sid
+
+
 class Catalog:
     """One SQLite database in WAL mode. Thread-safe: one connection per thread.
 
@@ -308,58 +359,15 @@ class Catalog:
         with self.transaction() as c:
             for key in replace_keys:
                 self._delete_in_txn(c, key, now)
-            vid = make_video_id(video.tenant, video.content_hash)
-            cur = c.execute(
-                "INSERT INTO videos (video_id, tenant, source, content_hash, size_bytes, mtime, title,"
-                " description, tags, people, extra, duration, width, height, fps, container, video_codec,"
-                " audio_codec, has_audio, language, language_prob, status, stats, created_at, updated_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    vid, video.tenant, video.source, video.content_hash, video.size_bytes, video.mtime,
-                    video.title, video.description, json.dumps(video.tags, ensure_ascii=False),
-                    json.dumps(video.people, ensure_ascii=False),
-                    json.dumps(video.extra, ensure_ascii=False, default=str), video.duration, video.width,
-                    video.height, video.fps, video.container, video.video_codec, video.audio_codec,
-                    int(video.has_audio), video.language, video.language_prob, "indexed",
-                    json.dumps(video.stats, default=str), now, now,
-                ),
-            )
-            key = int(cur.lastrowid)
-            shot_ids = []
-            for i, (s, e) in enumerate(video.shots):
-                shot_ids.append(
-                    int(c.execute(
-                        "INSERT INTO shots (video, idx, start, end) VALUES (?,?,?,?)", (key, i, s, e)
-                    ).lastrowid)
-                )
+            key = _insert_video_row(c, video, now)
+            shot_ids = [
+                int(c.execute("INSERT INTO shots (video, idx, start, end) VALUES (?,?,?,?)", (key, i, s, e)).lastrowid)
+                for i, (s, e) in enumerate(video.shots)
+            ]
             seg_ids: list[int] = []
             for i, seg in enumerate(video.segments):
                 shot = shot_ids[seg.shot_index] if 0 <= seg.shot_index < len(shot_ids) else None
-                sid = int(c.execute(
-                    "INSERT INTO segments (video, shot, idx, start, end, transcript, words, ocr_text, labels)"
-                    " VALUES (?,?,?,?,?,?,?,?,?)",
-                    (
-                        key, shot, i, seg.start, seg.end, seg.transcript,
-                        json.dumps(seg.words, ensure_ascii=False), seg.ocr_text,
-                        json.dumps(seg.labels, ensure_ascii=False),
-                    ),
-                ).lastrowid)
-                seg_ids.append(sid)
-                for modality, vec in seg.vectors.items():
-                    if modality not in MODALITIES:
-                        raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
-                    c.execute(
-                        "INSERT INTO vectors (segment, modality, data) VALUES (?,?,?)",
-                        (sid, modality, np.ascontiguousarray(vec, dtype=np.float32).tobytes()),
-                    )
-                for t, labels, kvec in seg.keyframes:
-                    c.execute(
-                        "INSERT INTO keyframes (segment, t, labels, vector) VALUES (?,?,?,?)",
-                        (
-                            sid, float(t), json.dumps(labels, ensure_ascii=False),
-                            None if kvec is None else np.ascontiguousarray(kvec, dtype=np.float32).tobytes(),
-                        ),
-                    )
+                seg_ids.append(_insert_segment(c, key, i, seg, shot))
             c.execute("DELETE FROM failures WHERE tenant = ? AND source = ?", (video.tenant, video.source))
             seq = int(c.execute(
                 "INSERT INTO ops (op, video, segments, created_at) VALUES ('add', ?, ?, ?)",

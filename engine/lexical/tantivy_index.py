@@ -206,6 +206,18 @@ def _unique(tokens: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(tokens))
 
 
+def _phrase_tokens(phrases: Sequence[str]) -> list[list[str]]:
+    """The tokens of each phrase; phrases with none are dropped."""
+    out = []
+    for phrase in phrases:
+        if not isinstance(phrase, str):
+            raise InputError(f"each phrase must be str, got {type(phrase).__name__}")
+        toks = tokenize(phrase)
+        if toks:  # a phrase of stop words or punctuation cannot constrain anything
+            out.append(toks)
+    return out
+
+
 def _tantivy_exists(path: Path) -> bool:
     # tantivy.Index.exists raises ValueError when the folder itself is missing.
     return path.is_dir() and tantivy.Index.exists(str(path))
@@ -501,18 +513,14 @@ class TantivyIndex:
         if isinstance(phrases, str):
             raise InputError("phrases must be a sequence of str, got a str", hint="wrap it: phrases=[...]")
         names = self._resolve_fields(fields)
-        phrase_tokens = []
-        for phrase in phrases:
-            if not isinstance(phrase, str):
-                raise InputError(f"each phrase must be str, got {type(phrase).__name__}")
-            toks = tokenize(phrase)
-            if toks:  # a phrase of stop words or punctuation cannot constrain anything
-                phrase_tokens.append(toks)
+        phrase_tokens = _phrase_tokens(phrases)
         terms = _unique([*tokenize(query), *(t for toks in phrase_tokens for t in toks)])
         if not terms:
             return []
-        terms = terms[:MAX_QUERY_TERMS]
+        return self._top_hits(self._bm25_query(names, terms[:MAX_QUERY_TERMS], phrase_tokens), k)
 
+    def _bm25_query(self, names: Sequence[str], terms: list[str], phrase_tokens: list[list[str]]) -> tantivy.Query:
+        """Each term OR-ed over ``names``; each phrase a Must clause that adds no score."""
         schema = self._schema
         clauses: list[tuple[tantivy.Occur, tantivy.Query]] = [
             (tantivy.Occur.Should, tantivy.Query.term_query(schema, name, term))
@@ -530,8 +538,10 @@ class TantivyIndex:
                 else tantivy.Query.boolean_query([(tantivy.Occur.Should, q) for q in alternatives])
             )
             clauses.append((tantivy.Occur.Must, tantivy.Query.const_score_query(anywhere, 0.0)))
-        bool_query = tantivy.Query.boolean_query(clauses)
+        return tantivy.Query.boolean_query(clauses)
 
+    def _top_hits(self, bool_query: tantivy.Query, k: int) -> list[LexicalHit]:
+        """Run ``bool_query``; its top ``k`` docs by score, with their ids."""
         self._sync()
         searcher = self._index.searcher()
         # count=False: counting every match would defeat tantivy's block-max WAND.

@@ -32,7 +32,6 @@ import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -41,23 +40,13 @@ import faiss
 import numpy as np
 
 from engine.atomic import atomic_write_json, fsync_dir, sha256_file
-from engine.errors import (
-    CorruptIndexError,
-    IndexMismatchError,
-    InputError,
-    NotFoundError,
-    UnknownNameError,
-)
+from engine.errors import CorruptIndexError, IndexMismatchError, InputError, NotFoundError
 from engine.locks import acquire_writer_lock, release_lock
 from engine.vectors.base import SearchParams, VectorSettings
-from engine.vectors.faiss import (
-    FaissShard,
-    ShardFiles,
-    GpuContext,
-    SearchDefaults,
-    check_factory,
-    faiss_version,
-)
+from engine.vectors.factory import check_factory, faiss_version
+from engine.vectors.gpu import GpuContext
+from engine.vectors.params import SearchDefaults
+from engine.vectors.shard import FaissShard, ShardFiles
 
 __all__ = ["VectorStore", "validate_settings", "MANIFEST_NAME", "FORMAT_VERSION", "STRUCTURAL_FIELDS"]
 
@@ -65,7 +54,6 @@ MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "vidseek.vectors"
 FORMAT_VERSION = 1
 LOCK_NAME = ".lock"
-GPU_MODES = ("auto", "never", "always")
 # Settings that decide how stored vectors are laid out: a store opened with other
 # values would route ids to the wrong shard or mix index families.
 STRUCTURAL_FIELDS = ("dim", "num_shards", "approx_factory")
@@ -130,30 +118,18 @@ class _RWLock:
 
 def validate_settings(settings: VectorSettings) -> None:
     """Raise ``InputError`` / ``UnknownNameError`` for settings no store can use."""
-    if not isinstance(settings.dim, int) or settings.dim < 1:
-        raise InputError(f"settings.dim must be a positive int, got {settings.dim!r}")
-    if not isinstance(settings.num_shards, int) or not 1 <= settings.num_shards <= 999:
-        raise InputError(f"settings.num_shards must be in 1..999, got {settings.num_shards!r}")
-    if settings.flat_max < 0:
-        raise InputError(f"settings.flat_max must be >= 0, got {settings.flat_max}")
-    if settings.train_sample < 1:
-        raise InputError(f"settings.train_sample must be >= 1, got {settings.train_sample}")
-    if not 0 < settings.compact_ratio <= 1:
-        raise InputError(f"settings.compact_ratio must be in (0, 1], got {settings.compact_ratio}")
-    if settings.use_gpu not in GPU_MODES:
-        raise UnknownNameError("use_gpu mode", settings.use_gpu, GPU_MODES)
+    settings.check()
     check_factory(settings.approx_factory, settings.dim)
-    SearchDefaults.from_settings(settings)  # validates the overrides in extra
 
 
 def _settings_from_manifest(raw: Any, manifest_path: Path) -> VectorSettings:
-    names = {f.name for f in fields(VectorSettings)}
-    if not isinstance(raw, dict) or "dim" not in raw or set(raw) - names:
+    try:
+        return VectorSettings.from_dict(raw)
+    except ValueError:
         raise CorruptIndexError(
             f"{manifest_path}: 'settings' is not a VectorSettings record: {raw!r}",
             hint="restore the index folder or rebuild it",
-        )
-    return VectorSettings(**raw)
+        ) from None
 
 
 def _mismatches(stored: VectorSettings, expected: VectorSettings) -> list[str]:
@@ -217,7 +193,7 @@ class VectorStore:
                 "format": FORMAT_NAME,
                 "format_version": FORMAT_VERSION,
                 "faiss_version": faiss_version(),
-                "settings": asdict(settings),
+                "settings": settings.to_dict(),
                 "created": now,
                 "updated": now,
                 "applied_seq": 0,
@@ -391,7 +367,7 @@ class VectorStore:
                 "updated": self._manifest.get("updated"),
                 "disk_bytes": disk,
                 "read_only": self.read_only,
-                "settings": asdict(self.settings),
+                "settings": self.settings.to_dict(),
                 "shards": shard_info,
             }
 
@@ -531,43 +507,11 @@ class VectorStore:
         with self._save_mutex, self._rw.read():
             self._check_writable("save")
             generation = self.generation + 1
-            old_entries = self._manifest["shards"]
-            entries = []
-            superseded: list[str] = []
-            written: list[tuple[FaissShard, ShardFiles]] = []
-            for shard, old in zip(self._shards, old_entries):
-                if not shard.dirty:
-                    entries.append(old)
-                    continue
-                files = shard.write(self.path, generation, _step)
-                written.append((shard, files))
-                superseded += [f for f in (old.get("file"), old.get("tomb_file")) if f]
-                if old.get("vec_file") and old.get("vec_file") != files.vec_file:
-                    superseded.append(old["vec_file"])
-                entries.append(
-                    {
-                        "shard": shard.shard_no,
-                        "file": files.file,
-                        "sha256": files.sha256,
-                        "bytes": files.bytes,
-                        "tomb_file": files.tomb_file,
-                        "tomb_sha256": files.tomb_sha256,
-                        "ntotal": shard.ntotal,
-                        "count": shard.count(),
-                        "tombstones": shard.tombstone_count,
-                        "kind": shard.kind,
-                        "factory": shard.factory,
-                        "trained_n": shard.trained_n,
-                        "vec_file": files.vec_file,
-                        "vec_rows": files.vec_rows,
-                        "vec_bytes": files.vec_bytes,
-                        "vec_sha256": files.vec_sha256,
-                    }
-                )
+            entries, written, superseded = self._write_dirty_shards(generation)
             manifest = dict(self._manifest)
             manifest.update(
                 faiss_version=faiss_version(),
-                settings=asdict(self.settings),
+                settings=self.settings.to_dict(),
                 updated=_now(),
                 applied_seq=int(applied_seq),
                 generation=generation,
@@ -579,14 +523,41 @@ class VectorStore:
             self._manifest = manifest
             for shard, files in written:
                 shard.mark_committed(files)
-            for name in superseded:
-                try:
-                    (self.path / name).unlink()
-                except FileNotFoundError:
-                    pass  # a crashed earlier cleanup already got it
-                _step("cleanup")
-            if superseded:
-                fsync_dir(self.path)
+            self._delete_files(superseded)
+
+    def _write_dirty_shards(
+        self, generation: int
+    ) -> tuple[list[dict], list[tuple[FaissShard, ShardFiles]], list[str]]:
+        """Write each dirty shard's files under ``generation``'s names.
+
+        Returns the new manifest's shard entries (clean shards keep theirs), the shards
+        written with their files, and the files of the old manifest they supersede.
+        """
+        entries: list[dict] = []
+        written: list[tuple[FaissShard, ShardFiles]] = []
+        superseded: list[str] = []
+        for shard, old in zip(self._shards, self._manifest["shards"]):
+            if not shard.dirty:
+                entries.append(old)
+                continue
+            files = shard.write(self.path, generation, _step)
+            written.append((shard, files))
+            superseded += [f for f in (old.get("file"), old.get("tomb_file")) if f]
+            if old.get("vec_file") and old.get("vec_file") != files.vec_file:
+                superseded.append(old["vec_file"])
+            entries.append(_shard_entry(shard, files))
+        return entries, written, superseded
+
+    def _delete_files(self, names: list[str]) -> None:
+        """Delete files that the manifest no longer names (after it has landed)."""
+        for name in names:
+            try:
+                (self.path / name).unlink()
+            except FileNotFoundError:
+                pass  # a crashed earlier cleanup already got it
+            _step("cleanup")
+        if names:
+            fsync_dir(self.path)
 
     def _remove_orphans(self) -> None:
         """Delete shard files and temp files that the current manifest does not name."""
@@ -632,6 +603,28 @@ class _MissingFile(Exception):
     def __init__(self, path: Path) -> None:
         super().__init__(str(path))
         self.path = path
+
+
+def _shard_entry(shard: FaissShard, files: ShardFiles) -> dict:
+    """The manifest entry of a shard just written as ``files``."""
+    return {
+        "shard": shard.shard_no,
+        "file": files.file,
+        "sha256": files.sha256,
+        "bytes": files.bytes,
+        "tomb_file": files.tomb_file,
+        "tomb_sha256": files.tomb_sha256,
+        "ntotal": shard.ntotal,
+        "count": shard.count(),
+        "tombstones": shard.tombstone_count,
+        "kind": shard.kind,
+        "factory": shard.factory,
+        "trained_n": shard.trained_n,
+        "vec_file": files.vec_file,
+        "vec_rows": files.vec_rows,
+        "vec_bytes": files.vec_bytes,
+        "vec_sha256": files.vec_sha256,
+    }
 
 
 def _empty_entry(shard_no: int) -> dict:

@@ -5,13 +5,16 @@ A shard is an ``IndexIDMap`` over an *inner* index whose internal ids are positi
 travels inside the shard's ``.faiss`` file, so ids and vectors are checksummed and
 replaced together. Searches run on the inner index and map positions to ids here:
 that keeps every selector positional (one bitmap), whatever the index nesting.
+Which factory a shard is built with: :mod:`engine.vectors.factory`; how a query's
+parameters reach FAISS: :mod:`engine.vectors.params`; the GPU copy used for search:
+:mod:`engine.vectors.gpu`.
 
 Life of a shard
 ---------------
 - Up to ``flat_max`` live vectors the inner index is ``IndexFlatIP`` (exact); removal
   is a real ``remove_ids``.
 - The add that takes it past ``flat_max`` rebuilds it as the approximate factory
-  (``approx_factory``, or :func:`auto_factory`), trained on up to ``train_sample`` of
+  (``approx_factory``, or :func:`~engine.vectors.factory.auto_factory`), trained on up to ``train_sample`` of
   the shard's own vectors (the old ones reconstructed exactly from the Flat index,
   plus the new batch). Ids and order are preserved.
 - Approximate indexes cannot ``remove_ids`` through an id map (IVF keeps stale
@@ -33,7 +36,7 @@ nothing after the first rounding. A user factory with a lossy refine stage (PQ, 
 keeps its trained refine codec across rebuilds, which also re-encodes exactly; only a
 factory *without* a refine stage and with lossy codes (e.g. ``IVF..,PQ..``) loses
 precision at each compaction, and is never retrained from its own reconstructions.
-An ``@disk`` factory (``Refine(SQfp16@disk)``, :func:`compressed_factory`) keeps the
+An ``@disk`` factory (``Refine(SQfp16@disk)``, :func:`~engine.vectors.factory.compressed_factory`) keeps the
 float16 rows in an append-only file instead (:mod:`engine.vectors.vecfile`): FAISS
 holds only the base index, searches ask it for ``k * k_factor`` candidates and rank
 them by exact inner products with their rows read from the file, and rebuilds read
@@ -42,25 +45,14 @@ Besides the index, a shard holds its ids twice (8 bytes each in the id map, 8 in
 sorted copy for duplicate checks) and, while it has tombstones, a byte a vector of
 mask plus a bit a vector of selector bitmap. Rebuilds briefly hold old and new index.
 
-GPU
----
-With a GPU (``use_gpu`` "auto"/"always" and ``faiss.get_num_gpus() > 0``) each shard's
-inner index is copied with ``index_cpu_to_gpu`` before its first search after a
-change; the CPU index stays the master that is mutated and saved. FAISS has GPU forms
-for Flat and IVF-Flat/SQ/PQ but not for fast-scan PQ or refine stages, so the auto
-factory's approximate shards stay on CPU (with a warning; an error under "always").
-GPU indexes take no selectors: tombstones are over-fetched and filtered there.
-
-``settings.extra`` keys read here: ``nprobe``, ``ef_search``, ``k_factor`` (search
-defaults, see :class:`SearchDefaults`) and ``retrain_growth`` (default 8).
+``settings.extra`` keys read here: ``retrain_growth`` (default 8); ``nprobe``,
+``ef_search`` and ``k_factor`` are search defaults (:class:`engine.vectors.params.SearchDefaults`).
 """
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
-import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,197 +61,20 @@ from typing import Any, Callable
 import faiss
 import numpy as np
 
-from engine.atomic import fsync_dir, sha256_file
-from engine.errors import CorruptIndexError, InputError
+from engine.atomic import fsync_dir, fsync_path, sha256_file
+from engine.errors import CorruptIndexError
 from engine.vectors.base import SearchParams, VectorSettings
+from engine.vectors.factory import FLAT_FACTORY, REFINE_RE, nlist_for, resolve_factory, split_disk_refine
+from engine.vectors.gpu import GPU_MAX_K, GpuContext
+from engine.vectors.params import SearchDefaults, search_parameters
 from engine.vectors.vecfile import VectorFile
 
-__all__ = [
-    "FaissShard",
-    "GpuContext",
-    "ShardFiles",
-    "SearchDefaults",
-    "auto_factory",
-    "compressed_factory",
-    "DISK_REFINE",
-    "split_disk_refine",
-    "nlist_for",
-    "resolve_factory",
-    "check_factory",
-    "faiss_version",
-    "gpu_count",
-]
+__all__ = ["FaissShard", "ShardFiles", "DEFAULT_RETRAIN_GROWTH"]
 
 log = logging.getLogger(__name__)
 
-FLAT_FACTORY = "Flat"
 DEFAULT_RETRAIN_GROWTH = 8.0
 _ADD_CHUNK = 65_536  # rows re-added per call during rebuilds; bounds transient memory
-_GPU_MAX_K = 2048  # most FAISS GPU indexes refuse k above this
-# vidseek's extension: the float16 refine stage kept in an append-only file (vecfile.py).
-DISK_REFINE = ",Refine(SQfp16@disk)"
-_REFINE_RE = re.compile(r"^(?P<base>.+),(?:(?P<rflat>RFlat)|Refine\((?P<refine>.+)\))$")
-
-
-def faiss_version() -> str:
-    """The FAISS version string recorded in manifests."""
-    return str(faiss.__version__)
-
-
-def gpu_count() -> int:
-    """GPUs that this FAISS build can use (0 for faiss-cpu)."""
-    get = getattr(faiss, "get_num_gpus", None)
-    return int(get()) if get is not None else 0
-
-
-def auto_factory(dim: int) -> str:
-    """The approximate factory template that ``approx_factory="auto"`` uses at ``dim``.
-
-    Chosen by measurement (``benchmarks/bench_vectors.py``): for small dims an IVF
-    over raw float vectors is cheap and exact to rebuild; for embedding-sized dims,
-    4-bit fast-scan PQ at d/8 sub-quantizers finds candidates and a float16 refine
-    stage re-scores ``k * k_factor`` of them exactly enough to keep recall@10 near
-    the IVF ceiling. ``{nlist}`` is filled in from the shard's size
-    (:func:`nlist_for`).
-    """
-    if dim <= 128:
-        return "IVF{nlist},Flat"
-    if dim % 8 == 0:
-        return f"IVF{{nlist}},PQ{dim // 8}x4fs,Refine(SQfp16)"
-    if dim % 4 == 0:
-        return f"IVF{{nlist}},PQ{dim // 4}x4fs,Refine(SQfp16)"
-    return "IVF{nlist},SQ8,Refine(SQfp16)"
-
-
-def compressed_factory(dim: int) -> str:
-    """The template for stores too large to keep a float16 refine stage in RAM.
-
-    It is :func:`auto_factory` with the refine stage on disk (``@disk``, see
-    :mod:`engine.vectors.vecfile`): RAM holds the fast-scan PQ codes (d/8 bytes)
-    and ids (24 bytes), about 1.2 GB for 10M x 1536; the float16 vectors (2*d bytes)
-    sit in an append-only file, and each query reads its ``k * k_factor``
-    candidates' rows from it. Recall equals the in-RAM layout's; each query pays a
-    few hundred small reads. In-RAM lossy refine stages were measured and dropped
-    (50k x 1536, ``docs/vectors.md``): ``Refine(PQ512np)`` reached recall@10 0.91 and
-    added 134 vectors/s; ``Refine(SQ4)`` 0.93 but needs 8.4 GB at 10M.
-    """
-    template = auto_factory(dim)
-    if not template.endswith(",Refine(SQfp16)"):
-        return template  # small dims: IVF-Flat is already lean enough to stay in RAM
-    return template[: -len(",Refine(SQfp16)")] + DISK_REFINE
-
-
-def split_disk_refine(desc: str) -> tuple[str, bool]:
-    """(FAISS factory string without a trailing ``DISK_REFINE``, whether it had one).
-
-    ``@disk`` is vidseek's extension of the factory syntax and is only valid as
-    ``Refine(SQfp16@disk)`` at the end; anywhere else it raises ``InputError``.
-    """
-    if desc.endswith(DISK_REFINE):
-        base = desc[: -len(DISK_REFINE)]
-        disk = True
-    else:
-        base, disk = desc, False
-    if "@disk" in base:
-        raise InputError(
-            f"factory {desc!r}: '@disk' is only supported as a final {DISK_REFINE.lstrip(',')!r} stage",
-            hint=f'e.g. "IVF{{nlist}},PQ192x4fs{DISK_REFINE}"',
-        )
-    if disk and (not base or base.startswith("Flat") or "Refine(" in base or base.endswith("RFlat")):
-        raise InputError(
-            f"factory {desc!r}: an on-disk refine stage needs an approximate base index before it",
-            hint=f'e.g. "IVF{{nlist}},PQ192x4fs{DISK_REFINE}"',
-        )
-    return base, disk
-
-
-def nlist_for(n: int, train_n: int) -> int:
-    """Inverted lists for ``n`` vectors: about 4*sqrt(n), at least 39 training points each."""
-    want = int(round(4 * math.sqrt(max(n, 1))))
-    return max(1, min(want, train_n // 39, 65_536))
-
-
-def resolve_factory(template: str, dim: int, n: int, train_n: int) -> str:
-    """Fill ``{nlist}`` in a factory template (``"auto"`` resolves to :func:`auto_factory`,
-    ``"compressed"`` to :func:`compressed_factory`)."""
-    if template == "auto":
-        template = auto_factory(dim)
-    elif template == "compressed":
-        template = compressed_factory(dim)
-    if "{nlist}" in template:
-        return template.replace("{nlist}", str(nlist_for(n, train_n)))
-    return template
-
-
-def check_factory(template: str, dim: int) -> None:
-    """Raise ``InputError`` if FAISS cannot build ``template`` at ``dim``."""
-    desc, _disk = split_disk_refine(resolve_factory(template, dim, n=10_000, train_n=10_000))
-    try:
-        faiss.index_factory(dim, desc, faiss.METRIC_INNER_PRODUCT)
-    except RuntimeError as e:
-        raise InputError(
-            f"approx_factory {template!r} is not a FAISS factory string FAISS can build at dim {dim}: "
-            f"{str(e).splitlines()[-1]}",
-            hint='use "auto", "compressed" or a string such as "IVF{nlist},PQ96x4fs,Refine(SQfp16)" or "HNSW32,Flat"',
-        ) from e
-
-
-@dataclass(frozen=True)
-class SearchDefaults:
-    """Values used where a ``SearchParams`` field is ``None``.
-
-    ``nprobe`` of ``None`` means "a sixth of the shard's lists, at least 16, at
-    most 384": recall tracks the probed share of the lists, and shards of
-    different sizes have different ``nlist``. (On the benchmark's synthetic joint
-    vectors, a 50k-vector IVF894 index needs about 1/7 of its lists for
-    recall@10 0.95; smaller shards need a larger share.)
-
-    ``disk_k_factor`` is the refine depth of shards whose refine rows are on disk
-    (``@disk``): 16, because at 10M x 1536 the 4-bit PQ candidates of ``k_factor`` 8
-    held recall@10 at 0.917 and 16 lifted it to 0.968 (``docs/vectors.md``), while
-    the in-RAM layout at its sizes gains little past 8. A ``k_factor`` in
-    ``settings.extra`` sets both.
-    """
-
-    nprobe: int | None = None
-    ef_search: int = 128
-    k_factor: int = 8
-    disk_k_factor: int = 16
-
-    @classmethod
-    def from_settings(cls, settings: VectorSettings) -> SearchDefaults:
-        """Read ``nprobe`` / ``ef_search`` / ``k_factor`` overrides from ``settings.extra``."""
-        extra = settings.extra or {}
-        k_factor = _opt_int(extra, "k_factor")
-        return cls(
-            nprobe=_opt_int(extra, "nprobe"),
-            ef_search=_opt_int(extra, "ef_search") or cls.ef_search,
-            k_factor=k_factor or cls.k_factor,
-            disk_k_factor=k_factor or cls.disk_k_factor,
-        )
-
-    def probes(self, nlist: int, sp: SearchParams) -> int:
-        """Lists to probe for this query: its nprobe, else its probe_share, else the default."""
-        if sp.nprobe:
-            return min(nlist, sp.nprobe)
-        if sp.probe_share:
-            return max(1, min(nlist, round(nlist * sp.probe_share)))
-        return min(nlist, self.nprobe_for(nlist))
-
-    def nprobe_for(self, nlist: int) -> int:
-        """The default probe count for an index with ``nlist`` lists."""
-        if self.nprobe is not None:
-            return self.nprobe
-        return max(1, min(nlist, max(16, min(384, nlist // 6))))
-
-
-def _opt_int(extra: dict, key: str) -> int | None:
-    value = extra.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InputError(f"settings.extra[{key!r}] must be a positive int, got {value!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -295,49 +110,6 @@ class _Structure:
         self.nlist = int(self.ivf.nlist) if self.ivf is not None else None
         self.selector_ok = isinstance(leaf, (faiss.IndexIVF, faiss.IndexHNSW, faiss.IndexFlat))
 
-
-def _params_for(index: Any, sp: SearchParams, defaults: SearchDefaults, k: int, sel: Any) -> Any:
-    """Build the ``SearchParameters`` tree for ``index`` for one call.
-
-    The selector goes on the leaf that stores positions; every object is new, so
-    concurrent calls with different parameters share nothing mutable.
-    """
-    if isinstance(index, faiss.IndexRefine):
-        k_factor = sp.k_factor or defaults.k_factor
-        base = _params_for(faiss.downcast_index(index.base_index), sp, defaults, k * k_factor, sel)
-        return faiss.IndexRefineSearchParameters(k_factor=float(k_factor), base_index_params=base)
-    if isinstance(index, faiss.IndexPreTransform):
-        sub = _params_for(faiss.downcast_index(index.index), sp, defaults, k, sel)
-        return faiss.SearchParametersPreTransform(index_params=sub)
-    if isinstance(index, faiss.IndexIVF):
-        nprobe = defaults.probes(int(index.nlist), sp)
-        p = faiss.SearchParametersIVF(nprobe=nprobe)
-        quantizer = faiss.downcast_index(index.quantizer)
-        if isinstance(quantizer, faiss.IndexHNSW):
-            p.quantizer_params = faiss.SearchParametersHNSW(efSearch=max(sp.ef_search or defaults.ef_search, nprobe))
-        if sel is not None:
-            p.sel = sel
-        return p
-    if isinstance(index, faiss.IndexHNSW):
-        p = faiss.SearchParametersHNSW(efSearch=max(sp.ef_search or defaults.ef_search, k))
-        if sel is not None:
-            p.sel = sel
-        return p
-    gpu_ivf = getattr(faiss, "GpuIndexIVF", None)
-    if gpu_ivf is not None and isinstance(index, gpu_ivf):
-        nprobe = defaults.probes(int(index.nlist), sp)
-        return faiss.SearchParametersIVF(nprobe=nprobe)
-    if sel is not None:
-        return faiss.SearchParameters(sel=sel)
-    return None
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class FaissShard:
@@ -631,38 +403,13 @@ class FaissShard:
     ) -> None:
         """Replace the index by a fresh one holding the live vectors (+ ``extra``), same order."""
         keep = np.flatnonzero(~self._tomb_mask) if self._n_tomb else np.arange(self.ntotal)
-        old_ids = self._id_map()[keep].copy()
-        n_extra = 0 if extra_ids is None else len(extra_ids)
-        total = len(keep) + n_extra
-        if total <= self.settings.flat_max:
-            new_inner: faiss.Index = faiss.IndexFlatIP(self.dim)
-            factory = FLAT_FACTORY
-            trained_n = 0
-        elif retrain or self.kind == "flat":
-            sample = self._training_sample(keep, extra_vectors, total)
-            new_inner, factory = self._build_approx(total, sample)
-            trained_n = total
-        else:
-            # Compaction keeps the trained quantizers: re-encoding stored codes with
-            # the codec that produced them gives the same codes back.
-            new_inner = faiss.clone_index(self.inner)
-            new_inner.reset()
-            factory = self.factory
-            trained_n = self.trained_n
+        total = len(keep) + (0 if extra_ids is None else len(extra_ids))
+        new_inner, factory, trained_n = self._new_inner(keep, extra_vectors, total, retrain)
         new_index = faiss.IndexIDMap(new_inner)
         # Positions change, so an on-disk refine stage gets a new file.
         new_vecs = VectorFile.create(self._folder, self.shard_no, self.dim) if split_disk_refine(factory)[1] else None
         try:
-            for start in range(0, len(keep), _ADD_CHUNK):
-                chunk = keep[start : start + _ADD_CHUNK]
-                x = self._reconstruct(chunk)
-                new_index.add_with_ids(x, old_ids[start : start + _ADD_CHUNK])
-                if new_vecs is not None:
-                    new_vecs.append(x, self._writable)
-            if n_extra:
-                new_index.add_with_ids(extra_vectors, extra_ids)
-                if new_vecs is not None:
-                    new_vecs.append(extra_vectors, self._writable)
+            self._refill(new_index, new_vecs, keep, extra_ids, extra_vectors)
             if new_index.ntotal != total or (new_vecs is not None and new_vecs.rows != total):
                 raise CorruptIndexError(
                     f"shard {self.shard_no}: rebuild produced {new_index.ntotal} vectors, expected {total}",
@@ -672,6 +419,48 @@ class FaissShard:
             if new_vecs is not None:
                 new_vecs.delete()
             raise
+        self._install(new_index, new_vecs, factory, trained_n)
+        log.info("shard %d rebuilt as %s with %d vectors", self.shard_no, factory, total)
+
+    def _new_inner(
+        self, keep: np.ndarray, extra_vectors: np.ndarray | None, total: int, retrain: bool
+    ) -> tuple[faiss.Index, str, int]:
+        """The empty inner index a rebuild to ``total`` vectors fills: (index, factory, trained_n)."""
+        if total <= self.settings.flat_max:
+            return faiss.IndexFlatIP(self.dim), FLAT_FACTORY, 0
+        if retrain or self.kind == "flat":
+            sample = self._training_sample(keep, extra_vectors, total)
+            new_inner, factory = self._build_approx(total, sample)
+            return new_inner, factory, total
+        # Compaction keeps the trained quantizers: re-encoding stored codes with
+        # the codec that produced them gives the same codes back.
+        new_inner = faiss.clone_index(self.inner)
+        new_inner.reset()
+        return new_inner, self.factory, self.trained_n
+
+    def _refill(
+        self,
+        new_index: faiss.IndexIDMap,
+        new_vecs: VectorFile | None,
+        keep: np.ndarray,
+        extra_ids: np.ndarray | None,
+        extra_vectors: np.ndarray | None,
+    ) -> None:
+        """Add the vectors at positions ``keep`` (in order, then ``extra``) to the new index."""
+        old_ids = self._id_map()[keep].copy()
+        for start in range(0, len(keep), _ADD_CHUNK):
+            chunk = keep[start : start + _ADD_CHUNK]
+            x = self._reconstruct(chunk)
+            new_index.add_with_ids(x, old_ids[start : start + _ADD_CHUNK])
+            if new_vecs is not None:
+                new_vecs.append(x, self._writable)
+        if extra_ids is not None and len(extra_ids):
+            new_index.add_with_ids(extra_vectors, extra_ids)
+            if new_vecs is not None:
+                new_vecs.append(extra_vectors, self._writable)
+
+    def _install(self, new_index: faiss.IndexIDMap, new_vecs: VectorFile | None, factory: str, trained_n: int) -> None:
+        """Make a rebuilt index (and its refine file) the shard's, dropping the old ones."""
         old_vecs, self._vecs = self._vecs, new_vecs
         if old_vecs is not None:
             if old_vecs.name is not None and old_vecs.name != self._committed_vec:
@@ -686,7 +475,6 @@ class FaissShard:
         self._sorted_ids = np.sort(self._id_map())
         self._set_tombstones(np.zeros(0, dtype=np.int64))
         self._mark_dirty()
-        log.info("shard %d rebuilt as %s with %d vectors", self.shard_no, factory, total)
 
     def _training_sample(self, keep: np.ndarray, extra: np.ndarray | None, total: int) -> np.ndarray:
         rng = np.random.default_rng([self.shard_no, total])
@@ -706,7 +494,7 @@ class FaissShard:
             index = faiss.index_factory(self.dim, base_desc, faiss.METRIC_INNER_PRODUCT)
             index.train(sample)
             return index, desc
-        m = _REFINE_RE.match(desc)
+        m = REFINE_RE.match(desc)
         keep_refine = (
             m is not None
             and self.kind == "approx"
@@ -760,7 +548,7 @@ class FaissShard:
         # anyway); CPU shards still search in parallel.
         with self._gpu.lock if on_gpu and self._gpu is not None else contextlib.nullcontext():
             if self.tombstone_count == 0 or use_sel:
-                params = _params_for(index, sp, defaults, kk, self._selector if use_sel else None)
+                params = search_parameters(index, sp, defaults, kk, self._selector if use_sel else None)
                 dist, pos = index.search(queries, kk, params=params)
             else:
                 dist, pos = self._search_overfetch(index, queries, kk, sp, defaults, on_gpu)
@@ -797,10 +585,10 @@ class FaissShard:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Search deeper than ``kk`` and drop tombstones, doubling depth while rows fall short."""
         n = self.ntotal
-        cap = min(n, _GPU_MAX_K) if on_gpu else n
+        cap = min(n, GPU_MAX_K) if on_gpu else n
         fetch = min(cap, kk + min(self.tombstone_count, 4 * kk) + kk)
         while True:
-            params = _params_for(index, sp, defaults, fetch, None)
+            params = search_parameters(index, sp, defaults, fetch, None)
             dist, pos = index.search(queries, fetch, params=params)
             dead = np.zeros(pos.shape, dtype=bool)
             inside = pos >= 0
@@ -843,7 +631,7 @@ class FaissShard:
         final = folder / name
         tmp = folder / f".{name}.tmp"
         faiss.write_index(self.index, str(tmp))
-        _fsync_file(tmp)
+        fsync_path(tmp)
         os.replace(tmp, final)
         step("shard-index")
         tomb_file = tomb_sha = None
@@ -900,37 +688,9 @@ class FaissShard:
         if not meta.get("file"):
             return cls(shard_no, settings, gpu=gpu, folder=folder, writable=writable)
         path = folder / meta["file"]
-        try:
-            index = faiss.read_index(str(path))  # keep this owning proxy: it frees the index
-        except RuntimeError as e:
-            raise CorruptIndexError(
-                f"cannot read {path}: {str(e).splitlines()[-1]}", hint="restore the index folder or rebuild it"
-            ) from e
-        if not isinstance(index, faiss.IndexIDMap) or index.d != settings.dim:
-            raise CorruptIndexError(
-                f"{path} is not an id-mapped index of dim {settings.dim}",
-                hint="restore the index folder or rebuild it",
-            )
-        tombs = None
-        if meta.get("tomb_file"):
-            try:
-                tombs = np.load(folder / meta["tomb_file"], allow_pickle=False)
-            except (OSError, ValueError) as e:
-                raise CorruptIndexError(f"cannot read {folder / meta['tomb_file']}: {e}") from e
-        vecs = None
-        if meta.get("vec_file"):
-            vecs = VectorFile.open(
-                folder / meta["vec_file"],
-                settings.dim,
-                int(meta.get("vec_rows") or 0),
-                list(meta.get("vec_sha256") or []),
-                writable=writable,
-            )
-        elif split_disk_refine(str(meta.get("factory") or ""))[1] and int(index.ntotal):
-            raise CorruptIndexError(
-                f"{path}: factory {meta.get('factory')!r} keeps its refine rows on disk, but the manifest names no file",
-                hint="restore the index folder or rebuild it",
-            )
+        index = _read_index_file(path, settings.dim)
+        tombs = _read_tombstones(folder, meta)
+        vecs = _open_refine_file(folder, path, meta, settings.dim, int(index.ntotal), writable)
         try:
             shard = cls(
                 shard_no,
@@ -956,58 +716,50 @@ class FaissShard:
         return shard
 
 
-class GpuContext:
-    """Copies shards to GPU for search; one per store. Disabled unless FAISS sees a GPU."""
-
-    def __init__(self, use_gpu: str) -> None:
-        self.mode = use_gpu
-        self.enabled = use_gpu != "never" and gpu_count() > 0
-        if use_gpu == "always" and not self.enabled:
-            raise InputError(
-                'use_gpu="always" but FAISS sees no GPU',
-                hint='install faiss-gpu on a CUDA machine, or set use_gpu="auto"',
-            )
-        self._resources: Any = None
-        # Guards the shared StandardGpuResources: its per-device setup and its scratch
-        # memory are not thread-safe (concurrent first copies abort inside FAISS with
-        # "allocs_.count(device) == 0", seen on an H200), so copies and GPU searches
-        # take this lock.
-        self.lock = threading.Lock()
-
-    def copy(self, inner: faiss.Index, shard_no: int) -> Any:
-        """A GPU replica of ``inner``, or ``False`` when this index type has no GPU form."""
-        ngpu = gpu_count()
-        with self.lock:
-            if self._resources is None:
-                self._resources = faiss.StandardGpuResources()
-            try:
-                replica = faiss.index_cpu_to_gpu(self._resources, shard_no % ngpu, inner)
-                reason = None if _has_gpu_part(replica) else "FAISS has no GPU form for it"
-            except RuntimeError as e:
-                replica, reason = None, str(e).splitlines()[-1]
-        if reason is None:
-            return replica
-        # The cloner copies unsupported types (fast-scan PQ, refine stages) to CPU
-        # instead of failing: such a "replica" would only double the memory.
-        if self.mode == "always":
-            raise InputError(
-                f"shard {shard_no}: cannot move {type(inner).__name__} to GPU: {reason}",
-                hint='choose a GPU-capable approx_factory ("IVF{nlist},Flat", "IVF{nlist},SQ8", '
-                '"IVF{nlist},PQ64") or use_gpu="auto"',
-            )
-        log.warning("shard %d: %s stays on CPU (%s)", shard_no, type(inner).__name__, reason)
-        return False
+def _read_index_file(path: Path, dim: int) -> faiss.IndexIDMap:
+    """The id-mapped FAISS index saved in ``path``."""
+    try:
+        index = faiss.read_index(str(path))  # keep this owning proxy: it frees the index
+    except RuntimeError as e:
+        raise CorruptIndexError(
+            f"cannot read {path}: {str(e).splitlines()[-1]}", hint="restore the index folder or rebuild it"
+        ) from e
+    if not isinstance(index, faiss.IndexIDMap) or index.d != dim:
+        raise CorruptIndexError(
+            f"{path} is not an id-mapped index of dim {dim}",
+            hint="restore the index folder or rebuild it",
+        )
+    return index
 
 
-def _has_gpu_part(index: Any) -> bool:
-    """True if ``index`` or a sub-index it wraps is a FAISS GPU index."""
-    while index is not None:
-        if type(index).__name__.startswith("Gpu"):
-            return True
-        sub = getattr(index, "index", None) or getattr(index, "base_index", None)
-        index = faiss.downcast_index(sub) if sub is not None else None
-    return False
+def _read_tombstones(folder: Path, meta: dict) -> np.ndarray | None:
+    """The tombstoned positions a manifest entry names, or None."""
+    if not meta.get("tomb_file"):
+        return None
+    try:
+        return np.load(folder / meta["tomb_file"], allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise CorruptIndexError(f"cannot read {folder / meta['tomb_file']}: {e}") from e
 
+
+def _open_refine_file(
+    folder: Path, path: Path, meta: dict, dim: int, ntotal: int, writable: bool
+) -> VectorFile | None:
+    """The on-disk refine rows a manifest entry names; None when its factory keeps none."""
+    if meta.get("vec_file"):
+        return VectorFile.open(
+            folder / meta["vec_file"],
+            dim,
+            int(meta.get("vec_rows") or 0),
+            list(meta.get("vec_sha256") or []),
+            writable=writable,
+        )
+    if split_disk_refine(str(meta.get("factory") or ""))[1] and ntotal:
+        raise CorruptIndexError(
+            f"{path}: factory {meta.get('factory')!r} keeps its refine rows on disk, but the manifest names no file",
+            hint="restore the index folder or rebuild it",
+        )
+    return None
 
 def _isin_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
     """``np.isin`` for a sorted int64 set, without re-sorting the set."""
