@@ -22,22 +22,36 @@ def _fmt_time(t: float) -> str:
     return f"{int(m)}:{s:05.2f}"
 
 
-def cmd_index(args: argparse.Namespace) -> int:
+def _index_config(args: argparse.Namespace):
+    """The settings the flags ask for, or None when they ask for none (an existing index
+    then keeps its own; a new one gets the defaults)."""
     from engine.config import IndexConfig, load_config
-    from indexer.pipeline import IndexOptions, index_paths
 
+    if not (args.config or args.image_encoder or args.text_encoder):
+        return None
     config = load_config(args.config) if args.config else IndexConfig()
     if args.image_encoder:
         opts = json.loads(args.image_options) if args.image_options else {}
         config = IndexConfig.from_dict({**config.as_dict(), "image_encoder": args.image_encoder, "image_options": opts})
     if args.text_encoder:
         config = IndexConfig.from_dict({**config.as_dict(), "text_encoder": args.text_encoder})
+    return config
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from api.progress import TerminalProgress
+    from indexer.pipeline import IndexOptions, index_paths
+
     options = IndexOptions(
         tenant=args.tenant, workers=args.workers, speech=not args.no_speech, ocr=not args.no_ocr,
         visual=not args.no_visual, language=args.language, max_bytes=args.max_bytes,
     )
-    report = index_paths(args.paths, args.index, metadata=args.metadata, config=config, options=options,
-                         show_progress=not args.quiet and sys.stderr.isatty() or args.progress)
+    bars = TerminalProgress(show=not args.quiet and sys.stderr.isatty() or args.progress)
+    try:
+        report = index_paths(args.paths, args.index, metadata=args.metadata, config=_index_config(args),
+                             options=options, progress=bars)
+    finally:
+        bars.close()
     summary = report.summary()
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -51,6 +65,8 @@ def cmd_index(args: argparse.Namespace) -> int:
             print("time by stage: " + ", ".join(f"{k} {v:.1f}s" for k, v in summary["stage_seconds"].items()))
         for f in summary["failures"]:
             print(f"FAILED {f['source']}: [{f['code']}] {f['reason']}")
+        for w in summary["warnings"]:
+            print(f"WARNING {w['source']}: {w['warning']}")
     return 1 if report.failed else 0
 
 
@@ -149,19 +165,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 _CLI_PLUGINS = ("api.cli_covers", "api.cli_graph", "api.cli_production", "benchmarks.cli")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vidseek", description="Multimodal semantic search for video libraries.")
-    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def _add_index(sub) -> None:
     s = sub.add_parser("index", help="index video files or folders")
     s.add_argument("paths", nargs="+", metavar="PATH")
     s.add_argument("--index", required=True, metavar="DIR")
     s.add_argument("--metadata", metavar="FILE.jsonl", help="JSONL sidecar joined on 'source'")
     s.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
     s.add_argument("--tenant", default="default")
-    s.add_argument("--config", metavar="FILE.toml", help="index settings for a new index")
-    s.add_argument("--text-encoder", help="text encoder for a new index (default minilm)")
+    s.add_argument("--config", metavar="FILE.toml",
+                   help="index settings for a new index (an existing index keeps its own: a different one is refused)")
+    s.add_argument("--text-encoder", help="text encoder for a new index (default minilm; refused if an existing"
+                   " index has another)")
     s.add_argument("--image-encoder", help="image encoder for a new index (default imagenet-minilm)")
     s.add_argument("--image-options", metavar="JSON", help='e.g. \'{"architecture": "ViT-B-32", "checkpoint": "w.pt"}\'')
     s.add_argument("--language", help="force the speech language (ISO code); default: detect per video")
@@ -174,18 +188,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--progress", action="store_true", help="progress bars even when stderr is not a terminal")
     s.set_defaults(func=cmd_index)
 
+
+def _add_search(sub) -> None:
+    from query.fusion import list_fusion_methods
+
     s = sub.add_parser("search", help="search an index")
     s.add_argument("query", metavar="QUERY")
     s.add_argument("--index", required=True, metavar="DIR")
     s.add_argument("--k", type=int, default=10)
     s.add_argument("--image", metavar="FILE", help="an image to search by (visual similarity)")
     s.add_argument("--json", action="store_true")
-    s.add_argument("--fusion", default="auto", help="auto (per intent), rrf or convex")
+    s.add_argument("--fusion", default="auto", help=f"auto (per intent) or {', '.join(list_fusion_methods())}")
     s.add_argument("--rerank", action="store_true", help="rescore the top candidates (off by default: see README)")
     s.add_argument("--per-video", type=int, default=1, help="at most this many moments per video")
     s.add_argument("--tenant")
     s.set_defaults(func=cmd_search)
 
+
+def _add_admin(sub) -> None:
     s = sub.add_parser("serve", help="start the HTTP API and web page")
     s.add_argument("--index", required=True, metavar="DIR")
     s.add_argument("--host", default="127.0.0.1")
@@ -213,6 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("queries", nargs="*", metavar="QUERY")
     s.set_defaults(func=cmd_demo)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vidseek", description="Multimodal semantic search for video libraries.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in (_add_index, _add_search, _add_admin):
+        add(sub)
     # Feature commands live in their own modules, each adding its subparsers.
     for mod in _CLI_PLUGINS:
         importlib.import_module(mod).register(sub)

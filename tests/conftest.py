@@ -73,6 +73,6 @@ def e2e_index(tmp_path_factory, e2e_clips) -> Path:
     from indexer.pipeline import index_paths
 
     idx = tmp_path_factory.mktemp("e2e_index")
-    report = index_paths([str(p) for p in e2e_clips.values()], idx, show_progress=False)
+    report = index_paths([str(p) for p in e2e_clips.values()], idx)
     assert not report.failed, report.summary()
     return idx

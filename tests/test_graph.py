@@ -243,8 +243,7 @@ def test_indexing_fills_the_graph_and_deleting_leaves_no_orphans(tmp_path, tools
          "tags": ["kung fu", "comedy"]},
         {"source": str(b), "title": "Interview", "people": ["Jackie Chan"], "tags": ["interview"]},
     ]) + "\n")
-    index_paths([str(a), str(b)], tmp_path / "idx", metadata=side, options=IndexOptions(speech=False, ocr=False),
-                show_progress=False)
+    index_paths([str(a), str(b)], tmp_path / "idx", metadata=side, options=IndexOptions(speech=False, ocr=False))
     with VideoIndex.open(tmp_path / "idx", writer=True) as idx:
         store = GraphStore(idx.catalog)
         jc = store.search_entities("成龙")

@@ -35,7 +35,7 @@ def en_index(tmp_path_factory, e2e_clips):
     idx = tmp_path_factory.mktemp("ml_en_index")
     paths = [str(e2e_clips[k]) for k in ("speech", "text", "visual", "silent")]
     report = index_paths(paths, idx, config=IndexConfig(text_encoder="e5-multilingual"),
-                         options=IndexOptions(ocr=False), show_progress=False)
+                         options=IndexOptions(ocr=False))
     assert not report.failed, report.summary()
     return idx
 

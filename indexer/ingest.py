@@ -1,0 +1,296 @@
+"""What every ingest path shares: list the files, ``decide`` what each one needs, and
+``commit`` an analysed video with one error policy.
+
+The CLI (``indexer.pipeline.index_paths``), the service's job queue (``api.jobs``) and
+any later executor (distributed, live) call these, so a file is judged new, changed,
+unchanged or a duplicate the same way everywhere, and a commit always does the same
+things in the same order:
+
+1. the whole video in one catalog transaction (``VideoIndex.add_video``), dropping the
+   version it replaces; a failure here is recorded in the catalog's failure list and
+   the video is reported failed;
+2. the optional steps after it (``AFTER_COMMIT``: the knowledge graph), each of which
+   may fail: the failure is reported on that video as a warning, and never stops a
+   batch or undoes the commit (``vidseek graph build`` retries the graph).
+
+Progress leaves the library as ``IngestEvent`` values passed to a callback; drawing
+them is the caller's business (the CLI's bars are in ``api.progress``).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from engine.catalog import Catalog, VideoRecord
+from engine.config import IndexConfig
+from engine.errors import InputError, NotFoundError, VidseekError
+from engine.index import VideoIndex
+from indexer.mapper import Analysis
+from indexer.options import IndexOptions
+
+__all__ = [
+    "MEDIA_EXTENSIONS", "FileResult", "IndexReport", "IngestEvent", "EventFn", "Decision", "discover",
+    "file_hash", "decide", "commit", "record_failure", "open_writer", "AFTER_COMMIT",
+]
+
+log = logging.getLogger("vidseek.indexer")
+
+# Folder walks take files with these extensions (explicit file arguments are always
+# probed, whatever their name). Content is still checked by probing.
+MEDIA_EXTENSIONS = {
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".m2v", ".ts", ".mts", ".m2ts",
+    ".ogg", ".ogv", ".flv", ".wmv", ".asf", ".3gp", ".3g2", ".mxf", ".vob", ".dv", ".f4v", ".h264", ".264",
+    ".hevc", ".y4m", ".gif",
+}
+
+
+@dataclass
+class FileResult:
+    source: str
+    status: str  # indexed | replaced | skipped | duplicate | failed
+    video_id: str | None = None
+    reason: str | None = None
+    code: str | None = None
+    duration: float = 0.0
+    seconds: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # optional steps that failed after the commit
+
+
+@dataclass
+class IndexReport:
+    results: list[FileResult] = field(default_factory=list)
+    wall_seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    def stage_totals(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for r in self.results:
+            for k, v in r.stages.items():
+                out[k] = out.get(k, 0.0) + v
+        return out
+
+    def summary(self) -> dict:
+        by: dict[str, int] = {}
+        for r in self.results:
+            by[r.status] = by.get(r.status, 0) + 1
+        media = sum(r.duration for r in self.results if r.status in ("indexed", "replaced"))
+        return {
+            "files": len(self.results),
+            "by_status": by,
+            "media_seconds": round(media, 2),
+            "wall_seconds": round(self.wall_seconds, 2),
+            "speed_x_realtime": round(media / self.wall_seconds, 2) if self.wall_seconds > 0 else None,
+            "stage_seconds": {k: round(v, 2) for k, v in sorted(self.stage_totals().items())},
+            "failures": [{"source": r.source, "code": r.code, "reason": r.reason} for r in self.failed],
+            "warnings": [{"source": r.source, "warning": w} for r in self.results for w in r.warnings],
+        }
+
+
+@dataclass(frozen=True)
+class IngestEvent:
+    """One progress event of an ingest run.
+
+    ``kind``: ``start`` (``total`` files to analyse, ``total_bytes``), ``stage`` (a
+    video entered ``stage``; ``fraction`` of its analysis done; ``worker`` names the
+    process), ``file`` (a file is finished: ``result``; ``done``/``failed`` so far;
+    ``bytes`` of it), ``end``."""
+
+    kind: str
+    source: str | None = None
+    stage: str | None = None
+    fraction: float = 0.0
+    worker: int = 0
+    result: FileResult | None = None
+    total: int = 0
+    total_bytes: int = 0
+    done: int = 0
+    failed: int = 0
+    bytes: int = 0
+
+
+EventFn = Callable[[IngestEvent], None]
+
+
+# -- listing and deciding -----------------------------------------------------------------
+def discover(paths: Sequence[str]) -> tuple[list[str], list[FileResult]]:
+    """Expand folders (recursively, media extensions only, sorted); keep files as given.
+
+    Returns (sources, failures for paths that do not exist)."""
+    sources: list[str] = []
+    missing: list[FileResult] = []
+    for p in paths:
+        if os.path.isdir(p):
+            for root, dirs, files in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for f in sorted(files):
+                    if not f.startswith(".") and os.path.splitext(f)[1].lower() in MEDIA_EXTENSIONS:
+                        sources.append(os.path.join(root, f))
+        elif os.path.exists(p):
+            sources.append(p)
+        else:
+            missing.append(FileResult(p, "failed", reason=f"{p} does not exist", code=NotFoundError.code))
+    seen: set[str] = set()
+    uniq = [s for s in sources if not (s in seen or seen.add(s))]
+    return uniq, missing
+
+
+def file_hash(path: str, chunk: int = 1 << 20) -> str:
+    """SHA-256 of the file's bytes, streamed."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a file needs. ``action``: ``new`` or ``changed`` (analyse it; a changed
+    file replaces ``replace_key`` in the same transaction), ``unchanged`` (the same
+    source with the same bytes is indexed as ``video_id``) or ``duplicate`` (the same
+    bytes are indexed from another source, ``video_id``, or come earlier in this batch)."""
+
+    source: str
+    action: str
+    content_hash: str
+    video_id: str | None = None
+    replace_key: int | None = None
+    reason: str | None = None
+
+    @property
+    def needs_analysis(self) -> bool:
+        return self.action in ("new", "changed")
+
+    def skipped(self) -> FileResult:
+        """The report line of a file that needs no analysis."""
+        status = "skipped" if self.action == "unchanged" else "duplicate"
+        return FileResult(self.source, status, self.video_id, self.reason)
+
+
+def decide(catalog: Catalog, source: str, content_hash: str, *, tenant: str,
+           batch: dict[str, str] | None = None) -> Decision:
+    """Judge one file against the catalog (and against earlier files of ``batch``, a
+    dict hash -> source this call fills in)."""
+    same = catalog.find_by_source(source, tenant=tenant)
+    if same is not None and same.content_hash == content_hash:
+        return Decision(source, "unchanged", content_hash, same.video_id, reason="unchanged since last index")
+    dup = catalog.find_by_hash(content_hash, tenant=tenant)
+    if dup is not None and (same is None or dup.key != same.key):
+        return Decision(source, "duplicate", content_hash, dup.video_id,
+                        reason=f"same content as {dup.source} ({dup.video_id})")
+    if batch is not None:
+        first = batch.get(content_hash)
+        if first is not None:
+            return Decision(source, "duplicate", content_hash, reason=f"same content as {first} (this batch)")
+        batch[content_hash] = source
+    if same is None:
+        return Decision(source, "new", content_hash)
+    return Decision(source, "changed", content_hash, same.video_id, replace_key=same.key)
+
+
+# -- committing ------------------------------------------------------------------------------
+def record_failure(index: VideoIndex, source: str, code: str | None, reason: str | None, *, tenant: str
+                   ) -> FileResult:
+    """Put a failed file on the catalog's failure list; returns its report line."""
+    index.catalog.record_failure(source, code or "error", reason or "", tenant=tenant)
+    return FileResult(source, "failed", reason=reason, code=code)
+
+
+def _graph(index: VideoIndex, rec: VideoRecord, analysis: Analysis) -> tuple[float, str | None]:
+    """Entities, edges and reused footage of the new video; returns (seconds, warning)."""
+    from engine.graph.store import GraphStore
+    from indexer.entities import update_video_graph
+    from indexer.reuse import ALGO
+
+    if analysis.fingerprint is not None:  # update_reuse uses it instead of decoding the file again
+        GraphStore(index.catalog).put_fingerprint(rec.key, ALGO, *analysis.fingerprint)
+    g = update_video_graph(index.catalog, rec.key)
+    if g.status != "done":
+        return g.seconds, f"knowledge graph not updated ({g.reason}); `vidseek graph build` retries"
+    return g.seconds, None
+
+
+# Optional steps after a commit: (name, turned on by the options?, step). A step returns
+# (seconds, warning or None); an exception is a warning too. Covers computed at ingest
+# would be one more line here.
+AFTER_COMMIT: tuple[tuple[str, Callable[[IndexOptions], bool], Callable], ...] = (
+    ("graph", lambda o: o.graph, _graph),
+)
+
+
+def commit(index: VideoIndex, decision: Decision, analysis: Analysis, options: IndexOptions, *,
+           save: bool = True, reraise: bool = False, after: Sequence = AFTER_COMMIT) -> FileResult:
+    """Commit one analysed file (or record its failure) and run the optional steps after
+    it. Never raises for the file's own problems (the returned line says what happened),
+    except that ``reraise`` re-raises a failed commit after recording it (a service job
+    fails with that error). ``after``: the optional steps (default ``AFTER_COMMIT``)."""
+    if analysis.video is None:
+        res = record_failure(index, decision.source, analysis.code, analysis.reason, tenant=options.tenant)
+        res.seconds = analysis.seconds
+        return res
+    t0 = time.perf_counter()
+    replace = [decision.replace_key] if decision.replace_key is not None else []
+    try:
+        rec = index.add_video(analysis.video, replace_keys=replace, save=save)
+    except VidseekError as e:
+        res = record_failure(index, decision.source, e.code, str(e), tenant=options.tenant)
+        res.seconds = analysis.seconds
+        if reraise:
+            raise
+        return res
+    stages = dict(analysis.video.stats.get("stages", {}))
+    stages["write"] = time.perf_counter() - t0
+    warnings: list[str] = []
+    for name, enabled, step in after:
+        if not enabled(options):
+            continue
+        try:
+            secs, warning = step(index, rec, analysis)
+            stages[name] = secs
+        except Exception as e:  # the video is committed: an optional step never undoes that
+            log.exception("%s after committing %s failed", name, decision.source)
+            warning = f"{name} failed: {type(e).__name__}: {e}"
+        if warning:
+            log.warning("%s: %s", decision.source, warning)
+            warnings.append(warning)
+    return FileResult(decision.source, "replaced" if replace else "indexed", rec.video_id,
+                      duration=analysis.video.duration or 0.0, seconds=analysis.seconds, stages=stages,
+                      warnings=warnings)
+
+
+# -- the writer handle -------------------------------------------------------------------
+def open_writer(index_dir: str | Path, config: IndexConfig | None = None) -> VideoIndex:
+    """The index's writer handle, creating the index with ``config`` (default settings
+    when None) if it does not exist. An existing index keeps the settings it was built
+    with: a ``config`` that differs from them (encoders, shards, any setting) is refused
+    (InputError) rather than silently ignored. Raises IndexLockedError if another process writes."""
+    from engine.models.registry import get_image_encoder, get_text_encoder
+
+    existing = VideoIndex.read_config(index_dir)
+    if existing is not None:
+        if config is not None:
+            have, asked = existing.as_dict(), config.as_dict()
+            diffs = [f"{k} {have.get(k)!r} (asked for {asked.get(k)!r})"
+                     for k in sorted(set(have) | set(asked)) if have.get(k) != asked.get(k)]
+            if diffs:
+                raise InputError(
+                    f"index {index_dir} keeps the settings it was built with: " + ", ".join(diffs),
+                    hint="leave out --text-encoder/--image-encoder/--config for an existing index,"
+                         " or index into a new folder",
+                )
+        config = existing
+    config = config or IndexConfig()
+    encoders = {
+        "text": get_text_encoder(config.text_encoder).info,
+        "image": get_image_encoder(config.image_encoder, **config.image_options).info,
+    }
+    return VideoIndex.open(index_dir, writer=True, config=config, encoders=encoders)

@@ -1,0 +1,31 @@
+"""On-screen text: RapidOCR on the keyframes that the text-likelihood gate lets through."""
+from __future__ import annotations
+
+from engine.config import IndexConfig
+from indexer.options import IndexOptions
+from indexer.stages.base import Stage, Work
+
+
+class OcrStage(Stage):
+    name = "ocr"
+    needs = ("frames",)
+    adds = ("keyframe_text",)
+    at = 0.45
+
+    @classmethod
+    def enabled(cls, options: IndexOptions) -> bool:
+        return options.ocr
+
+    def model(self, config: IndexConfig) -> str | None:
+        return "PP-OCRv4 (RapidOCR)"
+
+    def set_threads(self, threads: int) -> None:
+        from indexer import ocr
+
+        ocr.set_num_threads(threads)  # ONNX Runtime ignores OMP_NUM_THREADS
+
+    def run(self, work: Work) -> None:
+        from indexer import ocr
+
+        for t, lines in ocr.ocr_frames(work.frames):
+            work.keyframe_text[t] = " ".join(line.text for line in lines)
