@@ -1,12 +1,12 @@
 """Ingest jobs for the service: a persisted job table, one worker thread, one shared writer.
 
 The service process holds the index's single writer handle (``SharedWriter``) for
-its lifetime, shared by ingest jobs and deletes under one lock, so searches (on a
-separate reader handle) keep running while a job analyses a video, and the writer
-lock is never fought over inside the process. A job reuses the pipeline's mapper
-(``indexer.pipeline.analyse``) and commits the whole video in one catalog
-transaction (``VideoIndex.add_video``): a search sees the old or the new state,
-never half a video.
+its lifetime, shared by ingest jobs and deletes under one lock: a job analyses a video
+outside the lock, so searches keep running meanwhile, and the writer lock is never
+fought over inside the process. A job goes through the same steps as ``vidseek
+index`` (``indexer.ingest.decide``, ``indexer.mapper.analyse_file``,
+``indexer.ingest.commit``): the whole video in one catalog transaction, so a search
+sees the old or the new state, never half a video.
 
 Jobs are rows in ``DIR/service.sqlite`` (status, stage, progress, error). On
 shutdown the worker finishes its job within a grace period; past it the job is
@@ -26,13 +26,13 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Mapping
 
 from engine.errors import IndexLockedError, NotFoundError, UnknownNameError, VidseekError
 from engine.index import VideoIndex
 
 __all__ = ["JOB_STATES", "Job", "JobRequest", "SharedWriter", "JobQueue", "ingest_file", "open_or_create_writer",
-           "JobRunner", "JOB_KINDS", "register_job_kind"]
+           "JobRunner"]
 
 log = logging.getLogger("vidseek.api.jobs")
 
@@ -61,7 +61,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
 """
 # Columns added after the first release: ALTERed into an existing service.sqlite.
-# ``kind``: ingest or another registered kind (see register_job_kind); ``params``: JSON.
+# ``kind``: ingest or another kind the queue was given (see JobQueue); ``params``: JSON.
 _ADDED_COLUMNS = (("kind", "TEXT NOT NULL DEFAULT 'ingest'"), ("params", "TEXT"))
 
 
@@ -113,15 +113,9 @@ class _Abandoned(Exception):
 def open_or_create_writer(index_dir: str | Path) -> VideoIndex:
     """The writer handle, creating the index with default settings when it does not exist
     (as ``vidseek index`` would). Raises IndexLockedError if another process writes."""
-    from engine.config import IndexConfig
-    from engine.models.registry import get_image_encoder, get_text_encoder
+    from indexer.ingest import open_writer
 
-    config = VideoIndex.read_config(index_dir) or IndexConfig()
-    encoders = {
-        "text": get_text_encoder(config.text_encoder).info,
-        "image": get_image_encoder(config.image_encoder, **config.image_options).info,
-    }
-    return VideoIndex.open(index_dir, writer=True, config=config, encoders=encoders)
+    return open_writer(index_dir)
 
 
 class SharedWriter:
@@ -175,63 +169,51 @@ ProgressFn = Callable[[str, float], None]
 
 def ingest_file(writer: SharedWriter, req: JobRequest, progress: ProgressFn,
                 should_commit: Callable[[], bool] = lambda: True) -> tuple[str, str]:
-    """Analyse one file outside the writer lock and commit it whole under it.
+    """Analyse one file outside the writer lock and commit it whole under it, through the
+    same ``decide`` and ``commit`` as ``vidseek index``.
 
     Returns (result, video_id): ``unchanged`` (same source and bytes already indexed),
     ``duplicate`` (the same bytes under another source), ``replaced`` or ``indexed``.
+    A failed commit raises (after putting it on the catalog's failure list); a failed
+    optional step after it (the knowledge graph) is logged and the job still succeeds.
     """
+    from indexer.ingest import commit, decide, file_hash
+    from indexer.mapper import analyse_file
     from indexer.metadata import VideoMetadata
-    from indexer.pipeline import IndexOptions, analyse, file_hash
+    from indexer.options import IndexOptions
 
     progress("hash", 0.0)
     h = file_hash(req.path)
     with writer.locked() as idx:
-        same = idx.catalog.find_by_source(req.path, tenant=req.tenant)
-        dup = idx.catalog.find_by_hash(h, tenant=req.tenant)
+        decision = decide(idx.catalog, req.path, h, tenant=req.tenant)
         config = idx.config
-    if same is not None and same.content_hash == h:
-        return "unchanged", same.video_id
-    if dup is not None and (same is None or dup.key != same.key):
-        return "duplicate", dup.video_id
+    if not decision.needs_analysis:
+        return decision.action, decision.video_id
     options = IndexOptions(tenant=req.tenant, speech=req.speech, ocr=req.ocr, visual=req.visual)
     meta = VideoMetadata(title=req.title) if req.title else None
-    video = analyse(req.path, h, config, options, meta, progress)
+    analysis = analyse_file(req.path, h, config, options, meta, progress, catch=False)
     with writer.locked() as idx:
         if not should_commit():
             raise _Abandoned()
-        rec = idx.add_video(video, replace_keys=[same.key] if same is not None else [])
-        idx.catalog.clear_failure(req.path, tenant=req.tenant)
-        # Knowledge graph (entities, edges, reused footage), as `vidseek index` does; a
-        # failure is recorded by update_video_graph and retried by `vidseek graph build`.
-        from indexer.entities import update_video_graph
-
-        try:
-            update_video_graph(idx.catalog, rec.key)
-        except Exception:  # the video is committed: a graph bug must not fail its job
-            log.exception("knowledge graph of %s not updated; `vidseek graph build` retries", rec.video_id)
-    return ("replaced" if same is not None else "indexed"), rec.video_id
+        res = commit(idx, decision, analysis, options, reraise=True)
+    return res.status, res.video_id
 
 
 # A job kind other than ingest: run(writer, job_id, request, progress, should_commit)
 # -> (result, video_id or None). It raises VidseekError for a failure the user can act on.
 JobRunner = Callable[[SharedWriter, str, JobRequest, ProgressFn, Callable[[], bool]], tuple[str, str | None]]
-JOB_KINDS: dict[str, JobRunner] = {}
-
-
-def register_job_kind(kind: str, runner: JobRunner) -> None:
-    """Let the queue run jobs of ``kind`` (e.g. ``highlight``) with ``runner``, in the same
-    worker, table and status model as ingest."""
-    if kind == "ingest":
-        raise ValueError("'ingest' is the built-in job kind")
-    JOB_KINDS[kind] = runner
 
 
 class JobQueue:
-    """Persisted ingest jobs run one at a time by a background thread."""
+    """Persisted jobs run one at a time by a background thread: ``ingest`` (built in) and
+    the kinds of ``kinds`` (kind -> runner; the mapping is read at each job, so its
+    owner, the service state, may add kinds after the queue is made)."""
 
-    def __init__(self, db_path: str | Path, writer: SharedWriter) -> None:
+    def __init__(self, db_path: str | Path, writer: SharedWriter,
+                 kinds: Mapping[str, JobRunner] | None = None) -> None:
         self.db_path = Path(db_path)
         self.writer = writer
+        self.kinds: Mapping[str, JobRunner] = kinds if kinds is not None else {}
         self._conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.row_factory = sqlite3.Row
@@ -286,8 +268,8 @@ class JobQueue:
     def submit(self, req: JobRequest) -> Job:
         if self._stop.is_set():
             raise VidseekError("the service is shutting down and takes no new jobs", hint="retry after restart")
-        if req.kind != "ingest" and req.kind not in JOB_KINDS:
-            raise UnknownNameError("job kind", req.kind, ["ingest", *JOB_KINDS])
+        if req.kind != "ingest" and req.kind not in self.kinds:
+            raise UnknownNameError("job kind", req.kind, ["ingest", *self.kinds])
         job_id = "j" + secrets.token_hex(8)
         now = time.time()
         with self._db_lock:
@@ -360,11 +342,11 @@ class JobQueue:
         try:
             if req.kind == "ingest":
                 result, video_id = ingest_file(self.writer, req, progress, lambda: not self._abort.is_set())
-            elif req.kind in JOB_KINDS:
-                result, video_id = JOB_KINDS[req.kind](self.writer, job_id, req, progress,
-                                                       lambda: not self._abort.is_set())
+            elif req.kind in self.kinds:
+                result, video_id = self.kinds[req.kind](self.writer, job_id, req, progress,
+                                                        lambda: not self._abort.is_set())
             else:  # a kind queued by a build that had it registered
-                raise UnknownNameError("job kind", req.kind, ["ingest", *JOB_KINDS])
+                raise UnknownNameError("job kind", req.kind, ["ingest", *self.kinds])
         except _Abandoned:
             self._update(job_id, status="abandoned", stage=None)
             log.warning("ingest job %s abandoned at shutdown", job_id)

@@ -1,7 +1,9 @@
 """HTTP routes: thin translation from requests to ``query``/``indexer``/``engine`` calls.
 
 Tenancy: every read, search, thumbnail, media, job and delete is scoped to the
-caller's tenant; another tenant's id answers 404 exactly like a missing one.
+caller's tenant; another tenant's id answers 404 exactly like a missing one. The
+service state, the caller and its signed links come from ``api.deps``; reads and
+searches go to the state's index handle (``ServiceState.index()`` / ``searcher()``).
 """
 from __future__ import annotations
 
@@ -12,10 +14,8 @@ import mimetypes
 import os
 import re
 import tempfile
-import threading
-from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
@@ -23,6 +23,8 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from api.auth import Principal
+from api.deps import authenticate, links, require, service, video_reader_principal
+from api.errors import ApiError, ErrorBody, ErrorDetail
 from api.jobs import JobRequest
 from engine.errors import InputError, MediaError, NotFoundError
 
@@ -32,24 +34,9 @@ STATIC = Path(__file__).parent / "static"
 _CHUNK = 1 << 20
 # SQLite binds 64-bit signed integers; a larger OFFSET would raise OverflowError (a 500).
 _SQLITE_MAX_INT = 2**63 - 1
-# The shape LinkSigner.sign makes: EXPIRY.MAC, ASCII digits and 32 hex digits. Anything
-# else is refused before verify(): int() of a long or non-ASCII digit string and
-# compare_digest() of non-ASCII text raise instead of returning False.
-_LINK_TOKEN = re.compile(r"[0-9]{1,15}\.[0-9a-f]{32}", re.ASCII)
 
 
-# -- OpenAPI models ---------------------------------------------------------------------
-class ErrorDetail(BaseModel):
-    code: str = Field(examples=["not_found"])
-    message: str = Field(examples=["no video with id 'v0123' in this index"])
-
-
-class ErrorBody(BaseModel):
-    """Every error response."""
-
-    error: ErrorDetail
-
-
+# -- OpenAPI models (ErrorBody and ErrorDetail: api.errors) -----------------------------
 class HitOut(BaseModel):
     video_id: str = Field(examples=["v3f2a9c1d0e4b5a6"])
     source: str = Field(examples=["/media/harbour.mp4"])
@@ -119,98 +106,20 @@ class SegmentOut(BaseModel):
 
 
 # -- helpers -----------------------------------------------------------------------------
-def _svc(request: Request):
-    from api.app import ApiError
-
-    svc = getattr(request.app.state, "svc", None)
-    if svc is None or not svc.ready:
-        raise ApiError("not_ready", "the service is starting or stopping; retry shortly")
-    return svc
-
-
-def _token(request: Request) -> str | None:
-    auth = request.headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
-        return auth[7:].strip()
-    return request.headers.get("x-api-key")
-
-
-def _authenticate(request: Request, scope: str) -> Principal:
-    from api.app import ApiError
-
-    svc = _svc(request)
-    token = _token(request)
-    if token:
-        key = svc.keys.verify(token)
-        if key is None:
-            raise ApiError("unauthorized", "the API key is invalid or revoked",
-                           headers={"WWW-Authenticate": "Bearer"})
-        p = Principal(key.tenant, frozenset(key.scopes), key.key_id)
-    elif svc.local_mode:
-        p = Principal("default", key_id=None)
-    else:
-        raise ApiError("unauthorized", "an API key is required: send 'Authorization: Bearer <key>'",
-                       headers={"WWW-Authenticate": "Bearer"})
-    request.state.principal = p
-    if not p.has(scope):
-        raise ApiError("forbidden", f"this key lacks the {scope!r} scope")
-    ok, wait = svc.limiter.allow(p.key_id or "local")
-    if not ok:
-        raise ApiError("rate_limited", f"too many requests for this key; retry in {wait:.2f} s",
-                       headers={"Retry-After": str(max(1, int(wait + 0.999)))})
-    return p
-
-
-def require(scope: str) -> Callable[[Request], Principal]:
-    def dep(request: Request) -> Principal:
-        return _authenticate(request, scope)
-
-    dep.__name__ = f"require_{scope}"
-    return dep
-
-
-def _video_reader_principal(request: Request, video_id: str, t: str | None) -> Principal:
-    """Thumbnails and media accept a key, or a signed link (``t``) from a search result,
-    because <img> and <video> elements cannot send headers."""
-    from api.app import ApiError
-
-    if t and not _token(request):
-        svc = _svc(request)
-        try:
-            owner = svc.reader.catalog.get_video(video_id).tenant
-        except NotFoundError:
-            owner = None
-        if owner is None or not _LINK_TOKEN.fullmatch(t) or not svc.signer.verify(t, video_id, owner):
-            raise ApiError("unauthorized", "the link is invalid or expired; search again for a fresh one")
-        p = Principal(owner, frozenset({"search"}), None)
-        request.state.principal = p
-        return p
-    return _authenticate(request, "search")
-
-
-def _links(svc, tenant: str, video_id: str, seg_id: int | None) -> dict[str, str | None]:
-    t = svc.signer.sign(tenant, video_id)
-    thumb = f"/v1/videos/{video_id}/segments/{seg_id}/thumbnail?t={t}" if seg_id is not None else None
-    return {"thumbnail_url": thumb, "media_url": f"/v1/videos/{video_id}/media?t={t}"}
-
-
 def _search(svc, p: Principal, q: str, k: int, per_video: int, fusion: str, rerank: bool,
             image=None) -> dict:
-    from api.app import ApiError
     from query.planner import SearchOptions
 
     if not 1 <= k <= svc.settings.max_k:
         raise ApiError("bad_input", f"k must be in 1..{svc.settings.max_k}, got {k}")
     opts = SearchOptions(k=k, per_video=per_video, fusion=fusion, rerank=rerank, tenant=p.tenant)
-    resp = svc.searcher.search(q, image=image, options=opts).to_dict()
+    resp = svc.searcher().search(q, image=image, options=opts).to_dict()
     for h in resp["hits"]:
-        h.update(_links(svc, p.tenant, h["video_id"], (h.get("segment_ids") or [None])[0]))
+        h.update(links(svc, p.tenant, h["video_id"], (h.get("segment_ids") or [None])[0]))
     return resp
 
 
 def _read_limited(f, limit: int, what: str, out) -> int:
-    from api.app import ApiError
-
     n = 0
     while chunk := f.read(_CHUNK):
         n += len(chunk)
@@ -269,40 +178,16 @@ def _inside(path: str, roots: tuple[str, ...]) -> bool:
     return False
 
 
-class _ThumbCache:
-    """A small LRU of encoded thumbnails (decoding a frame costs tens of ms)."""
-
-    def __init__(self, size: int = 256) -> None:
-        self.size = size
-        self._d: OrderedDict[tuple, bytes] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple, make: Callable[[], bytes]) -> bytes:
-        with self._lock:
-            if key in self._d:
-                self._d.move_to_end(key)
-                return self._d[key]
-        data = make()
-        with self._lock:
-            self._d[key] = data
-            while len(self._d) > self.size:
-                self._d.popitem(last=False)
-        return data
-
-
-_thumbs = _ThumbCache()
-
-
 def _segment_dict(svc, tenant: str, video_id: str, s) -> dict:
     return {"segment_id": s.id, "index": s.idx, "start": s.start, "end": s.end, "transcript": s.transcript,
             "ocr_text": s.ocr_text, "labels": s.labels, "keyframe_times": list(s.keyframe_times),
-            "thumbnail_url": _links(svc, tenant, video_id, s.id)["thumbnail_url"]}
+            "thumbnail_url": links(svc, tenant, video_id, s.id)["thumbnail_url"]}
 
 
 def _video_dict(svc, tenant: str, rec) -> dict:
     d = rec.as_dict()
     d.pop("tenant", None)
-    d["media_url"] = _links(svc, tenant, rec.video_id, None)["media_url"]
+    d["media_url"] = links(svc, tenant, rec.video_id, None)["media_url"]
     return d
 
 
@@ -337,7 +222,7 @@ def search_get(
     rerank: bool = Query(False),
     p: Principal = Depends(require("search")),
 ) -> dict:
-    return _search(_svc(request), p, q, k, per_video, fusion, rerank)
+    return _search(service(request), p, q, k, per_video, fusion, rerank)
 
 
 @v1.post("/search", response_model=SearchOut, summary="Search with a JSON body or a multipart image query",
@@ -345,9 +230,7 @@ def search_get(
 async def search_post(request: Request, p: Principal = Depends(require("search"))) -> Any:
     from starlette.concurrency import run_in_threadpool
 
-    from api.app import ApiError
-
-    svc = _svc(request)
+    svc = service(request)
     ctype = request.headers.get("content-type", "")
     image = None
     if ctype.startswith("multipart/form-data"):
@@ -384,9 +267,7 @@ async def search_post(request: Request, p: Principal = Depends(require("search")
 async def ingest(request: Request, p: Principal = Depends(require("ingest"))) -> Any:
     from starlette.concurrency import run_in_threadpool
 
-    from api.app import ApiError
-
-    svc = _svc(request)
+    svc = service(request)
     s = svc.settings
     ctype = request.headers.get("content-type", "")
     if ctype.startswith("multipart/form-data"):
@@ -447,7 +328,6 @@ def _save_upload(svc, tenant: str, upload, title: str | None, speech: bool, ocr:
 
 
 def _path_request(svc, tenant: str, body: IngestPathBody) -> JobRequest:
-    from api.app import ApiError
     from indexer.media import probe
 
     roots = svc.settings.allowed_roots
@@ -470,27 +350,27 @@ def _path_request(svc, tenant: str, body: IngestPathBody) -> JobRequest:
 
 @v1.get("/jobs/{job_id}", response_model=JobOut, summary="An ingest job's status and progress")
 def get_job(request: Request, job_id: str, p: Principal = Depends(require("ingest"))) -> dict:
-    return _svc(request).jobs.get(job_id, tenant=p.tenant).as_dict()
+    return service(request).jobs.get(job_id, tenant=p.tenant).as_dict()
 
 
 @v1.get("/videos", summary="The tenant's videos")
 def list_videos(request: Request, limit: int = Query(100, ge=1, le=1000),
                 offset: int = Query(0, ge=0, le=_SQLITE_MAX_INT),
                 p: Principal = Depends(require("search"))) -> dict:
-    svc = _svc(request)
-    vids = svc.reader.catalog.list_videos(tenant=p.tenant, limit=limit, offset=offset)
+    svc = service(request)
+    vids = svc.index().catalog.list_videos(tenant=p.tenant, limit=limit, offset=offset)
     return {"videos": [_video_dict(svc, p.tenant, v) for v in vids], "limit": limit, "offset": offset}
 
 
 @v1.get("/videos/{video_id}", summary="One video's catalogue record")
 def get_video(request: Request, video_id: str, p: Principal = Depends(require("search"))) -> dict:
-    svc = _svc(request)
-    return _video_dict(svc, p.tenant, svc.reader.catalog.get_video(video_id, tenant=p.tenant))
+    svc = service(request)
+    return _video_dict(svc, p.tenant, svc.index().catalog.get_video(video_id, tenant=p.tenant))
 
 
 @v1.delete("/videos/{video_id}", summary="Delete a video (and its uploaded file)")
 def delete_video(request: Request, video_id: str, p: Principal = Depends(require("ingest"))) -> dict:
-    svc = _svc(request)
+    svc = service(request)
     with svc.writer.locked() as w:
         rec = w.delete_video(video_id, tenant=p.tenant)
     uploads = (svc.index_dir / "uploads" / p.tenant).resolve()
@@ -502,9 +382,9 @@ def delete_video(request: Request, video_id: str, p: Principal = Depends(require
 
 @v1.get("/videos/{video_id}/segments", response_model=list[SegmentOut], summary="A video's segments")
 def list_segments(request: Request, video_id: str, p: Principal = Depends(require("search"))) -> list[dict]:
-    svc = _svc(request)
-    rec = svc.reader.catalog.get_video(video_id, tenant=p.tenant)
-    return [_segment_dict(svc, p.tenant, video_id, s) for s in svc.reader.catalog.segments_of(rec.key)]
+    svc = service(request)
+    rec = svc.index().catalog.get_video(video_id, tenant=p.tenant)
+    return [_segment_dict(svc, p.tenant, video_id, s) for s in svc.index().catalog.segments_of(rec.key)]
 
 
 @v1.get("/videos/{video_id}/segments/{segment_id}/thumbnail", summary="A segment's keyframe as JPEG",
@@ -515,10 +395,10 @@ def thumbnail(request: Request, video_id: str, segment_id: int, t: str | None = 
 
     from indexer.media import frames_at
 
-    p = _video_reader_principal(request, video_id, t)
-    svc = _svc(request)
-    rec = svc.reader.catalog.get_video(video_id, tenant=p.tenant)
-    seg = next((s for s in svc.reader.catalog.segments_of(rec.key) if s.id == segment_id), None)
+    p = video_reader_principal(request, video_id, t)
+    svc = service(request)
+    rec = svc.index().catalog.get_video(video_id, tenant=p.tenant)
+    seg = next((s for s in svc.index().catalog.segments_of(rec.key) if s.id == segment_id), None)
     if seg is None:
         raise NotFoundError(f"video {video_id} has no segment {segment_id}",
                             hint=f"GET /v1/videos/{video_id}/segments lists them")
@@ -532,7 +412,7 @@ def thumbnail(request: Request, video_id: str, segment_id: int, t: str | None = 
         Image.fromarray(frames[0][1]).save(buf, format="JPEG", quality=82)
         return buf.getvalue()
 
-    data = _thumbs.get((rec.source, rec.content_hash, at, size), make)
+    data = svc.thumbs.get((rec.source, rec.content_hash, at, size), make)
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 
@@ -540,9 +420,9 @@ def thumbnail(request: Request, video_id: str, segment_id: int, t: str | None = 
         responses={200: {"content": {"video/mp4": {}}}, 206: {"description": "Partial content (Range)"}},
         response_class=FileResponse)
 def media(request: Request, video_id: str, t: str | None = Query(None)) -> FileResponse:
-    p = _video_reader_principal(request, video_id, t)
-    svc = _svc(request)
-    rec = svc.reader.catalog.get_video(video_id, tenant=p.tenant)
+    p = video_reader_principal(request, video_id, t)
+    svc = service(request)
+    rec = svc.index().catalog.get_video(video_id, tenant=p.tenant)
     if not os.path.isfile(rec.source):
         raise NotFoundError(f"the media of video {video_id} is no longer on the server")
     _check_range(request.headers.get("range"), os.path.getsize(rec.source))
@@ -557,8 +437,6 @@ def _check_range(header: str | None, size: int) -> None:
     """Refuse a malformed or unsatisfiable single Range with the JSON error body
     (Starlette's FileResponse would answer such requests in plain text). Multi-range
     requests are left to Starlette."""
-    from api.app import ApiError
-
     if not header or "," in header:
         return
     m = _RANGE_RE.match(header.strip())
@@ -580,9 +458,9 @@ def healthz() -> dict:
 @ops.get("/readyz", summary="Readiness: index open, models loaded")
 def readyz(request: Request) -> JSONResponse:
     svc = getattr(request.app.state, "svc", None)
-    ready = bool(svc and svc.ready and svc.reader is not None and svc.searcher is not None)
-    body = {"ready": ready, "index_open": bool(svc and svc.reader is not None),
-            "models_loaded": bool(svc and svc.searcher is not None),
+    ready = bool(svc and svc.ready and svc.index_open and svc.models_loaded)
+    body = {"ready": ready, "index_open": bool(svc and svc.index_open),
+            "models_loaded": bool(svc and svc.models_loaded),
             "writer": bool(svc and svc.writer.is_open), "local_mode": bool(svc and svc.local_mode)}
     if not ready:
         return JSONResponse({**body, **{"error": {"code": "not_ready", "message": "not ready"}}}, status_code=503)
@@ -591,15 +469,16 @@ def readyz(request: Request) -> JSONResponse:
 
 @ops.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
 def metrics(request: Request) -> PlainTextResponse:
-    svc = _svc(request)
+    svc = service(request)
     if not svc.local_mode:
-        _authenticate(request, "admin")
-    counts = svc.reader.catalog.counts()
+        authenticate(request, "admin")
+    index = svc.index()
+    counts = index.catalog.counts()
     gauges = {
         "vidseek_index_videos": ("Videos in the index (all tenants).", counts["videos"]),
         "vidseek_index_segments": ("Segments in the index.", counts["segments"]),
         "vidseek_index_keyframes": ("Keyframes in the index.", counts["keyframes"]),
-        "vidseek_index_vectors": ("Live joint vectors.", float(svc.reader.vectors.info().get("count", 0) or 0)),
+        "vidseek_index_vectors": ("Live joint vectors.", float(index.vectors.info().get("count", 0) or 0)),
         "vidseek_ingest_queue_length": ("Ingest jobs queued or running.", svc.jobs.queue_length()),
     }
     for status, n in svc.jobs.counts().items():
@@ -613,11 +492,9 @@ def page() -> FileResponse:
 
 
 def install(app: FastAPI) -> None:
-    """Add the routers and the static files to ``app``."""
+    """Add the search, ingest, video and operations routes and the static files to ``app``
+    (the feature routers install themselves: ``api.routes_covers``, ``routes_graph``,
+    ``routes_production``)."""
     app.include_router(v1)
     app.include_router(ops)
-    # Feature routers live in their own modules (covers, graph, clips and highlights).
-    from api import routes_covers, routes_graph, routes_production
-    for mod in (routes_covers, routes_graph, routes_production):
-        mod.install(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

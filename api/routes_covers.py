@@ -8,7 +8,10 @@
 - ``GET /v1/videos/{id}/covers``: every variant with scores, reasons and bandit stats.
 - ``POST /v1/feedback``: a click on an impression (or on a variant's latest one).
 
-Covers are computed on the first request for a video (or by ``vidseek covers``).
+Covers are computed on the first request for a video (or by ``vidseek covers``). The
+cover service and the context-vector cache belong to the service state
+(``ServiceState.covers()``, ``context_vectors``); the bandit figures of ``/covers`` are
+the ones the policy samples with (``engine.covers.beta_params``).
 Same tenancy as the other routes: another tenant's video or impression is a 404.
 Like thumbnails, the cover and feedback accept a signed link ``t`` from a search hit,
 because an ``<img>`` cannot send a key.
@@ -16,9 +19,6 @@ because an ``<img>`` cannot send a key.
 from __future__ import annotations
 
 import json
-import threading
-from contextlib import asynccontextmanager
-from typing import Any
 
 import numpy as np
 from fastapi import Depends, FastAPI, Query, Request
@@ -26,7 +26,10 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from api.auth import Principal
-from api.routes import _authenticate, _svc, _token, _video_reader_principal, require
+from api.deps import authenticate, require, service, token, video_reader_principal
+from api.errors import ApiError
+from api.state import ServiceState
+from engine.covers import beta_params
 from engine.errors import InputError, NotFoundError
 
 __all__ = ["install", "FeedbackBody"]
@@ -46,49 +49,11 @@ class FeedbackBody(BaseModel):
     t: str | None = Field(None, max_length=64)
 
 
-def _covers(request: Request):
-    """The app's CoverService, made on first use for the current service state."""
-    from indexer.covers.service import CoverService
-
-    svc = _svc(request)
-    app = request.app
-    lock = app.state.covers_lock
-    with lock:
-        cur = getattr(app.state, "covers", None)
-        if cur is None or getattr(app.state, "covers_svc", None) is not svc:
-            if cur is not None:
-                cur.close()
-            cur = CoverService(svc.index_dir)
-            app.state.covers = cur
-            app.state.covers_svc = svc
-        return cur
-
-
-def _image_encoder(svc):
-    from engine.models.registry import get_image_encoder
-
-    cfg = svc.reader.config
-    return get_image_encoder(cfg.image_encoder, **cfg.image_options)
-
-
-_ctx_cache: dict[tuple[str, str], np.ndarray] = {}
-_ctx_lock = threading.Lock()
-
-
-def _context_vector(svc, text: str) -> np.ndarray:
+def _context_vector(svc: ServiceState, text: str) -> np.ndarray:
     """The context text in the covers' space (the image encoder's text side), cached."""
-    enc = _image_encoder(svc)
+    enc = svc.image_encoder()
     key = (enc.info.name + ":" + enc.info.version, text)
-    with _ctx_lock:
-        hit = _ctx_cache.get(key)
-    if hit is not None:
-        return hit
-    vec = np.asarray(enc.encode_text([text])[0], dtype=np.float32)
-    with _ctx_lock:
-        if len(_ctx_cache) > 1024:
-            _ctx_cache.clear()
-        _ctx_cache[key] = vec
-    return vec
+    return svc.context_vectors.get(key, lambda: np.asarray(enc.encode_text([text])[0], dtype=np.float32))
 
 
 def get_cover(
@@ -103,16 +68,15 @@ def get_cover(
                                             "random or best_quality"),
     t: str | None = Query(None, description="signed link from a search hit"),
 ) -> Response:
-    from api.app import ApiError
-
     if policy not in _POLICIES:
         raise ApiError("bad_input", f"unknown policy {policy!r}; valid: {list(_POLICIES)}")
-    p = _video_reader_principal(request, video_id, t)
-    svc = _svc(request)
-    rec = svc.reader.catalog.get_video(video_id, tenant=p.tenant)
+    p = video_reader_principal(request, video_id, t)
+    svc = service(request)
+    index = svc.index()
+    rec = index.catalog.get_video(video_id, tenant=p.tenant)
     ctx = _context_vector(svc, context) if context and context.strip() else None
-    served = _covers(request).serve(rec, svc.reader.config, aspect=aspect, context=ctx, policy=policy,
-                                    tenant=p.tenant, user=user, image_encoder=_image_encoder(svc))
+    served = svc.covers().serve(rec, index.config, aspect=aspect, context=ctx, policy=policy,
+                                tenant=p.tenant, user=user, image_encoder=svc.image_encoder())
     headers = {
         "X-Cover-Variant": str(served.variant.id),
         "X-Cover-Impression": served.impression.token,
@@ -126,18 +90,19 @@ def get_cover(
 def list_covers(request: Request, video_id: str,
                 compute: bool = Query(True, description="compute the covers now if there are none"),
                 p: Principal = Depends(require("search"))) -> dict:
-    svc = _svc(request)
-    rec = svc.reader.catalog.get_video(video_id, tenant=p.tenant)
-    cs = _covers(request)
-    variants = cs.variants(rec, svc.reader.config, compute=compute, image_encoder=_image_encoder(svc))
+    svc = service(request)
+    index = svc.index()
+    rec = index.catalog.get_video(video_id, tenant=p.tenant)
+    cs = svc.covers()
+    variants = cs.variants(rec, index.config, compute=compute, image_encoder=svc.image_encoder())
     arms = cs.store.arm_states(variants)
     th = cs.thompson
     out = []
     for v, arm in zip(variants, arms):
         d = v.as_dict()
         d.pop("files", None)
-        a = (th.base_ctr * (0.5 + v.score)) * th.prior_strength + v.clicks
-        b = (1 - th.base_ctr * (0.5 + v.score)) * th.prior_strength + max(0, v.impressions - v.clicks)
+        # The Beta posterior Thompson sampling draws from (with its clamps), not a copy.
+        a, b = beta_params(arm, th.prior_strength, th.base_ctr)
         d["bandit"] = {"posterior_mean_ctr": a / (a + b), "alpha": a, "beta": b,
                        "linucb_updates": int(arm.a is not None)}
         out.append(d)
@@ -149,27 +114,25 @@ def list_covers(request: Request, video_id: str,
 async def feedback(request: Request) -> dict:
     from starlette.concurrency import run_in_threadpool
 
-    from api.app import ApiError
-
     try:
         body = FeedbackBody.model_validate(json.loads(await request.body() or b"null"))
     except (ValueError, TypeError) as e:
         raise InputError(f"the JSON body is invalid: {e}") from None
     if not body.impression and not (body.video_id and body.variant_id):
         raise ApiError("bad_input", "send {\"impression\": ...} or {\"video_id\": ..., \"variant_id\": ...}")
-    if body.t and not _token(request):
+    if body.t and not token(request):
         if not body.video_id:
             raise ApiError("bad_input", "a signed link 't' needs the 'video_id' it was issued for")
-        p = _video_reader_principal(request, body.video_id, body.t)
+        p = video_reader_principal(request, body.video_id, body.t)
     else:
-        p = _authenticate(request, "search")
+        p = authenticate(request, "search")
     return await run_in_threadpool(_record_click, request, p, body)
 
 
 def _record_click(request: Request, p: Principal, body: FeedbackBody) -> dict:
-    svc = _svc(request)
-    cs = _covers(request)
-    rec = svc.reader.catalog.get_video(body.video_id, tenant=p.tenant) if body.video_id else None
+    svc = service(request)
+    cs = svc.covers()
+    rec = svc.index().catalog.get_video(body.video_id, tenant=p.tenant) if body.video_id else None
     if rec is not None and body.impression:
         # A signed link grants one video: the impression must be of that video.
         imp = cs.store.get_impression(body.impression, tenant=p.tenant)
@@ -182,9 +145,7 @@ def _record_click(request: Request, p: Principal, body: FeedbackBody) -> dict:
 
 
 def install(app: FastAPI) -> None:
-    """Add the cover and feedback routes to ``app`` and close their catalog
-    connection when the app shuts down."""
-    app.state.covers_lock = threading.Lock()
+    """Add the cover and feedback routes to ``app`` (the state closes the cover service)."""
     app.add_api_route(
         "/v1/videos/{video_id}/cover", get_cover, methods=["GET"], response_class=Response,
         summary="The cover chosen for this request (JPEG); logs an impression",
@@ -200,20 +161,3 @@ def install(app: FastAPI) -> None:
                       openapi_extra={"requestBody": {"required": True, "content": {
                           "application/json": {"schema": FeedbackBody.model_json_schema(),
                                                "example": {"impression": "i3c838316b8fb50216b4441e2"}}}}})
-
-    inner = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(a: FastAPI) -> Any:
-        async with inner(a) as state:
-            try:
-                yield state
-            finally:
-                with a.state.covers_lock:
-                    cur = getattr(a.state, "covers", None)
-                    if cur is not None:
-                        cur.close()
-                    a.state.covers = None
-                    a.state.covers_svc = None
-
-    app.router.lifespan_context = lifespan

@@ -2,7 +2,7 @@
 
 Same rules as ``api.routes``: every route needs the ``search`` scope and sees only
 the caller's tenant; another tenant's entity or video answers 404 exactly like a
-missing one. The routes read the catalog through the service's reader handle.
+missing one. The routes read the catalog through the service state's index handle.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from api.auth import Principal
-from api.routes import _links, _svc, require
+from api.deps import links, require, service
 from engine.graph.store import ENTITY_TYPES, GraphStore
 
 __all__ = ["install", "EntityOut", "EntityListOut", "EntityDetailOut", "RelatedOut"]
@@ -91,7 +91,7 @@ def list_entities(request: Request, q: str = Query(..., min_length=1, max_length
 
     if type is not None and type not in ENTITY_TYPES:
         raise UnknownNameError("entity type", type, ENTITY_TYPES)
-    store = GraphStore(_svc(request).reader.catalog)
+    store = GraphStore(service(request).index().catalog)
     ents = store.search_entities(q, tenant=p.tenant, limit=limit, types=[type] if type else None)
     return {"query": q, "entities": [_entity_out(e) for e in ents]}
 
@@ -100,8 +100,8 @@ def list_entities(request: Request, q: str = Query(..., min_length=1, max_length
             summary="One entity with its videos (and the moments with evidence) and neighbours")
 def get_entity(request: Request, entity_id: int, videos: int = Query(50, ge=1, le=500),
                neighbours: int = Query(25, ge=1, le=200), p: Principal = Depends(require("search"))) -> dict:
-    svc = _svc(request)
-    cat = svc.reader.catalog
+    svc = service(request)
+    cat = svc.index().catalog
     store = GraphStore(cat)
     e = store.get_entity(entity_id, tenant=p.tenant)
     evs = store.entity_videos(e.id, limit=videos)
@@ -115,7 +115,7 @@ def get_entity(request: Request, entity_id: int, videos: int = Query(50, ge=1, l
         moments = [{"segment_id": s, "start": segs[s].start, "end": segs[s].end} for s in v.segments[:20] if s in segs]
         out_v.append({"video_id": rec.video_id, "title": rec.title, "source": rec.source,
                       "relations": list(v.relations), "confidence": v.confidence, "modalities": list(v.modalities),
-                      "moments": moments, "media_url": _links(svc, p.tenant, rec.video_id, None)["media_url"]})
+                      "moments": moments, "media_url": links(svc, p.tenant, rec.video_id, None)["media_url"]})
     neigh = [{"entity_id": n.entity.id, "type": n.entity.type, "name": n.entity.name, "weight": round(n.weight, 4),
               "shared_videos": n.shared_videos, "relations": list(n.relations)}
              for n in store.neighbours(e.id, limit=neighbours)]
@@ -128,7 +128,7 @@ def get_entity(request: Request, entity_id: int, videos: int = Query(50, ge=1, l
 def entity_png(request: Request, entity_id: int, p: Principal = Depends(require("search"))) -> Response:
     from engine.graph.algorithms import draw_png, neighbourhood
 
-    cat = _svc(request).reader.catalog
+    cat = service(request).index().catalog
     e = GraphStore(cat).get_entity(entity_id, tenant=p.tenant)
     g = neighbourhood(cat, e.id, tenant=p.tenant)
     png = draw_png(g, title=f"{e.label()} ({e.type})")
@@ -139,8 +139,8 @@ def entity_png(request: Request, entity_id: int, p: Principal = Depends(require(
             summary="Videos related through shared entities and reused footage")
 def related(request: Request, video_id: str, limit: int = Query(20, ge=1, le=200),
             p: Principal = Depends(require("search"))) -> dict:
-    svc = _svc(request)
-    cat = svc.reader.catalog
+    svc = service(request)
+    cat = svc.index().catalog
     rec = cat.get_video(video_id, tenant=p.tenant)
     store = GraphStore(cat)
     rel = store.related_videos(rec.key, limit=limit)
@@ -153,7 +153,7 @@ def related(request: Request, video_id: str, limit: int = Query(20, ge=1, le=200
         out.append({"video_id": o.video_id, "title": o.title, "source": o.source, "score": r.score,
                     "shared_entities": [{"entity_id": i, "type": t, "name": n} for i, t, n in r.shared],
                     "reused_footage": list(r.reuse),
-                    "media_url": _links(svc, p.tenant, o.video_id, None)["media_url"]})
+                    "media_url": links(svc, p.tenant, o.video_id, None)["media_url"]})
     ents = [{**_entity_out(e), "relations": list(rels), "confidence": c} for e, rels, c in store.video_entities(rec.key)]
     return {"video_id": rec.video_id, "entities": ents, "related": out}
 

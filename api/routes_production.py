@@ -10,11 +10,14 @@ tenant's video answers 404 like a missing one.
 ``highlight``); ``GET /v1/jobs/{job_id}`` reports its status and progress, and
 ``GET /v1/highlights/{job_id}/video`` and ``/edl`` serve the result. The reel and
 its EDL are kept in ``DIR/highlights/<tenant>/<job_id>.{mp4,json}``.
+
+The clip and highlight logic is ``api.production`` (shared with the CLI); the limits of
+clips and reels are the service state's ``clip_limits``; ``job_kinds(state)`` gives the
+``highlight`` runner that the app registers with the state's job queue.
 """
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,25 +26,14 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from api.auth import Principal
-from api.jobs import JobRequest, SharedWriter, register_job_kind
-from api.routes import _svc, _video_reader_principal, require
+from api.deps import require, service, video_reader_principal
+from api.errors import ApiError
+from api.jobs import JobRequest, JobRunner
+from api.production import HIGHLIGHT_KIND, HighlightRequest, highlight_paths, resolve_video, run_highlight_job
+from api.state import ServiceState
 from engine.errors import NotFoundError
 
-__all__ = ["install", "HighlightBody", "CLIP_LIMITS", "highlight_paths"]
-
-log = logging.getLogger("vidseek.api.production")
-
-HIGHLIGHT_KIND = "highlight"
-
-
-def _default_limits():
-    from indexer.export import ExportLimits
-
-    return ExportLimits()
-
-
-CLIP_LIMITS = _default_limits()
-"""Limits of clips and reels made over HTTP; set ``app.state.clip_limits`` to change them."""
+__all__ = ["install", "job_kinds", "HighlightBody", "highlight_paths"]
 
 
 class HighlightBody(BaseModel):
@@ -54,31 +46,12 @@ class HighlightBody(BaseModel):
     fade: float = Field(0.5, ge=0, le=2, description="cross-fade between pieces in seconds")
 
 
-def highlight_paths(index_dir: Path, tenant: str, job_id: str) -> tuple[Path, Path]:
-    """Where a highlight job writes its reel and its EDL."""
-    folder = Path(index_dir) / "highlights" / tenant
-    return folder / f"{job_id}.mp4", folder / f"{job_id}.json"
+def job_kinds(svc: ServiceState) -> dict[str, JobRunner]:
+    """The job kinds of these routes: ``highlight``, made with ``svc``'s clip limits."""
+    def run(writer, job_id, req, progress, should_commit):
+        return run_highlight_job(writer, job_id, req, progress, should_commit, limits=svc.clip_limits)
 
-
-def _run_highlight(writer: SharedWriter, job_id: str, req: JobRequest, progress,
-                   should_commit) -> tuple[str, str | None]:
-    """The job runner: build the reel with the service's writer handle (always current),
-    or a reader while another process holds the writer lock. Nothing is committed, so
-    ``should_commit`` has nothing to guard; a shutdown stops the job through
-    ``progress`` (which raises), and the renderer kills FFmpeg and removes its file."""
-    from api.cli_production import HighlightRequest, build_highlight
-    from engine.index import VideoIndex
-
-    hreq = HighlightRequest.from_dict({**json.loads(req.params or "{}"), "tenant": req.tenant})
-    video, edl = highlight_paths(writer.index_dir, req.tenant, job_id)
-    video.parent.mkdir(parents=True, exist_ok=True)
-    own = None if writer.try_open() else VideoIndex.open(writer.index_dir)
-    try:
-        build_highlight(own or writer.index, hreq, video, edl_path=edl, limits=CLIP_LIMITS, progress=progress)
-    finally:
-        if own is not None:
-            own.close()
-    return "rendered", hreq.video_id
+    return {HIGHLIGHT_KIND: run}
 
 
 router = APIRouter(prefix="/v1")
@@ -99,14 +72,12 @@ def clip(
     copy: Literal["auto", "never", "always"] = Query("auto", description="stream copy when keyframe-aligned"),
     t: str | None = Query(None, description="signed link token from a search result"),
 ) -> StreamingResponse:
-    from api.cli_production import resolve_video
     from indexer.export import export_to_temp, iter_file
 
-    p = _video_reader_principal(request, video_id, t)
-    svc = _svc(request)
-    rec = resolve_video(svc.reader, video_id, p.tenant)
-    limits = getattr(request.app.state, "clip_limits", CLIP_LIMITS)
-    res = export_to_temp(rec.source, start, end, copy=copy, limits=limits, tmp_dir=svc.index_dir / "tmp")
+    p = video_reader_principal(request, video_id, t)
+    svc = service(request)
+    rec = resolve_video(svc.index(), video_id, p.tenant)
+    res = export_to_temp(rec.source, start, end, copy=copy, limits=svc.clip_limits, tmp_dir=svc.index_dir / "tmp")
     plan = res.plan
     headers = {
         "Content-Length": str(res.size_bytes),
@@ -125,13 +96,11 @@ def clip(
                  "video_url": "/v1/highlights/j5c1e0d7a9b2f4e86/video",
                  "edl_url": "/v1/highlights/j5c1e0d7a9b2f4e86/edl"}}}}})
 def post_highlight(request: Request, body: HighlightBody, p: Principal = Depends(require("ingest"))) -> Any:
-    from api.cli_production import HighlightRequest
-
-    svc = _svc(request)
+    svc = service(request)
     hreq = HighlightRequest(video_id=body.video_id, query=body.query, duration=body.duration, order=body.order,
                             fade=body.fade, tenant=p.tenant)
     if hreq.video_id is not None:
-        svc.reader.catalog.get_video(hreq.video_id, tenant=p.tenant)  # 404 now, not a failed job later
+        svc.index().catalog.get_video(hreq.video_id, tenant=p.tenant)  # 404 now, not a failed job later
     params = {k: v for k, v in hreq.as_dict().items() if k != "tenant"}
     title = f"highlight of {hreq.video_id}" if hreq.video_id else f"highlight: {hreq.query}"
     job = svc.jobs.submit(JobRequest(p.tenant, "", title[:200], kind=HIGHLIGHT_KIND, params=json.dumps(params)))
@@ -143,9 +112,7 @@ def post_highlight(request: Request, body: HighlightBody, p: Principal = Depends
 
 
 def _done_job(request: Request, job_id: str, p: Principal) -> tuple[Path, Path]:
-    from api.app import ApiError
-
-    svc = _svc(request)
+    svc = service(request)
     job = svc.jobs.get(job_id, tenant=p.tenant)
     if job.kind != HIGHLIGHT_KIND:
         raise NotFoundError(f"job {job_id} is not a highlight job",
@@ -177,6 +144,5 @@ def highlight_edl(request: Request, job_id: str, p: Principal = Depends(require(
 
 
 def install(app: FastAPI) -> None:
-    """Add the clip and highlight routes to ``app`` and the highlight job kind to the queue."""
-    register_job_kind(HIGHLIGHT_KIND, _run_highlight)
+    """Add the clip and highlight routes to ``app`` (their job kinds: ``job_kinds``)."""
     app.include_router(router)

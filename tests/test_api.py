@@ -307,10 +307,10 @@ def test_path_ingest_off_without_roots(tmp_path, tools):
 def test_search_runs_during_ingest_and_sees_result_after(env, monkeypatch):
     """An ingest job is held between analysis and commit: searches keep answering and do
     not see the new video; once released and committed, searches see it, no restart."""
-    import indexer.pipeline as pipeline
+    import indexer.mapper as mapper  # the jobs' analysis step (looked up at call time)
 
     c, A = env["client"], env["A"]
-    real = pipeline.analyse
+    real = mapper.analyse
     reached, release = threading.Event(), threading.Event()
 
     def held(*args, **kw):
@@ -319,7 +319,7 @@ def test_search_runs_during_ingest_and_sees_result_after(env, monkeypatch):
         release.wait(120)
         return video
 
-    monkeypatch.setattr(pipeline, "analyse", held)
+    monkeypatch.setattr(mapper, "analyse", held)
     clip = synth.make_text_clip(env["root"], "OPEN SALE", name="sale.mp4", size=(320, 120), fontsize=40)
     job = c.post("/v1/ingest", headers=A, json={"path": str(clip), "title": "sale"}).json()["job_id"]
     try:
@@ -431,7 +431,7 @@ def test_rate_limit_429(tmp_path):
 
 # -- shutdown and restart ---------------------------------------------------------------------
 def test_shutdown_abandons_in_flight_job_and_restart_requeues(tmp_path, tools, monkeypatch):
-    import indexer.pipeline as pipeline
+    import indexer.mapper as mapper
 
     root = tmp_path / "root"
     root.mkdir()
@@ -439,23 +439,23 @@ def test_shutdown_abandons_in_flight_job_and_restart_requeues(tmp_path, tools, m
     idx = tmp_path / "idx"
     settings = Settings(rate=0, ingest_speech=False, ingest_ocr=False, allowed_roots=(str(root),),
                         shutdown_grace_s=0.2, warm_models=False)
-    real = pipeline.analyse
+    real = mapper.analyse
     reached = threading.Event()
 
-    def stuck(source, content_hash, config, options, meta=None, progress=None):
+    def stuck(source, content_hash, config, options, meta=None, progress=None, **kw):
         reached.set()
         for _ in range(6000):  # a long stage that reports progress: stops at shutdown
             progress("slow", 0.5)
             time.sleep(0.01)
-        return real(source, content_hash, config, options, meta, progress)
+        return real(source, content_hash, config, options, meta, progress, **kw)
 
-    monkeypatch.setattr(pipeline, "analyse", stuck)
+    monkeypatch.setattr(mapper, "analyse", stuck)
     with TestClient(create_app(idx, settings)) as c:
         job = c.post("/v1/ingest", json={"path": str(clip)}).json()["job_id"]
         assert reached.wait(60)
     row = sqlite3.connect(service_db_path(idx)).execute("SELECT status FROM jobs WHERE job_id = ?", (job,)).fetchone()
     assert row[0] == "abandoned"
-    monkeypatch.setattr(pipeline, "analyse", real)
+    monkeypatch.setattr(mapper, "analyse", real)
     with TestClient(create_app(idx, settings)) as c:
         j = _wait_job(c, job, {})
         assert j["status"] == "done" and j["result"] == "indexed"
@@ -474,6 +474,8 @@ def test_writer_locked_elsewhere_gives_409(tmp_path, tools):
         with TestClient(create_app(idx, Settings(rate=0, allowed_roots=(str(root),), warm_models=False))) as c:
             assert c.get("/readyz").json()["writer"] is False
             assert c.get("/v1/search", params={"q": "anything"}).status_code == 200  # reads still serve
+            svc = c.app.state.svc
+            assert svc.reader is not None and svc.index() is svc.reader  # the read-only handle serves
             _err(c.delete("/v1/videos/vnothere"), 409, "index_locked")
             job = c.post("/v1/ingest", json={"path": str(clip)}).json()["job_id"]
             j = _wait_job(c, job, {})

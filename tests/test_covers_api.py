@@ -33,8 +33,7 @@ def env(tmp_path_factory, tools, visual_image):
                   *synth._X264, *synth._BITEXACT, str(face))
     cuts, _ = synth.make_cuts_clip(base, size=(320, 240))
     idx = base / "index"
-    report = index_paths([str(face), str(cuts)], idx, show_progress=False,
-                         options=IndexOptions(tenant="alpha", speech=False, ocr=False))
+    report = index_paths([str(face), str(cuts)], idx, options=IndexOptions(tenant="alpha", speech=False, ocr=False))
     assert not report.failed, report.summary()
     store = KeyStore(service_db_path(idx))
     a_key, _ = store.create("alpha", "search")
@@ -92,6 +91,32 @@ def test_cover_feedback_and_restart(env):
         pol = j["policy"]
         prior_alpha = pol["base_ctr"] * (0.5 + served["score"]) * pol["prior_strength"]
         assert served["bandit"]["alpha"] == pytest.approx(prior_alpha + 1)  # the click moved the posterior
+
+
+def test_covers_report_the_posterior_the_policy_samples(env):
+    """GET /covers reports the Beta posterior that Thompson sampling draws from, clamps
+    included. With a base rate so low that every prior mean is under the policy's floor
+    (0.001), the route used to report the unclamped prior (alpha 0.0005..0.0015 instead
+    of 0.01 before clicks)."""
+    from engine.covers import ArmState, ThompsonSampling, beta_params
+    from indexer.covers.service import CoverService
+
+    idx, A, vid = env["idx"], env["A"], env["face"]
+    th = ThompsonSampling(prior_strength=10.0, base_ctr=1e-4)
+    with TestClient(_app(idx)) as c:
+        svc = c.app.state.svc
+        svc.cover_service = CoverService(idx, thompson=th)  # the state closes it at shutdown
+        j = c.get(f"/v1/videos/{vid}/covers", headers=A).json()
+        assert j["policy"]["base_ctr"] == 1e-4 and j["variants"]
+        arms = svc.covers().store.arm_states(svc.covers().store.variants(
+            svc.index().catalog.get_video(vid).key))
+        for v, arm in zip(j["variants"], arms):
+            bandit = v["bandit"]
+            assert bandit["alpha"] == pytest.approx(1e-3 * 10 + v["clicks"])  # the floor of the prior mean
+            assert (bandit["alpha"], bandit["beta"]) == pytest.approx(beta_params(arm, 10.0, 1e-4))
+            assert (bandit["alpha"], bandit["beta"]) == pytest.approx(
+                beta_params(ArmState(v["score"], v["impressions"], v["clicks"]), 10.0, 1e-4))
+            assert bandit["posterior_mean_ctr"] == pytest.approx(bandit["alpha"] / (bandit["alpha"] + bandit["beta"]))
 
 
 def test_context_aspect_signed_link_and_errors(env):

@@ -39,7 +39,7 @@ def graph_index(tmp_path_factory, tools) -> dict:
     side.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
     idx = base / "index"
     r = index_paths([str(p) for p in clips.values()], idx, metadata=side,
-                    options=IndexOptions(speech=False, ocr=False), show_progress=False)
+                    options=IndexOptions(speech=False, ocr=False))
     assert not r.failed, r.summary()
     with VideoIndex.open(idx) as index:
         ids = {k: index.catalog.find_by_source(str(p)).video_id for k, p in clips.items()}

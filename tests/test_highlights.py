@@ -324,7 +324,7 @@ def check_reel_against_edl(path: Path, edl: dict, source_fps: dict[str, int]) ->
 
 
 def test_highlight_of_a_video_matches_its_edl(reel_index, tmp_path):
-    from api.cli_production import HighlightRequest, build_highlight
+    from api.production import HighlightRequest, build_highlight
     from engine.index import VideoIndex
 
     index, vid, _, first = reel_index
@@ -381,7 +381,7 @@ def test_cli_highlight_and_its_errors(reel_index, tmp_path, capsys):
 def test_highlight_of_a_query_with_a_searcher(reel_index, tmp_path):
     """The query path with a stand-in searcher (the real planner is exercised in
     test_production_api): hits become candidates with their scores as relevance."""
-    from api.cli_production import HighlightRequest, build_highlight
+    from api.production import HighlightRequest, build_highlight
     from engine.index import VideoIndex
     from query.planner import Hit, SearchResponse
 
@@ -413,7 +413,7 @@ def test_highlight_of_a_query_with_a_searcher(reel_index, tmp_path):
 
 
 def test_query_without_matches_is_not_found(reel_index, tmp_path):
-    from api.cli_production import HighlightRequest, build_highlight
+    from api.production import HighlightRequest, build_highlight
     from engine.index import VideoIndex
     from query.planner import SearchResponse
 

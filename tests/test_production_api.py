@@ -136,16 +136,17 @@ def test_clip_by_signed_link(env, tmp_path):
 
 
 def test_clip_limits_are_413(env):
-    app, c = env["app"], env["client"]
+    svc, c = env["app"].state.svc, env["client"]
+    default = svc.clip_limits
     try:
-        app.state.clip_limits = ExportLimits(max_duration_s=1.0)
+        svc.clip_limits = ExportLimits(max_duration_s=1.0)
         _err(c.get(f"/v1/videos/{env['counter']}/clip", params={"start": 0, "end": 2}, headers=env["A"]), 413,
              "too_large", "over the limit of 1.0 s")
-        app.state.clip_limits = ExportLimits(max_bytes=2000)
+        svc.clip_limits = ExportLimits(max_bytes=2000)
         _err(c.get(f"/v1/videos/{env['counter']}/clip", params={"start": 0, "end": 2}, headers=env["A"]), 413,
              "too_large", "size limit")
     finally:
-        del app.state.clip_limits
+        svc.clip_limits = default
     assert list((env["idx"] / "tmp").glob("*.mp4")) == []
 
 
@@ -198,7 +199,7 @@ def test_failed_highlight_job_reports_its_error(env):
     _err(c.get(r.json()["video_url"], headers=G), 409, "job_failed", "no indexed moment matches")
     # A failed highlight is not an indexing failure of some file.
     svc = env["app"].state.svc
-    assert svc.reader.catalog.failures(tenant="gamma") == []
+    assert svc.index().catalog.failures(tenant="gamma") == []
 
 
 @pytest.mark.parametrize(("body", "status", "code", "needle"), [
@@ -231,10 +232,8 @@ def test_highlight_result_of_an_unfinished_or_other_job(env):
     _wait_job(c, ingest.job_id, A)
     _err(c.get(f"/v1/highlights/{ingest.job_id}/edl", headers=A), 404, "not_found", "not a highlight job")
     # A job still queued behind another has no result yet: 409 until it is done.
-    from api.jobs import JOB_KINDS, register_job_kind
-
     gate = threading.Event()
-    register_job_kind("wait", lambda writer, job_id, req, progress, ok: (gate.wait(60), ("waited", None))[1])
+    svc.register_job_kind("wait", lambda writer, job_id, req, progress, ok: (gate.wait(60), ("waited", None))[1])
     try:
         blocker = svc.jobs.submit(JobRequest("alpha", "", "blocker", kind="wait"))
         r = c.post("/v1/highlights", json={"video_id": env["match"], "duration": 3}, headers=A)
@@ -243,7 +242,7 @@ def test_highlight_result_of_an_unfinished_or_other_job(env):
     finally:
         gate.set()
         _wait_job(c, blocker.job_id, A)
-        del JOB_KINDS["wait"]
+        del svc.job_kinds["wait"]
     assert _wait_job(c, job_id, A)["status"] == "done"
     assert c.get(f"/v1/highlights/{job_id}/video", headers=A).status_code == 200
 

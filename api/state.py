@@ -1,0 +1,215 @@
+"""The service state: one ``ServiceState`` per running app, opened by its lifespan hook
+and closed with it. It owns everything the routes share:
+
+- the index handles: the one writer (``SharedWriter``: ingest jobs and deletes,
+  serialised), and a read-only handle opened only when it serves, i.e. when
+  ``Settings.search_on_writer`` is off or another process holds the writer lock;
+  ``index()`` hands out the handle that reads use and ``searcher()`` the query
+  planner over it, synced first so that it sees every commit;
+- the key store, link signer and rate limiter; the job queue and its job kinds
+  (``job_kinds``: kind -> runner, besides the built-in ``ingest``);
+- the cover service (its own writable catalog connection, made on first use), the
+  thumbnail and context-vector caches, the limits of clips and reels, the metrics.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Callable, Hashable, TypeVar
+
+from api.auth import KeyStore, LinkSigner, RateLimiter, service_db_path
+from api.errors import ApiError
+from api.jobs import JobQueue, JobRunner, SharedWriter
+from api.metrics import Metrics
+from api.settings import Settings
+
+__all__ = ["ServiceState", "LruCache", "is_loopback"]
+
+log = logging.getLogger("vidseek.api")
+
+T = TypeVar("T")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class LruCache:
+    """A small thread-safe LRU of computed values (encoded thumbnails, context vectors).
+    Two threads missing the same key may both compute it; the later one wins."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._d: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, make: Callable[[], T]) -> T:
+        with self._lock:
+            if key in self._d:
+                self._d.move_to_end(key)
+                return self._d[key]
+        value = make()
+        with self._lock:
+            self._d[key] = value
+            while len(self._d) > self.size:
+                self._d.popitem(last=False)
+        return value
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._d)
+
+
+class ServiceState:
+    """Everything the routes use (see the module docstring). ``open`` makes one,
+    ``start`` readies the search side and starts the job worker, ``close`` releases
+    it all."""
+
+    def __init__(self, index_dir: Path, settings: Settings, keys: KeyStore, writer: SharedWriter) -> None:
+        from indexer.export import ExportLimits
+
+        self.index_dir = index_dir
+        self.settings = settings
+        self.keys = keys
+        self.writer = writer
+        self.signer = LinkSigner(keys.secret("link_signing"), settings.link_ttl_s)
+        self.limiter = RateLimiter(settings.rate, settings.burst)
+        self.job_kinds: dict[str, JobRunner] = {}
+        self.jobs = JobQueue(service_db_path(index_dir), writer, kinds=self.job_kinds)
+        self.metrics = Metrics()
+        self.loopback = is_loopback(settings.host)
+        self.thumbs = LruCache(256)  # encoded thumbnails: decoding a frame costs tens of ms
+        self.context_vectors = LruCache(1024)  # cover contexts in the image encoder's space
+        self.clip_limits = ExportLimits()  # clips and highlight reels made over HTTP
+        self.cover_service: Any = None  # indexer.covers.service.CoverService, made on first use
+        self.reader: Any = None  # the read-only engine.index.VideoIndex, opened only when it serves
+        self.ready = False
+        self.started_at = time.time()
+        self._closed = False
+        self._lock = threading.RLock()
+        self._searcher: Any = None  # query.planner.Searcher over the handle index() gave last
+
+    @classmethod
+    def open(cls, index_dir: str | Path, settings: Settings) -> ServiceState:
+        """The state of the service for ``index_dir`` (created when absent)."""
+        index_dir = Path(index_dir)
+        index_dir.mkdir(parents=True, exist_ok=True)
+        keys = KeyStore(service_db_path(index_dir))
+        writer = SharedWriter(index_dir)
+        try:
+            # The writer first: it creates the index when the folder is new.
+            writer.try_open()
+            return cls(index_dir, settings, keys, writer)
+        except BaseException:
+            writer.close()
+            keys.close()
+            raise
+
+    def register_job_kind(self, kind: str, runner: JobRunner) -> None:
+        """Let the job queue run jobs of ``kind`` (e.g. ``highlight``) with ``runner``, in
+        the same worker, table and status model as ingest."""
+        if kind == "ingest":
+            raise ValueError("'ingest' is the built-in job kind")
+        self.job_kinds[kind] = runner
+
+    def start(self) -> int:
+        """Open the search side (the encoders, loaded now when ``warm_models``, so that
+        ready means "a search will not stall"), then start the job worker; returns how
+        many unfinished jobs of an earlier run were queued again."""
+        searcher = self.searcher()
+        if self.settings.warm_models:
+            searcher.warm_up()
+        self.ready = True
+        return self.jobs.start()
+
+    def close(self) -> None:
+        """Stop the jobs (within the shutdown grace) and close every handle."""
+        self.ready = False
+        with self._lock:
+            self._closed = True
+        try:
+            self.jobs.shutdown(self.settings.shutdown_grace_s)
+        finally:
+            with self._lock:
+                if self.cover_service is not None:
+                    self.cover_service.close()
+                    self.cover_service = None
+                if self.reader is not None:
+                    self.reader.close()
+                    self.reader = None
+                self._searcher = None
+            self.writer.close()
+            self.keys.close()
+
+    # -- access ----------------------------------------------------------------------------
+    @property
+    def local_mode(self) -> bool:
+        """No keys and a loopback bind: requests without a key act as tenant "default"."""
+        return self.loopback and self.keys.active_count() == 0
+
+    @property
+    def index_open(self) -> bool:
+        """An index handle serves reads: the writer (``search_on_writer``) or the reader."""
+        return (self.settings.search_on_writer and self.writer.is_open) or self.reader is not None
+
+    @property
+    def models_loaded(self) -> bool:
+        return self._searcher is not None
+
+    def index(self):
+        """The handle reads and searches use (an ``engine.index.VideoIndex``): the
+        writer when ``search_on_writer`` and it is open (always current: every commit
+        syncs it), else the read-only handle, opened on the first call."""
+        w = self.writer.index
+        if self.settings.search_on_writer and w is not None:
+            return w
+        with self._lock:
+            if self._closed:
+                raise ApiError("shutting_down", "the service is stopping; retry shortly")
+            if self.reader is None:
+                from engine.index import VideoIndex
+
+                self.reader = VideoIndex.open(self.index_dir)
+            return self.reader
+
+    def searcher(self):
+        """The query planner (``query.planner.Searcher``) over ``index()``, after
+        ``sync()`` on that handle: the state refreshes the index it searches, so a
+        search sees every video committed before it (by this process or another)."""
+        from query.planner import Searcher
+
+        index = self.index()
+        with self._lock:
+            if self._searcher is None or self._searcher.index is not index:
+                self._searcher = Searcher(index)
+            searcher = self._searcher
+        index.sync()
+        return searcher
+
+    def image_encoder(self):
+        """The index's image encoder (covers live in its space)."""
+        from engine.models.registry import get_image_encoder
+
+        cfg = self.index().config
+        return get_image_encoder(cfg.image_encoder, **cfg.image_options)
+
+    def covers(self):
+        """The cover service (``indexer.covers.service.CoverService``), made on first use
+        over a writable catalog connection of its own."""
+        with self._lock:
+            if self._closed:
+                raise ApiError("shutting_down", "the service is stopping; retry shortly")
+            if self.cover_service is None:
+                from indexer.covers.service import CoverService
+
+                self.cover_service = CoverService(self.index_dir)
+            return self.cover_service
