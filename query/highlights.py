@@ -1,7 +1,7 @@
 """Highlight reels: score candidate segments, choose and trim them, and write the edit decision list.
 
 Pure functions over features passed in (``indexer.highlight_features`` measures
-them from the media; ``api.cli_production`` wires the two), so everything here is
+them from the media; ``api.production`` wires the two), so everything here is
 testable with hand-made series.
 
 Scoring
@@ -387,50 +387,60 @@ def trim_window(
         return None
     bounds = natural_boundaries(sig) if bounds is None else bounds
     words = sig.words
-
-    def edge_kind(t: float) -> str:
-        return _kind_at(t, bounds) or "segment"
-
-    def clear_of_words(t: float, direction: int) -> float:
-        w = _inside_word(t, words)
-        if w is None:
-            return t
-        return w[1] if direction > 0 else w[0]
-
     inner = [(t, k) for t, k in bounds if start + 1e-6 < t < end - 1e-6]
     if end - start <= max_len + 1e-9:
-        a = clear_of_words(start, +1)
-        b = clear_of_words(end, -1)
+        a = _clear_of_words(start, +1, words)
+        b = _clear_of_words(end, -1, words)
         if b - a >= min_len - 1e-9:
-            return a, b, edge_kind(a) if a == start else "word", edge_kind(b) if b == end else "word"
+            return a, b, _edge_kind(a, bounds) if a == start else "word", _edge_kind(b, bounds) if b == end else "word"
     # Windows that start at the candidate's start or at a boundary inside it.
-    starts = [(clear_of_words(start, +1), None)] + [(t, k) for t, k in inner if _inside_word(t, words) is None]
+    starts = [(_clear_of_words(start, +1, words), None)] + [(t, k) for t, k in inner if _inside_word(t, words) is None]
     best: tuple[float, tuple[float, float, str, str]] | None = None
     for a, a_kind in starts:
         lim = min(end, a + max_len)
         if lim - a < min_len - 1e-9:
             continue
-        ends = [(t, k) for t, k in inner
-                if a + min_len - 1e-9 <= t <= lim + 1e-9 and _inside_word(t, words) is None]
-        if lim >= end - 1e-9:
-            e_clear = clear_of_words(end, -1)
-            if e_clear - a >= min_len - 1e-9:
-                ends.append((e_clear, None if e_clear == end else "word"))
-        if ends:
-            b, b_kind = ends[-1]
-            b_kind = b_kind or edge_kind(b)
-        else:
-            b = clear_of_words(lim, -1)
-            b_kind = "trim" if b == lim else "word"
-            if b - a < min_len - 1e-9:
-                continue
-        kinds = (a_kind or edge_kind(a), b_kind)
+        out = _window_end(a, lim, end, inner, words, bounds, min_len)
+        if out is None:
+            continue
+        b, b_kind = out
+        kinds = (a_kind or _edge_kind(a, bounds), b_kind)
         # Prefer windows where more happens, then natural cuts at both ends, then longer.
         natural = sum(k in ("shot", "pause") for k in kinds)
         key = _interest(sig, a, b) + 0.25 * natural + 0.01 * (b - a)
         if best is None or key > best[0] + 1e-9:
             best = (key, (a, b, *kinds))
     return None if best is None else best[1]
+
+
+def _edge_kind(t: float, bounds: list[tuple[float, str]]) -> str:
+    return _kind_at(t, bounds) or "segment"
+
+
+def _clear_of_words(t: float, direction: int, words) -> float:
+    """``t``, or the edge of the word it falls inside (its end going forward, else its start)."""
+    w = _inside_word(t, words)
+    if w is None:
+        return t
+    return w[1] if direction > 0 else w[0]
+
+
+def _window_end(a: float, lim: float, end: float, inner: list[tuple[float, str]], words,
+                bounds: list[tuple[float, str]], min_len: float) -> tuple[float, str] | None:
+    """Where a window starting at ``a`` ends (at most ``lim``): the last boundary in
+    reach, or the candidate's end, or a cut for length clear of words; with its kind."""
+    ends = [(t, k) for t, k in inner if a + min_len - 1e-9 <= t <= lim + 1e-9 and _inside_word(t, words) is None]
+    if lim >= end - 1e-9:
+        e_clear = _clear_of_words(end, -1, words)
+        if e_clear - a >= min_len - 1e-9:
+            ends.append((e_clear, None if e_clear == end else "word"))
+    if ends:
+        b, b_kind = ends[-1]
+        return b, b_kind or _edge_kind(b, bounds)
+    b = _clear_of_words(lim, -1, words)
+    if b - a < min_len - 1e-9:
+        return None
+    return b, "trim" if b == lim else "word"
 
 
 # ---------------------------------------------------------------------------
@@ -463,6 +473,70 @@ def _reason(s: ScoredSegment, in_kind: str, out_kind: str) -> str:
     return f"score {s.score:.2f}: {why}; in at {in_kind}, out at {out_kind}"
 
 
+def _check_reel(order: str, target: float, fade: float, min_piece: float, max_piece: float) -> None:
+    if order not in ORDERS:
+        raise UnknownNameError("order", str(order), ORDERS)
+    if not (math.isfinite(target) and target > 0):
+        raise InputError(f"target duration {target!r} must be a positive number of seconds", hint="e.g. --duration 30")
+    if not (math.isfinite(fade) and 0 <= fade):
+        raise InputError(f"fade {fade!r} must be a non-negative number of seconds")
+    if not min_piece > 2 * fade:
+        raise InputError(f"min_piece {min_piece} s must be longer than two fades ({2 * fade} s)",
+                         hint="use a shorter --fade")
+    if max_piece < min_piece:
+        raise InputError(f"max_piece {max_piece} s must be at least min_piece {min_piece} s")
+    if min_piece > target + 1e-9:
+        raise InputError(f"the target {target} s is shorter than the shortest piece ({min_piece} s)",
+                         hint=f"ask for at least {min_piece} s")
+
+
+_Piece = tuple  # (ScoredSegment, source in, source out, in boundary, out boundary)
+
+
+def _pick_pieces(scored: Sequence[ScoredSegment], signals: Mapping[str, VideoSignals], target: float,
+                 fade: float, max_piece: float, min_piece: float) -> list[_Piece]:
+    """Best first: the longest trimmed window of each segment's free part that still
+    fits the reel, until the reel is full."""
+    bounds = {vid: natural_boundaries(sig) for vid, sig in signals.items()}
+    taken: dict[str, list[tuple[float, float]]] = {}
+    chosen: list[_Piece] = []
+    total = 0.0
+    for s in scored:
+        c = s.candidate
+        sig = signals[c.video_id]
+        room = target - total + (fade if chosen else 0.0)  # a new piece overlaps the last by the fade
+        if room < min_piece - 1e-9:
+            break
+        best = None
+        for a, b in _free_parts(c.start, min(c.end, sig.duration), taken.get(c.video_id, [])):
+            w = trim_window(sig, a, b, max_len=min(max_piece, room), min_len=min_piece, bounds=bounds[c.video_id])
+            if w is not None and (best is None or w[1] - w[0] > best[1] - best[0]):
+                best = w
+        if best is None:
+            continue
+        a, b, k_in, k_out = best
+        taken.setdefault(c.video_id, []).append((a, b))
+        chosen.append((s, a, b, k_in, k_out))
+        total += (b - a) - (fade if len(chosen) > 1 else 0.0)
+    return chosen
+
+
+def _entries(chosen: list[_Piece], signals: Mapping[str, VideoSignals], fade: float) -> list[EdlEntry]:
+    entries = []
+    t = 0.0
+    for i, (s, a, b, k_in, k_out) in enumerate(chosen):
+        if i > 0:
+            t -= fade
+        c = s.candidate
+        entries.append(EdlEntry(
+            index=i, video_id=c.video_id, source=signals[c.video_id].source, segment_id=c.segment_id,
+            source_in=a, source_out=b, output_in=t, output_out=t + (b - a), score=s.score, parts=dict(s.parts),
+            raw=dict(s.raw), reason=_reason(s, k_in, k_out), in_boundary=k_in, out_boundary=k_out,
+        ))
+        t += b - a
+    return entries
+
+
 def select_highlights(
     scored: Sequence[ScoredSegment],
     signals: Mapping[str, VideoSignals],
@@ -482,41 +556,8 @@ def select_highlights(
     is the story order of the videos. Raises InputError for a bad target, fade, order
     or piece bounds, and when not even one piece fits.
     """
-    if order not in ORDERS:
-        raise UnknownNameError("order", str(order), ORDERS)
-    if not (math.isfinite(target) and target > 0):
-        raise InputError(f"target duration {target!r} must be a positive number of seconds", hint="e.g. --duration 30")
-    if not (math.isfinite(fade) and 0 <= fade):
-        raise InputError(f"fade {fade!r} must be a non-negative number of seconds")
-    if not min_piece > 2 * fade:
-        raise InputError(f"min_piece {min_piece} s must be longer than two fades ({2 * fade} s)",
-                         hint="use a shorter --fade")
-    if max_piece < min_piece:
-        raise InputError(f"max_piece {max_piece} s must be at least min_piece {min_piece} s")
-    if min_piece > target + 1e-9:
-        raise InputError(f"the target {target} s is shorter than the shortest piece ({min_piece} s)",
-                         hint=f"ask for at least {min_piece} s")
-    bounds = {vid: natural_boundaries(sig) for vid, sig in signals.items()}
-    taken: dict[str, list[tuple[float, float]]] = {}
-    chosen: list[tuple[ScoredSegment, float, float, str, str]] = []
-    total = 0.0
-    for s in scored:
-        c = s.candidate
-        sig = signals[c.video_id]
-        room = target - total + (fade if chosen else 0.0)  # a new piece overlaps the last by the fade
-        if room < min_piece - 1e-9:
-            break
-        best = None
-        for a, b in _free_parts(c.start, min(c.end, sig.duration), taken.get(c.video_id, [])):
-            w = trim_window(sig, a, b, max_len=min(max_piece, room), min_len=min_piece, bounds=bounds[c.video_id])
-            if w is not None and (best is None or w[1] - w[0] > best[1] - best[0]):
-                best = w
-        if best is None:
-            continue
-        a, b, k_in, k_out = best
-        taken.setdefault(c.video_id, []).append((a, b))
-        chosen.append((s, a, b, k_in, k_out))
-        total += (b - a) - (fade if len(chosen) > 1 else 0.0)
+    _check_reel(order, target, fade, min_piece, max_piece)
+    chosen = _pick_pieces(scored, signals, target, fade, max_piece, min_piece)
     if not chosen:
         raise InputError(
             f"no segment of at least {min_piece} s fits a {target} s reel",
@@ -525,18 +566,7 @@ def select_highlights(
     video_rank = {vid: i for i, vid in enumerate(signals)}
     if order == "story":
         chosen.sort(key=lambda x: (video_rank.get(x[0].candidate.video_id, 0), x[1]))
-    entries = []
-    t = 0.0
-    for i, (s, a, b, k_in, k_out) in enumerate(chosen):
-        if i > 0:
-            t -= fade
-        c = s.candidate
-        entries.append(EdlEntry(
-            index=i, video_id=c.video_id, source=signals[c.video_id].source, segment_id=c.segment_id,
-            source_in=a, source_out=b, output_in=t, output_out=t + (b - a), score=s.score, parts=dict(s.parts),
-            raw=dict(s.raw), reason=_reason(s, k_in, k_out), in_boundary=k_in, out_boundary=k_out,
-        ))
-        t += b - a
+    entries = _entries(chosen, signals, fade)
     return EditDecisionList(
         target_duration=float(target), fade=float(fade), order=order, entries=tuple(entries),
         weights=dict(weights or {}), query=query, video_id=video_id, candidates=len(scored),

@@ -470,27 +470,11 @@ def _clip01(x: float) -> float:
     return float(min(1.0, max(0.0, x)))
 
 
-def assess_frame(
-    rgb: np.ndarray,
-    *,
-    faces: bool = False,
-    nsfw: bool = False,
-    neighbours: tuple[np.ndarray, np.ndarray] | None = None,
-    thresholds: Thresholds | None = None,
-) -> FrameAssessment:
-    """Score one RGB frame (H, W, 3) uint8 as a cover and apply the rejection rules.
-
-    ``faces=True`` runs the packaged face detector (adds the ``faces`` part and the
-    face boxes); ``nsfw=True`` runs the packaged NSFW detector (the ``unsafe`` rule).
-    ``neighbours=(prev, next)``, frames about half a second before and after, enables
-    the ``transition`` rule. Raises InputError for a malformed array.
-    """
-    th = thresholds or load_thresholds()
-    m = measure_frame(rgb, sharpness_measure=th.sharpness_measure)
-    box = (int(m["box_x0"]), int(m["box_y0"]), int(m["box_x1"]), int(m["box_y1"]))
+def _picture_parts(m: dict[str, float], th: Thresholds) -> tuple[dict[str, float], list[str]]:
+    """The score parts a frame's measures give (sharpness, exposure, contrast, colour,
+    composition, text), each in [0, 1], with the reasons a person reads."""
     parts: dict[str, float] = {}
     reasons: list[str] = []
-
     sharp = m["sharpness"]
     parts["sharpness"] = _clip01(math.log2(max(sharp, 1e-6) / max(th.blur, 1e-6)) / 4.0)
     reasons.append(f"sharpness {sharp:.1f} ({th.sharpness_measure}; blur below {th.blur:g})")
@@ -510,20 +494,47 @@ def assess_frame(
     reasons.append(f"{100 * m['text_frac']:.0f}% of the frame looks like text")
     if m["content_frac"] < 0.999:
         reasons.append(f"letterbox/pillarbox bars cropped: content is {100 * m['content_frac']:.0f}% of the frame")
+    return parts, reasons
 
+
+def _face_part(rgb: np.ndarray, m: dict[str, float], parts: dict[str, float], reasons: list[str]
+               ) -> tuple[tuple[float, float, float, float, float], ...]:
+    """Run the face detector: adds the ``faces`` part, measures and reason; returns the boxes."""
+    from indexer.covers.faces import detect_faces
+
+    found = detect_faces(rgb)
+    h, w = rgb.shape[:2]
+    biggest = max(((f.x1 - f.x0) * (f.y1 - f.y0) / (w * h) for f in found), default=0.0)
+    # A face of 2% of the frame or more reads well in a thumbnail.
+    parts["faces"] = _clip01(biggest / 0.02) if found else 0.0
+    m["faces"] = float(len(found))
+    m["face_area"] = float(biggest)
+    reasons.append(f"{len(found)} face(s), largest {100 * biggest:.1f}% of the frame" if found else "no face")
+    return tuple((f.x0, f.y0, f.x1, f.y1, f.score) for f in found)
+
+
+def assess_frame(
+    rgb: np.ndarray,
+    *,
+    faces: bool = False,
+    nsfw: bool = False,
+    neighbours: tuple[np.ndarray, np.ndarray] | None = None,
+    thresholds: Thresholds | None = None,
+) -> FrameAssessment:
+    """Score one RGB frame (H, W, 3) uint8 as a cover and apply the rejection rules.
+
+    ``faces=True`` runs the packaged face detector (adds the ``faces`` part and the
+    face boxes); ``nsfw=True`` runs the packaged NSFW detector (the ``unsafe`` rule).
+    ``neighbours=(prev, next)``, frames about half a second before and after, enables
+    the ``transition`` rule. Raises InputError for a malformed array.
+    """
+    th = thresholds or load_thresholds()
+    m = measure_frame(rgb, sharpness_measure=th.sharpness_measure)
+    box = (int(m["box_x0"]), int(m["box_y0"]), int(m["box_x1"]), int(m["box_y1"]))
+    parts, reasons = _picture_parts(m, th)
     face_boxes: tuple[tuple[float, float, float, float, float], ...] = ()
     if faces:
-        from indexer.covers.faces import detect_faces
-
-        found = detect_faces(rgb)
-        face_boxes = tuple((f.x0, f.y0, f.x1, f.y1, f.score) for f in found)
-        h, w = rgb.shape[:2]
-        biggest = max(((f.x1 - f.x0) * (f.y1 - f.y0) / (w * h) for f in found), default=0.0)
-        # A face of 2% of the frame or more reads well in a thumbnail.
-        parts["faces"] = _clip01(biggest / 0.02) if found else 0.0
-        m["faces"] = float(len(found))
-        m["face_area"] = float(biggest)
-        reasons.append(f"{len(found)} face(s), largest {100 * biggest:.1f}% of the frame" if found else "no face")
+        face_boxes = _face_part(rgb, m, parts, reasons)
 
     if neighbours is not None:
         prev, nxt = neighbours

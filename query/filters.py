@@ -1,0 +1,93 @@
+"""Filters and negations: which videos and segments a parsed query allows."""
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import date, datetime, timezone
+
+from engine.catalog import SegmentRecord, VideoRecord
+from engine.lexical import tokenize
+from query.parse import ParsedQuery
+
+__all__ = ["norm", "video_passes", "keep_segment"]
+
+
+def norm(s: str) -> str:
+    """Lower case, NFKC, punctuation to spaces, runs of spaces to one."""
+    s = unicodedata.normalize("NFKC", s).lower()
+    return re.sub(r"\s+", " ", re.sub(r"[^\w\s]", " ", s)).strip()
+
+
+def _video_date(v: VideoRecord) -> date:
+    for key in ("date", "published", "recorded", "created"):
+        val = v.extra.get(key)
+        if isinstance(val, str):
+            try:
+                return date.fromisoformat(val[:10])
+            except ValueError:
+                continue
+    return datetime.fromtimestamp(v.created_at, tz=timezone.utc).date()
+
+
+def _technical_passes(v: VideoRecord, f) -> bool:
+    if f.duration is not None and (v.duration is None or not f.duration.contains(v.duration)):
+        return False
+    if f.resolution is not None and not f.resolution.contains(min(v.width or 0, v.height or 0)):
+        return False
+    if f.fps is not None and (v.fps is None or not f.fps.contains(v.fps)):
+        return False
+    lang = (v.language or "").lower()
+    if f.languages and lang not in f.languages:
+        return False
+    if f.exclude_languages and lang in f.exclude_languages:
+        return False
+    if f.after or f.before:
+        d = _video_date(v)
+        if (f.after and d < f.after) or (f.before and d > f.before):
+            return False
+    return True
+
+
+def video_passes(v: VideoRecord, parsed: ParsedQuery) -> bool:
+    """Whether the video satisfies every filter of the query (duration, resolution, fps,
+    language, dates, tags, people, sources, has:/-has:)."""
+    f = parsed.filters
+    if f.is_empty:
+        return True
+    if not _technical_passes(v, f):
+        return False
+    tags = {t.lower() for t in v.tags}
+    if any(t.lower() not in tags for t in f.tags) or any(t.lower() in tags for t in f.exclude_tags):
+        return False
+    people = {p.lower() for p in v.people}
+    if any(p.lower() not in people for p in f.people) or any(p.lower() in people for p in f.exclude_people):
+        return False
+    if f.sources and not any(v.source.startswith(s) for s in f.sources):
+        return False
+    if any(v.source.startswith(s) for s in f.exclude_sources):
+        return False
+    has = {"audio": v.has_audio, "speech": bool(v.stats.get("has_speech")), "text": bool(v.stats.get("has_text"))}
+    if any(not has.get(h, False) for h in f.has) or any(has.get(h, False) for h in f.has_not):
+        return False
+    return True
+
+
+def keep_segment(seg: SegmentRecord, video: VideoRecord | None, parsed: ParsedQuery, tenant: str | None) -> bool:
+    """Whether a candidate segment survives the tenant, the video filters and the query's
+    negated terms and phrases (looked for in its speech, on-screen text, labels and the
+    video's title, description and tags)."""
+    if video is None:
+        return False
+    if tenant is not None and video.tenant != tenant:
+        return False
+    if not video_passes(video, parsed):
+        return False
+    if parsed.negated_terms or parsed.negated_phrases:
+        hay = norm(" ".join([seg.transcript, seg.ocr_text, " ".join(str(x[0]) for x in seg.labels),
+                             video.title or "", video.description or "", " ".join(video.tags)]))
+        toks = set(tokenize(hay))
+        if any(t in toks for term in parsed.negated_terms for t in tokenize(term)):
+            return False
+        if any(norm(p) in hay for p in parsed.negated_phrases):
+            return False
+    return True
