@@ -27,9 +27,7 @@ for a dedicated server.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import os
 import socket
 import subprocess
@@ -40,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
+from benchmarks.core import add_out, entry_parser, percentile, write_json
 
 __all__ = ["Sample", "PhaseStats", "LoadResult", "build_index", "start_server", "run_load", "main"]
 
@@ -110,10 +108,6 @@ class LoadResult:
     index_videos_before: int
     config: dict[str, Any] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
-
-
-def _pct(xs: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(xs), q)) if xs else float("nan")
 
 
 def build_index(work: Path) -> tuple[Path, Path, Path]:
@@ -269,7 +263,7 @@ def _phase_stats(name: str, samples: list[Sample]) -> PhaseStats:
     return PhaseStats(
         phase=name, requests=len(samples), errors=sum(s.status != 200 for s in samples), seconds=round(span, 3),
         throughput_rps=round(len(samples) / span, 2) if span > 0 else float("nan"),
-        p50_ms=round(_pct(ok, 50), 2), p90_ms=round(_pct(ok, 90), 2), p99_ms=round(_pct(ok, 99), 2),
+        p50_ms=round(percentile(ok, 50), 2), p90_ms=round(percentile(ok, 90), 2), p99_ms=round(percentile(ok, 99), 2),
         max_ms=round(max(ok), 2) if ok else float("nan"),
     )
 
@@ -288,7 +282,7 @@ def summarise(raw: dict[str, Any], config: dict[str, Any]) -> LoadResult:
         concurrency=config["concurrency"], requests=len(samples), errors=sum(statuses.values()),
         error_statuses=statuses, seconds=round(raw["elapsed"], 3),
         throughput_rps=round(len(samples) / raw["elapsed"], 2) if raw["elapsed"] > 0 else float("nan"),
-        p50_ms=round(_pct(ok, 50), 2), p90_ms=round(_pct(ok, 90), 2), p99_ms=round(_pct(ok, 99), 2),
+        p50_ms=round(percentile(ok, 50), 2), p90_ms=round(percentile(ok, 90), 2), p99_ms=round(percentile(ok, 99), 2),
         phases=[_phase_stats(p, [s for s in samples if s.phase == p])
                 for p in ("baseline", "ingest", "after_ingest") if any(s.phase == p for s in samples)],
         ingest_job={k: v for k, v in (out.get("job") or out).items() if k != "tenant"},
@@ -320,7 +314,7 @@ def _table(res: LoadResult) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = entry_parser("bench_api_load", __doc__.split("\n\n")[0])
     ap.add_argument("--concurrency", type=int, default=8, help="concurrent search workers (default 8)")
     ap.add_argument("--max-requests", type=int, default=4000, help="stop after this many searches")
     ap.add_argument("--time-limit", type=float, default=120.0, help="stop after this many seconds of load")
@@ -328,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tail-s", type=float, default=5.0, help="seconds of search load after the ingest")
     ap.add_argument("--warmup", type=int, default=16, help="unmeasured searches first")
     ap.add_argument("--work-dir", help="where clips and the index go (default: a temporary folder)")
-    ap.add_argument("--out", default="bench-results/api-load.json")
+    add_out(ap, "bench-results/api-load.json")
     args = ap.parse_args(argv)
     if args.concurrency < 1 or args.max_requests < 1 or args.time_limit <= 0:
         ap.error("--concurrency, --max-requests and --time-limit must be positive")
@@ -373,12 +367,9 @@ def main(argv: list[str] | None = None) -> int:
         if res.errors:
             tail = log_path.read_text(errors="replace").splitlines()[-20:]
             print("server log (last lines):\n" + "\n".join(tail), file=sys.stderr)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    d = asdict(res)
-    out.write_text(json.dumps(d, indent=2) + "\n")
+    write_json(args.out, asdict(res))
     print(_table(res))
-    print(f"wrote {out}")
+    print(f"wrote {args.out}")
     return 0 if res.errors == 0 and res.ingested_searchable_without_restart else 1
 
 

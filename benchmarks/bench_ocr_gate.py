@@ -31,7 +31,6 @@ per-frame measurements of an earlier run and only redoes the analysis).
 """
 from __future__ import annotations
 
-import argparse
 import difflib
 import json
 import re
@@ -45,12 +44,12 @@ from typing import Iterator
 
 import numpy as np
 
+from benchmarks.core import SHARED_MEDIA, add_media, add_out, entry_parser, write_json
 from engine.errors import MediaError, NotFoundError
 from indexer import ocr
 
 __all__ = ["keyframes", "measure", "replay", "main"]
 
-DEFAULT_MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 MIN_LINE_SCORE = 0.8
 MIN_LINE_CHARS = 3
 MATCH_RATIO = 0.8
@@ -275,14 +274,14 @@ def _table(rows: list[tuple[str, ReplayResult]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--media", type=Path, default=DEFAULT_MEDIA)
+    ap = entry_parser("bench_ocr_gate", __doc__.split("\n")[0])
+    add_media(ap, SHARED_MEDIA)
     ap.add_argument("--clips", nargs="*", help="clip stems, e.g. c001 c016 (default: all)")
     ap.add_argument("--every", type=float, default=2.0, help="seconds between keyframes")
     ap.add_argument("--target-recall", type=float, default=0.95)
     ap.add_argument("--records", type=Path, help="reuse per-frame measurements (JSON) of an earlier run")
     ap.add_argument("--save-records", type=Path, help="write per-frame measurements here")
-    ap.add_argument("--out", type=Path, default=Path("bench-results/ocr_gate.json"))
+    add_out(ap, "bench-results/ocr_gate.json")
     ap.add_argument("--no-verify", action="store_true", help="skip the final run of ocr.ocr_frames")
     args = ap.parse_args(argv)
 
@@ -298,8 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         records = measure(clips, args.every)
         if args.save_records:
-            args.save_records.parent.mkdir(parents=True, exist_ok=True)
-            args.save_records.write_text(json.dumps(records))
+            write_json(args.save_records, records, indent=None)
     if not records:
         raise NotFoundError("no keyframes decoded", hint="check --media and --clips")
 
@@ -362,8 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         "sweep": sweep,
         "ocr_frames_check": check,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
+    write_json(args.out, report)
     print(f"wrote {args.out}")
     return 0
 

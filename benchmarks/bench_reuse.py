@@ -29,10 +29,8 @@ Run: ``python -m benchmarks.bench_reuse [--sources 12] [--out bench-results/reus
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import itertools
-import json
 import shutil
 import subprocess
 import sys
@@ -43,12 +41,12 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.core import SHARED_MEDIA, add_media, add_out, entry_parser, write_json
 from engine.errors import VidseekError
 from indexer.reuse import ReuseOptions, fingerprint_video, match_fingerprints
 
 __all__ = ["Clip", "make_library", "evaluate", "main"]
 
-DEFAULT_MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 # Reuse that shared/media itself holds, found by this benchmark's first run and checked
 # by eye: c006/c062 are the same colour-bar test card (c062 with "My Holidays" text
 # over it), c056/c065 the same arm-wrestling footage (c056 with detection boxes drawn
@@ -242,11 +240,11 @@ def evaluate(lib: list[Clip], prints: dict[int, tuple[np.ndarray, np.ndarray]], 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--media", type=Path, default=DEFAULT_MEDIA)
+    ap = entry_parser("bench_reuse", __doc__)
+    add_media(ap, SHARED_MEDIA)
     ap.add_argument("--sources", type=int, default=12, help="shared/media clips to make copies of")
     ap.add_argument("--work", type=Path, help="folder for the copies (default: a temporary one)")
-    ap.add_argument("--out", type=Path, default=Path("bench-results/reuse.json"))
+    add_out(ap, "bench-results/reuse.json")
     args = ap.parse_args(argv)
     if not args.media.is_dir():
         print(f"bench_reuse: {args.media} is absent (pass --media DIR of real clips)", file=sys.stderr)
@@ -282,8 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         "options": opts.__dict__, "make_seconds": round(t_make, 1), "fingerprint_seconds": round(t_fp, 1),
         **res,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2, default=str))
+    write_json(args.out, out)
     p, r = res["pairs"], res["ranges"]
     print(f"{out['videos']} videos ({out['families']} families, {out['negatives']} negatives, "
           f"{len(skipped)} undecodable); fingerprints {t_fp:.1f} s, matching all pairs {res['match_seconds']} s")

@@ -4,16 +4,15 @@
         --index-dir bench-results/latency-index --out bench-results/search-latency.json
 
 Builds (or, with ``--reuse``, reopens) a real vidseek index of ``n`` synthetic
-segments in videos of 50: clustered per-modality vectors (``bench_vectors``'
-generator, blocks dropped at random as missing modalities) and Zipfian segment texts
-(``bench_lexical``'s generator) for BM25. Queries are real sentences (the intent
+segments in videos of 50: clustered per-modality vectors (``benchmarks.synthetic.
+SyntheticJoint``, blocks dropped at random as missing modalities) and Zipfian segment
+texts (``benchmarks.synthetic.make_corpus``) for BM25. Queries are real sentences (the intent
 examples), run one at a time through ``query.planner.Searcher`` with the real
 encoders and intent classifier, after a warm-up. Reports p50/p90/p99 of the whole
 call and of its parts (query encoding, intent, vector search, BM25).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -23,19 +22,16 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.core import PUBLIC_QUERIES, add_out, entry_parser, percentile, write_json
+
 __all__ = ["build", "measure", "main"]
 
 VIDEO_SIZE = 50
 
 
-def _pct(xs: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(xs), q)) if xs else float("nan")
-
-
 def build(index_dir: Path, n: int, *, shards: int, seed: int = 0) -> dict:
-    from benchmarks.bench_lexical import make_corpus
-    from benchmarks.bench_vectors import SyntheticJoint
-    from engine.catalog import NewSegment, NewVideo
+    from benchmarks.synthetic import SyntheticJoint, make_corpus
+    from engine.catalog import MODALITIES, NewSegment, NewVideo
     from engine.config import IndexConfig
     from engine.index import VideoIndex
     from engine.models.registry import get_image_encoder, get_text_encoder
@@ -48,7 +44,6 @@ def build(index_dir: Path, n: int, *, shards: int, seed: int = 0) -> dict:
     corpus = make_corpus(n, seed=seed, video_size=VIDEO_SIZE)
     t0 = time.perf_counter()
     idx = VideoIndex.open(index_dir, writer=True, config=config, encoders=enc)
-    mods = ("visual", "speech", "ocr", "metadata")
     n_videos = (n + VIDEO_SIZE - 1) // VIDEO_SIZE
     for v in tqdm(range(n_videos), desc="catalog", unit="video", disable=not sys.stderr.isatty()):
         lo, hi = v * VIDEO_SIZE, min(n, (v + 1) * VIDEO_SIZE)
@@ -57,7 +52,7 @@ def build(index_dir: Path, n: int, *, shards: int, seed: int = 0) -> dict:
         for j, i in enumerate(range(lo, hi)):
             d = corpus.docs[i].fields
             vecs = {}
-            for b, m in enumerate(mods):
+            for b, m in enumerate(MODALITIES):
                 blk = joint[j, b * 384 : (b + 1) * 384]
                 norm = float(np.linalg.norm(blk))
                 if norm > 0:
@@ -85,6 +80,7 @@ def measure(index_dir: Path, queries: list[str], *, warmup: int = 20, intent_clf
     """Time ``queries[warmup:]`` one at a time (after ``queries[:warmup]``), whole and by part."""
     from engine.index import VideoIndex
     from query.planner import SearchOptions, Searcher
+    from query.retrieve import dense_runs
 
     idx = VideoIndex.open(index_dir)
     s = Searcher(idx, intent=intent_clf, fast_intent=fast_intent)
@@ -110,9 +106,9 @@ def measure(index_dir: Path, queries: list[str], *, warmup: int = 20, intent_clf
             it = s.intent.classify(q)
         intent.append((time.perf_counter() - t) * 1000)
         heads[it.head or s.intent.encoder_name] = heads.get(it.head or s.intent.encoder_name, 0) + 1
-        w = {m: float(it.weights.get(m, 0.0)) for m in blocks}
+        plan, _ = s.plan(q, options=opts)  # untimed: the weights and dense parameters search() uses
         t = time.perf_counter()
-        s._dense(blocks, w, opts.candidates, None)  # the planner's own dense parameters
+        dense_runs(idx, plan, blocks)
         dense.append((time.perf_counter() - t) * 1000)
         t = time.perf_counter()
         idx.lexical.search(q, k=opts.candidates)
@@ -120,7 +116,8 @@ def measure(index_dir: Path, queries: list[str], *, warmup: int = 20, intent_clf
     idx.close()
 
     def row(xs: list[float]) -> dict:
-        return {"p50": round(_pct(xs, 50), 2), "p90": round(_pct(xs, 90), 2), "p99": round(_pct(xs, 99), 2),
+        return {"p50": round(percentile(xs, 50), 2), "p90": round(percentile(xs, 90), 2),
+                "p99": round(percentile(xs, 99), 2),
                 "mean": round(statistics.fmean(xs), 2)}
 
     return {"queries": len(queries) - warmup, "warmup": warmup, "intent_heads": heads, "search_ms": row(total), "encode_ms": row(encode),
@@ -131,13 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.machine import machine_info
     from query.intent import load_examples
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = entry_parser("bench_search_latency", __doc__)
     p.add_argument("--n", type=int, default=100_000)
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--shards", type=int, default=4)
     p.add_argument("--index-dir", type=Path, default=Path("bench-results/latency-index"))
     p.add_argument("--reuse", action="store_true", help="reuse an index built by an earlier run")
-    p.add_argument("--out", type=Path, default=Path("bench-results/search-latency.json"))
+    add_out(p, "bench-results/search-latency.json")
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     built = None
@@ -155,9 +152,8 @@ def main(argv: list[str] | None = None) -> int:
 
     train, held = split_examples(load_examples(), 5)
     queries = [e.text for e in held]
-    public = Path(__file__).resolve().parents[2] / "shared" / "bench" / "queries-public.jsonl"
-    if public.exists():
-        queries += [json.loads(line)["query"] for line in public.read_text().splitlines() if line.strip()]
+    if PUBLIC_QUERIES.exists():
+        queries += [json.loads(line)["query"] for line in PUBLIC_QUERIES.read_text().splitlines() if line.strip()]
     rng = np.random.default_rng(1)
     queries = [queries[i] for i in rng.permutation(len(queries))][: args.queries]
     warm = [e.text for e in train[:20]]
@@ -165,8 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     fast = IntentClassifier(encoder_name="minilm", examples=train).fit()
     res = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine_info(), "build": built,
            "latency": measure(args.index_dir, warm + queries, warmup=len(warm), intent_clf=strong, fast_intent=fast)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=2))
+    write_json(args.out, res)
     lat = res["latency"]
     print(f"n={args.n if built else '(reused)'} queries={lat['queries']}")
     print("| part | p50 ms | p90 ms | p99 ms |\n|---|---:|---:|---:|")

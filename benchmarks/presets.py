@@ -89,7 +89,7 @@ class QualityConfig:
     ``max_clips`` / ``max_media_seconds`` pick a subset of the judged clips (the
     queries whose relevant clips are cheapest to index, a few of each kind, and every
     negative query); ``None`` takes every clip. ``methods`` are names from
-    ``benchmarks.bench_quality.METHODS`` (``None``: all)."""
+    ``benchmarks.suites.judged.METHODS`` (``None``: all)."""
 
     max_clips: int | None = None
     max_media_seconds: float | None = None
@@ -100,7 +100,7 @@ class QualityConfig:
 
 @dataclass(frozen=True)
 class LatencyConfig:
-    """Latency suite: ``n`` synthetic joint vectors of ``dim`` (``bench_vectors``'
+    """Latency suite: ``n`` synthetic joint vectors of ``dim`` (``benchmarks.synthetic``'s
     generator), ``queries`` single-query searches per repeat after ``warmup``."""
 
     n: int

@@ -12,14 +12,13 @@ PNGs that were written.
 """
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from benchmarks.core import write_json
 from engine.errors import InputError
 
-__all__ = ["write_report", "render_markdown", "write_json", "PLOTS"]
+__all__ = ["write_report", "render_markdown", "PLOTS"]
 
 PLOTS = {
     "latency": "ann_tradeoff.png",
@@ -27,17 +26,6 @@ PLOTS = {
     "ingest": "ingest_stages.png",
     "quality": "quality_by_kind.png",
 }
-
-
-def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    """Write JSON atomically (temp file, fsync, rename): a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(data, indent=1, ensure_ascii=False, default=str) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _plt() -> Any:
@@ -148,8 +136,8 @@ def plot_ingest(ingest: Mapping[str, Any], path: Path) -> None:
 
 
 def plot_quality(quality: Mapping[str, Any], path: Path) -> None:
-    """MRR per query kind for each method and peer (``bench_quality``'s bar chart)."""
-    from benchmarks.bench_quality import plot
+    """MRR per query kind for each method and peer (``judged.plot``'s bar chart)."""
+    from benchmarks.suites.judged import plot
 
     d = quality["details"]
     plot(d["summary"], d["kinds"], path, metric="MRR")
@@ -180,7 +168,7 @@ def _fmt_load(x: Any) -> str:
 
 
 def _quality_md(q: Mapping[str, Any], plot: str | None) -> list[str]:
-    from benchmarks.bench_quality import METRICS, OVERALL
+    from benchmarks.suites.judged import METRICS, OVERALL
 
     c, d = q["config"], q["details"]
     out = [f"Clips and queries: {c['origin']}. {len(c['clips'])} clips, {c['queries']} queries; index "
@@ -302,6 +290,6 @@ def write_report(result: Mapping[str, Any], out_dir: Path) -> dict[str, str]:
         plots[suite] = name
     files = {"json": str(out_dir / "result.json"), "markdown": str(out_dir / "report.md"),
              **{f"plot_{s}": str(out_dir / p) for s, p in plots.items()}}
-    write_json(out_dir / "result.json", {**result, "files": files})
+    write_json(out_dir / "result.json", {**result, "files": files}, indent=1)
     (out_dir / "report.md").write_text(render_markdown(result, plots) + "\n", encoding="utf-8")
     return files

@@ -1,5 +1,6 @@
-"""Quality-benchmark harness on a fake searcher: query loading, per-kind summaries,
-Markdown/JSON/PNG output, and the --check-default acceptance rule. No models."""
+"""Quality-benchmark harness (``benchmarks.suites.judged``) on a fake searcher: query
+loading, per-kind summaries, Markdown/JSON/PNG output, the --check-default acceptance
+rule, and the ``bench_quality`` command line over it. No models."""
 from __future__ import annotations
 
 import json
@@ -9,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from benchmarks import bench_quality as bq
-from benchmarks.bench_quality import Method, Query, check_default, load_queries, run, select_methods
+from benchmarks import bench_quality
+from benchmarks.suites import judged
+from benchmarks.suites.judged import Method, Query, check_default, load_queries, run, select_methods
 from benchmarks.metrics import Relevant
 from engine.errors import InputError, NotFoundError
 
@@ -106,14 +108,14 @@ def test_load_queries_duplicate_and_missing(tmp_path: Path) -> None:
 
 
 def test_select_methods_lists_valid_names() -> None:
-    assert [m.name for m in select_methods(None)] == [m.name for m in bq.METHODS]
+    assert [m.name for m in select_methods(None)] == [m.name for m in judged.METHODS]
     with pytest.raises(InputError, match="Supported") as info:
         select_methods("bm25,nope")
     assert "convex@0.7" in str(info.value)
 
 
 def test_method_table_matches_the_issue() -> None:
-    opts = {m.name: dict(m.options) for m in bq.METHODS}
+    opts = {m.name: dict(m.options) for m in judged.METHODS}
     assert opts["bm25"]["retrievers"] == ("bm25",) and opts["dense"]["retrievers"] == ("dense",)
     assert opts["rrf"] == {"fusion": "rrf", "rerank": False}
     assert [opts[f"convex@{s}"]["dense_share"] for s in (0.5, 0.7, 0.9)] == [0.5, 0.7, 0.9]
@@ -172,7 +174,7 @@ def test_report_json_has_per_query_rows_and_is_serialisable() -> None:
 
 def test_markdown_has_a_table_per_metric_with_every_method() -> None:
     _, md, _ = run(QUERIES, _methods(), fake_search(RANKINGS))
-    for metric in bq.METRICS:
+    for metric in judged.METRICS:
         assert f"### {metric}" in md
     mrr_table = md.split("### MRR")[1].split("###")[0]
     assert "| method | visual | speech | overall |" in mrr_table
@@ -185,7 +187,7 @@ def test_markdown_has_a_table_per_metric_with_every_method() -> None:
 def test_write_report_writes_json_markdown_and_png(tmp_path: Path) -> None:
     report, md, _ = run(QUERIES, _methods(), fake_search(RANKINGS))
     out = tmp_path / "res" / "quality.json"
-    paths = bq.write_report(out, report, md, report["summary"], report["kinds"])
+    paths = judged.write_report(out, report, md, report["summary"], report["kinds"])
     assert json.loads(out.read_text())["files"] == paths
     assert Path(paths["markdown"]).read_text() == md
     assert Path(paths["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -234,12 +236,13 @@ def test_run_reports_check_default_from_fake_results() -> None:
 
 # -- command line ---------------------------------------------------------------------------
 def _patch_backend(monkeypatch: pytest.MonkeyPatch, rankings: dict) -> None:
-    """Replace the index and searcher with the fake; everything else is the real main()."""
+    """Replace the index and searcher with the fake (in the harness the entry calls);
+    everything else is the real main()."""
     clips = {f"c{i}": f"/media/c{i}.mp4" for i in range(1, 10)}
-    monkeypatch.setattr(bq, "list_clips", lambda media: clips)
-    monkeypatch.setattr(bq, "ensure_index", lambda c, d, reuse, workers: {"reused": True, "built": None})
-    monkeypatch.setattr(bq, "indexed_clips", lambda d: set(clips))
-    monkeypatch.setattr(bq, "open_search", lambda d: (fake_search(rankings), lambda: None, 0.0))
+    monkeypatch.setattr(judged, "list_clips", lambda media: clips)
+    monkeypatch.setattr(judged, "ensure_index", lambda c, d, reuse, workers: {"reused": True, "built": None})
+    monkeypatch.setattr(judged, "indexed_clips", lambda d: set(clips))
+    monkeypatch.setattr(judged, "open_search", lambda d: (fake_search(rankings), lambda: None, 0.0))
 
 
 def _queries_file(tmp_path: Path) -> Path:
@@ -259,7 +262,7 @@ def test_main_check_default_exit_code(tmp_path: Path, monkeypatch: pytest.Monkey
                                       capsys: pytest.CaptureFixture[str], rankings: dict, code: int) -> None:
     _patch_backend(monkeypatch, rankings)
     out = tmp_path / "quality.json"
-    rc = bq.main(["--media", str(tmp_path), "--queries", str(_queries_file(tmp_path)), "--index-dir",
+    rc = bench_quality.main(["--media", str(tmp_path), "--queries", str(_queries_file(tmp_path)), "--index-dir",
                   str(tmp_path / "idx"), "--out", str(out), "--methods", "bm25,dense,default", "--check-default"])
     assert rc == code
     printed = capsys.readouterr().out
@@ -273,11 +276,11 @@ def test_main_check_default_exit_code(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_main_fails_clearly_without_media_or_queries(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc = bq.main(["--media", str(tmp_path / "no-media"), "--queries", str(_queries_file(tmp_path)),
+    rc = bench_quality.main(["--media", str(tmp_path / "no-media"), "--queries", str(_queries_file(tmp_path)),
                   "--out", str(tmp_path / "o.json"), "--index-dir", str(tmp_path / "idx")])
     assert rc == 2
     assert f"media folder {tmp_path / 'no-media'} does not exist" in capsys.readouterr().err
-    rc = bq.main(["--queries", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "o.json")])
+    rc = bench_quality.main(["--queries", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "o.json")])
     assert rc == 2
     assert "none.jsonl does not exist" in capsys.readouterr().err
     assert not (tmp_path / "o.json").exists()
@@ -286,8 +289,8 @@ def test_main_fails_clearly_without_media_or_queries(tmp_path: Path, capsys: pyt
 def test_main_rejects_queries_naming_unknown_clips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     _patch_backend(monkeypatch, RANKINGS)
-    monkeypatch.setattr(bq, "list_clips", lambda media: {"c1": "/media/c1.mp4"})
-    rc = bq.main(["--media", str(tmp_path), "--queries", str(_queries_file(tmp_path)),
+    monkeypatch.setattr(judged, "list_clips", lambda media: {"c1": "/media/c1.mp4"})
+    rc = bench_quality.main(["--media", str(tmp_path), "--queries", str(_queries_file(tmp_path)),
                   "--out", str(tmp_path / "o.json"), "--index-dir", str(tmp_path / "idx")])
     assert rc == 2
     assert "not in" in capsys.readouterr().err

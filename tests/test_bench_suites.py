@@ -19,13 +19,14 @@ import numpy as np
 import pytest
 
 from benchmarks import compare as cmp
-from benchmarks.bench_quality import Query
+from benchmarks.core import knn_recall, latency_summary, percentile, time_each, write_json
 from benchmarks.metrics import Relevant
 from benchmarks.peers import RankBM25Peer, SegmentText, make_quality_peer, raw_search_params
 from benchmarks.presets import PRESETS, SUITES, get_preset
 from benchmarks.report import write_report
 from benchmarks.suites import QualityInputs, RunOptions, parse_suites, run_benchmarks
-from benchmarks.suites.common import Metric, latency_summary, recall_at_k
+from benchmarks.suites.common import Metric
+from benchmarks.suites.judged import Query
 from benchmarks.suites.quality import cache_index_dir, select_subset
 from engine.errors import InputError, UnknownNameError
 from tests.conftest import E2E_SPEECH, E2E_TEXT
@@ -60,10 +61,94 @@ def test_latency_summary_hand_computed() -> None:
         latency_summary([])
 
 
-def test_recall_at_k_ignores_padding() -> None:
+def test_knn_recall_ignores_padding() -> None:
     truth = np.array([[1, 2], [3, 4]])
     found = np.array([[2, -1], [4, 3]])
-    assert recall_at_k(found, truth) == pytest.approx(3 / 4)
+    assert knn_recall(found, truth) == pytest.approx(3 / 4)
+
+
+def test_time_each_warms_up_untimed_and_returns_every_result() -> None:
+    calls: list[int] = []
+
+    def fn(x: int) -> int:
+        calls.append(x)
+        return x * 10
+
+    ms, out = time_each(fn, [1, 2, 3], warmup=2)
+    assert calls == [1, 2, 1, 2, 3]  # the warm-up calls come first and are not in the timings
+    assert out == [10, 20, 30] and len(ms) == 3 and all(t >= 0 for t in ms)
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == pytest.approx(2.5)
+    assert math.isnan(percentile([], 50))
+
+
+def test_write_json_is_atomic_and_writes_what_json_cannot_hold_as_text(tmp_path: Path) -> None:
+    out = tmp_path / "deep" / "er" / "r.json"
+    write_json(out, {"path": tmp_path, "zh": "成龙", "n": 1})
+    text = out.read_text(encoding="utf-8")
+    assert text.endswith("\n") and "成龙" in text
+    assert json.loads(text) == {"path": str(tmp_path), "zh": "成龙", "n": 1}
+    assert [p.name for p in out.parent.iterdir()] == ["r.json"]  # no temporary file left
+
+
+def test_stream_batches_ground_truth_is_exact_and_generation_is_timed() -> None:
+    import faiss
+
+    from benchmarks.suites.vectors_common import Dataset, stream_batches
+
+    # 250 vectors in batches of 100: the last batch is 50, and k=60 is longer than it.
+    ds = Dataset.make(250, 64, 7, seed=3, batch=100, clusters=5)
+    seen: list[tuple[int, int]] = []
+    timing: dict[str, float] = {}
+    truth, gt_s = stream_batches(ds, 60, [lambda start, x: seen.append((start, len(x)))], timing=timing)
+    assert seen == [(0, 100), (100, 100), (200, 50)]
+    allx = np.concatenate([ds.make_batch(s) for s in ds.starts()])
+    _, exact = faiss.knn(ds.queries, allx, 60, metric=faiss.METRIC_INNER_PRODUCT)
+    assert truth.shape == (7, 60) and knn_recall(truth, exact) == 1.0
+    assert timing["generate_s"] > 0 and gt_s > 0
+    # The generator's settings travel with the data set: another shape is other data.
+    assert not np.allclose(Dataset.make(250, 64, 7, seed=3, batch=100).queries, ds.queries)
+
+
+def test_sweep_parsing_and_knobs_that_apply() -> None:
+    from benchmarks.presets import SweepPoint
+    from benchmarks.suites.vectors import parse_sweep
+    from benchmarks.suites.vectors_common import knob_applies
+
+    pts = parse_sweep("default; nprobe=32,k_factor=8;ef_search=64;")
+    assert pts == (SweepPoint(), SweepPoint(nprobe=32, k_factor=8), SweepPoint(ef_search=64))
+    assert [p.label() for p in pts] == ["default", "nprobe=32,k_factor=8", "ef_search=64"]
+    with pytest.raises(InputError, match="bad --params item 'nlist=4'"):
+        parse_sweep("nlist=4")
+    with pytest.raises(InputError, match="integer"):
+        parse_sweep("nprobe=x")
+    assert knob_applies(SweepPoint(nprobe=8), "IVF{nlist},PQ48x4fs,Refine(SQfp16)")
+    assert not knob_applies(SweepPoint(ef_search=8), "IVF{nlist},PQ48x4fs")
+    assert not knob_applies(SweepPoint(nprobe=8), "HNSW32,Flat") and knob_applies(SweepPoint(), "HNSW32,Flat")
+
+
+def test_bench_vectors_entry_runs_the_framework(tmp_path: Path, capsys) -> None:
+    from benchmarks import bench_vectors
+
+    out = tmp_path / "v.json"
+    rc = bench_vectors.main(["--n", "1200", "--dim", "64", "--queries", "20", "--shards", "1", "--flat-max", "500",
+                             "--train-sample", "1200", "--threads", "1", "--params", "default;nprobe=2;ef_search=8",
+                             "--clusters", "20", "--tmp", str(tmp_path), "--out", str(out)])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    assert set(data) == {"benchmark", "when", "command", "machine", "data", "settings", "factory_template", "shards",
+                         "build", "serving", "results"}
+    assert set(data["build"]) == {"generate_s", "add_s", "ground_truth_s", "save_s", "add_vectors_per_s",
+                                  "peak_rss_bytes", "rss_before_build_bytes", "rss_after_build_bytes", "disk_bytes",
+                                  "disk_bytes_per_vector"}
+    assert {"cpu", "logical_cores", "ram_bytes", "faiss", "faiss_omp_threads", "gpus"} <= set(data["machine"])
+    # ef_search means nothing to an IVF factory: that row is left out.
+    assert [r["params"] for r in data["results"]] == ["default", "nprobe=2"]
+    assert data["shards"][0]["kind"] == "approx" and data["serving"]["count"] == 1200
+    assert 0 < data["results"][1]["recall_at_10"] <= data["results"][0]["recall_at_10"] <= 1
+    assert [p.name for p in tmp_path.iterdir()] == ["v.json"]  # the temporary index is removed
+    assert "recall@10" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="bad --params item"):
+        bench_vectors.main(["--params", "nlist=3", "--out", str(out)])
 
 
 def test_metric_rejects_nan_and_unknown_direction() -> None:

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from benchmarks.core import PUBLIC_QUERIES, now_iso, shared_media
+from benchmarks.machine import describe_machine, loadavg
 from benchmarks.presets import SUITES, Preset
-from benchmarks.suites.common import Metric, Progress, SuiteResult, describe_machine, now_iso
+from benchmarks.suites.common import Metric, Progress, SuiteResult
 from benchmarks.suites.quality import QualityInputs
 from engine.errors import NotFoundError, UnknownNameError
 
@@ -61,17 +63,11 @@ def parse_suites(spec: str | Sequence[str] | None) -> list[str]:
     return [s for s in SUITES if s in names]
 
 
-def _default_media() -> tuple[Path, Path]:
-    from benchmarks.bench_quality import default_paths
-
-    return default_paths()
-
-
 def _ingest_candidates(options: RunOptions) -> list[Path]:
     from indexer.pipeline import discover
     from indexer.samples import sample_media
 
-    media = options.media or _default_media()[0]
+    media = options.media or shared_media()
     if media.is_dir():
         sources, _ = discover([str(media)])
         if sources:
@@ -90,9 +86,8 @@ def _run_one(name: str, preset: Preset, options: RunOptions, say: Progress) -> S
 
         inputs = options.quality_inputs
         if inputs is None:
-            media, queries = _default_media()
-            inputs = quality.load_inputs(options.media or media, options.queries_file or queries, preset.quality,
-                                         index_dir=options.quality_index)
+            inputs = quality.load_inputs(options.media or shared_media(), options.queries_file or PUBLIC_QUERIES,
+                                         preset.quality, index_dir=options.quality_index)
         elif options.quality_index is not None:
             inputs = dataclasses.replace(inputs, index_dir=options.quality_index)
         return quality.run(preset.quality, inputs, options.cache_dir, peers=options.peers, progress=say)
@@ -142,7 +137,7 @@ def run_benchmarks(preset: Preset, suites: Sequence[str], options: RunOptions,
             continue
         results[name] = res.as_dict()
         metrics.extend(m.as_dict() for m in res.metrics)
-    machine["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    machine["loadavg_end"] = loadavg()
     return {
         "schema": RESULT_SCHEMA,
         "date": started,

@@ -1,6 +1,7 @@
-"""What every suite shares: comparable metrics, latency statistics over repeats, the
-machine description, and the result shape that ``benchmarks.report`` and
-``benchmarks.compare`` read.
+"""What every suite shares: comparable metrics, the result shape that
+``benchmarks.report`` and ``benchmarks.compare`` read, and FAISS's thread count.
+Timing statistics are ``benchmarks.core``'s, the machine description
+``benchmarks.machine``'s.
 
 A suite returns a ``SuiteResult``: its settings (``config``), its ``metrics`` (flat,
 named, each saying which direction is better and how much it moved between repeats,
@@ -9,16 +10,13 @@ that the report draws). Everything in it is JSON-able.
 """
 from __future__ import annotations
 
-import os
-import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from benchmarks.machine import PACKAGES, machine_info
 from engine.errors import InputError
 
 __all__ = [
@@ -26,20 +24,13 @@ __all__ = [
     "SuiteResult",
     "Progress",
     "BETTER",
-    "latency_summary",
     "latency_metrics",
-    "describe_machine",
     "faiss_threads",
     "run_with_faiss_threads",
-    "recall_at_k",
-    "now_iso",
 ]
 
 # Which way a metric improves. "none": informational (counts, sizes), never a regression.
 BETTER = ("higher", "lower", "none")
-
-# Reported beside the engine's own packages: the peers and the plotting library.
-EXTRA_PACKAGES: tuple[str, ...] = ("txtai", "transformers", "matplotlib", "psutil", "msgpack")
 
 Progress = Callable[[str], None]
 
@@ -90,36 +81,6 @@ class SuiteResult:
         }
 
 
-def now_iso() -> str:
-    """Local time with its UTC offset, to the second."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
-
-
-def latency_summary(runs_ms: Sequence[Sequence[float]]) -> dict[str, Any]:
-    """Percentiles of single-query latencies over repeats.
-
-    ``runs_ms`` holds one list of per-query milliseconds per repeat (the same queries
-    each time). Each percentile is computed per repeat; the reported value is the
-    median over repeats and ``*_range`` the [min, max] over repeats (the spread that
-    ``compare`` treats as noise). ``iqr_ms`` is the interquartile range of all
-    latencies pooled, a picture of the per-query spread."""
-    runs = [np.asarray(r, dtype=np.float64) for r in runs_ms if len(r)]
-    if not runs:
-        raise InputError("latency_summary needs at least one repeat with at least one latency")
-    out: dict[str, Any] = {"repeats": len(runs), "queries": int(len(runs[0]))}
-    for name, fn in (("p50", lambda a: np.percentile(a, 50)), ("p90", lambda a: np.percentile(a, 90)),
-                     ("p99", lambda a: np.percentile(a, 99)), ("mean", np.mean)):
-        per = [float(fn(r)) for r in runs]
-        out[f"{name}_ms"] = round(float(np.median(per)), 4)
-        out[f"{name}_ms_range"] = [round(min(per), 4), round(max(per), 4)]
-    pooled = np.concatenate(runs)
-    q1, q3 = np.percentile(pooled, [25, 75])
-    out["iqr_ms"] = round(float(q3 - q1), 4)
-    out["min_ms"] = round(float(pooled.min()), 4)
-    out["max_ms"] = round(float(pooled.max()), 4)
-    return out
-
-
 def latency_metrics(prefix: str, summary: dict[str, Any], keys: Iterable[str] = ("p50", "p90", "p99")) -> list[Metric]:
     """``Metric`` rows (lower is better) for the percentiles of a ``latency_summary``."""
     out = []
@@ -127,27 +88,6 @@ def latency_metrics(prefix: str, summary: dict[str, Any], keys: Iterable[str] = 
         lo, hi = summary[f"{key}_ms_range"]
         out.append(Metric(f"{prefix}/{key}_ms", summary[f"{key}_ms"], "lower", "ms", round(hi - lo, 4)))
     return out
-
-
-def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
-    """Mean share of each query's exact top-k ids found in its returned top-k (ids < 0 are padding)."""
-    if found.shape[0] != truth.shape[0]:
-        raise InputError(f"recall: {found.shape[0]} result rows for {truth.shape[0]} queries")
-    k = truth.shape[1]
-    hits = sum(len(np.intersect1d(f[f >= 0], t)) for f, t in zip(found, truth))
-    return float(hits / (k * len(truth)))
-
-
-def describe_machine() -> dict[str, Any]:
-    """``benchmarks.machine.machine_info`` plus the peers' versions, the cores this
-    process may use and FAISS's thread count: what a reader needs to compare runs."""
-    import faiss
-
-    info = machine_info((*PACKAGES, *EXTRA_PACKAGES))
-    info["affinity_cores"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    info["faiss_omp_threads"] = int(faiss.omp_get_max_threads())
-    info["faiss_compile_options"] = faiss.get_compile_options() if hasattr(faiss, "get_compile_options") else None
-    return info
 
 
 @contextmanager

@@ -1,5 +1,8 @@
 """Ingest suite: seconds of video indexed per second of wall time, and where it goes.
 
+``measure_library`` is the single pass over a media folder that ``python -m
+benchmarks.bench_ingest`` reports; both time ``index_into_temp``.
+
 The real pipeline (``indexer.pipeline.index_paths``, every modality on) indexes the
 same short clips into a fresh index ``repeats`` times. With one worker the analysis
 runs in this process, so a warm-up ingest first loads the models (its wall time is
@@ -10,17 +13,21 @@ text embedding, write).
 """
 from __future__ import annotations
 
+import os
+import resource
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from benchmarks.machine import machine_info
 from benchmarks.presets import IngestConfig
 from benchmarks.suites.common import Metric, Progress, SuiteResult
 from engine.errors import InputError, NotFoundError
 
-__all__ = ["run", "pick_clips"]
+__all__ = ["run", "pick_clips", "index_into_temp", "measure_library"]
 
 
 def pick_clips(candidates: Sequence[Path], cfg: IngestConfig) -> list[Path]:
@@ -41,19 +48,79 @@ def pick_clips(candidates: Sequence[Path], cfg: IngestConfig) -> list[Path]:
     return [p for _, _, p in sorted(timed)[: cfg.clips]]
 
 
-def _ingest_once(clips: Sequence[Path], workers: int) -> dict[str, Any]:
-    from indexer.pipeline import IndexOptions, index_paths
+def index_into_temp(sources: Sequence[str], options: Any, *, show_progress: bool = False) -> tuple[float, Any]:
+    """Index ``sources`` with ``options`` (``IndexOptions``) into a fresh temporary index,
+    removed afterwards; returns (wall seconds of ``index_paths`` alone, its report)."""
+    from api.progress import TerminalProgress
+    from indexer.pipeline import index_paths
 
+    bars = TerminalProgress(show=show_progress)
     with tempfile.TemporaryDirectory(prefix="vidseek-bench-ingest-") as d:
         t0 = time.perf_counter()
-        report = index_paths([str(c) for c in clips], Path(d) / "idx", options=IndexOptions(workers=workers),
-                             show_progress=False)
+        try:
+            report = index_paths(list(sources), Path(d) / "idx", options=options, progress=bars)
+        finally:
+            bars.close()
         wall = time.perf_counter() - t0
+    return wall, report
+
+
+def _ingest_once(clips: Sequence[Path], workers: int) -> dict[str, Any]:
+    from indexer.pipeline import IndexOptions
+
+    wall, report = index_into_temp([str(c) for c in clips], IndexOptions(workers=workers))
     s = report.summary()
     if s["failures"]:
         raise InputError(f"ingest failed for {len(s['failures'])} of {len(clips)} clips: {s['failures']}",
                          hint="benchmark clips must index cleanly; drop the failing ones")
     return {"wall_s": wall, "media_s": float(s["media_seconds"]), "stages": dict(s["stage_seconds"])}
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU of this process and of its children that have ended (the
+    worker pool is shut down by the time the run returns)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def measure_library(media: Path, *, workers: int, speech: bool, ocr: bool, visual: bool,
+                    limit: int | None) -> dict[str, Any]:
+    """Index every clip of ``media`` (the first ``limit``) once into a fresh index:
+    speed, stage seconds and their share, CPU seconds, and the load before and after.
+
+    Stage seconds are wall seconds inside each worker, so on a shared machine they grow
+    with the load: the 1-minute load average before and after is recorded beside them,
+    and the CPU seconds of this process and its finished workers, which the load
+    inflates far less."""
+    from indexer.pipeline import IndexOptions, discover
+
+    sources, _ = discover([str(media)])
+    if limit:
+        sources = sources[:limit]
+    opts = IndexOptions(workers=workers, speech=speech, ocr=ocr, visual=visual)
+    load_before = os.getloadavg()[0]
+    cpu0 = _cpu_seconds()
+    wall, report = index_into_temp(sources, opts, show_progress=sys.stderr.isatty())
+    cpu = _cpu_seconds() - cpu0
+    load_after = os.getloadavg()[0]
+    s = report.summary()
+    stages = s["stage_seconds"]
+    total = sum(stages.values()) or 1.0
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": machine_info(),
+        "settings": {"workers": workers, "speech": speech, "ocr": ocr, "visual": visual, "clips": len(sources)},
+        "media_seconds": s["media_seconds"],
+        "wall_seconds": round(wall, 2),
+        "cpu_seconds": round(cpu, 1),
+        "load_before": round(load_before, 2),
+        "load_after": round(load_after, 2),
+        "speed_x_realtime": round(s["media_seconds"] / wall, 2) if wall else None,
+        "stage_seconds": stages,
+        "stage_share": {k: round(v / total, 3) for k, v in stages.items()},
+        "by_status": s["by_status"],
+        "failures": s["failures"],
+    }
 
 
 def _median_range(xs: Sequence[float]) -> tuple[float, list[float]]:

@@ -21,19 +21,14 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.core import knn_recall
 from benchmarks.peers import FlatPeer, RawShardsPeer, raw_search_params
 from benchmarks.presets import IndexSpec, LatencyConfig, SweepPoint
-from benchmarks.suites.common import (
-    Metric,
-    Progress,
-    SuiteResult,
-    latency_metrics,
-    recall_at_k,
-    run_with_faiss_threads,
-)
+from benchmarks.suites.common import Metric, Progress, SuiteResult, latency_metrics, run_with_faiss_threads
 from benchmarks.suites.vectors_common import (
     Dataset,
     build_store,
+    knob_applies,
     search_params,
     settings_dict,
     store_settings,
@@ -57,11 +52,7 @@ def _raw_params(peer: RawShardsPeer, defaults: SearchDefaults, point: SweepPoint
 
 def _applies(spec: IndexSpec, point: SweepPoint, template: str) -> bool:
     """A knob the index has no use for would only repeat the default row."""
-    if point.ef_search is not None and "HNSW" not in template:
-        return False
-    if point.nprobe is not None and "IVF" not in template:
-        return False
-    return not (spec.factory == "Flat" and point != SweepPoint())
+    return knob_applies(point, template) and not (spec.factory == "Flat" and point != SweepPoint())
 
 
 def run(cfg: LatencyConfig, work_dir: Path, progress: Progress | None = None) -> SuiteResult:
@@ -129,7 +120,7 @@ def _run(cfg: LatencyConfig, work_dir: Path, progress: Progress | None) -> Suite
                 sp = search_params(point, cfg.k)
                 lat, found = time_queries(lambda q: store.search(q, sp)[1], ds.queries,
                                           warmup=cfg.warmup, repeats=cfg.repeats)
-                recall = recall_at_k(found, truth)
+                recall = knn_recall(found, truth)
                 row = {"config": spec.name, "system": "vidseek", "params": point.label(),
                        "recall_at_10": round(recall, 4), **lat}
                 rows.append(row)
@@ -140,7 +131,7 @@ def _run(cfg: LatencyConfig, work_dir: Path, progress: Progress | None) -> Suite
                     rp = _raw_params(raw, defaults, point, cfg.k)
                     rlat, rfound = time_queries(lambda q: raw.search(q, cfg.k, rp)[1], ds.queries,
                                                 warmup=cfg.warmup, repeats=cfg.repeats)
-                    rrecall = recall_at_k(rfound, truth)
+                    rrecall = knn_recall(rfound, truth)
                     rows.append({"config": spec.name, "system": "faiss-raw", "params": point.label(),
                                  "recall_at_10": round(rrecall, 4), **rlat})
                     metrics.append(Metric(f"{base}/faiss-raw/recall_at_10", round(rrecall, 4), "higher"))
@@ -155,7 +146,7 @@ def _run(cfg: LatencyConfig, work_dir: Path, progress: Progress | None) -> Suite
     if flat_peer is not None and truth is not None:
         lat, found = time_queries(lambda q: flat_peer.search(q, cfg.k)[1], ds.queries,
                                   warmup=cfg.warmup, repeats=cfg.repeats)
-        recall = recall_at_k(found, truth)
+        recall = knn_recall(found, truth)
         rows.append({"config": "faiss-flat", "system": "faiss-flat", "params": "exact",
                      "recall_at_10": round(recall, 4), **lat})
         metrics.append(Metric("latency/faiss-flat/recall_at_10", round(recall, 4), "higher"))
@@ -164,7 +155,7 @@ def _run(cfg: LatencyConfig, work_dir: Path, progress: Progress | None) -> Suite
     config = {
         "n": cfg.n, "dim": cfg.dim, "queries": cfg.queries, "warmup": cfg.warmup, "repeats": cfg.repeats,
         "shards": cfg.shards, "k": cfg.k, "peers": cfg.peers, "seed": cfg.seed,
-        "data": "benchmarks.bench_vectors.SyntheticJoint (clustered 384-d blocks, 20% missing)",
+        "data": "benchmarks.synthetic.SyntheticJoint (clustered 384-d blocks, 20% missing)",
         "indexes": configs,
         "ground_truth_s": round(gt_seconds, 3),
     }

@@ -1,7 +1,7 @@
 """Quality suite: vidseek's retrieval methods and the peers on judged queries.
 
 Inputs are a folder of clips and a judged queries file (``shared/bench``'s format,
-read by ``benchmarks.bench_quality.load_queries``). A preset with ``max_clips``
+read by ``benchmarks.suites.judged.load_queries``). A preset with ``max_clips``
 takes a subset: per query kind in turn, the query whose relevant clips are the
 cheapest to index (shortest), while the clip and media-second budgets allow; then
 every query whose relevant clips all made it in, and every negative query. The
@@ -9,10 +9,10 @@ clips are indexed once with the real pipeline into a cache folder keyed by the c
 set and the index settings (``--quality-index DIR`` names an existing index
 instead, which must hold every clip).
 
-Every query then runs through the chosen ``bench_quality.METHODS`` (vidseek; the
+Every query then runs through the chosen ``judged.METHODS`` (vidseek; the
 ``default`` method is the product default) and through the peers
 (``benchmarks.peers``: rank-bm25 alone and a txtai hybrid index over the same
-segment texts, read from the same index). Scoring is ``bench_quality``'s: clip level,
+segment texts, read from the same index). Scoring is ``judged``'s: clip level,
 Recall@1/5/10, MRR, nDCG@10, R1@IoU0.5, per kind and overall, negatives apart.
 """
 from __future__ import annotations
@@ -24,11 +24,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from benchmarks import bench_quality as bq
-from benchmarks.bench_quality import Method, Query
 from benchmarks.peers import QUALITY_PEERS, QualityPeer, available_quality_peers, make_quality_peer, segment_texts
 from benchmarks.presets import QualityConfig
+from benchmarks.suites import judged
 from benchmarks.suites.common import Metric, Progress, SuiteResult
+from benchmarks.suites.judged import Method, Query
 from engine.errors import InputError, MissingDependencyError
 
 __all__ = ["QualityInputs", "load_inputs", "select_subset", "cache_index_dir", "run"]
@@ -70,7 +70,7 @@ def select_subset(durations: Mapping[str, float], queries: Sequence[Query], *, m
         raise InputError(f"max_clips must be at least 1, got {max_clips}")
     budget = float("inf") if max_media_seconds is None else max_media_seconds
     positives = [q for q in queries if not q.is_negative]
-    kinds = bq.ordered_kinds(positives)
+    kinds = judged.ordered_kinds(positives)
 
     def cost(q: Query) -> float:
         return sum(durations[c] for c in q.relevant_clips)
@@ -101,8 +101,8 @@ def select_subset(durations: Mapping[str, float], queries: Sequence[Query], *, m
 def load_inputs(media: Path, queries_file: Path, cfg: QualityConfig, *, index_dir: Path | None = None) -> QualityInputs:
     """Clips and queries from a media folder and a judged queries file, cut to the
     preset's subset when it sets ``max_clips``."""
-    clips = bq.list_clips(media)
-    queries = bq.load_queries(queries_file)
+    clips = judged.list_clips(media)
+    queries = judged.load_queries(queries_file)
     unknown = sorted({r.clip for q in queries for r in q.relevant} - set(clips))
     if unknown:
         raise InputError(f"the queries in {queries_file} name clips that are not in {media}: {unknown}",
@@ -143,8 +143,8 @@ def cache_index_dir(clips: Mapping[str, str], cache_dir: Path) -> Path:
 
 def _existing_index(index_dir: Path, clips: Mapping[str, str]) -> dict[str, Any]:
     """The ingest record of an index given with ``--quality-index`` (its sidecar, as
-    ``bench_quality`` wrote it); raises if the index lacks any chosen clip."""
-    missing = sorted(set(clips) - bq.indexed_clips(index_dir))
+    ``judged.ensure_index`` wrote it); raises if the index lacks any chosen clip."""
+    missing = sorted(set(clips) - judged.indexed_clips(index_dir))
     if missing:
         raise InputError(f"--quality-index {index_dir} lacks {len(missing)} of the chosen clips: {missing[:10]}",
                          hint="index them first, or drop --quality-index to build a cached index")
@@ -166,7 +166,7 @@ def run(cfg: QualityConfig, inputs: QualityInputs, cache_dir: Path, *, peers: st
     an error); ``()`` runs none."""
     say = progress or (lambda s: None)
     t_start = time.perf_counter()
-    methods = bq.select_methods(",".join(cfg.methods) if cfg.methods else None)
+    methods = judged.select_methods(",".join(cfg.methods) if cfg.methods else None)
     skipped: dict[str, str] = {}
     if peers == "auto":
         peer_names, skipped = available_quality_peers(cfg.peers)
@@ -184,8 +184,8 @@ def run(cfg: QualityConfig, inputs: QualityInputs, cache_dir: Path, *, peers: st
     else:
         index_dir = cache_index_dir(inputs.clips, cache_dir)
         say(f"quality: index {index_dir} ({len(inputs.clips)} clips)")
-        ingest = bq.ensure_index(inputs.clips, index_dir, reuse=True, workers=cfg.workers)
-    missing = sorted(set(inputs.clips) - bq.indexed_clips(index_dir))
+        ingest = judged.ensure_index(inputs.clips, index_dir, reuse=True, workers=cfg.workers)
+    missing = sorted(set(inputs.clips) - judged.indexed_clips(index_dir))
     if missing:
         raise InputError(f"clips failed to index into {index_dir}: {missing}",
                          hint=f"see `vidseek info --index {index_dir}` for the reasons")
@@ -195,7 +195,7 @@ def run(cfg: QualityConfig, inputs: QualityInputs, cache_dir: Path, *, peers: st
     docs = segment_texts(index_dir) if peer_names else []
 
     def peer(name: str) -> QualityPeer:
-        # Built on first use, after vidseek's methods have run (bq.run goes method by
+        # Built on first use, after vidseek's methods have run (judged.run goes method by
         # method): a peer's torch thread pool then cannot slow vidseek's timed queries
         # on a 2-core machine.
         if name not in built:
@@ -203,19 +203,19 @@ def run(cfg: QualityConfig, inputs: QualityInputs, cache_dir: Path, *, peers: st
             built[name] = make_quality_peer(name, docs)
             peer_info[name] = {**built[name].describe(), "index_s": round(time.perf_counter() - t, 3),
                                "segments": len(docs)}
-            built[name].search("warm up", bq.K)  # loads the model before any timed query
+            built[name].search("warm up", judged.K)  # loads the model before any timed query
         return built[name]
 
-    search_vidseek, close, warmup_s = bq.open_search(index_dir)
+    search_vidseek, close, warmup_s = judged.open_search(index_dir)
 
     def search(text: str, method: Method) -> Any:
         if method.name in peer_names:
-            return peer(method.name).search(text, bq.K)
+            return peer(method.name).search(text, judged.K)
         return search_vidseek(text, method)
 
     all_methods = [*methods, *(_peer_method(n) for n in peer_names)]
     try:
-        report, markdown, _failures = bq.run(list(inputs.queries), all_methods, search)
+        report, markdown, _failures = judged.run(list(inputs.queries), all_methods, search)
     finally:
         close()
     from engine.index import VideoIndex
@@ -224,7 +224,7 @@ def run(cfg: QualityConfig, inputs: QualityInputs, cache_dir: Path, *, peers: st
     metrics: list[Metric] = []
     for method, s in summary.items():
         for kind, agg in s["kinds"].items():
-            for name in bq.METRICS:
+            for name in judged.METRICS:
                 if agg.get(name) is not None:
                     metrics.append(Metric(f"quality/{method}/{kind}/{name}", round(agg[name], 6), "higher"))
         if s["took_ms"]["p50"] is not None:

@@ -16,16 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.core import knn_recall
 from benchmarks.peers import FlatPeer
 from benchmarks.presets import ScaleConfig, SweepPoint
-from benchmarks.suites.common import (
-    Metric,
-    Progress,
-    SuiteResult,
-    latency_metrics,
-    recall_at_k,
-    run_with_faiss_threads,
-)
+from benchmarks.suites.common import Metric, Progress, SuiteResult, latency_metrics, run_with_faiss_threads
 from benchmarks.suites.vectors_common import (
     Dataset,
     build_store,
@@ -81,7 +75,7 @@ def _run(cfg: ScaleConfig, work_dir: Path, progress: Progress | None) -> SuiteRe
             rss = _rss_bytes()
             lat, found = time_queries(lambda q: store.search(q, sp)[1], ds.queries,
                                       warmup=cfg.warmup, repeats=cfg.repeats)
-            recall = recall_at_k(found, truth)
+            recall = knn_recall(found, truth)
             kinds = sorted({s["kind"] for s in info["shards"]})
             factories = sorted({s["factory"] for s in info["shards"]})
             row: dict[str, Any] = {
@@ -101,7 +95,7 @@ def _run(cfg: ScaleConfig, work_dir: Path, progress: Progress | None) -> SuiteRe
                 flat_lat, flat_found = time_queries(lambda q: flat.search(q, cfg.k)[1], ds.queries,
                                                     warmup=cfg.warmup, repeats=cfg.repeats)
                 rows.append({"n": point.n, "system": "faiss-flat", "factory": "IndexFlatIP",
-                             "recall_at_10": round(recall_at_k(flat_found, truth), 4), **flat_lat})
+                             "recall_at_10": round(knn_recall(flat_found, truth), 4), **flat_lat})
                 metrics.extend(latency_metrics(f"{base}/faiss-flat", flat_lat, ("p50",)))
         finally:
             store.close()
@@ -111,6 +105,6 @@ def _run(cfg: ScaleConfig, work_dir: Path, progress: Progress | None) -> SuiteRe
         "queries": cfg.queries, "warmup": cfg.warmup, "repeats": cfg.repeats, "shards": cfg.shards,
         "flat_max": cfg.flat_max, "train_sample": cfg.train_sample, "k": cfg.k, "seed": cfg.seed,
         "search_params": "defaults (SearchParams(k=10))",
-        "data": "benchmarks.bench_vectors.SyntheticJoint (clustered 384-d blocks, 20% missing)",
+        "data": "benchmarks.synthetic.SyntheticJoint (clustered 384-d blocks, 20% missing)",
     }
     return SuiteResult("scale", config, metrics, {"rows": rows}, time.perf_counter() - t_start)

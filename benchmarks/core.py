@@ -1,0 +1,150 @@
+"""What every benchmark shares, suites and single-purpose entries alike: where the
+shared data lives, the command-line conventions, timing and percentiles, the recall
+of a nearest-neighbour search, and how a result file is written.
+
+Nothing here imports a suite or a ``bench_*`` entry: those import this.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence, TypeVar
+
+import numpy as np
+
+from engine.errors import InputError
+
+__all__ = [
+    "REPO_ROOT",
+    "SHARED_DIR",
+    "SHARED_MEDIA",
+    "PUBLIC_QUERIES",
+    "shared_media",
+    "entry_parser",
+    "add_out",
+    "add_media",
+    "write_json",
+    "now_iso",
+    "percentile",
+    "time_each",
+    "latency_summary",
+    "knn_recall",
+]
+
+T = TypeVar("T")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# The judged clips and queries sit beside the checkout, not in it.
+SHARED_DIR = REPO_ROOT.parent / "shared"
+SHARED_MEDIA = SHARED_DIR / "media"
+PUBLIC_QUERIES = SHARED_DIR / "bench" / "queries-public.jsonl"
+
+
+def shared_media() -> Path:
+    """``$VIDSEEK_SHARED_MEDIA`` when set, else ``<repo>/../shared/media`` (the suites'
+    and ``bench_quality``'s default; the other entries default to the latter alone)."""
+    env = os.environ.get("VIDSEEK_SHARED_MEDIA")
+    return Path(env) if env else SHARED_MEDIA
+
+
+# -- command-line conventions --------------------------------------------------------------
+def entry_parser(name: str, description: str | None) -> argparse.ArgumentParser:
+    """The parser of ``python -m benchmarks.NAME``: that program name in usage lines,
+    the description (usually the module docstring or its first paragraph) as written."""
+    return argparse.ArgumentParser(prog=f"python -m benchmarks.{name}", description=description,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_out(p: argparse.ArgumentParser, default: str | Path | None, what: str = "the JSON result") -> None:
+    """``--out FILE``: where the JSON result goes (``None``: written only when given)."""
+    p.add_argument("--out", type=Path, default=None if default is None else Path(default), metavar="FILE",
+                   help=f"where {what} goes" + (f" (default {default})" if default is not None else ""))
+
+
+def add_media(p: argparse.ArgumentParser, default: Path = SHARED_MEDIA) -> None:
+    """``--media DIR``: the folder of real clips."""
+    p.add_argument("--media", type=Path, default=default, metavar="DIR", help=f"folder of clips (default {default})")
+
+
+# -- results ------------------------------------------------------------------------------
+def write_json(path: str | Path, data: Any, *, indent: int | None = 2) -> Path:
+    """Write ``data`` as JSON (UTF-8, a trailing newline) atomically: a temporary file,
+    fsync, then a rename, so a reader never sees half a file. Creates the parent
+    folder; values JSON cannot hold (paths, dates) are written as strings."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(data, indent=indent, ensure_ascii=False, default=str) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def now_iso() -> str:
+    """Local time with its UTC offset, to the second."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+# -- timing and statistics ----------------------------------------------------------------
+def percentile(values: Sequence[float] | np.ndarray, q: float) -> float:
+    """The ``q``-th percentile (numpy's linear interpolation); NaN when there are no values."""
+    return float(np.percentile(np.asarray(values), q)) if len(values) else float("nan")
+
+
+def time_each(fn: Callable[[T], Any], items: Sequence[T], *, warmup: int = 0) -> tuple[list[float], list[Any]]:
+    """Call ``fn`` on ``items[:warmup]`` untimed, then on every item one at a time,
+    timing each call alone (``time.perf_counter``); returns (milliseconds per item,
+    what each call returned)."""
+    for item in items[:warmup]:
+        fn(item)
+    ms: list[float] = []
+    out: list[Any] = []
+    for item in items:
+        t0 = time.perf_counter()
+        r = fn(item)
+        ms.append((time.perf_counter() - t0) * 1000.0)
+        out.append(r)
+    return ms, out
+
+
+def latency_summary(runs_ms: Sequence[Sequence[float]]) -> dict[str, Any]:
+    """Percentiles of single-query latencies over repeats.
+
+    ``runs_ms`` holds one list of per-query milliseconds per repeat (the same queries
+    each time). Each percentile is computed per repeat; the reported value is the
+    median over repeats and ``*_range`` the [min, max] over repeats (the spread that
+    ``compare`` treats as noise). ``iqr_ms`` is the interquartile range of all
+    latencies pooled, a picture of the per-query spread."""
+    runs = [np.asarray(r, dtype=np.float64) for r in runs_ms if len(r)]
+    if not runs:
+        raise InputError("latency_summary needs at least one repeat with at least one latency")
+    out: dict[str, Any] = {"repeats": len(runs), "queries": int(len(runs[0]))}
+    for name, fn in (("p50", lambda a: np.percentile(a, 50)), ("p90", lambda a: np.percentile(a, 90)),
+                     ("p99", lambda a: np.percentile(a, 99)), ("mean", np.mean)):
+        per = [float(fn(r)) for r in runs]
+        out[f"{name}_ms"] = round(float(np.median(per)), 4)
+        out[f"{name}_ms_range"] = [round(min(per), 4), round(max(per), 4)]
+    pooled = np.concatenate(runs)
+    q1, q3 = np.percentile(pooled, [25, 75])
+    out["iqr_ms"] = round(float(q3 - q1), 4)
+    out["min_ms"] = round(float(pooled.min()), 4)
+    out["max_ms"] = round(float(pooled.max()), 4)
+    return out
+
+
+def knn_recall(found: np.ndarray, truth: np.ndarray) -> float:
+    """Recall@k of a nearest-neighbour search: the mean share of each query's exact
+    top-k ids (``truth``, (nq, k)) found among its returned ids (``found``, (nq, k');
+    ids < 0 are padding). Not ``benchmarks.metrics.recall_at_k``, which scores one
+    ranked list of clips against judged relevance."""
+    if found.shape[0] != truth.shape[0]:
+        raise InputError(f"recall: {found.shape[0]} result rows for {truth.shape[0]} queries")
+    k = truth.shape[1]
+    hits = sum(len(np.intersect1d(f[f >= 0], t)) for f, t in zip(found, truth))
+    return float(hits / (k * len(truth)))
+
