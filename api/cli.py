@@ -92,7 +92,8 @@ def cmd_search(args: argparse.Namespace) -> int:
           f" in {resp.took_ms:.0f} ms")
     for i, h in enumerate(resp.hits, 1):
         matched = ", ".join(f"{m} {s:.2f}" for m, s in h.matched.items())
-        print(f"{i:2d}. {h.score:.3f}  {h.source}  {_fmt_time(h.start)}-{_fmt_time(h.end)}  [{matched}]")
+        cut = f" ({h.range_from})" if h.range_from != "segments" else ""
+        print(f"{i:2d}. {h.score:.3f}  {h.source}  {_fmt_time(h.start)}-{_fmt_time(h.end)}{cut}  [{matched}]")
         if h.snippet:
             print(f"      {h.snippet}")
     return 0

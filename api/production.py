@@ -132,6 +132,9 @@ def _scaled(progress: ProgressFn | None, lo: float, hi: float) -> ProgressFn:
     return say
 
 
+MIN_EXACT_PIECE = 2.0  # s: an exact moment shorter than this is widened around its middle for a reel
+
+
 def _candidates(index, req: HighlightRequest, searcher, progress: ProgressFn):
     """(candidates, videos in story order) for the request."""
     from query.highlights import Candidate
@@ -156,6 +159,10 @@ def _candidates(index, req: HighlightRequest, searcher, progress: ProgressFn):
                 continue
             by_id[h.video_id] = resolve_video(index, h.video_id, req.tenant)
             videos.append(by_id[h.video_id])
+        if h.range_from != "segments" and h.segment_ids:  # an exact moment: the reel takes its range
+            mid, half = 0.5 * (h.start + h.end), max(0.5 * (h.end - h.start), MIN_EXACT_PIECE / 2)
+            cands.append(Candidate(h.video_id, max(0.0, mid - half), mid + half, h.segment_ids[0], float(h.score)))
+            continue
         for sid, seg in sorted(index.catalog.get_segments(h.segment_ids).items()):
             if seg.end > seg.start:
                 cands.append(Candidate(h.video_id, seg.start, seg.end, sid, float(h.score)))

@@ -47,6 +47,11 @@ class HitOut(BaseModel):
     snippet: str = Field(examples=["the red boat leaves the harbour at seven"])
     title: str | None = None
     segment_ids: list[int] = []
+    range_from: str = Field("segments", description="what set start/end: words (spoken phrases), text (an "
+                            "on-screen text span), visual (a run of frames), shot, or segments (the matched "
+                            "segments' range)", examples=["words"])
+    segments_start: float | None = Field(None, description="start of the matched segments' range", examples=[10.0])
+    segments_end: float | None = Field(None, description="end of the matched segments' range", examples=[20.0])
     thumbnail_url: str | None = Field(None, examples=["/v1/videos/v3f2a9c1d0e4b5a6/segments/17/thumbnail?t=..."])
     media_url: str | None = Field(None, examples=["/v1/videos/v3f2a9c1d0e4b5a6/media?t=..."])
 

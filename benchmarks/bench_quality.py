@@ -22,7 +22,7 @@ What it does:
    maps to a clip id by its file stem.
 3. **Measure** (``benchmarks.metrics``): per method and query kind, Recall@1/5/10,
    MRR, nDCG@10 at clip level (duplicates of one clip count once, at their best
-   rank), R1@IoU0.5 where the ground truth has a window, and the number of queries.
+   rank), R1@IoU0.5 and 0.7 where the ground truth has a window, and the number of queries.
    "overall" averages over every non-negative query. Negative queries (no relevant
    clip) are left out of those means and reported apart: the mean score of the top
    hit, shown beside the same method's mean top-1 score on positive queries.

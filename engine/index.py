@@ -353,6 +353,18 @@ class VideoIndex:
     def list_videos(self, *, tenant: str | None = None, limit: int = 100) -> list[VideoRecord]:
         return self.catalog.list_videos(tenant=tenant, limit=limit)
 
+    def timeline(self, video_key: int, start: float, end: float, kinds: Sequence[str] | None = None) -> list:
+        """The video's evidence timeline units (``TimelineUnit``) overlapping ``[start, end]``."""
+        return self.catalog.timeline(video_key, start, end, kinds)
+
+    def shots_of(self, video_key: int) -> list[tuple[float, float]]:
+        return self.catalog.shots_of(video_key)
+
+    def words_between(self, video_key: int, start: float, end: float) -> list:
+        """The transcript's words ``[start, end, word]`` of the video's segments that
+        overlap ``[start, end]``, in time order, each once."""
+        return self.catalog.words_between(video_key, start, end)
+
     def info(self) -> dict:
         counts = self.catalog.counts()
         return {

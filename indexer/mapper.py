@@ -56,7 +56,10 @@ def analyse(
     say = progress or (lambda stage, frac: None)
     work = Work(source, content_hash, config, options, meta, fingerprint)
     timings: dict[str, float] = {}
-    for st in build_stages(options) if stages is None else stages:
+    stages = build_stages(options) if stages is None else stages
+    for st in stages:
+        st.prepare(work)
+    for st in stages:
         if not st.applies(work):
             continue
         say(st.name, st.at)
@@ -109,7 +112,7 @@ def assemble(work: Work, timings: dict[str, float]) -> NewVideo:
             "has_speech": any(s.transcript.strip() for s in segs),
             **work.stats,
         },
-        shots=[(float(a.start), float(a.end)) for a in work.shots], segments=segs,
+        shots=[(float(a.start), float(a.end)) for a in work.shots], segments=segs, timeline=list(work.timeline),
     )
 
 

@@ -27,3 +27,4 @@ class IndexOptions:
     max_bytes: int | None = None  # refuse files larger than this
     flush_every: int = 25  # save derived indexes every N committed videos
     graph: bool = True  # after each commit: entities, edges, reused footage (indexer.entities)
+    timeline: bool = True  # phrases, text spans and 1 fps visual samples for exact moments

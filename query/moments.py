@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from typing import Mapping
 
+import numpy as np
+
 from engine.lexical import tokenize
+from query.boundaries import NEAR, Range, lead_modalities, quote_range, speech_ranges, text_range, visual_range
+from query.filters import norm
 from query.plan import Plan
 from query.results import Hit
 from query.scoring import Candidate
 
-__all__ = ["moments", "snippet"]
+__all__ = ["moments", "snippet", "exact_ranges"]
 
 
 def _groups(plan: Plan, cands: Mapping[int, Candidate], scores: Mapping[int, float]
@@ -43,25 +47,101 @@ def _groups(plan: Plan, cands: Mapping[int, Candidate], scores: Mapping[int, flo
 
 
 def moments(plan: Plan, cands: Mapping[int, Candidate], cos: Mapping[int, Mapping[str, float]],
-            scores: Mapping[int, float]) -> list[Hit]:
-    """The top ``k`` moments of the plan, best first (ties by video key)."""
-    weights = plan.weights
+            scores: Mapping[int, float], *, blocks: Mapping[str, np.ndarray] | None = None,
+            evidence=None) -> list[Hit]:
+    """The top ``k`` moments of the plan, best first (ties by video key), at most
+    ``per_video`` a video. With ``evidence`` (an object with ``timeline(video_key,
+    start, end)``, ``words_between(video_key, start, end)`` and ``shots_of(video_key)``,
+    e.g. the ``VideoIndex``) and the query's ``blocks``, each moment's range is cut from
+    the evidence (``exact_ranges``), and one group of segments may give several moments
+    (the words said again further on); else a moment is its segments' range."""
+    opts = plan.options
     terms = set(tokenize(plan.text))
-    hits = []
-    for score, _, group in _groups(plan, cands, scores)[: plan.options.k]:
+    out: list[tuple[float, int, int, Hit]] = []
+    for n, (score, vkey, group) in enumerate(_groups(plan, cands, scores)[: opts.k]):
         top = max(group, key=lambda c: scores[c.id])
-        v = top.video
-        matched = {m: round(s, 4) for m, s in sorted(cos[top.id].items()) if weights.get(m, 0) > 0}
-        if top.bm25 > 0:
-            matched["bm25"] = round(top.bm25, 4)
-        if top.phrase:
-            matched["phrase"] = 1.0
-        hits.append(Hit(
-            video_id=v.video_id, source=v.source, start=group[0].seg.start, end=group[-1].seg.end,
-            score=float(score), matched=matched, snippet=snippet(top, cos[top.id], weights, terms), title=v.title,
-            segment_ids=[c.id for c in group],
-        ))
-    return hits
+        seg_range = Range(group[0].seg.start, group[-1].seg.end, "segments")
+        ranges = [seg_range]
+        if evidence is not None and blocks is not None:
+            ranges = exact_ranges(plan, blocks, top, cos[top.id], seg_range, terms, evidence) or [seg_range]
+        for j, rng in enumerate(ranges):
+            if top.video.duration:
+                rng = Range(max(0.0, rng.start), min(float(top.video.duration), rng.end), rng.source, rng.text,
+                            rng.weight)
+            out.append((score * rng.weight if j else score, n, j,
+                        _hit(plan, top, group, cos[top.id], rng, seg_range, score * rng.weight, terms)))
+    out.sort(key=lambda x: (-x[0], x[1], x[2]))
+    hits: list[Hit] = []
+    per: dict[str, list[Hit]] = {}
+    for _, _, _, h in out:
+        mine = per.setdefault(h.video_id, [])
+        if len(mine) >= opts.per_video or any(_overlap(h, o) > 0.3 for o in mine):
+            continue
+        mine.append(h)
+        hits.append(h)
+    return hits[: opts.k]
+
+
+def _overlap(a: Hit, b: Hit) -> float:
+    inter = max(0.0, min(a.end, b.end) - max(a.start, b.start))
+    union = max(a.end, b.end) - min(a.start, b.start)
+    return inter / union if union > 0 else 0.0
+
+
+def _hit(plan: Plan, top: Candidate, group: list[Candidate], cos: Mapping[str, float], rng: Range, seg: Range,
+         score: float, terms: set[str]) -> Hit:
+    weights = plan.weights
+    matched = {m: round(s, 4) for m, s in sorted(cos.items()) if weights.get(m, 0) > 0}
+    if top.bm25 > 0:
+        matched["bm25"] = round(top.bm25, 4)
+    if top.phrase:
+        matched["phrase"] = 1.0
+    text = snippet(top, cos, weights, terms)
+    if rng.source == "words":
+        text = "said: " + _window(rng.text, terms, 160)
+    elif rng.source == "text":
+        text = "on screen: " + _window(rng.text, terms, 160)
+    v = top.video
+    return Hit(video_id=v.video_id, source=v.source, start=rng.start, end=rng.end, score=float(score),
+               matched=matched, snippet=text, title=v.title, segment_ids=[c.id for c in group],
+               range_from=rng.source, segments_range=(seg.start, seg.end))
+
+
+def exact_ranges(plan: Plan, blocks: Mapping[str, np.ndarray], top: Candidate, cos: Mapping[str, float],
+                 seg: Range, terms: set[str], evidence) -> list[Range]:
+    """The moment's range(s) from the video's evidence timeline, led by the modality
+    that made the hit (see ``query.boundaries``): several only for speech found again
+    further on, when ``per_video`` allows; [] when no evidence settles it."""
+    lo, hi = seg.start - NEAR, seg.end + NEAR
+    units = evidence.timeline(top.seg.video, lo, hi)
+    if not units:
+        return []
+    quoted = [norm(p) for p in plan.parsed.phrases if norm(p)]
+    phrase_in = {"speech": bool(quoted) and all(p in norm(top.seg.transcript) for p in quoted),
+                 "ocr": bool(quoted) and all(p in norm(top.seg.ocr_text) for p in quoted)}
+    seg_toks = {"speech": set(tokenize(top.seg.transcript)), "ocr": set(tokenize(top.seg.ocr_text))}
+    share = {m: len(terms & t) / len(terms) if terms else 0.0 for m, t in seg_toks.items()}
+    for m in lead_modalities(plan.label, phrase_in, share):
+        if m == "speech":
+            if plan.parsed.phrases:
+                words = evidence.words_between(top.seg.video, lo, hi)
+                found = [r for p in plan.parsed.phrases if (r := quote_range(words, p)) is not None][:1]
+                if found:
+                    return found
+            found = speech_ranges([u for u in units if u.kind == "phrase"], blocks.get("speech"), terms,
+                                  plan.parsed.phrases, plan.options.per_video)
+            if found:
+                return found
+        elif m == "ocr":
+            rng = text_range([u for u in units if u.kind == "text"], blocks.get("ocr"), plan.text)
+            if rng is not None:
+                return [rng]
+        else:
+            rng = visual_range([u for u in units if u.kind == "visual"], blocks.get("visual"),
+                               (seg.start, seg.end), evidence.shots_of(top.seg.video))
+            if rng is not None:
+                return [rng]
+    return []
 
 
 def snippet(c: Candidate, cos: Mapping[str, float], weights: Mapping[str, float], terms: set[str],

@@ -72,6 +72,7 @@ class SearchOptions:
     retrievers: tuple[str, ...] = RETRIEVERS
     params: SearchParams | None = None  # nprobe / efSearch / k_factor for the vector store
     merge_ratio: float = 0.8  # neighbours within this share of a moment's best join it
+    exact_moments: bool = True  # cut each moment's range from the evidence timeline (query.boundaries)
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= 1000:

@@ -135,7 +135,8 @@ class Searcher:
             scores = fuse(plan, cands, dense, retrieved)
             if opts.rerank:
                 scores = rerank(plan, cands, cos, scores)
-            hits = moments(plan, cands, cos, scores)
+            hits = moments(plan, cands, cos, scores, blocks=blocks,
+                           evidence=self.index if opts.exact_moments else None)
         return SearchResponse(query, expl.to_dict(), (time.perf_counter() - t0) * 1000, hits, parsed.to_dict())
 
     def _videos_by_keys(self, keys: set[int]) -> dict[int, VideoRecord]:

@@ -17,13 +17,20 @@ class Hit:
     snippet: str
     title: str | None = None
     segment_ids: list[int] = field(default_factory=list)
+    # what set start/end: words (spoken phrases), text (on-screen text span), visual (a
+    # run of frames), shot (a run snapped to shot boundaries) or segments (the matched
+    # segments' range, which segments_range always holds)
+    range_from: str = "segments"
+    segments_range: tuple[float, float] | None = None
 
     def to_dict(self) -> dict:
+        seg = self.segments_range or (self.start, self.end)
         return {
             "video_id": self.video_id, "source": self.source, "start": round(self.start, 3),
             "end": round(self.end, 3), "score": round(float(self.score), 6),
             "matched": {k: round(float(v), 4) for k, v in self.matched.items()}, "snippet": self.snippet,
-            "title": self.title, "segment_ids": self.segment_ids,
+            "title": self.title, "segment_ids": self.segment_ids, "range_from": self.range_from,
+            "segments_start": round(seg[0], 3), "segments_end": round(seg[1], 3),
         }
 
 

@@ -116,6 +116,12 @@ def server(tmp_path_factory, tools) -> Iterator[dict]:
         yield {"url": url, "video_id": job["video_id"]}
 
 
+def fmt_minutes(t: float) -> str:
+    """The page's time format (m:ss.s)."""
+    minutes, seconds = divmod(t, 60)
+    return f"{int(minutes)}:{seconds:04.1f}"
+
+
 def test_search_page_finds_and_plays_the_moment(server):
     errors: list[str] = []
     with sync_api.sync_playwright() as pw:
@@ -168,6 +174,15 @@ def test_search_page_finds_and_plays_the_moment(server):
             assert state["time"] >= top["start"] - 0.05, state
             assert state["ready"] > 0 and state["error"] is None and not state["hidden"], state
             assert page.locator("#player-title").inner_text().startswith("Harbour sign")
+            # the moment is marked on the player's timeline, with what cut it
+            assert top["range_from"] in ("text", "shot", "segments"), top
+            note = page.locator("#moment-note").inner_text()
+            assert note.startswith("Moment ") and fmt_minutes(top["start"]) in note, note
+            bar = page.evaluate("""() => { const v = document.getElementById('player');
+                const r = document.getElementById('moment-range');
+                return {left: parseFloat(r.style.left), width: parseFloat(r.style.width), duration: v.duration}; }""")
+            assert bar["left"] == pytest.approx(100 * top["start"] / bar["duration"], abs=0.5), bar
+            assert bar["width"] > 0, bar
             page.screenshot(path=str(SCREENSHOT), full_page=True)
         finally:
             browser.close()

@@ -51,9 +51,9 @@ def _names(stages) -> list[str]:
 def test_builder_lists_the_stages_the_options_ask_for_in_order():
     assert _names(build_stages(IndexOptions())) == [cls.name for cls in STAGES]
     assert _names(build_stages(IndexOptions(speech=False))) == [
-        "probe", "shots", "keyframes", "visual", "ocr", "text_embed"]
+        "probe", "shots", "keyframes", "visual", "ocr", "text_embed", "timeline"]
     assert _names(build_stages(IndexOptions(visual=False, ocr=False))) == [
-        "probe", "shots", "audio", "speech", "text_embed"]
+        "probe", "shots", "audio", "speech", "text_embed", "timeline"]
     # OCR alone still needs the keyframes stage
     assert "keyframes" in _names(build_stages(IndexOptions(visual=False, speech=False)))
 

@@ -75,7 +75,8 @@ function render(body) {
     div.className = "body";
     const title = document.createElement("div"); title.className = "title"; title.textContent = name;
     const time = document.createElement("div"); time.className = "time";
-    time.textContent = `${fmt(h.start)} – ${fmt(h.end)} · score ${h.score.toFixed(3)}`;
+    time.textContent = `${fmt(h.start)} – ${fmt(h.end)} · score ${h.score.toFixed(3)}` +
+      (RANGE_FROM[h.range_from] ? ` · ${RANGE_FROM[h.range_from]}` : "");
     const badges = document.createElement("div");
     for (const [m, s] of Object.entries(h.matched)) {
       const b = document.createElement("span"); b.className = "badge"; b.textContent = `${m} ${s.toFixed(2)}`;
@@ -154,12 +155,30 @@ async function showEntity(entities) {
   box.hidden = false;
 }
 
+// What set a moment's range (search hits' range_from), as the page says it.
+const RANGE_FROM = { words: "cut at the spoken words", text: "while the text is on screen",
+                     visual: "where the picture matches", shot: "the matching shot" };
+
+function markMoment(hit, duration) {
+  const bar = $("moment-range"), note = $("moment-note");
+  if (!(duration > 0)) { $("moment-bar").hidden = true; note.textContent = ""; return; }
+  $("moment-bar").hidden = false;
+  bar.style.left = `${(100 * hit.start) / duration}%`;
+  bar.style.width = `${Math.max(0.5, (100 * (hit.end - hit.start)) / duration)}%`;
+  note.textContent = `Moment ${fmt(hit.start)} – ${fmt(hit.end)}` +
+    (RANGE_FROM[hit.range_from] ? ` (${RANGE_FROM[hit.range_from]})` : " (the matching segments)");
+}
+
 function play(hit, name) {
   const box = $("player-box"), v = $("player");
   $("player-title").textContent = `${name} — from ${fmt(hit.start)}`;
   box.hidden = false;
   v.src = hit.media_url;
-  v.addEventListener("loadedmetadata", () => { v.currentTime = hit.start; v.play().catch(() => {}); }, { once: true });
+  v.addEventListener("loadedmetadata", () => {
+    v.currentTime = hit.start;
+    markMoment(hit, v.duration);
+    v.play().catch(() => {});
+  }, { once: true });
   // The player sits above the grid: bring it into view when a card far down is clicked.
   box.scrollIntoView({ block: "start" });
   v.focus();

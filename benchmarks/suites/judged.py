@@ -9,7 +9,7 @@ Used by the quality suite (``benchmarks.suites.quality``) and by
 2. **Search** (``open_search``, ``evaluate``): every query through every ``METHODS``
    entry; each hit's source maps to a clip id by its file stem.
 3. **Measure** (``summarise``, ``benchmarks.metrics``): per method and query kind,
-   Recall@1/5/10, MRR, nDCG@10, R1@IoU0.5; negatives apart.
+   Recall@1/5/10, MRR, nDCG@10, R1@IoU0.5 and 0.7; negatives apart.
 4. **Report** (``render_markdown``, ``write_report``, ``plot``) and the acceptance
    rule (``check_default``).
 
@@ -76,7 +76,8 @@ OVERALL = "overall"
 KIND_ORDER = ("visual", "speech", "ocr", "mixed", "msrvtt")
 K = 10
 IOU_THRESHOLD = 0.5
-METRICS = ("R@1", "R@5", "R@10", "MRR", "nDCG@10", "R1@IoU0.5")
+IOU_STRICT = 0.7  # the moment-retrieval literature's second threshold (QVHighlights, Charades-STA)
+METRICS = ("R@1", "R@5", "R@10", "MRR", "nDCG@10", "R1@IoU0.5", "R1@IoU0.7")
 DEFAULT_METHOD = "default"
 SINGLE_RETRIEVERS = ("bm25", "dense")
 _EPS = 1e-9  # MRR comparisons: equal within float noise is "not worse"
@@ -212,6 +213,7 @@ def score_query(q: Query, method: str, hits: Sequence[RankedMoment], took_ms: fl
         "MRR": reciprocal_rank(ids, rel, k=K),
         "nDCG@10": ndcg_at_k(ids, rel, 10),
         "R1@IoU0.5": r1_at_iou(hits, q.relevant, IOU_THRESHOLD),
+        "R1@IoU0.7": r1_at_iou(hits, q.relevant, IOU_STRICT),
         "top1_score": top1_score(hits),
     }
     distinct = dedupe(ids)
@@ -336,7 +338,7 @@ def render_markdown(summary: Mapping[str, Any], kinds: Sequence[str], queries: S
     first = next(iter(summary.values()), None)
     for metric in METRICS:
         header = cols
-        if metric == "R1@IoU0.5" and first is not None:
+        if metric.startswith("R1@IoU") and first is not None:
             # Few queries carry a window: show how many each column averages over.
             header = [f"{c} (n={first['kinds'][c]['n_iou']})" for c in cols]
         lines.append(f"### {metric}")

@@ -13,7 +13,7 @@ Every query then runs through the chosen ``judged.METHODS`` (vidseek; the
 ``default`` method is the product default) and through the peers
 (``benchmarks.peers``: rank-bm25 alone and a txtai hybrid index over the same
 segment texts, read from the same index). Scoring is ``judged``'s: clip level,
-Recall@1/5/10, MRR, nDCG@10, R1@IoU0.5, per kind and overall, negatives apart.
+Recall@1/5/10, MRR, nDCG@10, R1@IoU0.5 and R1@IoU0.7, per kind and overall, negatives apart.
 """
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ from engine.catalog.store import (
     NewVideo,
     Op,
     SegmentRecord,
+    TimelineUnit,
     VideoRecord,
     make_video_id,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "NewVideo",
     "Op",
     "SegmentRecord",
+    "TimelineUnit",
     "VideoRecord",
     "make_video_id",
 ]

@@ -105,6 +105,7 @@ CREATE TABLE failures (
 # Later versions live beside this file, one module per feature, applied in this order.
 from engine.catalog.schema_graph import GRAPH_V2  # noqa: E402  (knowledge graph: entities, edges)
 from engine.catalog.schema_covers import COVERS_V3  # noqa: E402  (covers: variants, bandit events)
+from engine.catalog.schema_timeline import TIMELINE_V4  # noqa: E402  (evidence timeline: phrases, text spans, frames)
 
-MIGRATIONS: list[str] = [_V1, GRAPH_V2, COVERS_V3]
+MIGRATIONS: list[str] = [_V1, GRAPH_V2, COVERS_V3, TIMELINE_V4]
 SCHEMA_VERSION = len(MIGRATIONS)

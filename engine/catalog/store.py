@@ -34,6 +34,7 @@ __all__ = [
     "Op",
     "Failure",
     "MODALITIES",
+    "TimelineUnit",
     "make_video_id",
 ]
 
@@ -68,6 +69,19 @@ class NewSegment:
     keyframes: list[tuple[float, list, np.ndarray | None]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class TimelineUnit:
+    """One piece of fine-grained evidence (schema_timeline): a spoken ``phrase``, an
+    on-screen ``text`` span or a ``visual`` sample, with its time range, text and unit
+    vector (float32 in memory, float16 on disk; None when it has none)."""
+
+    kind: str
+    start: float
+    end: float
+    text: str = ""
+    vector: np.ndarray | None = None
+
+
 @dataclass
 class NewVideo:
     """A video to insert, with everything the indexer found."""
@@ -95,6 +109,7 @@ class NewVideo:
     stats: dict = field(default_factory=dict)
     shots: list[tuple[float, float]] = field(default_factory=list)
     segments: list[NewSegment] = field(default_factory=list)
+    timeline: list[TimelineUnit] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -260,6 +275,15 @@ def _insert_segment(c: sqlite3.Connection, key: int, idx: int, seg: NewSegment, 
     return sid
 
 
+def _insert_timeline(c: sqlite3.Connection, key: int, units: Sequence[TimelineUnit]) -> None:
+    c.executemany(
+        "INSERT INTO timeline (video, kind, start, end, text, vector) VALUES (?,?,?,?,?,?)",
+        [(key, u.kind, float(u.start), float(u.end), u.text,
+          None if u.vector is None else np.ascontiguousarray(u.vector, dtype=np.float16).tobytes())
+         for u in units],
+    )
+
+
 class Catalog:
     """One SQLite database in WAL mode. Thread-safe: one connection per thread.
 
@@ -368,6 +392,7 @@ class Catalog:
             for i, seg in enumerate(video.segments):
                 shot = shot_ids[seg.shot_index] if 0 <= seg.shot_index < len(shot_ids) else None
                 seg_ids.append(_insert_segment(c, key, i, seg, shot))
+            _insert_timeline(c, key, video.timeline)
             c.execute("DELETE FROM failures WHERE tenant = ? AND source = ?", (video.tenant, video.source))
             seq = int(c.execute(
                 "INSERT INTO ops (op, video, segments, created_at) VALUES ('add', ?, ?, ?)",
@@ -526,6 +551,29 @@ class Catalog:
                 out.setdefault(seg, []).append((t, _f32(data)))
         return out
 
+
+    def words_between(self, video_key: int, start: float, end: float) -> list:
+        rows = self._conn().execute(
+            "SELECT words FROM segments WHERE video = ? AND start <= ? AND end >= ? ORDER BY idx",
+            (int(video_key), float(end), float(start))).fetchall()
+        seen: dict[tuple, list] = {}
+        for (words,) in rows:
+            for w in json.loads(words):
+                seen.setdefault((w[0], w[1], w[2]), w)
+        return sorted(seen.values(), key=lambda w: (w[0], w[1]))
+
+    def timeline(self, video_key: int, start: float, end: float, kinds: Sequence[str] | None = None
+                 ) -> list[TimelineUnit]:
+        """The video's timeline units that overlap ``[start, end]`` (of ``kinds``; all when
+        None), in time order."""
+        sql = "SELECT kind, start, end, text, vector FROM timeline WHERE video = ? AND start <= ? AND end >= ?"
+        args: list = [int(video_key), float(end), float(start)]
+        if kinds:
+            sql += f" AND kind IN ({','.join('?' * len(kinds))})"
+            args += list(kinds)
+        rows = self._conn().execute(sql + " ORDER BY start, id", args).fetchall()
+        return [TimelineUnit(k, s, e, t, None if v is None else np.frombuffer(v, dtype=np.float16).astype(np.float32))
+                for k, s, e, t, v in rows]
     def max_seq(self) -> int:
         row = self._conn().execute("SELECT MAX(seq) FROM ops").fetchone()
         return int(row[0] or 0)

@@ -18,6 +18,7 @@ from indexer.stages.probe import ProbeStage
 from indexer.stages.shots import ShotsStage
 from indexer.stages.speech import AudioStage, SpeechStage
 from indexer.stages.text import TextEmbedStage
+from indexer.stages.timeline import TimelineStage
 from indexer.stages.visual import VisualStage
 
 __all__ = ["Stage", "Work", "ProgressFn", "STAGES", "build_stages", "check_order"]
@@ -32,6 +33,7 @@ STAGES: tuple[type[Stage], ...] = (
     AudioStage,
     SpeechStage,
     TextEmbedStage,
+    TimelineStage,
 )
 
 

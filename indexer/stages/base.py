@@ -30,7 +30,8 @@ CUT_SIDE = 160  # long side of the frames the cut detector samples (its default)
 class Work:
     """Everything known about one video while the stages run; nothing is written anywhere.
 
-    The first six fields are given; the rest start empty and are filled by stages
+    The first six fields are given, ``frame_taps`` is set up by stages' ``prepare``;
+    the rest start empty and are filled by stages
     (``Stage.adds`` names which). Per-keyframe results are keyed by the decoded frame's
     actual time; per-segment results are lists parallel to ``segments``.
     """
@@ -41,6 +42,9 @@ class Work:
     options: IndexOptions
     meta: VideoMetadata | None = None
     fingerprint: Any = None  # indexer.reuse.FingerprintTap fed by the cut detector, or None
+    # taps fed with the cut detector's samples (``tap(samples) -> samples``), set up by
+    # stages' ``prepare`` before any stage runs
+    frame_taps: list = field(default_factory=list)
     # probe
     info: Any = None  # indexer.media.MediaInfo
     mtime: float = 0.0
@@ -55,6 +59,7 @@ class Work:
     keyframe_vectors: dict[float, np.ndarray] = field(default_factory=dict)
     keyframe_labels: dict[float, list] = field(default_factory=dict)  # [[name, prob], ...]
     keyframe_text: dict[float, str] = field(default_factory=dict)  # OCR
+    keyframe_lines: dict[float, list] = field(default_factory=dict)  # OCR lines: [(text, [x0, y0, x1, y1] in 0..1)]
     # audio and speech
     audio: np.ndarray | None = None
     transcripts: list[str] = field(default_factory=list)  # per segment
@@ -64,6 +69,8 @@ class Work:
     # text embeddings
     segment_vectors: list[dict[str, np.ndarray]] = field(default_factory=list)  # per segment
     ocr_texts: list[str] = field(default_factory=list)  # per segment
+    # fine-grained evidence (engine.catalog.TimelineUnit): phrases, text spans, 1 fps frames
+    timeline: list = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
 
     def keyframe_times(self, segment) -> list[float]:
@@ -76,7 +83,7 @@ class Work:
         return out
 
 
-INITIAL_FIELDS = frozenset(f.name for f in fields(Work)[:6])
+INITIAL_FIELDS = frozenset(f.name for f in fields(Work)[:7])
 
 
 class Stage:
@@ -106,6 +113,10 @@ class Stage:
     def applies(self, work: Work) -> bool:
         """Whether this video gets the stage (e.g. speech only with an audio track)."""
         return True
+
+    def prepare(self, work: Work) -> None:
+        """Called for every stage before any stage runs: e.g. add a tap to
+        ``work.frame_taps`` to see the frames the cut detector samples."""
 
     def set_threads(self, threads: int) -> None:
         """Bound this stage's model to ``threads`` (the worker's share); default: nothing to do."""

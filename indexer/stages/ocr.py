@@ -9,7 +9,7 @@ from indexer.stages.base import Stage, Work
 class OcrStage(Stage):
     name = "ocr"
     needs = ("frames",)
-    adds = ("keyframe_text",)
+    adds = ("keyframe_text", "keyframe_lines")
     at = 0.45
 
     @classmethod
@@ -27,5 +27,10 @@ class OcrStage(Stage):
     def run(self, work: Work) -> None:
         from indexer import ocr
 
+        shapes = {t: f.shape[:2] for t, f in work.frames}
         for t, lines in ocr.ocr_frames(work.frames):
             work.keyframe_text[t] = " ".join(line.text for line in lines)
+            h, w = shapes.get(t, (1, 1))
+            work.keyframe_lines[t] = [
+                (ln.text, [min(x for x, _ in ln.box) / w, min(y for _, y in ln.box) / h,
+                           max(x for x, _ in ln.box) / w, max(y for _, y in ln.box) / h]) for ln in lines]

@@ -1,0 +1,247 @@
+"""Moment boundaries from the evidence, not from segment windows.
+
+A hit's segments say roughly where the moment is; its exact range comes from the
+video's evidence timeline (``engine.catalog.TimelineUnit``, written at ingest by
+``indexer.stages.timeline``), led by the modality that made the hit:
+
+- **speech**: a quoted phrase's own words, widened to its sentence (within limits);
+  else the spoken phrases that match the query (its words and its meaning), contiguous,
+  from the first word to the last, padded into the pauses;
+- **on-screen text**: the span during which the matching text is on screen;
+- **visual**: the run of 1-second frames around the best one whose similarity to the
+  query stays above a level relative to the peak, snapped to a shot boundary nearby.
+
+Without usable evidence (an index built before timelines, or nothing that matches
+well enough) the range stays the segments'. Pure functions: the caller reads units.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from engine.catalog import TimelineUnit
+from engine.lexical import tokenize
+from query.filters import norm
+
+__all__ = ["Range", "speech_range", "speech_ranges", "quote_range", "text_range", "visual_range", "lead_modalities", "NEAR"]
+
+NEAR = 3.0  # s around the hit's segments where its evidence is looked for
+LEXICAL = 0.5  # weight of the share of query words a unit contains, beside its cosine
+EXTEND = 0.75  # a neighbouring text span joins the moment when it scores this share of the best
+BASELINE = 0.5  # phrases above max(median, this x the best) count for a spoken moment
+MAX_GAP = 3.0  # s: units further apart than this are separate moments
+PAD = 0.25  # s of pause kept around spoken words, at most half the gap to the next
+MIN_SPEECH_COS = 0.25  # a phrase with no query word must be at least this close in meaning
+SNAP = 1.0  # s: a visual run whose edges are this close to its shot's becomes the shot
+DISTINCT = 0.15  # a frame stands out when its cosine is this far above the neighbourhood's median
+VISUAL_LEVEL = 0.5  # a frame stays in the run above floor + this x (peak - floor)
+MIN_LEN = 1.0  # s
+AGAIN = 0.8  # a second spoken stretch in a hit's reach is its own moment at this share of the best
+WORD_SHARE = 0.5  # this share of the query's words in a segment's speech (or text) leads by it
+SENTENCE_REACH = 1.5  # s: a quoted phrase's moment widens at most this far to its clause's ends
+PAUSE_END = 0.5  # s of silence that ends a sentence
+
+
+@dataclass(frozen=True)
+class Range:
+    start: float
+    end: float
+    source: str  # words | text | visual | shot | segments
+    text: str = ""  # the phrases or on-screen text that set it
+    weight: float = 1.0  # a further moment of the same hit: its evidence relative to the best one
+
+
+def _cos(units: Sequence[TimelineUnit], q: np.ndarray | None) -> np.ndarray:
+    if q is None or not units:
+        return np.zeros(len(units), dtype=np.float32)
+    vecs = np.stack([u.vector if u.vector is not None else np.zeros_like(q) for u in units])
+    return vecs @ q
+
+
+def _run(scores: np.ndarray, best: int, units: Sequence[TimelineUnit], level: float) -> tuple[int, int]:
+    """The contiguous run of units around ``best`` scoring at least ``level`` with no
+    gap over MAX_GAP between neighbours."""
+    lo = hi = best
+    while lo > 0 and scores[lo - 1] >= level and units[lo].start - units[lo - 1].end <= MAX_GAP:
+        lo -= 1
+    while hi + 1 < len(units) and scores[hi + 1] >= level and units[hi + 1].start - units[hi].end <= MAX_GAP:
+        hi += 1
+    return lo, hi
+
+
+def _max_run(weights: np.ndarray, best: int, units: Sequence[TimelineUnit]) -> tuple[int, int]:
+    """The contiguous run of units containing ``best`` with the largest sum of
+    ``weights`` (units above the baseline count for it, below it against), never across
+    a silence longer than MAX_GAP."""
+    lo = hi = best
+    total = run_total = float(weights[best])
+    i = best
+    while i > 0 and units[i].start - units[i - 1].end <= MAX_GAP:  # grow left while it pays
+        i -= 1
+        run_total += float(weights[i])
+        if run_total > total:
+            total, lo = run_total, i
+    run_total, i = total, best
+    while i + 1 < len(units) and units[i + 1].start - units[i].end <= MAX_GAP:
+        i += 1
+        run_total += float(weights[i])
+        if run_total > total:
+            total, hi = run_total, i
+    return lo, hi
+
+
+def speech_ranges(units: Sequence[TimelineUnit], q: np.ndarray | None, terms: set[str],
+                  phrases: Sequence[str] = (), limit: int = 1) -> list[Range]:
+    """The matching spoken stretches (``units``: ``phrase`` units in time order), best
+    first, at most ``limit``: each the run around a best phrase whose phrases score
+    above the baseline (the larger of the nearby phrases' median and half the best) by
+    more in sum than those below it. A further stretch (a speaker coming back to the
+    words) counts when its best phrase scores at least AGAIN x the first's and it lies
+    more than MAX_GAP away from the stretches before it; its ``weight`` is that ratio."""
+    if not units:
+        return []
+    cos = _cos(units, q)
+    toks = [set(tokenize(u.text)) for u in units]
+    lex = np.array([len(terms & t) / len(terms) if terms else 0.0 for t in toks], dtype=np.float32)
+    quoted = [norm(p) for p in phrases if norm(p)]
+    exact = np.array([1.0 if quoted and any(p in norm(u.text) for p in quoted) else 0.0 for u in units],
+                     dtype=np.float32)
+    scores = cos + LEXICAL * lex + exact
+    first = int(np.argmax(scores))
+    if lex[first] == 0 and exact[first] == 0 and cos[first] < MIN_SPEECH_COS:
+        return []
+    baseline = max(float(np.median(scores)), BASELINE * float(scores[first]))
+    out: list[Range] = []
+    free = np.ones(len(units), dtype=bool)
+    best = first
+    while True:
+        lo, hi = _max_run(scores - baseline, best, units)
+        before = units[lo].start - units[lo - 1].end if lo > 0 else 2 * PAD
+        after = units[hi + 1].start - units[hi].end if hi + 1 < len(units) else 2 * PAD
+        start = units[lo].start - min(PAD, max(before, 0.0) / 2)
+        end = units[hi].end + min(PAD, max(after, 0.0) / 2)
+        out.append(Range(max(0.0, start), end, "words", " ".join(u.text for u in units[lo : hi + 1]),
+                         float(scores[best] / scores[first]) if scores[first] > 0 else 1.0))
+        for i in range(len(units)):  # this stretch and its surroundings are taken
+            if units[i].end >= units[lo].start - MAX_GAP and units[i].start <= units[hi].end + MAX_GAP:
+                free[i] = False
+        if len(out) >= limit or not free.any():
+            return out
+        best = int(np.argmax(np.where(free, scores, -np.inf)))
+        if scores[best] < AGAIN * scores[first] or (lex[best] == 0 and exact[best] == 0):
+            return out
+
+
+def speech_range(units: Sequence[TimelineUnit], q: np.ndarray | None, terms: set[str],
+                 phrases: Sequence[str] = ()) -> Range | None:
+    """The best matching spoken stretch (see ``speech_ranges``), or None."""
+    found = speech_ranges(units, q, terms, phrases, 1)
+    return found[0] if found else None
+
+
+# Where a clause ends: sentence punctuation, and commas, semicolons and colons.
+_CLAUSE_END = (".", "?", "!", ",", ";", ":", "\u3002", "\uff1f", "\uff01", "\u2026", "\uff0c", "\u3001", "\uff1b")
+
+
+def quote_range(words: Sequence[Sequence], quote: str) -> Range | None:
+    """Where a quoted phrase was said: its words (``[[start, end, word], ...]`` in time
+    order) widened to the clause around them, by at most SENTENCE_REACH seconds on each
+    side (a clause ends at punctuation, commas included, or a pause of PAUSE_END s)."""
+    want = tokenize(quote)
+    if not want or not words:
+        return None
+    stream = [(tok, i) for i, w in enumerate(words) for tok in tokenize(str(w[2]))]
+    toks = [t for t, _ in stream]
+    n = len(want)
+    at = next((j for j in range(len(toks) - n + 1) if toks[j : j + n] == want), None)
+    if at is None:
+        return None
+    i0, i1 = stream[at][1], stream[at + n - 1][1]
+    first, last = float(words[i0][0]), float(words[i1][1])
+
+    def ends_sentence(i: int) -> bool:
+        return str(words[i][2]).strip().endswith(_CLAUSE_END)
+
+    while (i0 > 0 and not ends_sentence(i0 - 1) and float(words[i0][0]) - float(words[i0 - 1][1]) < PAUSE_END
+           and float(words[i0 - 1][0]) >= first - SENTENCE_REACH):
+        i0 -= 1
+    while (i1 + 1 < len(words) and not ends_sentence(i1) and float(words[i1 + 1][0]) - float(words[i1][1]) < PAUSE_END
+           and float(words[i1 + 1][1]) <= last + SENTENCE_REACH):
+        i1 += 1
+    start, end = float(words[i0][0]), float(words[i1][1])
+    text = "".join(str(w[2]) for w in words[i0 : i1 + 1]).strip()
+    return Range(max(0.0, start - PAD / 2), end + PAD / 2, "words", text)
+
+
+def _trigrams(s: str) -> set[str]:
+    s = s.replace(" ", "")
+    return {s[i : i + 3] for i in range(max(0, len(s) - 2))}
+
+
+def text_range(units: Sequence[TimelineUnit], q: np.ndarray | None, text: str) -> Range | None:
+    """The span the matching on-screen text is shown (``units``: ``text`` units in time
+    order). OCR misreads letters, so the query is matched by meaning and by character
+    trigrams."""
+    if not units:
+        return None
+    cos = _cos(units, q)
+    qg = _trigrams(norm(text))
+    fuzzy = np.array([len(qg & _trigrams(norm(u.text))) / len(qg) if qg else 0.0 for u in units], dtype=np.float32)
+    scores = cos + fuzzy
+    best = int(np.argmax(scores))
+    lo, hi = _run(scores, best, units, EXTEND * float(scores[best]))
+    return Range(units[lo].start, units[hi].end, "text", " | ".join(dict.fromkeys(u.text for u in units[lo : hi + 1])))
+
+
+def visual_range(units: Sequence[TimelineUnit], q: np.ndarray | None, around: tuple[float, float],
+                 shots: Sequence[tuple[float, float]]) -> Range | None:
+    """A visual moment inside ``around`` (the hit's segments).
+
+    When one frame stands out from the rest of the neighbourhood (its similarity to
+    the query at least DISTINCT above the median), the moment is the run of frames
+    around it above floor + VISUAL_LEVEL x (peak - floor), widened to the shot(s) it
+    lies in when their edges are within SNAP. Otherwise, when the segments span
+    several shots, it is the shot holding the best frame (clipped to the segments);
+    else None (the segments' range stands). Frame-level visual evidence here is an
+    ImageNet classifier's view of a small frame: often too weak to cut finer."""
+    if not units or q is None:
+        return None
+    cos = _cos(units, q)
+    inside = [i for i, u in enumerate(units) if around[0] - 1e-6 <= u.start < around[1]]
+    if not inside:
+        return None
+    best = max(inside, key=lambda i: cos[i])
+    floor = float(np.median(cos))
+    shot = next(((a, b) for a, b in shots if a - 1e-6 <= units[best].start < b), None)
+    if float(cos[best]) - floor >= DISTINCT:
+        level = floor + VISUAL_LEVEL * (float(cos[best]) - floor)
+        lo, hi = _run(cos, best, units, level)
+        start, end = units[lo].start, units[hi].end
+        if shot is not None and abs(start - shot[0]) <= SNAP and abs(end - shot[1]) <= SNAP:
+            return Range(shot[0], shot[1], "shot")
+        if end - start < MIN_LEN:
+            mid = 0.5 * (start + end)
+            start, end = max(0.0, mid - MIN_LEN / 2), mid + MIN_LEN / 2
+        return Range(start, end, "visual")
+    spanned = [(a, b) for a, b in shots if a < around[1] - 1e-6 and b > around[0] + 1e-6]
+    if shot is not None and len(spanned) > 1:
+        a, b = max(shot[0], around[0]), min(shot[1], around[1])
+        if b - a >= MIN_LEN:
+            return Range(a, b, "shot")
+    return None
+
+
+def lead_modalities(label: str, phrase_in: Mapping[str, bool], word_share: Mapping[str, float]) -> list[str]:
+    """The modalities to cut the moment by, in order: where a quoted phrase of the query
+    occurs, then where most of its words occur (WORD_SHARE of them in the segment's
+    speech or on-screen text: the evidence says where the match is, whatever the
+    intent guessed), then by the query's intent: speech, on-screen text, a named entity
+    (said or shown, else seen), else visual."""
+    order = {"speech": ["speech", "ocr"], "ocr": ["ocr", "speech"],
+             "entity": ["speech", "ocr", "visual"]}.get(label, ["visual"])
+    first = [m for m in ("speech", "ocr") if phrase_in.get(m)]
+    first += sorted((m for m in ("speech", "ocr") if m not in first and word_share.get(m, 0.0) >= WORD_SHARE),
+                    key=lambda m: -word_share[m])
+    return first + [m for m in order if m not in first]

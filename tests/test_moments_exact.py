@@ -1,0 +1,188 @@
+"""Exact moments: a hit's range comes from the evidence timeline (spoken phrases,
+on-screen text spans, frames), not from the segment windows."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.catalog import TimelineUnit
+from engine.index import VideoIndex
+from indexer.pipeline import IndexOptions, index_paths
+from indexer.stages.timeline import ScreenTap, phrases, text_spans
+from query.boundaries import speech_range, text_range, visual_range
+from query.planner import SearchOptions, Searcher
+from tests import synth
+
+
+def iou(a: tuple[float, float], b: tuple[float, float]) -> float:
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    union = max(a[1], b[1]) - min(a[0], b[0])
+    return inter / union if union > 0 else 0.0
+
+
+# -- pure pieces -------------------------------------------------------------------------
+def test_phrases_cut_at_sentence_ends_pauses_and_long_commas():
+    words = [[0.0, 0.3, " Hello"], [0.3, 0.6, " there."], [0.7, 1.0, " We"], [1.0, 1.3, " go"],
+             [2.0, 2.3, " now"], [2.3, 2.5, " and"], [2.5, 5.4, " then,"], [5.5, 5.8, " later"]]
+    assert phrases(words) == [(0.0, 0.6, "Hello there."), (0.7, 1.3, "We go"), (2.0, 5.4, "now and then,"),
+                              (5.5, 5.8, "later")]
+
+
+def _unit(kind, a, b, text="", vec=None):
+    return TimelineUnit(kind, a, b, text, None if vec is None else np.asarray(vec, dtype=np.float32))
+
+
+def test_speech_range_takes_the_matching_phrases_and_pads_into_pauses():
+    q = np.array([1.0, 0.0], dtype=np.float32)
+    units = [_unit("phrase", 0.0, 2.0, "the weather today", [0, 1]),
+             _unit("phrase", 4.0, 6.0, "the red boat leaves the harbour", [1, 0]),
+             _unit("phrase", 6.2, 8.0, "at seven in the evening", [0.8, 0.6]),
+             _unit("phrase", 12.0, 14.0, "goodbye everyone", [0, 1])]
+    r = speech_range(units, q, {"red", "boat", "harbour"})
+    assert r.source == "words" and r.start == pytest.approx(3.75) and r.end == pytest.approx(8.25)
+    assert "red boat" in r.text and "goodbye" not in r.text
+    # nothing lexical and nothing close in meaning: no range (the segments' stands)
+    assert speech_range(units, np.array([0.0, -1.0], np.float32), {"zebra"}) is None
+
+
+def test_text_range_follows_the_span_of_the_matching_text():
+    q = np.array([1.0, 0.0], dtype=np.float32)
+    units = [_unit("text", 0.0, 2.0, "WELCOME", [0, 1]), _unit("text", 2.0, 5.5, "GRAND OPENING SALE", [1, 0]),
+             _unit("text", 5.5, 9.0, "THANK YOU", [0, 1])]
+    r = text_range(units, q, "grand opening sale")
+    assert (r.start, r.end, r.source) == (2.0, 5.5, "text")
+
+
+def test_visual_range_cuts_a_standing_out_run_and_otherwise_keeps_to_a_shot():
+    q = np.array([1.0, 0.0], dtype=np.float32)
+    sims = [0.1, 0.1, 0.1, 0.9, 0.85, 0.8, 0.1, 0.1, 0.1, 0.1]
+    units = [_unit("visual", t, t + 1, "", [c, np.sqrt(1 - c * c)]) for t, c in enumerate(sims)]
+    r = visual_range(units, q, (0.0, 10.0), [(0.0, 10.0)])
+    assert (r.start, r.end, r.source) == (3.0, 6.0, "visual")
+    # the run fills its shot: the shot is the moment
+    assert visual_range(units, q, (0.0, 10.0), [(0.0, 2.8), (2.8, 6.3), (6.3, 10.0)]) == \
+        type(r)(2.8, 6.3, "shot")
+    flat = [_unit("visual", t, t + 1, "", [0.3, np.sqrt(1 - 0.09)]) for t in range(10)]
+    assert visual_range(flat, q, (0.0, 10.0), [(0.0, 10.0)]) is None  # nothing stands out, one shot
+    assert visual_range(flat, q, (2.0, 8.0), [(0.0, 4.5), (4.5, 10.0)]).source == "shot"
+
+
+def test_text_spans_track_the_text_boxes_over_the_screen_thumbnails():
+    screens = ScreenTap()
+    for i in range(40):  # 10 s at 4 samples a second; a caption box lit from 3.0 s to 6.0 s
+        t = i * 0.25
+        frame = np.full((90, 160, 3), 30, np.uint8)
+        if 3.0 <= t < 6.0:
+            frame[60:75, 40:120] = 255
+        list(screens.tap([(t, frame)]))
+    lines = {4.5: [("CAPTION", [0.25, 0.66, 0.75, 0.84]), ("00:04", [0.0, 0.0, 0.1, 0.1])], 8.0: []}
+    spans = {text: (a, b) for a, b, text in text_spans(lines, [(0.0, 10.0)], 10.0, screens)}
+    assert set(spans) == {"CAPTION", "00:04"}  # every line is its own span
+    assert spans["CAPTION"] == (pytest.approx(2.875), pytest.approx(5.875))  # halfway between samples
+    # without thumbnails: halfway to the neighbouring keyframes
+    assert (0.0, 6.25, "CAPTION") in text_spans(lines, [(0.0, 10.0)], 10.0)
+    # the same line read twice, with a misread letter, is one span
+    twice = {2.0: [("GRAND OPENING SALE", [0.1, 0.1, 0.9, 0.2])], 5.0: [("GRAND OPENINGSALE", [0.1, 0.1, 0.9, 0.2])]}
+    assert text_spans(twice, [(0.0, 8.0)], 8.0) == [(0.0, 8.0, "GRAND OPENING SALE")]
+
+
+# -- end to end on synthetic clips -------------------------------------------------------
+def _speech_at(out: Path, parts: list[tuple[float, str]], seconds: float, name: str) -> tuple[Path, list]:
+    """A grey clip with espeak-ng saying each text at its start time; returns the clip and
+    each sentence's true (start, end)."""
+    truths, inputs, delays = [], [], []
+    for i, (at, text) in enumerate(parts):
+        wav = out / f"{name}-{i}.wav"
+        synth._run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), text])
+        truths.append((at, at + synth.wav_seconds(wav)))
+        inputs += ["-i", str(wav)]
+        delays.append(f"[{i + 1}:a]adelay={int(at * 1000)}:all=1[a{i}]")
+    mix = ";".join(delays) + ";" + "".join(f"[a{i}]" for i in range(len(parts))) + \
+        f"amix=inputs={len(parts)}:normalize=0[aout]"
+    path = out / name
+    synth._ffmpeg("-f", "lavfi", "-i", f"color=c=gray:s=160x120:r=10:d={seconds}", *inputs,
+                  "-filter_complex", mix, "-map", "0:v", "-map", "[aout]", "-t", str(seconds),
+                  *synth._X264, "-c:a", "aac", "-b:a", "64k", *synth._BITEXACT, str(path))
+    return path, truths
+
+
+def _caption_between(out: Path, text: str, a: float, b: float, seconds: float, name: str) -> Path:
+    text_file = out / f"{name}.txt"
+    text_file.write_text(text)
+    draw = (f"drawtext=fontfile={synth._filter_path(synth.FONT)}:textfile={synth._filter_path(text_file)}"
+            f":fontsize=40:fontcolor=white:x=(w-text_w)/2:y=h-2*text_h:enable='between(t,{a},{b})'")
+    path = out / name
+    synth._ffmpeg(*synth._lavfi("testsrc2", (480, 270), 10, seconds), "-vf", draw, *synth._X264,
+                  *synth._BITEXACT, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def exact_index(tmp_path_factory):
+    if synth.require_tools():
+        pytest.skip(synth.require_tools())
+    d = tmp_path_factory.mktemp("exact")
+    talk, said = _speech_at(d, [(7.5, "The red boat leaves the harbour at seven in the evening."),
+                                (16.0, "Bring an umbrella because it will rain tomorrow.")], 22.0, "talk.mp4")
+    twice, twice_said = _speech_at(d, [(1.0, "The lighthouse keeper feeds the seagulls."),
+                                       (14.0, "Again the lighthouse keeper feeds the seagulls.")], 20.0, "twice.mp4")
+    sign = _caption_between(d, "GRAND OPENING SALE", 4.0, 8.0, 12.0, "sign.mp4")
+    # the same words twice inside one 10 s segment window
+    close, close_said = _speech_at(d, [(0.3, "The museum opens at nine in the morning."),
+                                       (6.0, "Remember, the museum opens at nine.")], 9.5, "close.mp4")
+    idx = d / "idx"
+    report = index_paths([str(talk), str(twice), str(sign), str(close)], idx, options=IndexOptions(graph=False))
+    assert not report.failed, report.summary()
+    return {"idx": idx, "talk": (talk, said), "twice": (twice, twice_said), "sign": (sign, (4.0, 8.0)),
+            "close": (close, close_said)}
+
+
+def _top(index_dir: Path, query: str, **opts):
+    with VideoIndex.open(index_dir) as idx:
+        return Searcher(idx).search(query, options=SearchOptions(**opts)).hits
+
+
+def test_a_spoken_sentence_is_found_at_its_time(exact_index):
+    talk, said = exact_index["talk"]
+    hit = _top(exact_index["idx"], '"red boat leaves the harbour"')[0]
+    assert hit.source == str(talk) and hit.range_from == "words"
+    assert iou((hit.start, hit.end), said[0]) >= 0.7, (hit.start, hit.end, said[0])
+    assert hit.to_dict()["range_from"] == "words"
+
+
+def test_a_caption_is_found_for_the_span_it_is_shown(exact_index):
+    sign, truth = exact_index["sign"]
+    hit = _top(exact_index["idx"], "caption grand opening sale")[0]
+    assert hit.source == str(sign) and hit.range_from == "text"
+    assert iou((hit.start, hit.end), truth) >= 0.7, (hit.start, hit.end)
+
+
+def test_two_mentions_give_two_moments(exact_index):
+    twice, said = exact_index["twice"]
+    hits = [h for h in _top(exact_index["idx"], "lighthouse keeper feeds the seagulls", per_video=2)
+            if h.source == str(twice)]
+    assert len(hits) == 2
+    got = sorted((h.start, h.end) for h in hits)
+    assert all(iou(g, t) >= 0.7 for g, t in zip(got, sorted(said))), (got, said)
+
+
+def test_the_same_words_twice_in_one_segment_give_two_moments(exact_index):
+    close, said = exact_index["close"]
+    with VideoIndex.open(exact_index["idx"]) as idx:
+        assert len(idx.catalog.segments_of(idx.catalog.find_by_source(str(close)).key)) == 1
+    hits = [h for h in _top(exact_index["idx"], "when the museum opens", per_video=2)
+            if h.source == str(close)]
+    assert len(hits) == 2 and hits[0].score >= hits[1].score
+    got = sorted((h.start, h.end) for h in hits)
+    assert all(iou(g, t) >= 0.7 for g, t in zip(got, sorted(said))), (got, said)
+    # one moment a video when per_video says so: the best of the two
+    one = [h for h in _top(exact_index["idx"], "when the museum opens") if h.source == str(close)]
+    assert len(one) == 1 and (one[0].start, one[0].end) in [(h.start, h.end) for h in hits]
+
+
+def test_without_exact_moments_the_segments_range_stands(exact_index):
+    talk, said = exact_index["talk"]
+    hit = _top(exact_index["idx"], '"red boat leaves the harbour"', exact_moments=False)[0]
+    assert hit.range_from == "segments" and hit.to_dict()["segments_start"] == hit.to_dict()["start"]
