@@ -10,7 +10,6 @@ the feature modules (covers, graph, clips and highlights).
 from __future__ import annotations
 
 import logging
-import os
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from fastapi import FastAPI
 from api import routes, routes_covers, routes_graph, routes_production
 from api.errors import STATUS_BY_CODE, ApiError, ErrorBody, install_error_handlers
 from api.metrics import Metrics, install_access_log
-from api.settings import Settings
+from api.settings import Settings, parse_allow_roots
 from api.state import ServiceState
 
 __all__ = ["Settings", "ServiceState", "ApiError", "Metrics", "create_app", "run", "STATUS_BY_CODE"]
@@ -86,8 +85,8 @@ def create_app(index_dir: str | Path, settings: Settings | None = None) -> FastA
 
 
 def run(args) -> int:
-    """``vidseek serve --index DIR [--host H] [--port P]`` (optional ``--allow-root DIR``
-    repeated, ``--max-upload-bytes N``, ``--rate R``, when the CLI defines them)."""
+    """``vidseek serve --index DIR [--host H] [--port P]`` (optional ``--allow-root
+    [TENANT=]DIR`` repeated, ``--max-upload-bytes N``, ``--rate R``, when the CLI defines them)."""
     import uvicorn
 
     # `vidseek` configures the root logger at WARNING; the service's own logs (start-up
@@ -99,9 +98,9 @@ def run(args) -> int:
         lg.setLevel(logging.INFO)
         lg.addHandler(handler)
         lg.propagate = False
-    roots = tuple(os.path.realpath(r) for r in (getattr(args, "allow_root", None) or []))
+    roots, tenant_roots = parse_allow_roots(getattr(args, "allow_root", None) or [])
     settings = Settings(
-        host=args.host, port=args.port, allowed_roots=roots,
+        host=args.host, port=args.port, allowed_roots=roots, tenant_roots=tenant_roots,
         max_upload_bytes=getattr(args, "max_upload_bytes", None) or Settings.max_upload_bytes,
         rate=getattr(args, "rate", None) or Settings.rate,
     )

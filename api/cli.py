@@ -10,11 +10,22 @@ import importlib
 import json
 import logging
 import os
+import re
 import sys
 
 from engine.errors import InputError, VidseekError
 
 __all__ = ["main", "build_parser"]
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _line(text: object) -> str:
+    """``text`` for one line of terminal output: control characters (a newline or a tab
+    in a file name) are escaped, so one name never splits or forges a line."""
+    return _CONTROL.sub(lambda m: {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(m.group(), f"\\x{ord(m.group()):02x}"),
+                        str(text))
 
 
 def _fmt_time(t: float) -> str:
@@ -64,9 +75,9 @@ def cmd_index(args: argparse.Namespace) -> int:
         if summary["stage_seconds"]:
             print("time by stage: " + ", ".join(f"{k} {v:.1f}s" for k, v in summary["stage_seconds"].items()))
         for f in summary["failures"]:
-            print(f"FAILED {f['source']}: [{f['code']}] {f['reason']}")
+            print(f"FAILED {_line(f['source'])}: [{f['code']}] {_line(f['reason'])}")
         for w in summary["warnings"]:
-            print(f"WARNING {w['source']}: {w['warning']}")
+            print(f"WARNING {_line(w['source'])}: {_line(w['warning'])}")
     return 1 if report.failed else 0
 
 
@@ -93,9 +104,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     for i, h in enumerate(resp.hits, 1):
         matched = ", ".join(f"{m} {s:.2f}" for m, s in h.matched.items())
         cut = f" ({h.range_from})" if h.range_from != "segments" else ""
-        print(f"{i:2d}. {h.score:.3f}  {h.source}  {_fmt_time(h.start)}-{_fmt_time(h.end)}{cut}  [{matched}]")
+        print(f"{i:2d}. {h.score:.3f}  {_line(h.source)}  {_fmt_time(h.start)}-{_fmt_time(h.end)}{cut}  [{matched}]")
         if h.snippet:
-            print(f"      {h.snippet}")
+            print(f"      {_line(h.snippet)}")
     return 0
 
 
@@ -109,20 +120,33 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps({**info, "videos": videos}, indent=2, default=str, ensure_ascii=False))
         return 0
     c = info["catalog"]
-    print(f"index {info['path']}: {c['videos']} videos, {c['shots']} shots, {c['segments']} segments, "
+    print(f"index {_line(info['path'])}: {c['videos']} videos, {c['shots']} shots, {c['segments']} segments, "
           f"{c['keyframes']} keyframes")
     enc = info["encoders"]
     print(f"encoders: text {enc['text']['name']} ({enc['text']['dim']}-d), image {enc['image']['name']}"
           f" ({enc['image']['dim']}-d); joint {info['joint_dim']}-d over {info['config']['shards']} shards")
     print(f"vectors: {info['vectors'].get('count', '?')} live; lexical docs: {info['lexical']['docs']}")
+    print(_derived_line(info["derived"]))
     for v in videos:
-        print(f"  {v['video_id']}  {v['source']}  {v['duration'] or 0:.1f}s  {v['width']}x{v['height']}"
+        print(f"  {v['video_id']}  {_line(v['source'])}  {v['duration'] or 0:.1f}s  {v['width']}x{v['height']}"
               f"  lang={v['language'] or '-'}  segments={v['num_segments']}")
     if info["failures"]:
         print(f"failed files ({len(info['failures'])}):")
         for f in info["failures"]:
-            print(f"  {f['source']}: [{f['code']}] {f['reason']}")
+            print(f"  {_line(f['source'])}: [{f['code']}] {_line(f['reason'])}")
     return 0
+
+
+def _derived_line(d: dict) -> str:
+    """One line saying whether the saved vectors and BM25 state are current."""
+    saved = d["saved_seq"]
+    if d["current"]:
+        return f"derived state: current (vectors and lexical saved at catalog op {d['catalog_seq']})"
+    tail = d["replayed_in_memory"]
+    return (f"derived state: NOT saved up to the catalog (catalog op {d['catalog_seq']}; vectors saved at op"
+            f" {saved['vectors']}, lexical at op {saved['lexical']}): ops {tail['after_seq'] + 1}..{tail['to_seq']}"
+            f" are replayed in memory by every reader (the counts above include them) until a writer"
+            f" (`vidseek index`, `vidseek serve`) opens the index and saves them")
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
@@ -130,7 +154,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
     with VideoIndex.open(args.index, writer=True) as index:
         rec = index.delete_video(args.video_id, tenant=args.tenant)
-    print(f"deleted {rec.video_id} ({rec.source})")
+    print(f"deleted {rec.video_id} ({_line(rec.source)})")
     return 0
 
 
@@ -211,8 +235,9 @@ def _add_admin(sub) -> None:
     s.add_argument("--index", required=True, metavar="DIR")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--allow-root", action="append", default=[], metavar="DIR",
-                   help="server-side folder that path ingest may read (repeatable; none: path ingest off)")
+    s.add_argument("--allow-root", action="append", default=[], metavar="[TENANT=]DIR",
+                   help="server-side folder that TENANT's path ingest may read; a bare DIR is the default"
+                        " tenant's (local mode). Repeatable; a tenant with none cannot ingest by path")
     s.add_argument("--max-upload-bytes", type=int, help="largest accepted upload")
     s.add_argument("--rate", type=float, help="requests per second allowed per key")
     s.set_defaults(func=cmd_serve)

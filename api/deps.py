@@ -21,7 +21,13 @@ from api.errors import ApiError
 from api.state import ServiceState
 from engine.errors import NotFoundError
 
-__all__ = ["service", "token", "authenticate", "require", "video_reader_principal", "links", "LINK_TOKEN"]
+__all__ = ["service", "token", "authenticate", "require", "video_reader_principal", "links", "LINK_TOKEN",
+           "INT64_MAX"]
+
+# The largest integer id or offset a route accepts: SQLite binds 64-bit signed integers,
+# so a larger one would raise OverflowError (a 500). Integer path and query parameters
+# are bounded by it at the edge (a 400 naming the parameter).
+INT64_MAX = 2**63 - 1
 
 # The shape LinkSigner.sign makes: EXPIRY.MAC, ASCII digits and 32 hex digits. Anything
 # else is refused before verify(): int() of a long or non-ASCII digit string and

@@ -6,10 +6,18 @@ scope, size, rate) with its own status, a core ``VidseekError`` mapped by its co
 (unknown codes are server-side, 500), a request-validation failure (400
 ``bad_input``), a Starlette HTTP error (404, 405, 413) or anything unexpected (500
 ``internal_error``, logged with its traceback).
+
+No message shows a client where the server keeps its files: ``redact_paths`` replaces
+every path under the index folder (uploads, temporary files, reels) with
+``<server path>`` in each error body (the full message stays in the server's log).
 """
 from __future__ import annotations
 
 import logging
+import os
+import re
+from pathlib import Path
+from typing import Iterable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,7 +27,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.errors import VidseekError
 
-__all__ = ["STATUS_BY_CODE", "ApiError", "ErrorDetail", "ErrorBody", "error_body", "install_error_handlers"]
+__all__ = ["STATUS_BY_CODE", "ApiError", "ErrorDetail", "ErrorBody", "error_body", "install_error_handlers",
+           "redact_paths", "SERVER_PATH"]
 
 log = logging.getLogger("vidseek.api")
 
@@ -31,6 +40,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "unauthorized": 401,
     "forbidden": 403,
     "path_not_allowed": 403,
+    "not_a_file": 400,
     "not_found": 404,
     "method_not_allowed": 405,
     "index_locked": 409,
@@ -59,6 +69,27 @@ def error_body(code: str, message: str) -> dict:
     return {"error": {"code": code, "message": message}}
 
 
+SERVER_PATH = "<server path>"
+
+
+def redact_paths(message: str, private: Iterable[str | Path]) -> str:
+    """``message`` with every path inside the ``private`` folders (as given and with
+    links resolved) replaced by ``<server path>``."""
+    roots = {os.path.normpath(str(r)) for r in private if str(r)} | {os.path.realpath(str(r)) for r in private if str(r)}
+    for root in sorted(roots - {os.sep, "."}, key=len, reverse=True):
+        # the folder itself or anything under it, up to a space or quote; punctuation
+        # that ends the sentence (``path: reason``) stays
+        pattern = re.escape(root) + r"(?=$|[/\s'\":,;.)\]])(?:/[^\s'\"]*)?"
+        message = re.sub(pattern, lambda m: SERVER_PATH + m.group()[len(m.group().rstrip(":,;.)")):], message)
+    return message
+
+
+def _public(request: Request, message: str) -> str:
+    svc = getattr(request.app.state, "svc", None)
+    index_dir = getattr(svc, "index_dir", None)
+    return redact_paths(message, [index_dir]) if index_dir is not None else message
+
+
 # -- OpenAPI models ---------------------------------------------------------------------
 class ErrorDetail(BaseModel):
     code: str = Field(examples=["not_found"])
@@ -73,14 +104,15 @@ class ErrorBody(BaseModel):
 
 # -- handlers ------------------------------------------------------------------------------
 async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-    return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status, headers=exc.headers)
+    return JSONResponse(error_body(exc.code, _public(request, exc.message)), status_code=exc.status,
+                        headers=exc.headers)
 
 
 async def _core_error(request: Request, exc: VidseekError) -> JSONResponse:
     status = STATUS_BY_CODE.get(exc.code, 500)
     if status >= 500:
         log.error("core error on %s: %s", request.url.path, exc)
-    return JSONResponse(error_body(exc.code, str(exc)), status_code=status)
+    return JSONResponse(error_body(exc.code, _public(request, str(exc))), status_code=status)
 
 
 async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -88,7 +120,8 @@ async def _validation(request: Request, exc: RequestValidationError) -> JSONResp
     for e in exc.errors():
         loc = ".".join(str(x) for x in e.get("loc", ()) if x not in ("body", "query", "path"))
         parts.append(f"{loc or 'request'}: {e.get('msg')}")
-    return JSONResponse(error_body("bad_input", "; ".join(parts) or "invalid request"), status_code=400)
+    return JSONResponse(error_body("bad_input", _public(request, "; ".join(parts) or "invalid request")),
+                        status_code=400)
 
 
 async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
+from api.errors import redact_paths
 from engine.errors import IndexLockedError, NotFoundError, UnknownNameError, VidseekError
 from engine.index import VideoIndex
 
@@ -364,7 +365,10 @@ class JobQueue:
             self.current = None
 
     def _fail(self, job_id: str, req: JobRequest, code: str, message: str) -> None:
-        self._update(job_id, status="failed", error_code=code, error_message=message)
+        # The job row is what clients read: no paths inside the index folder (the upload's
+        # stored copy, temporary files). The catalog's failure list keeps the full message.
+        public = redact_paths(message, [self.db_path.parent])
+        self._update(job_id, status="failed", error_code=code, error_message=public)
         if req.kind != "ingest":  # the catalog's failures list files that failed to index
             return
         try:

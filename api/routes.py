@@ -17,23 +17,22 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path as PathParam, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
-from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from api.auth import Principal
-from api.deps import authenticate, links, require, service, video_reader_principal
+from api.deps import INT64_MAX, authenticate, links, require, service, video_reader_principal
 from api.errors import ApiError, ErrorBody, ErrorDetail
 from api.jobs import JobRequest
+from api.ranged import RangeFileResponse, RangeStaticFiles
 from engine.errors import InputError, MediaError, NotFoundError
+from query.parse import MAX_QUERY_CHARS
 
 __all__ = ["install", "ErrorBody", "SearchBody", "IngestPathBody"]
 
 STATIC = Path(__file__).parent / "static"
 _CHUNK = 1 << 20
-# SQLite binds 64-bit signed integers; a larger OFFSET would raise OverflowError (a 500).
-_SQLITE_MAX_INT = 2**63 - 1
 
 
 # -- OpenAPI models (ErrorBody and ErrorDetail: api.errors) -----------------------------
@@ -67,7 +66,7 @@ class SearchOut(BaseModel):
 class SearchBody(BaseModel):
     """POST /v1/search as JSON (send multipart with the same fields plus ``image`` for an image query)."""
 
-    q: str = Field("", max_length=4000, examples=["aerial shot of a harbour at dusk res:4k dur:>=10s"])
+    q: str = Field("", max_length=MAX_QUERY_CHARS, examples=["aerial shot of a harbour at dusk res:4k dur:>=10s"])
     k: int = Field(10, ge=1, le=1000)
     per_video: int = Field(1, ge=1, le=100)
     fusion: str = Field("auto", examples=["auto"])
@@ -142,8 +141,9 @@ def _load_query_image(svc, upload) -> Any:
         tmp.flush()
         try:
             return load_image(tmp.name, max_side=1024)
-        except MediaError as e:
-            raise MediaError(f"the uploaded image cannot be read: {e.message}",
+        except MediaError as e:  # its message names the temporary file: never show it
+            why = e.message.replace(tmp.name + ": ", "").replace(tmp.name, "the image")
+            raise MediaError(f"the uploaded image cannot be read: {why}",
                              hint="send a JPEG, PNG or WebP picture") from e
 
 
@@ -160,14 +160,22 @@ def _bool_field(v: Any, default: bool) -> bool:
     raise InputError(f"expected a boolean, got {v!r}", hint="send true or false")
 
 
-def _int_field(form, name: str, default: int) -> int:
+def _int_field(form, name: str, default: int, lo: int, hi: int) -> int:
     v = form.get(name)
     if v is None or v == "":
         return default
     try:
-        return int(v)
+        n = int(v)
     except (TypeError, ValueError):
-        raise InputError(f"{name} must be an integer, got {v!r}") from None
+        raise InputError(f"{name} must be an integer, got {str(v)[:40]!r}") from None
+    if not lo <= n <= hi:
+        raise InputError(f"{name} must be in {lo}..{hi}, got {n}")
+    return n
+
+
+def _client_name(filename: str | None) -> str:
+    """The upload's own file name for a message (quoted, bounded)."""
+    return repr(os.path.basename(filename or "")[:100]) if filename else "(no file name)"
 
 
 def _safe_ext(filename: str | None) -> str:
@@ -219,7 +227,7 @@ _SEARCH_BODY_DOC = {
 @v1.get("/search", response_model=SearchOut, summary="Search with query parameters (search box)")
 def search_get(
     request: Request,
-    q: str = Query(..., min_length=1, max_length=4000, description="query text with optional filters",
+    q: str = Query(..., min_length=1, max_length=MAX_QUERY_CHARS, description="query text with optional filters",
                    examples=["red boat harbour dur:>5s has:speech"]),
     k: int = Query(10, ge=1, le=1000, description="number of moments (1..100 by default)"),
     per_video: int = Query(1, ge=1, le=100),
@@ -241,7 +249,9 @@ async def search_post(request: Request, p: Principal = Depends(require("search")
     if ctype.startswith("multipart/form-data"):
         form = await request.form(max_files=1, max_fields=20)
         q = str(form.get("q") or "")
-        k, per_video = _int_field(form, "k", 10), _int_field(form, "per_video", 1)
+        if len(q) > MAX_QUERY_CHARS:
+            raise InputError(f"q is longer than {MAX_QUERY_CHARS} characters", hint="shorten the query")
+        k, per_video = _int_field(form, "k", 10, 1, 1000), _int_field(form, "per_video", 1, 1, 100)
         fusion, rerank = str(form.get("fusion") or "auto"), _bool_field(form.get("rerank"), False)
         upload = form.get("image")
         if upload is not None and not isinstance(upload, str):
@@ -320,8 +330,10 @@ def _save_upload(svc, tenant: str, upload, title: str | None, speech: bool, ocr:
             raise MediaError("the uploaded file is empty", hint="send a video file")
         try:
             probe(tmp)
-        except MediaError as e:
-            raise MediaError(f"the upload {upload.filename or ''!s} is not a playable video: {e.message}",
+        except MediaError as e:  # its message names the temporary file: never show it
+            why = e.message.replace(tmp + ": ", "").replace(tmp, "the upload")
+            name = _client_name(upload.filename)
+            raise MediaError(f"the upload {name} is not a playable video: {why}",
                              hint="send a video file (mp4, mkv, webm, mov, ...)") from e
         dest = folder / (h.hexdigest()[:24] + _safe_ext(upload.filename))
         owns = not dest.exists()
@@ -335,19 +347,25 @@ def _save_upload(svc, tenant: str, upload, title: str | None, speech: bool, ocr:
 def _path_request(svc, tenant: str, body: IngestPathBody) -> JobRequest:
     from indexer.media import probe
 
-    roots = svc.settings.allowed_roots
+    roots = svc.settings.roots_for(tenant)  # each tenant its own: never another tenant's files
     if not roots:
-        raise ApiError("path_not_allowed", "path ingest is off: the server has no allowed roots"
-                       " (start it with --allow-root DIR), so upload the file instead")
+        raise ApiError("path_not_allowed", f"path ingest is off for tenant {tenant!r}: the server allows it no"
+                       f" folders (start it with --allow-root {tenant}=DIR), so upload the file instead")
     if "\x00" in body.path or not os.path.isabs(body.path):
         raise ApiError("bad_input", "path must be an absolute path on the server")
     # realpath resolves '..' and every symlink, so a link inside a root that points out of it is refused.
     real = os.path.realpath(body.path)
-    if not _inside(real, roots):
-        raise ApiError("path_not_allowed", "the path is outside the server's allowed roots")
+    # The index folder holds every tenant's uploads: never ingest from it by path.
+    if not _inside(real, roots) or _inside(real, (str(svc.index_dir),)):
+        raise ApiError("path_not_allowed", f"the path is outside the folders tenant {tenant!r} may ingest from")
     if not os.path.isfile(real):
+        if os.path.exists(real):  # a folder, FIFO or device: reading it could block or never end
+            raise ApiError("not_a_file", "the path is not a regular file (a folder, pipe or device)")
         raise NotFoundError("no file at that path inside the allowed roots", hint="check the path")
-    probe(real)
+    try:
+        probe(real)
+    except MediaError as e:  # name the file as the client did, not as resolved on the server
+        raise MediaError(e.message.replace(real, body.path), hint=e.hint) from e
     s = svc.settings
     return JobRequest(tenant, real, body.title, s.ingest_speech if body.speech is None else body.speech,
                       s.ingest_ocr if body.ocr is None else body.ocr, True, False)
@@ -360,7 +378,7 @@ def get_job(request: Request, job_id: str, p: Principal = Depends(require("inges
 
 @v1.get("/videos", summary="The tenant's videos")
 def list_videos(request: Request, limit: int = Query(100, ge=1, le=1000),
-                offset: int = Query(0, ge=0, le=_SQLITE_MAX_INT),
+                offset: int = Query(0, ge=0, le=INT64_MAX),
                 p: Principal = Depends(require("search"))) -> dict:
     svc = service(request)
     vids = svc.index().catalog.list_videos(tenant=p.tenant, limit=limit, offset=offset)
@@ -394,7 +412,8 @@ def list_segments(request: Request, video_id: str, p: Principal = Depends(requir
 
 @v1.get("/videos/{video_id}/segments/{segment_id}/thumbnail", summary="A segment's keyframe as JPEG",
         responses={200: {"content": {"image/jpeg": {}}}}, response_class=Response)
-def thumbnail(request: Request, video_id: str, segment_id: int, t: str | None = Query(None),
+def thumbnail(request: Request, video_id: str, segment_id: int = PathParam(ge=0, le=INT64_MAX),
+              t: str | None = Query(None),
               size: int = Query(320, ge=32, le=1280)) -> Response:
     from PIL import Image
 
@@ -424,35 +443,15 @@ def thumbnail(request: Request, video_id: str, segment_id: int, t: str | None = 
 @v1.get("/videos/{video_id}/media", summary="The original media, with HTTP Range for seeking",
         responses={200: {"content": {"video/mp4": {}}}, 206: {"description": "Partial content (Range)"}},
         response_class=FileResponse)
-def media(request: Request, video_id: str, t: str | None = Query(None)) -> FileResponse:
+def media(request: Request, video_id: str, t: str | None = Query(None)) -> RangeFileResponse:
     p = video_reader_principal(request, video_id, t)
     svc = service(request)
     rec = svc.index().catalog.get_video(video_id, tenant=p.tenant)
     if not os.path.isfile(rec.source):
         raise NotFoundError(f"the media of video {video_id} is no longer on the server")
-    _check_range(request.headers.get("range"), os.path.getsize(rec.source))
     ctype = mimetypes.guess_type(rec.source)[0] or "application/octet-stream"
-    return FileResponse(rec.source, media_type=ctype, headers={"Cache-Control": "private, max-age=3600"})
-
-
-_RANGE_RE = re.compile(r"^bytes=\s*(\d*)\s*-\s*(\d*)\s*$")
-
-
-def _check_range(header: str | None, size: int) -> None:
-    """Refuse a malformed or unsatisfiable single Range with the JSON error body
-    (Starlette's FileResponse would answer such requests in plain text). Multi-range
-    requests are left to Starlette."""
-    if not header or "," in header:
-        return
-    m = _RANGE_RE.match(header.strip())
-    if m is None or (not m.group(1) and not m.group(2)):
-        raise ApiError("bad_range", f"malformed Range header {header!r}; use bytes=START-END", status=400)
-    start, end = m.group(1), m.group(2)
-    if start and end and int(end) < int(start):
-        raise ApiError("bad_range", f"Range {header!r} ends before it starts", status=400)
-    if start and int(start) >= size:
-        raise ApiError("range_not_satisfiable", f"Range {header!r} starts past the end ({size} bytes)",
-                       status=416, headers={"Content-Range": f"bytes */{size}"})
+    # Range errors (malformed, unsatisfiable, single or multi-range) answer the JSON body.
+    return RangeFileResponse(rec.source, media_type=ctype, headers={"Cache-Control": "private, max-age=3600"})
 
 
 @ops.get("/healthz", summary="Liveness")
@@ -502,4 +501,4 @@ def install(app: FastAPI) -> None:
     ``routes_production``)."""
     app.include_router(v1)
     app.include_router(ops)
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/static", RangeStaticFiles(directory=STATIC), name="static")

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from api.auth import Principal
-from api.deps import links, require, service
+from api.deps import INT64_MAX, links, require, service
 from engine.graph.store import ENTITY_TYPES, GraphStore
 
 __all__ = ["install", "EntityOut", "EntityListOut", "EntityDetailOut", "RelatedOut"]
@@ -98,7 +98,7 @@ def list_entities(request: Request, q: str = Query(..., min_length=1, max_length
 
 @router.get("/entities/{entity_id}", response_model=EntityDetailOut,
             summary="One entity with its videos (and the moments with evidence) and neighbours")
-def get_entity(request: Request, entity_id: int, videos: int = Query(50, ge=1, le=500),
+def get_entity(request: Request, entity_id: int = Path(ge=0, le=INT64_MAX), videos: int = Query(50, ge=1, le=500),
                neighbours: int = Query(25, ge=1, le=200), p: Principal = Depends(require("search"))) -> dict:
     svc = service(request)
     cat = svc.index().catalog
@@ -125,7 +125,7 @@ def get_entity(request: Request, entity_id: int, videos: int = Query(50, ge=1, l
 
 @router.get("/entities/{entity_id}/graph.png", summary="A picture of the entity's neighbourhood",
             responses={200: {"content": {"image/png": {}}}}, response_class=Response)
-def entity_png(request: Request, entity_id: int, p: Principal = Depends(require("search"))) -> Response:
+def entity_png(request: Request, entity_id: int = Path(ge=0, le=INT64_MAX), p: Principal = Depends(require("search"))) -> Response:
     from engine.graph.algorithms import draw_png, neighbourhood
 
     cat = service(request).index().catalog

@@ -30,8 +30,10 @@ from api.deps import require, service, video_reader_principal
 from api.errors import ApiError
 from api.jobs import JobRequest, JobRunner
 from api.production import HIGHLIGHT_KIND, HighlightRequest, highlight_paths, resolve_video, run_highlight_job
+from api.ranged import RangeFileResponse
 from api.state import ServiceState
 from engine.errors import NotFoundError
+from query.parse import MAX_QUERY_CHARS
 
 __all__ = ["install", "job_kinds", "HighlightBody", "highlight_paths"]
 
@@ -40,7 +42,7 @@ class HighlightBody(BaseModel):
     """POST /v1/highlights: a reel of one video (``video_id``) or of a query's best moments."""
 
     video_id: str | None = Field(None, max_length=64, examples=["v3f2a9c1d0e4b5a6"])
-    query: str | None = Field(None, max_length=4000, examples=["goal celebration"])
+    query: str | None = Field(None, max_length=MAX_QUERY_CHARS, examples=["goal celebration"])
     duration: float = Field(30.0, gt=0, le=600, description="target length in seconds (never exceeded)")
     order: Literal["story", "score"] = "story"
     fade: float = Field(0.5, ge=0, le=2, description="cross-fade between pieces in seconds")
@@ -133,7 +135,7 @@ def _done_job(request: Request, job_id: str, p: Principal) -> tuple[Path, Path]:
             responses={200: {"content": {"video/mp4": {}}}}, response_class=FileResponse)
 def highlight_video(request: Request, job_id: str, p: Principal = Depends(require("ingest"))) -> FileResponse:
     video, _ = _done_job(request, job_id, p)
-    return FileResponse(video, media_type="video/mp4", filename=f"highlight-{job_id}.mp4",
+    return RangeFileResponse(video, media_type="video/mp4", filename=f"highlight-{job_id}.mp4",
                         headers={"Cache-Control": "private, max-age=3600"})
 
 

@@ -1,20 +1,31 @@
 """The service's settings (``vidseek serve`` flags and ``create_app``'s argument)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
 
-__all__ = ["Settings"]
+from api.auth import validate_tenant
+from engine.errors import InputError
+
+__all__ = ["Settings", "DEFAULT_TENANT", "parse_allow_roots"]
+
+# The tenant of local mode (no keys) and of `vidseek index`'s default --tenant.
+DEFAULT_TENANT = "default"
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Service settings. ``allowed_roots``: folders that path ingest may read (empty:
-    path ingest is off). ``rate``/``burst``: token bucket per key (rate <= 0: off).
+    """Service settings. Path ingest reads only inside a tenant's own allowed roots:
+    ``tenant_roots`` (tenant -> folders) and ``allowed_roots``, the folders of the
+    ``default`` tenant (local mode's; ``--allow-root DIR`` without a tenant). A tenant
+    with none cannot ingest by path. ``rate``/``burst``: token bucket per key (rate <= 0: off).
     ``ingest_speech``/``ingest_ocr``: defaults for jobs that do not say."""
 
     host: str = "127.0.0.1"
     port: int = 8000
     allowed_roots: tuple[str, ...] = ()
+    tenant_roots: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     max_upload_bytes: int = 2 * 1024**3
     max_image_bytes: int = 20 * 1024**2
     rate: float = 20.0
@@ -36,3 +47,43 @@ class Settings:
             raise ValueError("upload limits must be positive")
         if not 1 <= self.max_k <= 1000:
             raise ValueError(f"max_k must be in 1..1000, got {self.max_k}")
+        if isinstance(self.allowed_roots, str):
+            raise ValueError("allowed_roots is a tuple of folders, not one string")
+        for tenant, roots in self.tenant_roots.items():
+            validate_tenant(tenant)
+            if isinstance(roots, str):
+                raise ValueError(f"tenant_roots[{tenant!r}] is a tuple of folders, not one string")
+
+    def roots_for(self, tenant: str) -> tuple[str, ...]:
+        """The folders ``tenant`` may ingest from by path (none: path ingest is off for it)."""
+        own = tuple(self.tenant_roots.get(tenant, ()))
+        return own + tuple(self.allowed_roots) if tenant == DEFAULT_TENANT else own
+
+
+def parse_allow_roots(values: Sequence[str]) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
+    """``--allow-root`` values -> (the default tenant's roots, roots per tenant).
+
+    ``TENANT=DIR`` gives DIR to that tenant only; a bare ``DIR`` (an absolute path, or
+    one that starts with ``.`` or ``~``, or has no ``=``) is the default tenant's (local
+    mode). Each folder must exist; it is stored resolved (links followed)."""
+    default: list[str] = []
+    per: dict[str, list[str]] = {}
+    for value in values:
+        tenant, sep, folder = value.partition("=")
+        bare = not sep or value.startswith((os.sep, ".", "~"))
+        if bare:
+            tenant, folder = DEFAULT_TENANT, value
+        elif not tenant or not folder:
+            raise InputError(f"--allow-root {value!r} names no tenant or no folder",
+                             hint="use --allow-root TENANT=DIR, or --allow-root DIR for the default tenant")
+        else:
+            try:
+                validate_tenant(tenant)
+            except InputError as e:
+                raise InputError(f"--allow-root {value!r}: {e.message}", hint=e.hint) from None
+        real = os.path.realpath(os.path.expanduser(folder))
+        if not os.path.isdir(real):
+            raise InputError(f"--allow-root {value!r}: {folder} is not a folder on this server",
+                             hint="create it, or fix the path")
+        (default if bare else per.setdefault(tenant, [])).append(real)
+    return tuple(default), {t: tuple(r) for t, r in per.items()}

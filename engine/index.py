@@ -232,11 +232,15 @@ class VideoIndex:
             if self._vec_seq >= target and self._lex_seq >= target:
                 return 0
             n = 0
+            if not self.writer:
+                self._reload_saved_lexical()
             start = min(self._vec_seq, self._lex_seq)
             pending_ids: list[np.ndarray] = []
             pending_vecs: list[np.ndarray] = []
             pending_keys: list[np.ndarray] = []
             pending_docs: list[LexicalDoc] = []
+
+            lex_add, lex_delete = self._lexical_replay_ops()
 
             def flush_adds() -> None:
                 if pending_ids:
@@ -245,15 +249,9 @@ class VideoIndex:
                     )
                     pending_ids.clear(), pending_vecs.clear(), pending_keys.clear()
                 if pending_docs:
-                    self.lexical.add(list(pending_docs))
+                    lex_add(list(pending_docs))
                     pending_docs.clear()
 
-            if not self.writer:
-                # tantivy readers see the writer's commits by reloading; they cannot
-                # write. Ops committed to the catalog but not yet to tantivy (a writer
-                # that died mid-save) reach BM25 when the next writer opens the index.
-                self.lexical.refresh()
-                self._lex_seq = target
             for op in self.catalog.ops_since(start):
                 n += 1
                 do_vec = op.seq > self._vec_seq
@@ -263,7 +261,7 @@ class VideoIndex:
                     if do_vec and len(op.segment_ids):
                         self.vectors.remove(op.segment_ids, np.full(len(op.segment_ids), op.video, np.int64))
                     if do_lex:
-                        self.lexical.delete_video(op.video)
+                        lex_delete(op.video)
                 else:
                     ids, vecs, docs = self._materialise(op.video, op.segment_ids)
                     if do_vec and len(ids):
@@ -277,9 +275,24 @@ class VideoIndex:
             flush_adds()
             self._vec_seq = max(self._vec_seq, target)
             self._lex_seq = max(self._lex_seq, target)
+            if not self.writer:
+                self.lexical.mark_replayed(self._lex_seq)
             if self.writer and save:
                 self.flush()
             return n
+
+    def _reload_saved_lexical(self) -> None:
+        """Readers: reload the saved BM25 state (a writer may have saved since, which drops
+        the in-memory tail); ``sync`` replays the ops after it, in memory."""
+        self.lexical.refresh()
+        self._lex_seq = self.lexical.replayed_seq
+
+    def _lexical_replay_ops(self):
+        """(add, delete_video) for replayed ops: a writer's tantivy index, or, since a
+        reader cannot write tantivy, the lexical index's in-memory tail."""
+        if self.writer:
+            return self.lexical.add, self.lexical.delete_video
+        return self.lexical.add_in_memory, self.lexical.delete_video_in_memory
 
     def _materialise(self, video_key: int, seg_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[LexicalDoc]]:
         """Joint vectors and lexical docs of an added video, read back from the catalog.
@@ -378,8 +391,31 @@ class VideoIndex:
             "config": self.config.as_dict(),
             "catalog": counts,
             "vectors": self.vectors.info(),
-            "lexical": {"docs": self.lexical.count(), "applied_seq": self._lex_seq},
+            "lexical": {"docs": self.lexical.count(), "applied_seq": self._lex_seq,
+                        "saved_seq": self.lexical.applied_seq},
+            "derived": self.derived_state(counts["seq"]),
             "failures": [f.__dict__ for f in self.catalog.failures()],
+        }
+
+    def derived_state(self, catalog_seq: int | None = None) -> dict:
+        """Whether the saved vector and BM25 state is current with the catalog.
+
+        ``saved_seq``: the last catalog op each saved state reflects (on disk);
+        ``serving_seq``: what this handle answers from (saved plus what it replayed in
+        memory). ``current`` is true only when both saved states reach the catalog's
+        last op; otherwise ``replayed_in_memory`` names the ops every reader replays in
+        memory (and a writer saves when it opens the index)."""
+        seq = self.catalog.max_seq() if catalog_seq is None else catalog_seq
+        # Read from disk: another process (a writer) may have saved since this handle opened.
+        saved = {"vectors": _saved_seq(self.path / "vectors" / "manifest.json", self.vectors.applied_seq),
+                 "lexical": _saved_seq(self.path / "lexical" / "lexical.json", self.lexical.applied_seq)}
+        behind = min(saved.values())
+        return {
+            "catalog_seq": seq,
+            "saved_seq": saved,
+            "serving_seq": {"vectors": self._vec_seq, "lexical": self._lex_seq},
+            "current": behind >= seq,
+            "replayed_in_memory": None if behind >= seq else {"after_seq": behind, "to_seq": seq},
         }
 
     def _require_writer(self) -> None:
@@ -387,6 +423,17 @@ class VideoIndex:
             raise IndexLockedError(
                 f"index {self.path} is open read-only", hint="open it with writer=True to change it"
             )
+
+
+def _saved_seq(manifest_path: Path, fallback: int) -> int:
+    """The ``applied_seq`` a derived index's manifest records now (``fallback`` when it
+    cannot be read, e.g. mid-swap)."""
+    import json
+
+    try:
+        return int(json.loads(manifest_path.read_text())["applied_seq"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return int(fallback)
 
 
 def _acquire_writer_lock(path: Path) -> int:

@@ -18,9 +18,11 @@ them is the caller's business (the CLI's bars are in ``api.progress``).
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +37,7 @@ from indexer.options import IndexOptions
 
 __all__ = [
     "MEDIA_EXTENSIONS", "FileResult", "IndexReport", "IngestEvent", "EventFn", "Decision", "discover",
-    "file_hash", "decide", "commit", "record_failure", "open_writer", "AFTER_COMMIT",
+    "file_hash", "NotAFileError", "decide", "commit", "record_failure", "open_writer", "AFTER_COMMIT",
 ]
 
 log = logging.getLogger("vidseek.indexer")
@@ -121,35 +123,121 @@ EventFn = Callable[[IngestEvent], None]
 
 
 # -- listing and deciding -----------------------------------------------------------------
+class NotAFileError(InputError):
+    """A path names something that is not a regular file (a FIFO, a device, a socket, a
+    folder where a file was expected): reading it could block forever or never end."""
+
+    code = "not_a_file"
+
+
+def _kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    for test, name in ((stat.S_ISFIFO, "named pipe (FIFO)"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"), (stat.S_ISDIR, "directory")):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def _not_a_file(path: str, mode: int) -> FileResult:
+    return FileResult(path, "failed", code=NotAFileError.code,
+                      reason=f"{path} is a {_kind(mode)}, not a regular file; only regular files are indexed"
+                             " (skipped)")
+
+
+def _stat_failure(path: str, e: OSError) -> FileResult:
+    """The report line of a path that cannot be stat'ed, saying why in words."""
+    if e.errno == errno.ELOOP:
+        return FileResult(path, "failed", code="symlink_loop",
+                          reason=f"{path} is a symbolic link loop (a link that leads back to itself);"
+                                 " fix or remove the link")
+    if e.errno == errno.ENOENT:
+        if os.path.islink(path):
+            return FileResult(path, "failed", code=NotFoundError.code,
+                              reason=f"{path} is a symbolic link to {os.readlink(path)!r}, which does not exist")
+        return FileResult(path, "failed", code=NotFoundError.code, reason=f"{path} does not exist")
+    return FileResult(path, "failed", code="unreadable", reason=f"{path} cannot be read: {e.strerror or e}")
+
+
+def _walk(folder: str, sources: list[str], failures: list[FileResult]) -> None:
+    """Files with a media extension under ``folder`` (sorted, hidden names skipped);
+    entries that are not regular files, or cannot be stat'ed, go to ``failures``."""
+    def walk_error(e: OSError) -> None:
+        failures.append(_stat_failure(e.filename or folder, e))
+
+    for root, dirs, files in os.walk(folder, onerror=walk_error):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for f in sorted(files):
+            if f.startswith(".") or os.path.splitext(f)[1].lower() not in MEDIA_EXTENSIONS:
+                continue
+            path = os.path.join(root, f)
+            try:
+                st = os.stat(path)
+            except OSError as e:
+                failures.append(_stat_failure(path, e))
+                continue
+            if stat.S_ISREG(st.st_mode):
+                sources.append(path)
+            elif not stat.S_ISDIR(st.st_mode):  # a FIFO or device named like a video
+                failures.append(_not_a_file(path, st.st_mode))
+
+
 def discover(paths: Sequence[str]) -> tuple[list[str], list[FileResult]]:
     """Expand folders (recursively, media extensions only, sorted); keep files as given.
 
-    Returns (sources, failures for paths that do not exist)."""
+    Only regular files are returned: a FIFO, device or socket (named, or met in a
+    folder) would block or never end when read, so it is reported and skipped. Returns
+    (sources, failures): paths that do not exist (a dangling link says so), symlink
+    loops, unreadable paths, non-regular files, and a folder named like a video file
+    (``x.mp4/``) that holds no video files."""
     sources: list[str] = []
-    missing: list[FileResult] = []
+    failures: list[FileResult] = []
     for p in paths:
-        if os.path.isdir(p):
-            for root, dirs, files in os.walk(p):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for f in sorted(files):
-                    if not f.startswith(".") and os.path.splitext(f)[1].lower() in MEDIA_EXTENSIONS:
-                        sources.append(os.path.join(root, f))
-        elif os.path.exists(p):
+        try:
+            st = os.stat(p)
+        except OSError as e:
+            failures.append(_stat_failure(p, e))
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            before = len(sources)
+            _walk(p, sources, failures)
+            if len(sources) == before and os.path.splitext(p.rstrip(os.sep))[1].lower() in MEDIA_EXTENSIONS:
+                failures.append(FileResult(p, "failed", code=NotAFileError.code,
+                                           reason=f"{p} is a directory, not a video file, and holds no video files"))
+        elif stat.S_ISREG(st.st_mode):
             sources.append(p)
         else:
-            missing.append(FileResult(p, "failed", reason=f"{p} does not exist", code=NotFoundError.code))
+            failures.append(_not_a_file(p, st.st_mode))
     seen: set[str] = set()
     uniq = [s for s in sources if not (s in seen or seen.add(s))]
-    return uniq, missing
+    reported: set[str] = set()
+    failures = [f for f in failures if not (f.source in reported or reported.add(f.source))]
+    return uniq, failures
 
 
 def file_hash(path: str, chunk: int = 1 << 20) -> str:
-    """SHA-256 of the file's bytes, streamed."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
+    """SHA-256 of the file's bytes, streamed.
+
+    Reads only a regular file (``NotAFileError`` otherwise: the open does not block on a
+    FIFO) and at most the size it had when opened, so a device or a file that keeps
+    growing cannot make it run forever."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotAFileError(f"{path} is a {_kind(st.st_mode)}, not a regular file",
+                                hint="index regular video files only")
+        h = hashlib.sha256()
+        left = st.st_size
+        while left > 0:
+            block = os.read(fd, min(chunk, left))
+            if not block:  # the file shrank meanwhile: hash what is there
+                break
             h.update(block)
-    return h.hexdigest()
+            left -= len(block)
+        return h.hexdigest()
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)

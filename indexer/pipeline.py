@@ -15,18 +15,23 @@ Progress goes to a callback as ``IngestEvent`` values (the CLI draws them).
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
 import multiprocessing as mp
 import os
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from queue import Empty
 from typing import Sequence
 
 from engine.config import IndexConfig
 from engine.index import VideoIndex
 from indexer.ingest import (
-    MEDIA_EXTENSIONS, Decision, EventFn, FileResult, IndexReport, IngestEvent, commit, decide, discover,
-    file_hash, open_writer, record_failure,
+    MEDIA_EXTENSIONS, Decision, EventFn, FileResult, IndexReport, IngestEvent, NotAFileError, commit, decide,
+    discover, file_hash, open_writer, record_failure,
 )
 from indexer.mapper import Analysis, analyse, analyse_file, set_threads
 from indexer.metadata import Sidecar, VideoMetadata, load_sidecar
@@ -34,7 +39,7 @@ from indexer.options import IndexOptions
 from indexer.stages import Stage, build_stages
 
 __all__ = ["IndexOptions", "FileResult", "IndexReport", "IngestEvent", "discover", "analyse", "index_paths",
-           "file_hash", "MEDIA_EXTENSIONS"]
+           "file_hash", "MEDIA_EXTENSIONS", "die_with_parent"]
 
 
 @dataclass(frozen=True)
@@ -66,10 +71,10 @@ def index_paths(
     stages = list(stages) if stages is not None else build_stages(options)
     index = open_writer(index_dir, config)
     try:
-        sources, missing = discover(paths)
-        for r in missing:
+        sources, refused = discover(paths)  # missing paths, FIFOs, devices, symlink loops: reported
+        for r in refused:
             record_failure(index, r.source, r.code, r.reason, tenant=options.tenant)
-        report.results.extend(missing)
+        report.results.extend(refused)
         todo = _decide_all(index, sources, options, sidecar, report)
         _run(todo, index, options, stages, report, emit)
         index.flush()
@@ -85,7 +90,10 @@ def _decide_all(index: VideoIndex, sources: list[str], options: IndexOptions, si
     batch: dict[str, str] = {}
     for src in sources:
         try:
-            h = file_hash(src)
+            h = file_hash(src)  # regular files only, at most their size at open: never blocks
+        except NotAFileError as e:  # replaced by a FIFO or device since discover() looked
+            report.results.append(record_failure(index, src, e.code, str(e), tenant=options.tenant))
+            continue
         except OSError as e:
             report.results.append(record_failure(index, src, "unreadable", f"{src} cannot be read: {e}",
                                                  tenant=options.tenant))
@@ -100,10 +108,46 @@ def _decide_all(index: VideoIndex, sources: list[str], options: IndexOptions, si
 
 # -- workers -----------------------------------------------------------------------------
 _worker_queue = None
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_WATCH_PARENT_S = 1.0
 
 
-def _init_worker(threads: int, stages: list[Stage], queue) -> None:
+def die_with_parent(parent_pid: int) -> None:
+    """Make this (child) process end when ``parent_pid`` does, even by SIGKILL.
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, delivered by the kernel when the parent
+    dies (strictly: when the parent's thread that started this process ends, so
+    ``_run_pool`` starts and joins its workers in one thread). Everywhere, and as the
+    fallback where prctl is missing: a daemon thread that polls the parent's pid and
+    exits this process when the parent is gone. So a killed ``vidseek index`` leaves no
+    worker decoding on."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl in this libc: the watchdog below still runs
+            pass
+    if not _parent_alive(parent_pid):  # it died before prctl took effect
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), name="vidseek-parent-watch", daemon=True).start()
+
+
+def _parent_alive(parent_pid: int) -> bool:
+    # A child whose parent died is re-parented (to init or a subreaper): its ppid changes.
+    return os.getppid() == parent_pid
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while _parent_alive(parent_pid):
+        time.sleep(_WATCH_PARENT_S)
+    os._exit(1)
+
+
+def _init_worker(parent_pid: int, threads: int, stages: list[Stage], queue) -> None:
     global _worker_queue
+    die_with_parent(parent_pid)
+    # Progress only: a worker's exit must not wait to flush it into a pipe nobody reads.
+    queue.cancel_join_thread()
     _worker_queue = queue
     set_threads(threads, stages)
 
@@ -154,22 +198,31 @@ def _run(todo: list[_Todo], index: VideoIndex, options: IndexOptions, stages: li
     emit(IngestEvent("end", done=state["done"], failed=len(report.failed), total=len(todo)))
 
 
+def _drain(queue, emit: EventFn) -> None:
+    """Pass on the workers' progress messages waiting in ``queue``."""
+    while True:
+        try:
+            pid, src, stage, frac = queue.get_nowait()
+        except Empty:
+            return
+        emit(IngestEvent("stage", source=src, stage=stage, fraction=frac, worker=pid))
+
+
 def _run_pool(todo: list[_Todo], config: IndexConfig, options: IndexOptions, stages: list[Stage], workers: int,
               threads: int, emit: EventFn, finish) -> None:
     ctx = mp.get_context("spawn")  # fork + torch/onnx thread pools deadlock
-    manager = ctx.Manager()
-    queue = manager.Queue()
+    # A plain queue inherited by the workers (no manager process that could outlive us);
+    # the workers die with this process, even on kill -9 (die_with_parent).
+    queue = ctx.Queue()
     try:
         with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                    initargs=(threads, stages, queue)) as pool:
+                                    initargs=(os.getpid(), threads, stages, queue)) as pool:
             futs = {pool.submit(_work, (t.decision.source, t.decision.content_hash, config, options, t.meta,
                                         stages)): t for t in todo}
             pending = set(futs)
             while pending:
                 finished, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
-                while not queue.empty():
-                    pid, src, stage, frac = queue.get_nowait()
-                    emit(IngestEvent("stage", source=src, stage=stage, fraction=frac, worker=pid))
+                _drain(queue, emit)
                 for f in finished:
                     item = futs[f]
                     try:
@@ -179,4 +232,4 @@ def _run_pool(todo: list[_Todo], config: IndexConfig, options: IndexOptions, sta
                                             reason=f"{type(e).__name__}: {e}")
                     finish(item, analysis)
     finally:
-        manager.shutdown()
+        queue.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -58,7 +59,8 @@ def env(tmp_path_factory, tools):
     revoked, rec = store.create("alpha", "search")
     store.revoke(rec.key_id)
     store.close()
-    settings = Settings(ingest_speech=False, ingest_ocr=False, allowed_roots=(str(root),),
+    # both tenants may read `root` (a shared folder, on purpose; per-tenant roots: below)
+    settings = Settings(ingest_speech=False, ingest_ocr=False, tenant_roots={"alpha": (str(root),), "beta": (str(root),)},
                         max_upload_bytes=200_000, rate=0)
     app = create_app(idx, settings)
     with TestClient(app) as client:
@@ -164,7 +166,7 @@ def test_search_errors(env):
     _err(c.get("/v1/search", params={"q": "x", "k": 0}, headers=A), 400, "bad_input")
     _err(c.get("/v1/search", params={"q": "x", "k": 101}, headers=A), 400, "bad_input")
     _err(c.get("/v1/search", params={"q": "x", "per_video": 0}, headers=A), 400, "bad_input")
-    _err(c.get("/v1/search", params={"q": "a" * 1001}, headers=A), 400, "bad_query")
+    _err(c.get("/v1/search", params={"q": "a" * 1001}, headers=A), 400, "bad_input")
     _err(c.get("/v1/search", params={"q": 'open "quote'}, headers=A), 400, "bad_query")
     _err(c.get("/v1/search", headers=A), 400, "bad_input")
     _err(c.post("/v1/search", headers={**A, "Content-Type": "text/plain"}, content=b"q"), 415,
@@ -189,6 +191,26 @@ def test_search_post_json_and_image(env):
     assert {h["video_id"] for h in r.json()["hits"]} <= {env["a_vid"]}
     _err(c.post("/v1/search", headers=A, files={"image": ("x.png", b"not an image at all", "image/png")}), 415,
          "bad_media")
+
+
+def test_one_query_length_limit_for_the_api_and_the_parser(env):
+    """The API takes exactly the queries the parser takes (MAX_QUERY_CHARS), by GET, JSON
+    and multipart: the longest passes the edge and parses; one more is refused at the edge."""
+    from query.parse import MAX_QUERY_CHARS
+
+    c, A = env["client"], env["A"]
+    longest, over = "sign " * (MAX_QUERY_CHARS // 5), "a" * (MAX_QUERY_CHARS + 1)
+    assert len(longest) == MAX_QUERY_CHARS
+    assert c.get("/v1/search", params={"q": longest}, headers=A).status_code == 200
+    assert c.post("/v1/search", headers=A, json={"q": longest}).status_code == 200
+    assert c.post("/v1/search", headers=A, data={"q": longest}, files={"x": ("x", b"")}).status_code == 200
+    for r in (c.get("/v1/search", params={"q": over}, headers=A), c.post("/v1/search", headers=A, json={"q": over}),
+              c.post("/v1/search", headers=A, data={"q": over}, files={"x": ("x", b"")})):
+        _err(r, 400, "bad_input")
+        assert str(MAX_QUERY_CHARS) in r.json()["error"]["message"]
+    spec = c.get("/openapi.json").json()
+    q = next(p for p in spec["paths"]["/v1/search"]["get"]["parameters"] if p["name"] == "q")
+    assert q["schema"]["maxLength"] == MAX_QUERY_CHARS
 
 
 # -- videos, segments, thumbnails, media ---------------------------------------------------
@@ -252,9 +274,21 @@ def test_media_full_and_range(env):
     assert bad.status_code == 416
     assert bad.json()["error"]["code"] == "range_not_satisfiable"
     assert bad.headers["content-range"] == f"bytes */{len(data)}"
-    for header in ("bytes=5-2", "bytes=-", "pages=1-2"):
+    for header in ("bytes=5-2", "bytes=-", "pages=1-2", "bytes=a-b,c-d", "bytes", "bytes=0-1,5-2"):
         r = c.get(f"/v1/videos/{env['a_vid']}/media", headers={**A, "Range": header})
         assert r.status_code == 400 and r.json()["error"]["code"] == "bad_range", header
+    # multi-range requests are Starlette's to serve: their errors are JSON too
+    r = c.get(f"/v1/videos/{env['a_vid']}/media", headers={**A, "Range": f"bytes=0-1,{len(data) + 5}-"})
+    assert r.status_code == 416 and r.json()["error"]["code"] == "range_not_satisfiable", r.text
+    assert r.headers["content-range"] == f"bytes */{len(data)}"
+    two = c.get(f"/v1/videos/{env['a_vid']}/media", headers={**A, "Range": "bytes=0-1,10-11"})
+    assert two.status_code == 206 and two.headers["content-type"].startswith("multipart/byteranges")
+    # ... and so are the web page's static files
+    size = len(c.get("/static/app.js").content)
+    r = c.get("/static/app.js", headers={"Range": f"bytes={size + 1}-"})
+    assert r.status_code == 416 and r.json()["error"]["code"] == "range_not_satisfiable", r.text
+    r = c.get("/static/app.js", headers={"Range": "bytes=9-1"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "bad_range", r.text
 
 
 # -- ingest errors -----------------------------------------------------------------------
@@ -291,10 +325,98 @@ def test_ingest_path_traversal_and_roots(env, tmp_path):
     link.unlink()
     _err(c.post("/v1/ingest", headers=A, json={"path": str(root / "missing.mp4")}), 404, "not_found")
     _err(c.post("/v1/ingest", headers=A, json={"path": "relative/clip.mp4"}), 400, "bad_input")
-    _err(c.post("/v1/ingest", headers=A, json={"path": str(root)}), 404, "not_found")
+    _err(c.post("/v1/ingest", headers=A, json={"path": str(root)}), 400, "not_a_file")
+    os.mkfifo(root / "pipe.mp4")  # never opened: a read would block
+    _err(c.post("/v1/ingest", headers=A, json={"path": str(root / "pipe.mp4")}), 400, "not_a_file")
+    (root / "pipe.mp4").unlink()
     (root / "notes.mp4").write_text("not a video")
     _err(c.post("/v1/ingest", headers=A, json={"path": str(root / "notes.mp4")}), 415, "bad_media")
     _err(c.post("/v1/ingest", headers=A, json={"nopath": 1}), 400, "bad_input")
+
+
+def test_error_messages_never_show_server_paths(env, tmp_path, monkeypatch):
+    """Upload temporary names, the uploads folder and search-image temporary files stay
+    on the server: the messages name the client's own file instead."""
+    import tempfile
+
+    from engine.errors import MediaError
+    import indexer.mapper as mapper
+
+    c, A = env["client"], env["A"]
+    private = (str(env["idx"]), str(env["idx"].resolve()), ".upload-", tempfile.gettempdir() + "/tmp")
+    notes = synth.make_not_video(tmp_path)
+    r = c.post("/v1/ingest", headers=A, files={"file": ("holiday.mp4", notes.read_bytes(), "video/mp4")})
+    _err(r, 415, "bad_media")
+    msg = r.json()["error"]["message"]
+    assert "'holiday.mp4'" in msg and not any(p in msg for p in private), msg
+    r = c.post("/v1/search", headers=A, files={"image": ("cat.png", b"not an image", "image/png")})
+    _err(r, 415, "bad_media")
+    msg = r.json()["error"]["message"]
+    assert "the uploaded image cannot be read" in msg and not any(p in msg for p in private), msg
+
+    def failing(source, *args, **kw):  # an analysis failure that names the stored upload
+        raise MediaError(f"{source}: the decoder gave up at frame 3")
+
+    monkeypatch.setattr(mapper, "analyse", failing)
+    clip = synth.make_no_audio_clip(tmp_path, seconds=1.2, name="up2.mp4")
+    job = c.post("/v1/ingest", headers=A, files={"file": ("up2.mp4", clip.read_bytes(), "video/mp4")}).json()
+    j = _wait_job(c, job["job_id"], A)
+    msg = j["error"]["message"]
+    assert j["status"] == "failed" and "the decoder gave up at frame 3" in msg, j
+    assert "<server path>" in msg and not any(p in msg for p in private), msg
+
+
+def test_allowed_roots_are_per_tenant(tmp_path, tools):
+    """A tenant ingests by path only from its own roots: never from another tenant's
+    root, nor the index folder (every tenant's uploads), nor the default tenant's."""
+    idx = tmp_path / "idx"
+    roots = {t: tmp_path / f"root_{t}" for t in ("alpha", "beta", "local")}
+    for r in roots.values():
+        r.mkdir()
+    b_clip = synth.make_no_audio_clip(roots["beta"], name="b.mp4")
+    l_clip = synth.make_no_audio_clip(roots["local"], seconds=2.5, name="l.mp4")
+    store = KeyStore(service_db_path(idx))
+    A, B = (_bearer(store.create(t, "search,ingest")[0]) for t in ("alpha", "beta"))
+    store.close()
+    settings = Settings(rate=0, ingest_speech=False, ingest_ocr=False, warm_models=False,
+                        allowed_roots=(str(roots["local"]),),
+                        tenant_roots={"alpha": (str(roots["alpha"]), str(tmp_path)), "beta": (str(roots["beta"]),)})
+    with TestClient(create_app(idx, settings)) as c:
+        jb = _wait_job(c, c.post("/v1/ingest", headers=B, json={"path": str(b_clip)}).json()["job_id"], B)
+        assert jb["status"] == "done", jb
+        # alpha's roots include tmp_path, which holds the index folder: its uploads (every
+        # tenant's) are still never a path-ingest source
+        up = c.post("/v1/ingest", headers=B, files={"file": ("u.mp4", l_clip.read_bytes(), "video/mp4")}).json()
+        ju = _wait_job(c, up["job_id"], B)
+        stored = next((idx / "uploads" / "beta").glob("*.mp4"))
+        _err(c.post("/v1/ingest", headers=A, json={"path": str(stored)}), 403, "path_not_allowed")
+        # the default tenant's (bare --allow-root) folder is not a keyed tenant's
+        _err(c.post("/v1/ingest", headers=B, json={"path": str(l_clip)}), 403, "path_not_allowed")
+        _err(c.post("/v1/ingest", headers=B, json={"path": str(roots["alpha"] / "x.mp4")}), 403, "path_not_allowed")
+        assert ju["status"] == "done"
+    narrow = Settings(rate=0, warm_models=False, tenant_roots={"alpha": (str(roots["alpha"]),),
+                                                               "beta": (str(roots["beta"]),)})
+    with TestClient(create_app(idx, narrow)) as c:
+        r = c.post("/v1/ingest", headers=A, json={"path": str(b_clip)})
+        _err(r, 403, "path_not_allowed")
+        assert "'alpha'" in r.json()["error"]["message"]
+
+
+def test_allow_root_flag_parsing(tmp_path):
+    from api.settings import parse_allow_roots
+    from engine.errors import InputError
+
+    a, b = tmp_path / "a", tmp_path / "b=c"
+    a.mkdir(), b.mkdir()
+    default, per = parse_allow_roots([str(a), f"acme={a}", f"beta={b}", str(b)])
+    assert default == (str(a), str(b)) and per == {"acme": (str(a),), "beta": (str(b),)}
+    s = Settings(allowed_roots=default, tenant_roots=per)
+    assert s.roots_for("default") == (str(a), str(b)) and s.roots_for("acme") == (str(a),)
+    assert s.roots_for("nobody") == ()
+    for bad, needle in ((f"bad tenant!={a}", "not a valid tenant name"), ("acme=", "no folder"),
+                        (f"acme={tmp_path / 'missing'}", "is not a folder")):
+        with pytest.raises(InputError, match=needle):
+            parse_allow_roots([bad])
 
 
 def test_path_ingest_off_without_roots(tmp_path, tools):

@@ -82,13 +82,47 @@ def test_reader_replays_ops_the_derived_indexes_missed(tmp_path):
     reader = VideoIndex.open(tmp_path)
     assert reader.vectors.count() == 6  # vectors replay in the reader's memory
     want = {s.id for s in reader.catalog.segments_of(reader.catalog.find_by_source("/media/v1.mp4").key)}
+    # ... and so does BM25: the reader finds the unsaved video without a writer.
+    assert {h.id for h in reader.lexical.search(word(1), k=10)} == want
+    assert reader.lexical.count() == 6
+    derived = reader.info()["derived"]
+    assert derived["current"] is False and derived["replayed_in_memory"] == {"after_seq": 1, "to_seq": 2}
+    assert derived["serving_seq"] == {"vectors": 2, "lexical": 2}
     reader.close()
-    # tantivy cannot be written by a reader: BM25 catches up when the next writer opens.
-    with open_writer(tmp_path) as w:
+    assert json.loads((tmp_path / "lexical" / "lexical.json").read_text())["applied_seq"] == 1  # nothing written
+    with open_writer(tmp_path) as w:  # a writer saves the replay
         assert {h.id for h in w.lexical.search(word(1), k=10)} == want
+        assert w.info()["derived"]["current"] is True
     with VideoIndex.open(tmp_path) as reader:
         assert {h.id for h in reader.lexical.search(word(1), k=10)} == want
-        assert reader.vectors.count() == 6
+        assert reader.vectors.count() == 6 and reader.lexical.count() == 6
+        assert reader.info()["derived"]["replayed_in_memory"] is None
+
+
+def test_reader_replays_unsaved_deletes_and_replacements_in_memory(tmp_path):
+    """The in-memory tail hides saved docs it replaces or deletes, and a reader that
+    stays open catches up when a writer saves (its tail is dropped, not doubled)."""
+    with open_writer(tmp_path) as w:
+        recs = [w.add_video(make_video(i)) for i in range(3)]
+        w.catalog.delete_video(recs[0].video_id)  # unsaved delete
+        w.catalog.add_video(make_video(3))  # unsaved add
+        w.catalog.add_video(make_video(4, words="zebra crossing"), replace_keys=[recs[1].key])  # unsaved replace
+        # the catalog's own calls do not sync: close() saves the derived state at seq 3
+    saved = tmp_path / "lexical" / "lexical.json"
+    with VideoIndex.open(tmp_path) as r:
+        assert json.loads(saved.read_text())["applied_seq"] == 3  # the reader wrote nothing
+        assert r.lexical.search(word(0), k=10) == []  # deleted
+        assert r.lexical.search(word(1), k=10) == []  # replaced
+        v4 = r.catalog.find_by_source("/media/v4.mp4")
+        assert {h.id for h in r.lexical.search("zebra", k=10)} == {s.id for s in r.catalog.segments_of(v4.key)}
+        assert len(r.lexical.search(word(3), k=10)) == 3
+        assert r.lexical.count() == r.catalog.counts()["segments"] == r.vectors.count() == 9
+        # a writer opens (and saves the replay) while this reader stays open, then adds one more
+        with open_writer(tmp_path) as w:
+            w.add_video(make_video(5))
+        assert r.sync() == 1
+        assert r.lexical.count() == 12 and len(r.lexical.search(word(3), k=10)) == 3
+        assert r.info()["derived"]["current"] is True
 
 
 def test_reader_sees_new_videos_after_sync_without_reopen(tmp_path):

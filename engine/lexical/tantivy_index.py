@@ -34,6 +34,18 @@ operations after ``applied_seq``; that is safe because ``add`` replaces by id an
 ``delete_video`` deletes by term, so applying an operation twice gives the state of
 applying it once. ``info()["tantivy_ahead_of_manifest"]`` tells when this happened.
 
+Readers and the op-log tail: a read-only handle cannot write tantivy, yet the catalog
+may hold operations after the saved ``applied_seq`` (a writer killed between its
+commit and its save). The caller (``engine.index``) replays them into the handle's
+*in-memory tail* (``add_in_memory``, ``delete_video_in_memory``, ``mark_replayed``): a
+RAM tantivy index of the replayed docs, plus the ids and video keys whose saved copies
+it hides. ``search`` and ``count`` answer from both, so a reader finds what the catalog
+holds without waiting for a writer. A replayed doc is scored by BM25 over the tail's
+own statistics (its document frequencies), so until a writer saves it its score next to
+saved docs is approximate; what is found is exact. ``refresh`` drops the tail when the
+saved ``applied_seq`` moved (the caller replays what is still missing);
+``replayed_seq`` is the last operation the handle reflects.
+
 Concurrency: one writer per folder (tantivy's lock file; a second writer gets
 ``IndexLockedError``). ``read_only=True`` never takes the writer lock, so several
 reader processes can serve the folder while one writer works; a reader's searches
@@ -234,6 +246,30 @@ def _dir_bytes(path: Path) -> int:
     return total
 
 
+class _MemoryTail:
+    """What a read-only handle replayed in memory after the saved ``applied_seq``."""
+
+    def __init__(self, schema: tantivy.Schema, base_seq: int) -> None:
+        self.index = tantivy.Index(schema)  # no path: in RAM
+        self.writer = self.index.writer(heap_size=_MIN_HEAP_PER_THREAD, num_threads=1)
+        self.base_seq = base_seq  # the saved applied_seq this tail starts after
+        self.seq = base_seq  # the last operation replayed
+        self.ids: set[int] = set()  # docs added here: their saved copies are stale
+        self.deleted_videos: set[int] = set()  # videos deleted here: their saved docs are gone
+        self.dirty = False
+
+    def searcher(self) -> tantivy.Searcher:
+        if self.dirty:
+            self.writer.commit()
+            self.index.reload()
+            self.dirty = False
+        return self.index.searcher()
+
+    def close(self) -> None:
+        self.writer.rollback()
+        self.writer.wait_merging_threads()
+
+
 class TantivyIndex:
     """A persistent, incremental BM25 index of segment text in one folder (tantivy).
 
@@ -282,6 +318,7 @@ class TantivyIndex:
         self._writer: tantivy.IndexWriter | None = None
         self._dirty = False  # buffered writer operations not yet committed
         self._closed = False
+        self._tail: _MemoryTail | None = None  # read-only handles: ops replayed in memory
 
         self._manifest = self._open_manifest(create)
         self._index = self._open_tantivy()
@@ -467,6 +504,13 @@ class TantivyIndex:
         """The op-log sequence number that the last ``save`` recorded (a lower bound)."""
         return self._manifest.applied_seq
 
+    @property
+    def replayed_seq(self) -> int:
+        """The last operation this handle reflects: ``applied_seq``, or later for a
+        read-only handle that replayed operations in memory."""
+        tail = self._tail
+        return tail.seq if tail is not None else self._manifest.applied_seq
+
     def add(self, docs: Sequence[LexicalDoc]) -> None:
         """Index ``docs``; a doc whose id exists replaces it (so a replay is harmless).
 
@@ -490,6 +534,67 @@ class TantivyIndex:
             writer = self._require_writer("delete a video")
             writer.delete_documents_by_term(_VIDEO_KEY, _check_int64("video_key", video_key))
             self._dirty = True
+
+    # ------------------------------------------------------------------ in-memory tail
+
+    def _require_reader(self, op: str) -> _MemoryTail:
+        self._check_open()
+        if self._writer is not None:
+            raise InputError(f"Cannot {op} in memory: the lexical index at {self.path} is open for writing",
+                             hint="a writer applies operations with add()/delete_video() and save()")
+        if self._tail is None:
+            self._tail = _MemoryTail(self._schema, self._manifest.applied_seq)
+        return self._tail
+
+    def add_in_memory(self, docs: Sequence[LexicalDoc]) -> None:
+        """Read-only handles: replay an add in memory (a doc id added again replaces it)."""
+        with self._lock:
+            tail = self._require_reader("add documents")
+            prepared = [(doc.id, self._to_document(doc)) for doc in docs]
+            for doc_id, tdoc in prepared:
+                tail.writer.delete_documents_by_term(_ID, doc_id)
+                tail.writer.add_document(tdoc)
+                tail.ids.add(doc_id)
+            if prepared:
+                tail.dirty = True
+
+    def delete_video_in_memory(self, video_key: int) -> None:
+        """Read-only handles: replay a video's deletion in memory."""
+        with self._lock:
+            tail = self._require_reader("delete a video")
+            key = _check_int64("video_key", video_key)
+            tail.writer.delete_documents_by_term(_VIDEO_KEY, key)
+            tail.deleted_videos.add(key)
+            tail.dirty = True
+
+    def mark_replayed(self, seq: int) -> None:
+        """Read-only handles: operations up to ``seq`` are replayed (in memory)."""
+        with self._lock:
+            seq = _check_int64("seq", seq)
+            if seq <= self.replayed_seq:
+                return
+            self._require_reader("record replayed operations").seq = seq
+
+    def _drop_tail(self) -> None:
+        tail, self._tail = self._tail, None
+        if tail is not None:
+            tail.close()
+
+    def _hidden(self, tail: _MemoryTail) -> list[tantivy.Query]:
+        """Queries matching the saved docs that the tail replaces or deleted."""
+        out = []
+        if tail.ids:
+            out.append(tantivy.Query.term_set_query(self._schema, _ID, sorted(tail.ids)))
+        if tail.deleted_videos:
+            out.append(tantivy.Query.term_set_query(self._schema, _VIDEO_KEY, sorted(tail.deleted_videos)))
+        return out
+
+    def _hidden_count(self, tail: _MemoryTail) -> int:
+        hidden = self._hidden(tail)
+        if not hidden:
+            return 0
+        q = tantivy.Query.boolean_query([(tantivy.Occur.Should, h) for h in hidden])
+        return int(self._index.searcher().search(q, limit=1, count=True).count)
 
     def search(
         self,
@@ -541,11 +646,23 @@ class TantivyIndex:
         return tantivy.Query.boolean_query(clauses)
 
     def _top_hits(self, bool_query: tantivy.Query, k: int) -> list[LexicalHit]:
-        """Run ``bool_query``; its top ``k`` docs by score, with their ids."""
+        """Run ``bool_query``; its top ``k`` docs by score, with their ids (the saved
+        docs and, on a read-only handle, the in-memory tail)."""
         self._sync()
-        searcher = self._index.searcher()
+        tail = self._tail
+        if tail is None:  # the common case: no lock, searches run side by side
+            return self._hits(self._index.searcher(), bool_query, k)
+        with self._lock:  # a consistent view of the tail (a sync may be replaying into it)
+            hidden = self._hidden(tail)
+            tail_searcher = tail.searcher()
+        saved_query = bool_query if not hidden else tantivy.Query.boolean_query(
+            [(tantivy.Occur.Must, bool_query), *((tantivy.Occur.MustNot, h) for h in hidden)])
+        hits = self._hits(self._index.searcher(), saved_query, k) + self._hits(tail_searcher, bool_query, k)
+        return sorted(hits, key=lambda h: (-h.score, h.id))[:k]
+
+    def _hits(self, searcher: tantivy.Searcher, query: tantivy.Query, k: int) -> list[LexicalHit]:
         # count=False: counting every match would defeat tantivy's block-max WAND.
-        hits = searcher.search(bool_query, limit=k, count=False).hits
+        hits = searcher.search(query, limit=k, count=False).hits
         if not hits:
             return []
         ids = searcher.fast_field_values(_ID, [addr for _, addr in hits])
@@ -560,9 +677,14 @@ class TantivyIndex:
         return out
 
     def count(self) -> int:
-        """Live (not deleted) docs, including changes not yet saved."""
+        """Live (not deleted) docs, including changes not yet saved (and, on a read-only
+        handle, the operations replayed in memory)."""
         self._sync()
-        return int(self._index.searcher().num_docs)
+        tail = self._tail
+        if tail is None:
+            return int(self._index.searcher().num_docs)
+        with self._lock:
+            return int(self._index.searcher().num_docs) - self._hidden_count(tail) + int(tail.searcher().num_docs)
 
     def save(self, applied_seq: int) -> None:
         """Commit to tantivy, then record ``applied_seq`` in the manifest (atomically).
@@ -596,7 +718,8 @@ class TantivyIndex:
     # ------------------------------------------------------------------ extras
 
     def refresh(self) -> None:
-        """Read-only handles: load the newest commit and manifest now."""
+        """Read-only handles: load the newest commit and manifest now (dropping the
+        in-memory tail when the saved ``applied_seq`` moved)."""
         with self._lock:
             self._check_open()
             if self._writer is not None:
@@ -604,6 +727,8 @@ class TantivyIndex:
                 return
             manifest = LexicalManifest.load(self._manifest_path)
             manifest.check(self.path)
+            if self._tail is not None and manifest.applied_seq != self._tail.base_seq:
+                self._drop_tail()  # a writer saved: the caller replays what is still missing
             self._manifest = manifest
             self._index.reload()
 
@@ -611,11 +736,18 @@ class TantivyIndex:
         """A JSON-able description for ``vidseek info``."""
         self._sync()
         searcher = self._index.searcher()
+        tail = self._tail
         return {
             "backend": _BACKEND,
             "path": str(self.path),
             "read_only": self.read_only,
-            "num_docs": int(searcher.num_docs),
+            "num_docs": self.count(),
+            "saved_docs": int(searcher.num_docs),
+            "replayed_seq": self.replayed_seq,
+            "in_memory": None if tail is None else {
+                "after_seq": tail.base_seq, "to_seq": tail.seq, "docs": int(tail.searcher().num_docs),
+                "hidden_saved_docs": self._hidden_count(tail),
+            },
             "num_segments": int(searcher.num_segments),
             "applied_seq": self._manifest.applied_seq,
             "tantivy_opstamp": self._opstamp,
@@ -634,6 +766,7 @@ class TantivyIndex:
             if self._closed:
                 return
             self._closed = True
+            self._drop_tail()
             writer, self._writer = self._writer, None
             if writer is not None:
                 writer.rollback()  # drop buffered, uncommitted operations explicitly
