@@ -55,7 +55,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     options = IndexOptions(
         tenant=args.tenant, workers=args.workers, speech=not args.no_speech, ocr=not args.no_ocr,
-        visual=not args.no_visual, language=args.language, max_bytes=args.max_bytes,
+        visual=not args.no_visual, language=args.language, max_bytes=args.max_bytes, objects=args.objects,
     )
     bars = TerminalProgress(show=not args.quiet and sys.stderr.isatty() or args.progress)
     try:
@@ -207,6 +207,8 @@ def _add_index(sub) -> None:
     s.add_argument("--no-speech", action="store_true")
     s.add_argument("--no-ocr", action="store_true")
     s.add_argument("--no-visual", action="store_true")
+    s.add_argument("--objects", action="store_true",
+                   help="label COCO objects and people counts on keyframes (models: scripts/human-models-onnx.sh)")
     s.add_argument("--max-bytes", type=int, help="refuse files larger than this")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
     s.add_argument("--quiet", action="store_true", help="no progress bars")

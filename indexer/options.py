@@ -24,6 +24,7 @@ class IndexOptions:
     ocr: bool = True
     visual: bool = True
     visual_labels: int = 5
+    objects: bool = False  # COCO objects and people counts on keyframes (needs scripts/human-models-onnx.sh)
     max_bytes: int | None = None  # refuse files larger than this
     flush_every: int = 25  # save derived indexes every N committed videos
     graph: bool = True  # after each commit: entities, edges, reused footage (indexer.entities)

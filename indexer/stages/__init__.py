@@ -13,6 +13,7 @@ from engine.errors import InputError
 from indexer.options import IndexOptions
 from indexer.stages.base import INITIAL_FIELDS, ProgressFn, Stage, Work
 from indexer.stages.keyframes import KeyframesStage
+from indexer.stages.objects import ObjectsStage
 from indexer.stages.ocr import OcrStage
 from indexer.stages.probe import ProbeStage
 from indexer.stages.shots import ShotsStage
@@ -29,6 +30,7 @@ STAGES: tuple[type[Stage], ...] = (
     ShotsStage,
     KeyframesStage,
     VisualStage,
+    ObjectsStage,
     OcrStage,
     AudioStage,
     SpeechStage,
