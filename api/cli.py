@@ -71,14 +71,20 @@ def cmd_index(args: argparse.Namespace) -> int:
         print(f"indexed {by.get('indexed', 0) + by.get('replaced', 0)} videos "
               f"({summary['media_seconds']:.1f} s of media) in {summary['wall_seconds']:.1f} s"
               f" = {summary['speed_x_realtime']}x real time; skipped {by.get('skipped', 0)} unchanged,"
-              f" {by.get('duplicate', 0)} duplicates, {by.get('failed', 0)} failed")
+              f" {by.get('duplicate', 0)} duplicates, {by.get('failed', 0)} failed"
+              + (f"; {len(summary['damaged'])} of the indexed damaged" if summary["damaged"] else ""))
         if summary["stage_seconds"]:
             print("time by stage: " + ", ".join(f"{k} {v:.1f}s" for k, v in summary["stage_seconds"].items()))
         for f in summary["failures"]:
             print(f"FAILED {_line(f['source'])}: [{f['code']}] {_line(f['reason'])}")
         for w in summary["warnings"]:
             print(f"WARNING {_line(w['source'])}: {_line(w['warning'])}")
-    return 1 if report.failed else 0
+        for d in summary["damaged"]:
+            print(f"DAMAGED {_line(d['source'])}: {_line(d['reason'])}; indexed the {d['decodable_duration']:.1f} s"
+                  f" that decode of {d['probed_duration']:.1f} s")
+        if summary["damaged"] and not args.accept_damage:
+            print(f"{len(summary['damaged'])} damaged video(s): exit status 1 (--accept-damage accepts them)")
+    return 1 if report.failed or (report.damaged and not args.accept_damage) else 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -128,8 +134,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"vectors: {info['vectors'].get('count', '?')} live; lexical docs: {info['lexical']['docs']}")
     print(_derived_line(info["derived"]))
     for v in videos:
+        damage = (v.get("stats") or {}).get("damage")
         print(f"  {v['video_id']}  {_line(v['source'])}  {v['duration'] or 0:.1f}s  {v['width']}x{v['height']}"
-              f"  lang={v['language'] or '-'}  segments={v['num_segments']}")
+              f"  lang={v['language'] or '-'}  segments={v['num_segments']}"
+              + (f"  DAMAGED: {_line(damage.get('reason', ''))}" if v.get("status") == "damaged" and damage else ""))
     if info["failures"]:
         print(f"failed files ({len(info['failures'])}):")
         for f in info["failures"]:
@@ -210,6 +218,8 @@ def _add_index(sub) -> None:
     s.add_argument("--objects", action="store_true",
                    help="label COCO objects and people counts on keyframes (models: scripts/human-models-onnx.sh)")
     s.add_argument("--max-bytes", type=int, help="refuse files larger than this")
+    s.add_argument("--accept-damage", action="store_true",
+                   help="exit 0 when videos are damaged (indexed as far as they decode); failures still exit 1")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.add_argument("--progress", action="store_true", help="progress bars even when stderr is not a terminal")

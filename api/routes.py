@@ -200,6 +200,8 @@ def _segment_dict(svc, tenant: str, video_id: str, s) -> dict:
 def _video_dict(svc, tenant: str, rec) -> dict:
     d = rec.as_dict()
     d.pop("tenant", None)
+    # 'damaged': indexed as far as it decodes; damage says why and how much decodes
+    d["damage"] = (rec.stats or {}).get("damage") if rec.status == "damaged" else None
     d["media_url"] = links(svc, tenant, rec.video_id, None)["media_url"]
     return d
 

@@ -62,6 +62,9 @@ class FileResult:
     seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # optional steps that failed after the commit
+    # indexed, but part of its picture does not decode (indexer.media.Damage.as_dict():
+    # reason, decodable_duration, probed_duration, ...); the catalog's status is 'damaged'
+    damage: dict | None = None
 
 
 @dataclass
@@ -72,6 +75,11 @@ class IndexReport:
     @property
     def failed(self) -> list[FileResult]:
         return [r for r in self.results if r.status == "failed"]
+
+    @property
+    def damaged(self) -> list[FileResult]:
+        """Files indexed (what decodes of them) whose picture is partly undecodable."""
+        return [r for r in self.results if r.damage is not None and r.status in ("indexed", "replaced")]
 
     def stage_totals(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -93,6 +101,7 @@ class IndexReport:
             "speed_x_realtime": round(media / self.wall_seconds, 2) if self.wall_seconds > 0 else None,
             "stage_seconds": {k: round(v, 2) for k, v in sorted(self.stage_totals().items())},
             "failures": [{"source": r.source, "code": r.code, "reason": r.reason} for r in self.failed],
+            "damaged": [{"source": r.source, "video_id": r.video_id, **r.damage} for r in self.damaged],
             "warnings": [{"source": r.source, "warning": w} for r in self.results for w in r.warnings],
         }
 
@@ -189,7 +198,8 @@ def discover(paths: Sequence[str]) -> tuple[list[str], list[FileResult]]:
     folder) would block or never end when read, so it is reported and skipped. Returns
     (sources, failures): paths that do not exist (a dangling link says so), symlink
     loops, unreadable paths, non-regular files, and a folder named like a video file
-    (``x.mp4/``) that holds no video files."""
+    (``x.mp4/``) that holds no video files, and files whose name is not valid UTF-8
+    (``bad_name``, the name shown with ``\\xNN`` escapes: the catalog stores text)."""
     sources: list[str] = []
     failures: list[FileResult] = []
     for p in paths:
@@ -210,9 +220,33 @@ def discover(paths: Sequence[str]) -> tuple[list[str], list[FileResult]]:
             failures.append(_not_a_file(p, st.st_mode))
     seen: set[str] = set()
     uniq = [s for s in sources if not (s in seen or seen.add(s))]
+    for s in [s for s in uniq if not _utf8(s)]:
+        uniq.remove(s)
+        name = _utf8_name(s)
+        failures.append(FileResult(name, "failed", code="bad_name",
+                                   reason=f"{name}: the file name is not valid UTF-8 (shown with \\x escapes);"
+                                          " rename the file: the index stores names as UTF-8 text"))
+    for f in failures:  # a missing or special path with such a name: reported escaped
+        if not _utf8(f.source) or not _utf8(f.reason or ""):
+            f.source, f.reason = _utf8_name(f.source), _utf8_name(f.reason or "")
     reported: set[str] = set()
     failures = [f for f in failures if not (f.source in reported or reported.add(f.source))]
     return uniq, failures
+
+
+def _utf8(name: str) -> bool:
+    """Whether ``name`` is valid UTF-8 text (a file name of other bytes comes from the OS
+    with surrogate escapes, which the catalog cannot store)."""
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _utf8_name(name: str) -> str:
+    """``name`` with the bytes that are not UTF-8 written as ``\\xNN``."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def file_hash(path: str, chunk: int = 1 << 20) -> str:
@@ -352,7 +386,7 @@ def commit(index: VideoIndex, decision: Decision, analysis: Analysis, options: I
             warnings.append(warning)
     return FileResult(decision.source, "replaced" if replace else "indexed", rec.video_id,
                       duration=analysis.video.duration or 0.0, seconds=analysis.seconds, stages=stages,
-                      warnings=warnings)
+                      warnings=warnings, damage=analysis.video.stats.get("damage"))
 
 
 # -- the writer handle -------------------------------------------------------------------

@@ -16,7 +16,9 @@ Times
 Damaged data
     Like the ``ffmpeg`` command line, decoding skips packets that fail to decode and
     goes on, logging how many it skipped; a stream that yields no frame at all raises
-    MediaError.
+    MediaError. :func:`sample_frames` can fill a :class:`DecodeReport` (frames decoded,
+    packets skipped, where decoding stopped, the spans no frame decoded in), from which
+    :func:`assess_damage` judges whether a video is damaged and how much of it decodes.
 
 Degenerate videos
     A video under :data:`MIN_VIDEO_SIDE` pixels on a side (e.g. 1x1) is rejected by
@@ -31,8 +33,9 @@ import logging
 import math
 import os
 import stat
+from array import array
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal
@@ -51,6 +54,9 @@ __all__ = [
     "probe",
     "frames_at",
     "sample_frames",
+    "DecodeReport",
+    "Damage",
+    "assess_damage",
     "load_audio",
     "has_audio",
     "load_image",
@@ -93,6 +99,8 @@ class MediaInfo:
     the header has none and the file is too large to scan in a probe).
     ``start_time`` is the container's first timestamp, which all times of this module
     subtract. Codec names are FFmpeg's (as ffprobe prints them: ``msmpeg4v3``, ``mp3``).
+    ``video_duration`` is the video stream's own span (its header, or the packet scan;
+    None when neither gives one): shorter than ``duration`` when the audio runs longer.
     """
 
     path: str
@@ -111,6 +119,7 @@ class MediaInfo:
     sample_rate: int | None
     channels: int | None
     start_time: float
+    video_duration: float | None = None
 
 
 # ---------------------------------------------------------------------------
@@ -248,6 +257,7 @@ class _TolerantDecoder:
         self.errors = 0
         self.frames = 0
         self.last_error: str | None = None
+        self.stopped: str | None = None  # the demuxer's error when reading ended early
 
     def decode(self, packet: av.Packet) -> list:
         if packet.size == 0 and (packet.pts is not None or packet.dts is not None):
@@ -274,6 +284,7 @@ class _TolerantDecoder:
             # what was decoded so far stays usable, and the caller hears about it.
             self.errors += 1
             self.last_error = str(e)
+            self.stopped = e.strerror or type(e).__name__  # no path: it may reach API clients
             log.warning("%s: reading stopped early, the file is damaged: %s", self.path, e)
 
     def failure(self, what: str) -> MediaError:
@@ -361,8 +372,9 @@ def _display_size(first: av.VideoFrame, p: Path) -> tuple[int, int, int]:
 
 def _timing(
     c: av.container.InputContainer, v: av.video.stream.VideoStream, p: Path, size_bytes: int
-) -> tuple[float, DurationSource, float | None, int | None]:
-    """(duration, where it came from, fps, frame count) of video stream ``v`` in container ``c``.
+) -> tuple[float, DurationSource, float | None, int | None, float | None]:
+    """(duration, where it came from, fps, frame count, the video stream's own span) of
+    video stream ``v`` in container ``c``.
 
     The container's duration first, else the stream's, else a packet scan (which also
     counts the frames of files up to _SCAN_LIMIT_BYTES whose header has no count);
@@ -394,7 +406,7 @@ def _timing(
         # Counted frames over their time span is the true average, also for a
         # variable frame rate, where the header's rate is a guess from the first frames.
         fps = frame_count / (video_span or duration)
-    return duration, source, fps, frame_count
+    return duration, source, fps, frame_count, video_span
 
 
 def probe(path: str | os.PathLike[str]) -> MediaInfo:
@@ -413,7 +425,7 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
         if _is_still_image_format(fmt):
             raise MediaError(f"{p}: is a still image ({fmt}), not a video", hint=_NO_VIDEO_HINT)
         width, height, rotation = _display_size(_first_frame(c, v, p), p)
-        duration, source, fps, frame_count = _timing(c, v, p, size_bytes)
+        duration, source, fps, frame_count, video_span = _timing(c, v, p, size_bytes)
         audio = c.streams.audio[0] if c.streams.audio else None
         return MediaInfo(
             path=str(path),
@@ -432,7 +444,99 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
             sample_rate=audio.codec_context.sample_rate if audio is not None else None,
             channels=audio.codec_context.channels if audio is not None else None,
             start_time=_origin(c),
+            video_duration=video_span,
         )
+
+
+# ---------------------------------------------------------------------------
+# Damage: how much of a video decodes
+
+# A video is damaged when at least this much of its picture does not decode: the end
+# (a cut-short file) or spans in the middle (corrupt data). Less is what a healthy file
+# shows too: a stream that starts a few frames before its first keyframe, a header
+# duration rounded up, a last frame a few hundredths short of the container's end.
+DAMAGE_MIN_S = 1.0
+
+
+@dataclass
+class DecodeReport:
+    """What one :func:`sample_frames` pass met, filled when its iteration has read the
+    whole file (left empty when the caller stops early). ``frames``: frames decoded; ``errors``: packets that failed to
+    decode (plus one when the demuxer stopped early); ``stopped``: the demuxer's error
+    when reading ended before the end of the file; ``last_time``: the time of the last
+    frame decoded; ``gaps``: spans ``(from, to)`` between two decoded frames (from 0
+    before the first) in which packets failed to decode; ``tail_errors``: packets
+    failed after the last frame decoded."""
+
+    frames: int = 0
+    errors: int = 0
+    stopped: str | None = None
+    last_time: float | None = None
+    gaps: list[tuple[float, float]] = field(default_factory=list)
+    tail_errors: bool = False
+
+
+@dataclass(frozen=True)
+class Damage:
+    """A damaged video: why, and how much of it decodes (seconds).
+
+    ``decodable_end``: where the last decodable frame ends (the duration to record);
+    ``decodable_duration``: the seconds of picture that decode (``decodable_end`` less
+    the spans in the middle that do not); ``probed_duration``: what the header said;
+    ``gaps``: the undecodable spans, the missing end included."""
+
+    reason: str
+    decodable_end: float
+    decodable_duration: float
+    probed_duration: float
+    gaps: tuple[tuple[float, float], ...] = ()
+    skipped_packets: int = 0
+
+    def as_dict(self) -> dict:
+        return {"reason": self.reason, "decodable_duration": round(self.decodable_duration, 3),
+                "decodable_end": round(self.decodable_end, 3), "probed_duration": round(self.probed_duration, 3),
+                "gaps": [[round(a, 3), round(b, 3)] for a, b in self.gaps], "skipped_packets": self.skipped_packets}
+
+
+def assess_damage(info: MediaInfo, report: DecodeReport, *, min_s: float = DAMAGE_MIN_S) -> Damage | None:
+    """Whether a video whose frames were sampled into ``report`` is damaged (None: not).
+
+    Damaged: the frames stop at least ``min_s`` before the video stream's probed end (a
+    cut-short file: its header still claims the whole length), or packets that failed to
+    decode leave at least ``min_s`` without a frame in the middle. Audio is not judged:
+    the picture is what the index is made of, and audio packets that fail to decode are
+    skipped and logged by :func:`load_audio`.
+    """
+    if report.last_time is None:
+        return None  # nothing decoded: sample_frames raised MediaError already
+    probed = float(info.duration)
+    expected = min(probed, info.video_duration) if info.video_duration else probed
+    step = 1.0 / info.fps if info.fps and info.fps > 0 else 0.04
+    step = min(max(step, 1.0 / 240), 1.0)
+    end = min(expected, report.last_time + step)
+    gaps: list[tuple[float, float]] = []
+    for a, b in report.gaps:  # sorted; spans one decoded frame apart are one damaged stretch
+        if b - a - step < 1e-6:
+            continue
+        if gaps and a <= gaps[-1][1] + step + _TIME_EPS:
+            gaps[-1] = (gaps[-1][0], max(b, gaps[-1][1]))
+        else:
+            gaps.append((a, b))
+    middle = sum(b - a - step for a, b in gaps)
+    missing_end = expected - end
+    why: list[str] = []
+    if missing_end >= min_s:
+        cause = (f"reading stopped: {report.stopped}" if report.stopped else
+                 f"{report.errors} packet(s) failed to decode" if report.errors else "no frames past it")
+        why.append(f"frames decode only to {end:.1f} s of {expected:.1f} s ({cause}; a truncated file?)")
+        gaps.append((end, expected))
+    if middle >= min_s:
+        spans = ", ".join(f"{a:.1f}-{b:.1f} s" for a, b in gaps if b <= end)
+        why.append(f"{middle:.1f} s in the middle do not decode ({spans}; {report.errors} packet(s) skipped)")
+    if not why:
+        return None
+    return Damage("; ".join(why), decodable_end=end, decodable_duration=max(0.0, end - middle),
+                  probed_duration=probed, gaps=tuple(gaps), skipped_packets=report.errors)
 
 
 # ---------------------------------------------------------------------------
@@ -632,6 +736,7 @@ def sample_frames(
     *,
     gray: bool = False,
     skip_nonref: bool = True,
+    report: DecodeReport | None = None,
 ) -> Iterator[tuple[float, np.ndarray]]:
     """Yield ``(t, frame)`` about every ``1/fps`` seconds: small frames for cut detection.
 
@@ -650,6 +755,9 @@ def sample_frames(
     (B-frames): 40% less CPU on a 1080p H.264 clip, at the price of a sample landing
     up to a few frames after its wanted time. Pass False for exact sampling.
 
+    ``report``: a :class:`DecodeReport` filled while the iteration runs (what decoded,
+    what was skipped, where reading stopped), for :func:`assess_damage`.
+
     Arguments and the path are checked at the call; the file is opened when iteration
     starts.
     """
@@ -657,11 +765,29 @@ def sample_frames(
         raise InputError(f"fps {fps!r} must be a positive number", hint="e.g. fps=2.0")
     if max_side < 1:
         raise InputError(f"max_side {max_side!r} must be a positive number of pixels", hint="e.g. max_side=160")
-    return _sample_frames(_check_path(path), float(fps), max_side, "gray" if gray else "rgb24", skip_nonref)
+    return _sample_frames(_check_path(path), float(fps), max_side, "gray" if gray else "rgb24", skip_nonref,
+                          report if report is not None else DecodeReport())
+
+
+def _fill_report(report: DecodeReport, dec: _TolerantDecoder, decoded: array, failed: list[float]) -> None:
+    """What a decode pass met: each failed packet's time falls between two decoded frames
+    (a gap), or after the last one (tail errors)."""
+    times = sorted(decoded)
+    report.frames, report.errors, report.stopped = dec.frames, dec.errors, dec.stopped
+    report.last_time = times[-1] if times else None
+    report.tail_errors = dec.stopped is not None
+    gaps: set[tuple[float, float]] = set()
+    for e in failed:
+        i = bisect.bisect_right(times, e)
+        if i == len(times):
+            report.tail_errors = True
+        else:
+            gaps.add((times[i - 1] if i else 0.0, times[i]))
+    report.gaps = sorted(gaps)
 
 
 def _sample_frames(
-    p: Path, fps: float, max_side: int, fmt: str, skip_nonref: bool
+    p: Path, fps: float, max_side: int, fmt: str, skip_nonref: bool, report: DecodeReport
 ) -> Iterator[tuple[float, np.ndarray]]:
     c = _open(p)
     try:
@@ -683,6 +809,10 @@ def _sample_frames(
         fed_max = -math.inf  # latest packet time fed to the decoder
         timed = True
         fed = 0
+        # Times of the frames decoded and of the packets that failed (for the report's
+        # gaps: the decoder hands frames out some packets after it took them in).
+        decoded: array[float] = array("d")
+        failed: list[float] = []
         for packet in dec.demux(c, v):
             pt = packet.pts if packet.pts is not None else packet.dts
             ptime = float(pt * tb) - origin if (pt is not None and tb) else None
@@ -713,8 +843,14 @@ def _sample_frames(
                     # A stream whose frames are all marked unreferenced (some
                     # intra-only encoders) would decode to nothing: decode it all.
                     cc.skip_frame = "DEFAULT"
-                for frame in dec.decode(pk):
+                errors = dec.errors
+                frames = dec.decode(pk)
+                if dec.errors > errors and pk.pts is not None and tb:
+                    failed.append(float(pk.pts * tb) - origin)
+                for frame in frames:
                     t = clock(frame)
+                    if t is not None:
+                        decoded.append(t)
                     if t is None or t + _TIME_EPS < k * interval:
                         continue
                     yield t, _to_array(frame, max_side, fmt)
@@ -722,6 +858,7 @@ def _sample_frames(
                         k += 1
                     # Pause when no frame fed so far can be the next wanted one.
                     feeding = not timed or fed_max >= k * interval - _TIME_EPS
+        _fill_report(report, dec, decoded, failed)
         dec.finish("video frame")
     finally:
         c.close()

@@ -50,7 +50,7 @@ def _technical_passes(v: VideoRecord, f) -> bool:
 
 def video_passes(v: VideoRecord, parsed: ParsedQuery) -> bool:
     """Whether the video satisfies every filter of the query (duration, resolution, fps,
-    language, dates, tags, people, sources, has:/-has:)."""
+    language, dates, tags, people, sources, has:/-has:, has:damage for a damaged video)."""
     f = parsed.filters
     if f.is_empty:
         return True
@@ -66,7 +66,8 @@ def video_passes(v: VideoRecord, parsed: ParsedQuery) -> bool:
         return False
     if any(v.source.startswith(s) for s in f.exclude_sources):
         return False
-    has = {"audio": v.has_audio, "speech": bool(v.stats.get("has_speech")), "text": bool(v.stats.get("has_text"))}
+    has = {"audio": v.has_audio, "speech": bool(v.stats.get("has_speech")), "text": bool(v.stats.get("has_text")),
+           "damage": v.status == "damaged"}
     if any(not has.get(h, False) for h in f.has) or any(has.get(h, False) for h in f.has_not):
         return False
     return True

@@ -26,7 +26,8 @@ Fields (``name`` and its aliases):
     tag                  catalogue tag; several = all of them
     person               a person named in the catalogue; several = all of them
     source, in           folder or URI prefix the video was indexed from; several = any of
-    has                  speech (transcript), text (ocr), audio (sound); several = all
+    has                  speech (transcript), text (ocr), audio (sound), damage (damaged: part
+                         of the picture does not decode); several = all
 
 ``tag``, ``person``, ``lang``, ``source``/``in`` and ``has`` may be negated
 (``-tag:drone``, ``NOT has:speech``); range fields cannot (flip the comparison instead).
@@ -117,6 +118,8 @@ _HAS_VALUES = {
     "ocr": "text",
     "audio": "audio",
     "sound": "audio",
+    "damage": "damage",
+    "damaged": "damage",
 }
 
 # Standard resolution tiers (short side, pixels); 'res:X' means [X, next tier).
@@ -205,7 +208,8 @@ class Filters:
     ``languages``: the video's language is any of them. ``after``/``before``: inclusive
     dates. ``tags``/``people``: all must be present (compare case-insensitively).
     ``sources``: the source path or URI starts with any of them. ``has``: every listed
-    modality (``speech``, ``text``, ``audio``) is present. ``exclude_*``/``has_not``:
+    modality (``speech``, ``text``, ``audio``) is present, ``damage``: the video is
+    damaged (part of its picture does not decode). ``exclude_*``/``has_not``:
     none of them may hold.
     """
 

@@ -187,15 +187,21 @@ def _running(p, psutil) -> bool:
         return False
 
 
-def _check(idx: Path, seen: dict[str, str], fig: Figures, when: str) -> dict[str, str]:
-    """The consistency checks; returns the committed videos (content hash -> source)."""
+def _title_token(v) -> str:
+    """The BM25 token of a video's title (the HTTP chaos sends it as the job's title)."""
+    return (v.title or "").split()[0]
+
+
+def _check(idx: Path, seen: dict[str, str], fig: Figures, when: str, token_of=None) -> dict[str, str]:
+    """The consistency checks; returns the committed videos (content hash -> source).
+    ``token_of(video)``: the word only its title holds (default: from its file name)."""
     if not (idx / "manifest.json").exists():  # killed before the index was created
         if seen:
             fig.lost += len(seen)
             fig.problems.append(f"{when}: the index vanished")
         return {}
     try:
-        now = _check_reader(idx, fig, when)
+        now = _check_reader(idx, fig, when, token_of)
         _check_writer(idx, now, fig, when)
     except Exception as e:  # noqa: BLE001 - any failure to open or read is corruption
         fig.corrupt += 1
@@ -208,7 +214,8 @@ def _check(idx: Path, seen: dict[str, str], fig: Figures, when: str) -> dict[str
     return now
 
 
-def _check_reader(idx: Path, fig: Figures, when: str) -> dict[str, str]:
+def _check_reader(idx: Path, fig: Figures, when: str, token_of=None) -> dict[str, str]:
+    token_of = token_of or (lambda v: _token(Path(v.source).name))
     con = sqlite3.connect(f"file:{idx / 'catalog.sqlite'}?mode=ro", uri=True)
     try:
         integrity = con.execute("PRAGMA integrity_check").fetchone()[0]
@@ -231,7 +238,7 @@ def _check_reader(idx: Path, fig: Figures, when: str) -> dict[str, str]:
             _, found = r.search_vectors(q[None], SearchParams(k=10))
             if not ids & set(np.asarray(found[0]).tolist()):
                 raise AssertionError(f"{v.source}: not found by a dense search of its own segment")
-            hits = {h.id for h in r.lexical_search(_token(Path(v.source).name), k=100)}
+            hits = {h.id for h in r.lexical_search(token_of(v), k=100)}
             if not hits or not hits <= ids:
                 raise AssertionError(f"{v.source}: BM25 of its title token found {sorted(hits)}, not {sorted(ids)}")
         return {v.content_hash: v.source for v in videos}
@@ -251,3 +258,237 @@ def _same_counts(index: VideoIndex, who: str) -> None:
     vectors, docs = index.vectors.count(), index.lexical.count()
     if not vectors == docs == segments:
         raise AssertionError(f"{who}: vectors {vectors}, lexical docs {docs}, segments {segments}")
+
+
+# -- kill -9 of `vidseek serve` during HTTP ingest ----------------------------------------------
+@dataclass
+class ServeFigures(Figures):
+    uploads: int = 0
+    path_ingests: int = 0
+    restarts: int = 0
+    requeued_jobs: int = 0  # jobs a killed server left queued or running, done after a restart
+    http_5xx: int = 0
+    http_requests: int = 0
+
+
+class _Resp:
+    def __init__(self, status: int, body: bytes) -> None:
+        self.status_code, self.content = status, body
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self):
+        return json.loads(self.content)
+
+
+class _Http:
+    """A minimal HTTP client over the standard library (loopback only): JSON bodies and
+    multipart uploads. Raises one of ``TRANSPORT`` when the server is gone."""
+
+    import http.client as _hc
+
+    TRANSPORT = (OSError, _hc.HTTPException)
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def request(self, method: str, url: str, *, json=None, files=None, data=None) -> _Resp:  # noqa: A002
+        import http.client
+        import json as _json
+        import secrets
+
+        headers: dict[str, str] = {}
+        body: bytes | None = None
+        if json is not None:
+            body, headers["Content-Type"] = _json.dumps(json).encode(), "application/json"
+        elif files:
+            boundary = "chaos" + secrets.token_hex(8)
+            parts = []
+            for k, v in (data or {}).items():
+                parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode())
+            for k, (name, f) in files.items():
+                parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"; filename="{name}"\r\n'
+                             f"Content-Type: application/octet-stream\r\n\r\n".encode() + f.read() + b"\r\n")
+            body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+            headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+        try:
+            conn.request(method, url, body=body, headers=headers)
+            r = conn.getresponse()
+            return _Resp(r.status, r.read())
+        finally:
+            conn.close()
+
+    def get(self, url: str) -> _Resp:
+        return self.request("GET", url)
+
+    def close(self) -> None:
+        pass
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_kill_dash_nine_of_the_server_during_http_ingest(chaos_clips, tmp_path):
+    """``vidseek serve`` (loopback only) is killed with SIGKILL while it ingests real clips
+    (half uploaded, half by path inside its allowed root); each kill is followed by the
+    consistency checks, then a restart that requeues the unfinished jobs. A round ends
+    when every job is done (each clip indexed once); the next round starts a new index.
+    ``VIDSEEK_CHAOS_SERVE_KILLS`` (default 10) sets the number of kills; every response
+    of a /v1 route is counted, and a 5xx is a failure."""
+    psutil = pytest.importorskip("psutil")
+    clips, _ = chaos_clips
+    allowed = str(Path(clips[0]).parent)
+    want_kills = int(os.environ.get("VIDSEEK_CHAOS_SERVE_KILLS", "10"))
+    rng = random.Random(int(os.environ.get("VIDSEEK_CHAOS_SEED", "21")))
+    fig = ServeFigures()
+    titles = {c: f"{_token(Path(c).name)} {Path(c).stem}" for c in clips}
+
+    class Round:
+        def __init__(self) -> None:
+            fig.rounds += 1
+            self.idx = tmp_path / f"serve{fig.rounds:03d}"
+            self.jobs: dict[str, str] = {}  # job id -> clip
+            self.seen: dict[str, str] = {}
+
+    def start(r: Round):
+        port = _free_port()
+        log = open(tmp_path / f"serve{fig.rounds:03d}.log", "a")
+        proc = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--index", str(r.idx), "--host",
+                                 "127.0.0.1", "--port", str(port), "--allow-root", allowed, "--rate", "10000"],
+                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        return proc, _Http(port)
+
+    def call(client, method: str, url: str, **kw):
+        resp = client.request(method, url, **kw)
+        fig.http_requests += 1
+        if resp.status_code >= 500:
+            fig.http_5xx += 1
+            fig.problems.append(f"{method} {url}: {resp.status_code} {resp.text[:500]}")
+        return resp
+
+    def ready(proc, client, deadline: float | None) -> bool:
+        """Wait for /readyz (False: the server died first, or the deadline passed: a kill
+        during start-up, model loading or the requeued jobs' first steps)."""
+        for _ in range(int(_HANG_S / 0.1)):
+            if proc.poll() is not None or (deadline is not None and time.monotonic() >= deadline):
+                return False
+            try:
+                if client.get("/readyz").status_code == 200:
+                    return True
+            except _Http.TRANSPORT:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("the server did not get ready")
+
+    def submit(r: Round, client, deadline: float | None) -> None:
+        for i, clip in enumerate(clips):
+            if clip in r.jobs.values():
+                continue
+            if deadline is not None and time.monotonic() >= deadline:
+                return  # killed between two submissions; the rest are sent after the restart
+            if i % 2:  # by path, inside the allowed root
+                resp = call(client, "POST", "/v1/ingest", json={"path": clip, "title": titles[clip],
+                                                                "speech": False, "ocr": False})
+                fig.path_ingests += 1
+            else:  # uploaded
+                with open(clip, "rb") as f:
+                    resp = call(client, "POST", "/v1/ingest", files={"file": (Path(clip).name, f)},
+                                data={"title": titles[clip], "speech": "false", "ocr": "false"})
+                fig.uploads += 1
+            assert resp.status_code == 202, resp.text
+            r.jobs[resp.json()["job_id"]] = clip
+
+    def all_done(r: Round, client) -> bool:
+        states = [call(client, "GET", f"/v1/jobs/{j}").json() for j in r.jobs]
+        failed = [s for s in states if s["status"] == "failed"]
+        if failed:
+            raise AssertionError(f"jobs failed: {failed}")
+        return len(r.jobs) == len(clips) and all(s["status"] == "done" for s in states)
+
+    def run_until(r: Round, proc, client, deadline: float | None) -> bool:
+        """Submit what is missing and poll the jobs until all are done (True) or the
+        deadline passes (False: the caller kills the server)."""
+        if not ready(proc, client, deadline):
+            return False
+        try:
+            submit(r, client, deadline)
+            while deadline is None or time.monotonic() < deadline:
+                if all_done(r, client):
+                    return True
+                time.sleep(0.1)
+        except _Http.TRANSPORT:  # only when it died on its own
+            if proc.poll() is None:
+                raise
+        return False
+
+    def finish_round(r: Round, proc, client) -> None:
+        fig.resumes += 1
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(_HANG_S)
+        client.close()
+        r.seen = _check(r.idx, r.seen, fig, f"round {fig.rounds} complete", _title_token)
+        if len(r.seen) != len(clips):
+            fig.resume_failures += 1
+            fig.problems.append(f"round {fig.rounds}: {len(r.seen)}/{len(clips)} videos after every job was done")
+
+    # A first round, unkilled, measures how long start-up plus the whole ingest takes.
+    r = Round()
+    t0 = time.monotonic()
+    proc, client = start(r)
+    assert run_until(r, proc, client, None), "the first, unkilled round did not complete"
+    longest = time.monotonic() - t0
+    finish_round(r, proc, client)
+    r = Round()
+    pending = 0  # jobs the last kill left unfinished
+    while fig.kills < want_kills:
+        proc, client = start(r)
+        started = time.monotonic()
+        if fig.kills:
+            fig.restarts += 1
+        delay = rng.uniform(0.5, longest)
+        done = run_until(r, proc, client, started + delay)
+        if done:
+            fig.requeued_jobs += pending
+            pending = 0
+            finish_round(r, proc, client)
+            r = Round()
+            continue
+        children = []
+        try:
+            children = psutil.Process(proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            pass
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        client.close()
+        fig.kills += 1
+        fig.orphaned_processes += _orphans(children, psutil, fig)
+        before = len(r.seen)
+        r.seen = _check(r.idx, r.seen, fig, f"serve kill {fig.kills} (after {delay:.1f} s)", _title_token)
+        fig.kills_after_commits += len(r.seen) > before
+        pending = sum(1 for j in r.jobs) - len(r.seen)
+    # the last round completes after a restart
+    proc, client = start(r)
+    fig.restarts += 1
+    if run_until(r, proc, client, None):
+        fig.requeued_jobs += pending
+        finish_round(r, proc, client)
+    else:
+        proc.kill()
+        fig.resume_failures += 1
+        fig.problems.append("the final restart did not complete its jobs")
+    report = asdict(fig)
+    print("\nserve chaos figures:", json.dumps({k: v for k, v in report.items() if k != "problems"}))
+    if os.environ.get("VIDSEEK_CHAOS_REPORT"):
+        Path(os.environ["VIDSEEK_CHAOS_REPORT"] + ".serve.json").write_text(json.dumps(report, indent=2))
+    assert (fig.lost, fig.corrupt, fig.orphaned_processes, fig.resume_failures, fig.http_5xx) == (0, 0, 0, 0, 0), \
+        fig.problems

@@ -239,7 +239,8 @@ def _insert_video_row(c: sqlite3.Connection, video: NewVideo, now: float) -> int
             json.dumps(video.tags, ensure_ascii=False), json.dumps(video.people, ensure_ascii=False),
             json.dumps(video.extra, ensure_ascii=False, default=str), video.duration, video.width,
             video.height, video.fps, video.container, video.video_codec, video.audio_codec,
-            int(video.has_audio), video.language, video.language_prob, "indexed",
+            int(video.has_audio), video.language, video.language_prob,
+            "damaged" if video.stats.get("damage") else "indexed",
             json.dumps(video.stats, default=str), now, now,
         ),
     )
