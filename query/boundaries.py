@@ -22,10 +22,12 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from engine.catalog import TimelineUnit
+from engine.catalog.schema_timeline import COLOURS
 from engine.lexical import tokenize
 from query.filters import norm
 
-__all__ = ["Range", "speech_range", "speech_ranges", "quote_range", "text_range", "visual_range", "lead_modalities", "NEAR"]
+__all__ = ["Range", "speech_range", "speech_ranges", "quote_range", "text_range", "visual_range", "query_colours",
+           "lead_modalities", "NEAR"]
 
 NEAR = 3.0  # s around the hit's segments where its evidence is looked for
 LEXICAL = 0.5  # weight of the share of query words a unit contains, beside its cosine
@@ -42,6 +44,11 @@ AGAIN = 0.8  # a second spoken stretch in a hit's reach is its own moment at thi
 WORD_SHARE = 0.5  # this share of the query's words in a segment's speech (or text) leads by it
 SENTENCE_REACH = 1.5  # s: a quoted phrase's moment widens at most this far to its clause's ends
 PAUSE_END = 0.5  # s of silence that ends a sentence
+
+
+# Colour words of queries -> the colour names frames carry (COLOURS).
+_COLOUR_WORDS = {"gray": "grey", "crimson": "red", "scarlet": "red", "violet": "purple", "magenta": "pink",
+                 "turquoise": "cyan", "teal": "cyan", "golden": "yellow", "gold": "yellow"}
 
 
 @dataclass(frozen=True)
@@ -195,9 +202,23 @@ def text_range(units: Sequence[TimelineUnit], q: np.ndarray | None, text: str) -
     return Range(units[lo].start, units[hi].end, "text", " | ".join(dict.fromkeys(u.text for u in units[lo : hi + 1])))
 
 
+def query_colours(terms: set[str]) -> list[str]:
+    """The basic colour names a query's words name (``indexer.colours`` names)."""
+    out = []
+    for t in sorted(terms):
+        name = _COLOUR_WORDS.get(t, t)
+        if name in COLOURS and name not in out:
+            out.append(name)
+    return out
+
+
 def visual_range(units: Sequence[TimelineUnit], q: np.ndarray | None, around: tuple[float, float],
-                 shots: Sequence[tuple[float, float]]) -> Range | None:
+                 shots: Sequence[tuple[float, float]], colours: Sequence[str] = ()) -> Range | None:
     """A visual moment inside ``around`` (the hit's segments).
+
+    When the query names colours and frames inside ``around`` show them all (their
+    colour names, ``indexer.colours``), the moment is the run of frames that show them
+    around the best such frame, or its shot when the run fills it.
 
     When one frame stands out from the rest of the neighbourhood (its similarity to
     the query at least DISTINCT above the median), the moment is the run of frames
@@ -212,6 +233,17 @@ def visual_range(units: Sequence[TimelineUnit], q: np.ndarray | None, around: tu
     inside = [i for i, u in enumerate(units) if around[0] - 1e-6 <= u.start < around[1]]
     if not inside:
         return None
+    if colours:  # the query names colours: the frames that show them all
+        has = np.array([set(colours) <= set(u.text.split()) for u in units], dtype=np.float32)
+        shown = [i for i in inside if has[i]]
+        if shown:
+            best = max(shown, key=lambda i: cos[i])
+            lo, hi = _run(has, best, units, 1.0)
+            shot = next(((a, b) for a, b in shots if a - 1e-6 <= units[best].start < b), None)
+            start, end = units[lo].start, units[hi].end
+            if shot is not None and abs(start - shot[0]) <= SNAP and abs(end - shot[1]) <= SNAP:
+                return Range(shot[0], shot[1], "shot")
+            return Range(start, max(end, start + MIN_LEN), "visual", " ".join(colours))
     best = max(inside, key=lambda i: cos[i])
     floor = float(np.median(cos))
     shot = next(((a, b) for a, b in shots if a - 1e-6 <= units[best].start < b), None)

@@ -8,7 +8,9 @@ from typing import Mapping
 import numpy as np
 
 from engine.lexical import tokenize
-from query.boundaries import NEAR, Range, lead_modalities, quote_range, speech_ranges, text_range, visual_range
+from query.boundaries import (
+    NEAR, Range, lead_modalities, query_colours, quote_range, speech_ranges, text_range, visual_range,
+)
 from query.filters import norm
 from query.plan import Plan
 from query.results import Hit
@@ -138,7 +140,7 @@ def exact_ranges(plan: Plan, blocks: Mapping[str, np.ndarray], top: Candidate, c
                 return [rng]
         else:
             rng = visual_range([u for u in units if u.kind == "visual"], blocks.get("visual"),
-                               (seg.start, seg.end), evidence.shots_of(top.seg.video))
+                               (seg.start, seg.end), evidence.shots_of(top.seg.video), query_colours(terms))
             if rng is not None:
                 return [rng]
     return []

@@ -11,7 +11,7 @@ from engine.catalog import TimelineUnit
 from engine.index import VideoIndex
 from indexer.pipeline import IndexOptions, index_paths
 from indexer.stages.timeline import ScreenTap, phrases, text_spans
-from query.boundaries import speech_range, text_range, visual_range
+from query.boundaries import query_colours, speech_range, text_range, visual_range
 from query.planner import SearchOptions, Searcher
 from tests import synth
 
@@ -67,6 +67,16 @@ def test_visual_range_cuts_a_standing_out_run_and_otherwise_keeps_to_a_shot():
     flat = [_unit("visual", t, t + 1, "", [0.3, np.sqrt(1 - 0.09)]) for t in range(10)]
     assert visual_range(flat, q, (0.0, 10.0), [(0.0, 10.0)]) is None  # nothing stands out, one shot
     assert visual_range(flat, q, (2.0, 8.0), [(0.0, 4.5), (4.5, 10.0)]).source == "shot"
+
+
+def test_colour_evidence_sets_a_visual_run():
+    q = np.array([1.0, 0.0], dtype=np.float32)
+    units = [_unit("visual", t, t + 1, "red grey" if 3 <= t < 7 else "grey", [0.3, np.sqrt(1 - 0.09)])
+             for t in range(10)]
+    assert query_colours({"a", "gray", "crimson", "box"}) == ["red", "grey"]
+    r = visual_range(units, q, (0.0, 10.0), [(0.0, 10.0)], ["red"])
+    assert (r.start, r.end, r.source) == (3.0, 7.0, "visual")
+    assert visual_range(units, q, (0.0, 10.0), [(0.0, 10.0)], ["blue"]) is None  # no such colour: no evidence
 
 
 def test_text_spans_track_the_text_boxes_over_the_screen_thumbnails():
@@ -132,11 +142,17 @@ def exact_index(tmp_path_factory):
     # the same words twice inside one 10 s segment window
     close, close_said = _speech_at(d, [(0.3, "The museum opens at nine in the morning."),
                                        (6.0, "Remember, the museum opens at nine.")], 9.5, "close.mp4")
+    # a red square on grey, visible from 4 s to 8 s
+    box = d / "redbox.mp4"
+    synth._ffmpeg(*synth._lavfi("color=c=gray", (320, 180), 10, 12.0),
+                  "-vf", "drawbox=x=100:y=40:w=120:h=100:color=red:t=fill:enable='between(t,4,8)'",
+                  *synth._X264, *synth._BITEXACT, str(box))
     idx = d / "idx"
-    report = index_paths([str(talk), str(twice), str(sign), str(close)], idx, options=IndexOptions(graph=False))
+    report = index_paths([str(talk), str(twice), str(sign), str(close), str(box)], idx,
+                         options=IndexOptions(graph=False))
     assert not report.failed, report.summary()
     return {"idx": idx, "talk": (talk, said), "twice": (twice, twice_said), "sign": (sign, (4.0, 8.0)),
-            "close": (close, close_said)}
+            "close": (close, close_said), "box": (box, (4.0, 8.0))}
 
 
 def _top(index_dir: Path, query: str, **opts):
@@ -180,6 +196,13 @@ def test_the_same_words_twice_in_one_segment_give_two_moments(exact_index):
     # one moment a video when per_video says so: the best of the two
     one = [h for h in _top(exact_index["idx"], "when the museum opens") if h.source == str(close)]
     assert len(one) == 1 and (one[0].start, one[0].end) in [(h.start, h.end) for h in hits]
+
+
+def test_a_coloured_object_is_found_for_the_span_it_is_visible(exact_index):
+    box, truth = exact_index["box"]
+    hit = _top(exact_index["idx"], f"a red square source:{box}")[0]
+    assert hit.source == str(box) and hit.range_from in ("visual", "shot"), hit
+    assert iou((hit.start, hit.end), truth) >= 0.7, (hit.start, hit.end)
 
 
 def test_without_exact_moments_the_segments_range_stands(exact_index):

@@ -9,9 +9,13 @@ the modality's block. Rows hang off ``videos(id)`` with ``ON DELETE CASCADE``.
 """
 from __future__ import annotations
 
-__all__ = ["TIMELINE_V4", "TIMELINE_KINDS"]
+__all__ = ["TIMELINE_V4", "TIMELINE_KINDS", "COLOURS"]
 
 TIMELINE_KINDS: tuple[str, ...] = ("phrase", "text", "visual")
+# The colour names a ``visual`` unit's text holds (indexer.colours names them; queries
+# that name a colour are matched against them, query.boundaries).
+COLOURS: tuple[str, ...] = ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink", "brown",
+                            "black", "white", "grey")
 
 TIMELINE_V4 = """
 CREATE TABLE timeline (

@@ -6,7 +6,8 @@
   detector's 4 fps thumbnails (``ScreenTap``) from when its part of the screen last
   changed to when it next changes (within the shot), one span while it stays;
 - ``visual``: one frame a second, taken from the frames the cut detector samples anyway
-  (a ``SecondSampler`` tap: no second decode), with its visual vector.
+  (a ``SecondSampler`` tap: no second decode), with its visual vector and, as its
+  text, its colour names (``indexer.colours``).
 
 Stored in the catalog's ``timeline`` table with the video; ``query.moments`` reads it.
 """
@@ -21,6 +22,7 @@ import numpy as np
 
 from engine.catalog import TimelineUnit
 from engine.config import IndexConfig
+from indexer.colours import colour_names
 from indexer.options import IndexOptions
 from indexer.stages.base import Stage, Work
 
@@ -171,6 +173,7 @@ class SecondSampler:
         self._next = 0.0
         self._pending: list[tuple[float, np.ndarray]] = []
         self.samples: list[tuple[float, np.ndarray]] = []
+        self.colours: list[str] = []  # per sample: its colour names (indexer.colours), space-separated
         self.seconds = 0.0  # spent encoding (inside the shots stage's time)
 
     def tap(self, samples: Iterable[tuple[float, np.ndarray]]) -> Iterator[tuple[float, np.ndarray]]:
@@ -187,6 +190,7 @@ class SecondSampler:
         if self._pending:
             t0 = time.perf_counter()
             vecs = self.encode([f for _, f in self._pending])
+            self.colours.extend(" ".join(name for name, _ in colour_names(f)) for _, f in self._pending)
             self.seconds += time.perf_counter() - t0
             self.samples.extend((t, np.asarray(v, dtype=np.float32)) for (t, _), v in zip(self._pending, vecs))
             self._pending = []
@@ -228,6 +232,6 @@ class TimelineStage(Stage):
         units += [TimelineUnit("text", a, b, t, vecs[t]) for a, b, t in shown]
         for tap in work.frame_taps:
             if isinstance(tap, SecondSampler):
-                units += [TimelineUnit("visual", t, t + tap.every, "", v) for t, v in tap.samples]
+                units += [TimelineUnit("visual", t, t + tap.every, c, v) for (t, v), c in zip(tap.samples, tap.colours)]
                 work.stats["timeline_visual_seconds"] = round(tap.seconds, 4)
         work.timeline = units
