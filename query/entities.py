@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import numpy as np
 
@@ -111,16 +110,9 @@ class EntityMatch:
         v = self.videos.get(video_key, 0.0) * VIDEO_SHARE
         return max(s, v)
 
-    def boost(self, cands: Iterable) -> None:
-        """Add ``BOOST x strength`` to the fused score of each candidate (objects with
-        ``seg``, ``fused`` and ``score``) of the entity's videos."""
-        for c in cands:
-            if c.seg is None:
-                continue
-            b = BOOST * self.strength(c.seg.id, c.seg.video)
-            if b > 0:
-                c.fused += b
-                c.score += b
+    def boost(self, segment_id: int, video_key: int) -> float:
+        """What this entity adds to a segment's fused score: ``BOOST x strength``."""
+        return BOOST * self.strength(segment_id, video_key)
 
 
 class EntityRecognizer:

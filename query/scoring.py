@@ -15,7 +15,6 @@ import numpy as np
 
 from engine.catalog import MODALITIES, SegmentRecord, VideoRecord
 from engine.index import VideoIndex
-from query.entities import BOOST as ENTITY_BOOST
 from query.filters import keep_segment, norm
 from query.fusion import get_fusion_method, rrf_top_ids
 from query.plan import Plan
@@ -147,9 +146,7 @@ def fuse(plan: Plan, cands: Mapping[int, Candidate], dense: Mapping[int, float],
     out = {i: float(fused.get(i, 0.0)) for i in cands}
     if plan.entity is not None:
         for i, c in cands.items():
-            b = ENTITY_BOOST * plan.entity.strength(c.seg.id, c.seg.video)
-            if b > 0:
-                out[i] += b
+            out[i] += plan.entity.boost(c.seg.id, c.seg.video)
     return out
 
 
