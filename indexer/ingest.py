@@ -168,6 +168,15 @@ def _stat_failure(path: str, e: OSError) -> FileResult:
     return FileResult(path, "failed", code="unreadable", reason=f"{path} cannot be read: {e.strerror or e}")
 
 
+def _stat(path: str, failures: list[FileResult]) -> os.stat_result | None:
+    """``os.stat(path)``, or None with the reason appended to ``failures``."""
+    try:
+        return os.stat(path)
+    except OSError as e:
+        failures.append(_stat_failure(path, e))
+        return None
+
+
 def _walk(folder: str, sources: list[str], failures: list[FileResult]) -> None:
     """Files with a media extension under ``folder`` (sorted, hidden names skipped);
     entries that are not regular files, or cannot be stat'ed, go to ``failures``."""
@@ -180,10 +189,8 @@ def _walk(folder: str, sources: list[str], failures: list[FileResult]) -> None:
             if f.startswith(".") or os.path.splitext(f)[1].lower() not in MEDIA_EXTENSIONS:
                 continue
             path = os.path.join(root, f)
-            try:
-                st = os.stat(path)
-            except OSError as e:
-                failures.append(_stat_failure(path, e))
+            st = _stat(path, failures)
+            if st is None:
                 continue
             if stat.S_ISREG(st.st_mode):
                 sources.append(path)
@@ -203,10 +210,8 @@ def discover(paths: Sequence[str]) -> tuple[list[str], list[FileResult]]:
     sources: list[str] = []
     failures: list[FileResult] = []
     for p in paths:
-        try:
-            st = os.stat(p)
-        except OSError as e:
-            failures.append(_stat_failure(p, e))
+        st = _stat(p, failures)
+        if st is None:
             continue
         if stat.S_ISDIR(st.st_mode):
             before = len(sources)

@@ -24,7 +24,7 @@ import numpy as np
 from engine.catalog import TimelineUnit
 from engine.catalog.schema_timeline import COLOURS
 from engine.lexical import tokenize
-from query.filters import norm
+from query.filters import containment, norm, trigrams
 
 __all__ = ["Range", "speech_range", "speech_ranges", "quote_range", "text_range", "visual_range", "query_colours",
            "lead_modalities", "NEAR"]
@@ -182,11 +182,6 @@ def quote_range(words: Sequence[Sequence], quote: str) -> Range | None:
     return Range(max(0.0, start - PAD / 2), end + PAD / 2, "words", text)
 
 
-def _trigrams(s: str) -> set[str]:
-    s = s.replace(" ", "")
-    return {s[i : i + 3] for i in range(max(0, len(s) - 2))}
-
-
 def text_range(units: Sequence[TimelineUnit], q: np.ndarray | None, text: str) -> Range | None:
     """The span the matching on-screen text is shown (``units``: ``text`` units in time
     order). OCR misreads letters, so the query is matched by meaning and by character
@@ -194,12 +189,23 @@ def text_range(units: Sequence[TimelineUnit], q: np.ndarray | None, text: str) -
     if not units:
         return None
     cos = _cos(units, q)
-    qg = _trigrams(norm(text))
-    fuzzy = np.array([len(qg & _trigrams(norm(u.text))) / len(qg) if qg else 0.0 for u in units], dtype=np.float32)
+    qg = trigrams(norm(text))
+    fuzzy = np.array([containment(qg, u.text) for u in units], dtype=np.float32)
     scores = cos + fuzzy
     best = int(np.argmax(scores))
     lo, hi = _run(scores, best, units, EXTEND * float(scores[best]))
     return Range(units[lo].start, units[hi].end, "text", " | ".join(dict.fromkeys(u.text for u in units[lo : hi + 1])))
+
+
+def _shot_at(t: float, shots: Sequence[tuple[float, float]]) -> tuple[float, float] | None:
+    return next(((a, b) for a, b in shots if a - 1e-6 <= t < b), None)
+
+
+def _filled_shot(start: float, end: float, shot: tuple[float, float] | None) -> Range | None:
+    """The shot, when a run of frames fills it to within SNAP at both ends."""
+    if shot is not None and abs(start - shot[0]) <= SNAP and abs(end - shot[1]) <= SNAP:
+        return Range(shot[0], shot[1], "shot")
+    return None
 
 
 def query_colours(terms: set[str]) -> list[str]:
@@ -239,20 +245,19 @@ def visual_range(units: Sequence[TimelineUnit], q: np.ndarray | None, around: tu
         if shown:
             best = max(shown, key=lambda i: cos[i])
             lo, hi = _run(has, best, units, 1.0)
-            shot = next(((a, b) for a, b in shots if a - 1e-6 <= units[best].start < b), None)
             start, end = units[lo].start, units[hi].end
-            if shot is not None and abs(start - shot[0]) <= SNAP and abs(end - shot[1]) <= SNAP:
-                return Range(shot[0], shot[1], "shot")
-            return Range(start, max(end, start + MIN_LEN), "visual", " ".join(colours))
+            return (_filled_shot(start, end, _shot_at(units[best].start, shots))
+                    or Range(start, max(end, start + MIN_LEN), "visual", " ".join(colours)))
     best = max(inside, key=lambda i: cos[i])
     floor = float(np.median(cos))
-    shot = next(((a, b) for a, b in shots if a - 1e-6 <= units[best].start < b), None)
+    shot = _shot_at(units[best].start, shots)
     if float(cos[best]) - floor >= DISTINCT:
         level = floor + VISUAL_LEVEL * (float(cos[best]) - floor)
         lo, hi = _run(cos, best, units, level)
         start, end = units[lo].start, units[hi].end
-        if shot is not None and abs(start - shot[0]) <= SNAP and abs(end - shot[1]) <= SNAP:
-            return Range(shot[0], shot[1], "shot")
+        filled = _filled_shot(start, end, shot)
+        if filled is not None:
+            return filled
         if end - start < MIN_LEN:
             mid = 0.5 * (start + end)
             start, end = max(0.0, mid - MIN_LEN / 2), mid + MIN_LEN / 2

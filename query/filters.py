@@ -9,13 +9,25 @@ from engine.catalog import SegmentRecord, VideoRecord
 from engine.lexical import tokenize
 from query.parse import ParsedQuery
 
-__all__ = ["norm", "video_passes", "keep_segment"]
+__all__ = ["norm", "trigrams", "containment", "video_passes", "keep_segment"]
 
 
 def norm(s: str) -> str:
     """Lower case, NFKC, punctuation to spaces, runs of spaces to one."""
     s = unicodedata.normalize("NFKC", s).lower()
     return re.sub(r"\s+", " ", re.sub(r"[^\w\s]", " ", s)).strip()
+
+
+def trigrams(s: str) -> set[str]:
+    """Character trigrams of ``s`` with its spaces taken out (``norm`` it first)."""
+    s = s.replace(" ", "")
+    return {s[i : i + 3] for i in range(max(0, len(s) - 2))}
+
+
+def containment(qgrams: set[str], text: str) -> float:
+    """The share of a query's trigrams (``trigrams(norm(query))``) found in ``text``:
+    a match that survives OCR's misread letters."""
+    return len(qgrams & trigrams(norm(text))) / len(qgrams) if qgrams else 0.0
 
 
 def _video_date(v: VideoRecord) -> date:

@@ -112,7 +112,7 @@ class Explanation:
 
 @dataclass(frozen=True)
 class Plan:
-    """One search, decided: read it, never change it (``with_`` makes a changed copy)."""
+    """One search, decided: read it, never change it (``dataclasses.replace`` makes a changed copy)."""
 
     query: str
     parsed: ParsedQuery
@@ -129,9 +129,6 @@ class Plan:
     entity: EntityMatch | None
     options: SearchOptions
     explanation: Explanation = field(compare=False)
-
-    def with_(self, **changes) -> "Plan":
-        return replace(self, **changes)
 
 
 def _fusion_for(label: str, opts: SearchOptions) -> tuple[str, float]:

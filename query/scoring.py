@@ -15,7 +15,7 @@ import numpy as np
 
 from engine.catalog import MODALITIES, SegmentRecord, VideoRecord
 from engine.index import VideoIndex
-from query.filters import keep_segment, norm
+from query.filters import containment, keep_segment, norm, trigrams
 from query.fusion import get_fusion_method, rrf_top_ids
 from query.plan import Plan
 from query.retrieve import Retrieved
@@ -150,11 +150,6 @@ def fuse(plan: Plan, cands: Mapping[int, Candidate], dense: Mapping[int, float],
     return out
 
 
-def _trigrams(s: str) -> set[str]:
-    s = s.replace(" ", "")
-    return {s[i : i + 3] for i in range(max(0, len(s) - 2))}
-
-
 def _neighbours(cands: Mapping[int, Candidate], fused: Mapping[int, float]) -> dict[int, float]:
     """Per candidate, the best fused score of an adjacent segment of the same video."""
     by_video: dict[int, list[Candidate]] = {}
@@ -175,13 +170,11 @@ def rerank(plan: Plan, cands: Mapping[int, Candidate], cos: Mapping[int, Mapping
     """Fused scores plus the rerank features (temporal neighbours, modality agreement,
     quoted phrases, fuzzy on-screen text)."""
     weights = plan.weights
-    qgrams = _trigrams(norm(plan.text))
+    qgrams = trigrams(norm(plan.text))
     neighbour = _neighbours(cands, fused)
     out: dict[int, float] = {}
     for i, c in cands.items():
-        fuzzy = 0.0
-        if c.seg.ocr_text and qgrams:
-            fuzzy = len(qgrams & _trigrams(norm(c.seg.ocr_text))) / len(qgrams)
+        fuzzy = containment(qgrams, c.seg.ocr_text) if c.seg.ocr_text else 0.0
         agree = sum(1 for m, v in cos[i].items() if weights.get(m, 0) > 0.1 and v > 0.35)
         score = (
             fused[i]
