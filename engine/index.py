@@ -373,6 +373,24 @@ class VideoIndex:
     def shots_of(self, video_key: int) -> list[tuple[float, float]]:
         return self.catalog.shots_of(video_key)
 
+    def segment_labels(self, segment_ids: Sequence[int]) -> dict:
+        """Per segment id, ``{(kind, label): best score}`` of the frame labellers."""
+        return self.catalog.segment_labels(list(segment_ids))
+
+    def segments_with(self, concepts: Sequence[tuple[str, str]], *, min_score: float = 0.0, limit: int = 1000
+                      ) -> dict:
+        """Segments carrying any of the ``(kind, label)`` concepts, with their scores."""
+        return self.catalog.segments_with(concepts, min_score=min_score, limit=limit)
+
+    def label_frequency(self) -> tuple[int, dict]:
+        """(segments, per (kind, label) the segments that carry it), cached until the
+        index applies another op."""
+        cached = getattr(self, "_label_df", None)
+        if cached is None or cached[0] != self.seq:
+            cached = (self.seq, self.catalog.label_document_frequency())
+            self._label_df = cached
+        return cached[1]
+
     def words_between(self, video_key: int, start: float, end: float) -> list:
         """The transcript's words ``[start, end, word]`` of the video's segments that
         overlap ``[start, end]``, in time order, each once."""

@@ -1,4 +1,5 @@
 """The SQLite catalog: videos, shots, segments, keyframes, vectors, the op log."""
+from engine.catalog.labels import FaceRecord, FrameLabel
 from engine.catalog.store import (
     MODALITIES,
     Catalog,
@@ -13,6 +14,8 @@ from engine.catalog.store import (
 )
 
 __all__ = [
+    "FaceRecord",
+    "FrameLabel",
     "MODALITIES",
     "Catalog",
     "Failure",

@@ -21,6 +21,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from engine.catalog import labels as _labels
+from engine.catalog.labels import FaceRecord, FrameLabel
 from engine.catalog.schema import MIGRATIONS, SCHEMA_VERSION
 from engine.catalog.schema_graph import GC_ORPHAN_ENTITIES
 from engine.errors import CorruptIndexError, IndexMismatchError, NotFoundError
@@ -110,6 +112,8 @@ class NewVideo:
     shots: list[tuple[float, float]] = field(default_factory=list)
     segments: list[NewSegment] = field(default_factory=list)
     timeline: list[TimelineUnit] = field(default_factory=list)
+    labels: list[FrameLabel] = field(default_factory=list)  # segment = index into ``segments``
+    faces: list[FaceRecord] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -394,6 +398,8 @@ class Catalog:
                 shot = shot_ids[seg.shot_index] if 0 <= seg.shot_index < len(shot_ids) else None
                 seg_ids.append(_insert_segment(c, key, i, seg, shot))
             _insert_timeline(c, key, video.timeline)
+            _labels.insert_labels(c, key, seg_ids, video.labels)
+            _labels.insert_faces(c, key, seg_ids, video.faces)
             c.execute("DELETE FROM failures WHERE tenant = ? AND source = ?", (video.tenant, video.source))
             seq = int(c.execute(
                 "INSERT INTO ops (op, video, segments, created_at) VALUES ('add', ?, ?, ?)",
@@ -575,6 +581,23 @@ class Catalog:
         rows = self._conn().execute(sql + " ORDER BY start, id", args).fetchall()
         return [TimelineUnit(k, s, e, t, None if v is None else np.frombuffer(v, dtype=np.float16).astype(np.float32))
                 for k, s, e, t, v in rows]
+    def labels_of(self, video_key: int, *, start: float | None = None, end: float | None = None,
+                  kinds: Sequence[str] | None = None) -> list[FrameLabel]:
+        return _labels.labels_of(self._conn(), video_key, start=start, end=end, kinds=kinds)
+
+    def faces_of(self, video_key: int, *, descriptors: bool = False) -> list[FaceRecord]:
+        return _labels.faces_of(self._conn(), video_key, descriptors=descriptors)
+
+    def segment_labels(self, segment_ids: Sequence[int]) -> dict[int, dict[tuple[str, str], float]]:
+        return _labels.segment_labels(self._conn(), segment_ids)
+
+    def segments_with(self, concepts: Sequence[tuple[str, str]], *, min_score: float = 0.0, limit: int = 1000
+                      ) -> dict[int, dict[tuple[str, str], float]]:
+        return _labels.segments_with(self._conn(), concepts, min_score=min_score, limit=limit)
+
+    def label_document_frequency(self) -> tuple[int, dict[tuple[str, str], int]]:
+        return _labels.label_document_frequency(self._conn())
+
     def max_seq(self) -> int:
         row = self._conn().execute("SELECT MAX(seq) FROM ops").fetchone()
         return int(row[0] or 0)
