@@ -18,6 +18,7 @@ import numpy as np
 from engine.catalog import NewSegment, NewVideo
 from engine.config import IndexConfig
 from engine.errors import VidseekError
+from indexer.labels import video_labels
 from indexer.metadata import VideoMetadata
 from indexer.options import IndexOptions
 from indexer.stages import ProgressFn, Stage, Work, build_stages
@@ -97,6 +98,7 @@ def assemble(work: Work, timings: dict[str, float]) -> NewVideo:
     """The filled ``Work`` -> the ``NewVideo`` the index commits."""
     info, meta = work.info, work.meta
     segs = [_segment(work, i, s) for i, s in enumerate(work.segments)]
+    labels, faces = video_labels(work)
     return NewVideo(
         source=work.source, content_hash=work.content_hash, tenant=work.options.tenant,
         size_bytes=info.size_bytes, mtime=work.mtime, title=meta.title if meta else None,
@@ -113,6 +115,7 @@ def assemble(work: Work, timings: dict[str, float]) -> NewVideo:
             **work.stats,
         },
         shots=[(float(a.start), float(a.end)) for a in work.shots], segments=segs, timeline=list(work.timeline),
+        labels=labels, faces=faces,
     )
 
 

@@ -24,7 +24,9 @@ class IndexOptions:
     ocr: bool = True
     visual: bool = True
     visual_labels: int = 5
-    objects: bool = False  # COCO objects and people counts on keyframes (needs scripts/human-models-onnx.sh)
+    objects: bool = True  # COCO objects on keyframes (models: scripts/human-models-onnx.sh; absent -> warning)
+    faces: bool = True  # faces: gender, age, expression, descriptor (MTCNN + FaceRes/emotion; absent -> warning)
+    picture: bool = True  # style (black and white, test pattern, cartoon, screen), scene light, colours
     max_bytes: int | None = None  # refuse files larger than this
     flush_every: int = 25  # save derived indexes every N committed videos
     graph: bool = True  # after each commit: entities, edges, reused footage (indexer.entities)

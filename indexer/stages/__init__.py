@@ -12,9 +12,11 @@ from typing import Sequence
 from engine.errors import InputError
 from indexer.options import IndexOptions
 from indexer.stages.base import INITIAL_FIELDS, ProgressFn, Stage, Work
+from indexer.stages.faces import FacesStage
 from indexer.stages.keyframes import KeyframesStage
 from indexer.stages.objects import ObjectsStage
 from indexer.stages.ocr import OcrStage
+from indexer.stages.picture import PictureStage
 from indexer.stages.probe import ProbeStage
 from indexer.stages.shots import ShotsStage
 from indexer.stages.speech import AudioStage, SpeechStage
@@ -31,7 +33,9 @@ STAGES: tuple[type[Stage], ...] = (
     KeyframesStage,
     VisualStage,
     ObjectsStage,
+    FacesStage,
     OcrStage,
+    PictureStage,
     AudioStage,
     SpeechStage,
     TextEmbedStage,
