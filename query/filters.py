@@ -9,7 +9,14 @@ from engine.catalog import SegmentRecord, VideoRecord
 from engine.lexical import tokenize
 from query.parse import ParsedQuery
 
-__all__ = ["norm", "trigrams", "containment", "video_passes", "keep_segment"]
+__all__ = ["norm", "trigrams", "containment", "video_passes", "keep_segment", "labels_pass", "LABEL_FILTER_MIN"]
+
+# The score at which each kind of frame label is shown ("seen:" lines, the label
+# timeline) and at which a label filter holds: set where its precision on the hand
+# labels reaches 0.8 (python -m benchmarks.bench_labels; docs/labels.md). Colour: a
+# share of the frame of 0.3 or more (score = share / 0.3).
+LABEL_FILTER_MIN = {"object": 0.5, "people": 0.4, "face": 0.8, "emotion": 0.85, "style": 0.5, "scene": 0.5,
+                    "colour": 1.0}
 
 
 def norm(s: str) -> str:
@@ -104,3 +111,18 @@ def keep_segment(seg: SegmentRecord, video: VideoRecord | None, parsed: ParsedQu
         if any(norm(p) in hay for p in parsed.negated_phrases):
             return False
     return True
+
+
+def labels_pass(have: dict[tuple[str, str], float], parsed: ParsedQuery) -> bool:
+    """Whether a segment's frame labels (``{(kind, label): score}``) satisfy the query's
+    people count and label filters (``people>=2``, ``object:dog``, ``-style:cartoon``)."""
+    f = parsed.filters
+    shown = {k for k, s in have.items() if s >= LABEL_FILTER_MIN.get(k[0], 0.5)}
+    if f.people_count is not None:
+        counts = [int(lab) for kind, lab in shown if kind == "people"] or [0]
+        if not f.people_count.contains(float(max(counts))):
+            return False
+    need = {tuple(x.split(":", 1)) for x in f.labels}
+    if not need <= shown:
+        return False
+    return not any(tuple(x.split(":", 1)) in shown for x in f.exclude_labels)

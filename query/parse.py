@@ -28,8 +28,14 @@ Fields (``name`` and its aliases):
     source, in           folder or URI prefix the video was indexed from; several = any of
     has                  speech (transcript), text (ocr), audio (sound), damage (damaged: part
                          of the picture does not decode); several = all
+    people               how many people a frame of the moment shows: 'people>=2',
+                         'people:1', 'people:2-4' (frame labels, query.concepts)
+    face, emotion,       what the frame labellers saw in the moment: 'face:woman',
+    object, style,       'emotion:happy' (or 'face:smiling'), 'object:dog', 'style:cartoon',
+    scene, colour/color  'scene:dark', 'colour:red'; several = all (query.concepts.VOCABULARY
+                         lists the values)
 
-``tag``, ``person``, ``lang``, ``source``/``in`` and ``has`` may be negated
+``tag``, ``person``, ``lang``, ``source``/``in``, ``has`` and the label fields may be negated
 (``-tag:drone``, ``NOT has:speech``); range fields cannot (flip the comparison instead).
 
 Anything that is not a known field name followed by an operator is plain text, so URLs
@@ -92,9 +98,18 @@ _FIELD_ALIASES = {
     "source": "source",
     "in": "source",
     "has": "has",
+    "people": "people",
+    "face": "face",
+    "emotion": "emotion",
+    "object": "object",
+    "style": "style",
+    "scene": "scene",
+    "colour": "colour",
+    "color": "colour",
 }
-_RANGE_FIELDS = frozenset({"duration", "resolution", "fps"})
-_NEGATABLE_FIELDS = frozenset({"lang", "tag", "person", "source", "has"})
+_RANGE_FIELDS = frozenset({"duration", "resolution", "fps", "people"})
+_LABEL_FIELDS = frozenset({"face", "emotion", "object", "style", "scene", "colour"})
+_NEGATABLE_FIELDS = frozenset({"lang", "tag", "person", "source", "has"}) | _LABEL_FIELDS
 
 # Longest alias first so 'duration' wins over 'dur' and 'resolution' over 'res'.
 _FIELD_RE = re.compile(
@@ -109,6 +124,7 @@ _SET_PAIRS = (
     ("people", "exclude_people"),
     ("sources", "exclude_sources"),
     ("has", "has_not"),
+    ("labels", "exclude_labels"),
 )
 
 _HAS_VALUES = {
@@ -228,6 +244,14 @@ class Filters:
     exclude_sources: tuple[str, ...] = ()
     has: tuple[str, ...] = ()
     has_not: tuple[str, ...] = ()
+    people_count: Range | None = None  # people in a frame of the moment
+    labels: tuple[str, ...] = ()  # "kind:label" frame labels a moment must show
+    exclude_labels: tuple[str, ...] = ()
+
+    @property
+    def has_labels(self) -> bool:
+        """True when a frame-label constraint (people count, face, object...) is set."""
+        return bool(self.people_count is not None or self.labels or self.exclude_labels)
 
     @property
     def is_empty(self) -> bool:
@@ -405,6 +429,8 @@ def _range_for(name: str, op: str, value: str) -> Range:
             return Range(lo, hi)
         seconds, _ = _duration_seconds(value)
         return _compare(op, seconds)
+    if name == "people":
+        return _people_range(op, value)
     if name == "resolution":
         if op in (":", "="):
             px = _resolution_px(value)
@@ -430,6 +456,49 @@ def _range_for(name: str, op: str, value: str) -> Range:
     if op == ">=":
         return Range(_ntsc_floor(fps), None)
     return _compare(op, fps)
+
+
+def _people_range(op: str, value: str) -> Range:
+    def count(v: str, off: int = 0) -> float:
+        if not v.isdigit() or int(v) > 100:
+            raise _Fail("expected a number of people such as 2", off)
+        return float(v)
+
+    if op in (":", "="):
+        parts = _split_range(value)
+        if parts is not None:
+            a, b, off_b = parts
+            lo, hi = count(a), count(b, off_b)
+            if lo > hi:
+                raise _Fail("the range's lower end is above its upper end")
+            return Range(lo, hi)
+        n = count(value)
+        return Range(n, n)
+    return _compare(op, count(value))
+
+
+def _label_value(name: str, value: str) -> str:
+    """``kind:label`` for a label field's value, or _Fail listing what it accepts."""
+    from query.concepts import find_concepts, label_filter_values
+
+    v = " ".join(value.lower().replace("_", " ").split())
+    kind = name
+    if name == "face" and v in label_filter_values("emotion"):
+        kind = "emotion"  # 'face:happy' reads as an expression
+    allowed = label_filter_values(kind)
+    if v in allowed:
+        return f"{kind}:{v}"
+    if name == "face":
+        allowed = label_filter_values("face") + label_filter_values("emotion")
+    for c in find_concepts(v):  # synonyms: 'object:sofa', 'face:smiling', 'style:animated'
+        for k, lab, _ in c.labels:
+            if k == kind or (name == "face" and k == "emotion"):
+                return f"{k}:{lab}"
+    import difflib
+
+    near = difflib.get_close_matches(v, allowed, n=1)
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    raise _Fail(f"unknown {name} {value!r}{hint} (one of: {', '.join(allowed)})")
 
 
 def _compare(op: str, x: float) -> Range:
@@ -630,6 +699,8 @@ class _Parser:
                 raise _Conflict("'after' is later than 'before'")
         elif name == "lang":
             acc.add_set("exclude_languages" if negated else "languages", _lang_code(value))
+        elif name in _LABEL_FIELDS:
+            acc.add_set("exclude_labels" if negated else "labels", _label_value(name, value))
         elif name == "has":
             canon = _HAS_VALUES.get(value.lower())
             if canon is None:
@@ -649,6 +720,7 @@ class _Parser:
             duration=acc.ranges.get("duration"),
             resolution=acc.ranges.get("resolution"),
             fps=acc.ranges.get("fps"),
+            people_count=acc.ranges.get("people"),
             after=acc.after,
             before=acc.before,
             **{k: tuple(v) for k, v in acc.sets.items()},

@@ -17,6 +17,7 @@ from engine.errors import InputError
 from engine.vectors import SearchParams
 from query.entities import EntityMatch
 from query.fusion import FUSION_METHODS
+from query.concepts import filter_concepts, find_concepts
 from query.parse import ParsedQuery
 
 __all__ = ["SearchOptions", "Plan", "Explanation", "make_plan", "DEFAULT_FUSION", "LEXICAL_FIELDS_FOR",
@@ -129,6 +130,7 @@ class Plan:
     entity: EntityMatch | None
     options: SearchOptions
     explanation: Explanation = field(compare=False)
+    concepts: tuple = ()  # query.concepts.Concept: what the query asks to see (frame labels)
 
 
 def _fusion_for(label: str, opts: SearchOptions) -> tuple[str, float]:
@@ -168,4 +170,6 @@ def make_plan(query: str, parsed: ParsedQuery, intent, entity: EntityMatch | Non
         lexical_text=entity.expand(text) if entity else text, lexical_fields=tuple(fields) or None,
         params=params, entity=entity, options=opts,
         explanation=Explanation(intent_dict, fusion, share),
+        concepts=tuple((find_concepts(text) if text and weights.get("visual", 0.0) > 0 else [])
+                       + filter_concepts(parsed.filters)),
     )

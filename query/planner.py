@@ -21,8 +21,9 @@ from engine.catalog import VideoRecord
 from engine.errors import InputError
 from engine.index import VideoIndex
 from engine.lexical import tokenize
+from query.concepts import add_evidence, describe, filter_concepts, label_run
 from query.entities import EntityRecognizer
-from query.filters import video_passes
+from query.filters import labels_pass, video_passes
 from query.intent import IntentClassifier, get_intent_classifier
 from query.moments import moments
 from query.parse import ParsedQuery, parse
@@ -133,11 +134,31 @@ class Searcher:
             cands = found.by_id
             cos, dense = exact_scores(self.index, cands, blocks, plan.weights, keyframes=opts.rerank)
             scores = fuse(plan, cands, dense, retrieved)
+            if plan.concepts:
+                scores = add_evidence(plan.concepts, plan.weights.get("visual", 0.0), scores,
+                                      self.index.segment_labels(list(cands)), self.index.label_frequency())
             if opts.rerank:
                 scores = rerank(plan, cands, cos, scores)
             hits = moments(plan, cands, cos, scores, blocks=blocks,
                            evidence=self.index if opts.exact_moments else None)
+            self._describe(hits)
         return SearchResponse(query, expl.to_dict(), (time.perf_counter() - t0) * 1000, hits, parsed.to_dict())
+
+    def _describe(self, hits: list[Hit]) -> None:
+        """Each hit's "seen" line from its segments' frame labels; a visual snippet
+        shows it instead of the classifier's raw class names."""
+        ids = [i for h in hits for i in h.segment_ids]
+        if not ids:
+            return
+        labels = self.index.segment_labels(ids)
+        for h in hits:
+            have: dict = {}
+            for i in h.segment_ids:
+                for key, score in labels.get(i, {}).items():
+                    have[key] = max(have.get(key, 0.0), score)
+            h.seen = describe(have)
+            if h.seen and h.snippet.startswith("seen: "):
+                h.snippet = "seen: " + h.seen
 
     def _videos_by_keys(self, keys: set[int]) -> dict[int, VideoRecord]:
         with self._videos_lock:
@@ -158,6 +179,8 @@ class Searcher:
     def _filter_only(self, parsed: ParsedQuery, opts: SearchOptions) -> list[Hit]:
         if parsed.is_empty:
             raise InputError("empty query", hint="type words to search for, or filters such as duration>10s")
+        if parsed.filters.has_labels:
+            return self._label_filter_only(parsed, opts)
         hits = []
         for v in self.index.list_videos(tenant=opts.tenant, limit=100_000):
             if video_passes(v, parsed):
@@ -165,6 +188,36 @@ class Searcher:
                                 v.title))
                 if len(hits) >= opts.k:
                     break
+        return hits
+
+
+    def _label_filter_only(self, parsed: ParsedQuery, opts: SearchOptions) -> list[Hit]:
+        """A query of filters with label filters: the moments (segments) that show the
+        labels, best supported first, one a video."""
+        concepts = filter_concepts(parsed.filters)
+        ranked = label_run(self.index, concepts, limit=max(200, 20 * opts.k)) if concepts else []
+        if not ranked:  # only negated labels: every segment is a candidate; keep it bounded
+            return []
+        segs = self.index.segment_labels([i for i, _ in ranked])
+        recs = self.index.segments([i for i, _ in ranked])
+        videos = self._videos_by_keys({s.video for s in recs.values()})
+        hits: list[Hit] = []
+        seen_videos: set[int] = set()
+        for i, score in ranked:
+            seg = recs.get(i)
+            v = videos.get(seg.video) if seg else None
+            if (seg is None or v is None or seg.video in seen_videos
+                    or (opts.tenant is not None and v.tenant != opts.tenant)
+                    or not video_passes(v, parsed) or not labels_pass(segs.get(i, {}), parsed)):
+                continue
+            seen_videos.add(seg.video)
+            hits.append(Hit(v.video_id, v.source, seg.start, seg.end, round(score, 4), {"labels": round(score, 4)},
+                            "", v.title, segment_ids=[i], segments_range=(seg.start, seg.end)))
+            if len(hits) >= opts.k:
+                break
+        self._describe(hits)
+        for h in hits:
+            h.snippet = "seen: " + h.seen if h.seen else ""
         return hits
 
 

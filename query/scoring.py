@@ -15,7 +15,7 @@ import numpy as np
 
 from engine.catalog import MODALITIES, SegmentRecord, VideoRecord
 from engine.index import VideoIndex
-from query.filters import containment, keep_segment, norm, trigrams
+from query.filters import containment, keep_segment, labels_pass, norm, trigrams
 from query.fusion import get_fusion_method, rrf_top_ids
 from query.plan import Plan
 from query.retrieve import Retrieved
@@ -57,6 +57,8 @@ def _pool(plan: Plan, retrieved: Retrieved) -> dict[int, float]:
             pool.setdefault(i, 0.0)
     for i, s in retrieved.bm25:
         pool[i] = s
+    for i, _ in retrieved.labels:
+        pool.setdefault(i, 0.0)
     if len(pool) > plan.candidates:
         # The union of up to five dense runs and BM25 can be several hundred ids; exact
         # per-modality scoring reads their vectors, the costliest step at scale.
@@ -82,6 +84,9 @@ def gather(index: VideoIndex, plan: Plan, retrieved: Retrieved, videos) -> Candi
         seg = segs.get(i)
         if seg is not None and keep_segment(seg, recs.get(seg.video), plan.parsed, plan.options.tenant):
             out[i] = Candidate(i, seg, recs[seg.video], bm)
+    if plan.parsed.filters.has_labels and out:  # people>=2, object:dog...: the moment's frame labels
+        labels = index.segment_labels(list(out))
+        out = {i: c for i, c in out.items() if labels_pass(labels.get(i, {}), plan.parsed)}
     if not plan.parsed.phrases or not out:
         return Candidates(out)
     # Quoted phrases must occur in speech or on-screen text. OCR misreads can make that

@@ -1,0 +1,277 @@
+"""The concept bank: what a query asks to SEE, in the frame labellers' vocabulary.
+
+``find_concepts(text)`` maps the words of a query to concepts: people and how many
+(``two girls`` -> a people count of 2 and girl faces), who (woman, man, child, baby,
+elderly), expressions (smiling -> happy), COCO objects with their common names
+(``sofa`` -> couch, ``longboard`` -> skateboard), how the picture is made (cartoon,
+black and white, test pattern, screen capture), light (night -> dark) and colours.
+Each concept lists the ``(kind, label, weight)`` labels that are evidence for it.
+
+At search time (``evidence``) a segment's support for a concept is the best
+``weight x score`` of its labels; the concepts of a query are averaged with weights
+that say how informative each is in this library (inverse document frequency over
+segments: "person" in a library of interviews says little, "dog" a lot). The
+planner adds ``LABEL_WEIGHT x visual weight x evidence`` to the fused score, and the
+label retriever (``label_run``) lets segments that carry a rare concept compete even
+when no vector search found them. ``describe`` turns a segment's labels into the
+"seen:" line of a result.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from query.filters import LABEL_FILTER_MIN
+
+__all__ = ["Concept", "find_concepts", "evidence", "label_run", "add_evidence", "describe", "LABEL_WEIGHT",
+           "VOCABULARY", "label_filter_values", "filter_concepts"]
+
+LABEL_WEIGHT = 0.35  # x the plan's visual weight x evidence (0..1), added to the fused score
+MIN_SUPPORT = 0.3  # label runs keep segments with at least this support
+
+
+@dataclass(frozen=True)
+class Concept:
+    name: str  # the words of the query it came from
+    labels: tuple[tuple[str, str, float], ...]  # (kind, label, weight) alternatives
+
+
+_NUMBERS = {"one": 1, "a": 1, "an": 1, "single": 1, "lone": 1, "two": 2, "couple": 2, "pair": 2, "both": 2,
+            "three": 3, "four": 4, "five": 5, "several": 3, "many": 4, "group": 3, "crowd": 5, "2": 2, "3": 3,
+            "4": 4, "5": 5}
+_MAX_COUNT = 10
+
+# word -> face labels (weights); plural forms listed beside singular ones
+_WHO = {
+    "man": (("face", "man", 1.0),), "men": (("face", "man", 1.0),), "guy": (("face", "man", 1.0),),
+    "guys": (("face", "man", 1.0),), "gentleman": (("face", "man", 1.0),), "boy": (("face", "boy", 1.0), ("face", "man", 0.5)),
+    "boys": (("face", "boy", 1.0), ("face", "man", 0.5)),
+    "woman": (("face", "woman", 1.0),), "women": (("face", "woman", 1.0),), "lady": (("face", "woman", 1.0),),
+    "ladies": (("face", "woman", 1.0),), "girl": (("face", "girl", 1.0), ("face", "woman", 0.6)),
+    "girls": (("face", "girl", 1.0), ("face", "woman", 0.6)),
+    "child": (("face", "child", 1.0),), "children": (("face", "child", 1.0),), "kid": (("face", "child", 1.0),),
+    "kids": (("face", "child", 1.0),), "toddler": (("face", "baby", 1.0), ("face", "child", 0.8)),
+    "baby": (("face", "baby", 1.0), ("face", "child", 0.7)), "babies": (("face", "baby", 1.0), ("face", "child", 0.7)),
+    "infant": (("face", "baby", 1.0), ("face", "child", 0.7)),
+    "elderly": (("face", "elderly", 1.0),), "grandmother": (("face", "elderly", 1.0),),
+    "grandfather": (("face", "elderly", 1.0),), "grandma": (("face", "elderly", 1.0),),
+    "grandpa": (("face", "elderly", 1.0),),
+}
+_PEOPLE_NOUNS = set(_WHO) | {"person", "people", "persons", "someone", "somebody", "friends", "players",
+                             "dancers", "couple", "family"}
+_AGE_ADJ = {"old": ("face", "elderly", 1.0), "older": ("face", "elderly", 1.0), "aged": ("face", "elderly", 1.0),
+            "little": ("face", "child", 1.0), "young": ("face", "20-29", 0.7)}
+_EMOTION = {
+    "smiling": "happy", "smile": "happy", "smiles": "happy", "laughing": "happy", "laughs": "happy",
+    "laugh": "happy", "happy": "happy", "grinning": "happy", "cheerful": "happy", "joyful": "happy",
+    "sad": "sad", "crying": "sad", "cries": "sad", "upset": "sad", "unhappy": "sad", "tearful": "sad",
+    "angry": "angry", "furious": "angry", "shouting": "angry", "mad": "angry",
+    "surprised": "surprise", "shocked": "surprise", "astonished": "surprise", "amazed": "surprise",
+    "scared": "fear", "afraid": "fear", "frightened": "fear", "terrified": "fear", "disgusted": "disgust",
+}
+# COCO-80 names (indexer.human_models.COCO_LABELS) and the words people use for them
+_OBJECTS = {
+    "bicycle": "bicycle", "bicycles": "bicycle", "bike": "bicycle", "bikes": "bicycle", "cyclist": "bicycle",
+    "car": "car", "cars": "car", "automobile": "car", "motorcycle": "motorcycle", "motorbike": "motorcycle",
+    "motorcycles": "motorcycle", "scooter": "motorcycle", "airplane": "airplane", "aeroplane": "airplane",
+    "plane": "airplane", "planes": "airplane", "aircraft": "airplane", "jet": "airplane", "bus": "bus",
+    "buses": "bus", "train": "train", "trains": "train", "truck": "truck", "trucks": "truck", "lorry": "truck",
+    "boat": "boat", "boats": "boat", "ship": "boat", "ships": "boat", "vessel": "boat", "yacht": "boat",
+    "ferry": "boat", "traffic light": "traffic light", "traffic lights": "traffic light",
+    "fire hydrant": "fire hydrant", "stop sign": "stop sign", "bench": "bench", "benches": "bench",
+    "bird": "bird", "birds": "bird", "cat": "cat", "cats": "cat", "kitten": "cat", "dog": "dog", "dogs": "dog",
+    "puppy": "dog", "horse": "horse", "horses": "horse", "sheep": "sheep", "cow": "cow", "cows": "cow",
+    "cattle": "cow", "elephant": "elephant", "elephants": "elephant", "bear": "bear", "bears": "bear",
+    "zebra": "zebra", "zebras": "zebra", "giraffe": "giraffe", "giraffes": "giraffe", "backpack": "backpack",
+    "umbrella": "umbrella", "umbrellas": "umbrella", "handbag": "handbag", "purse": "handbag", "tie": "tie",
+    "necktie": "tie", "bow tie": "tie", "suitcase": "suitcase", "luggage": "suitcase", "frisbee": "frisbee",
+    "skis": "skis", "skiing": "skis", "snowboard": "snowboard", "ball": "sports ball", "football": "sports ball",
+    "soccer ball": "sports ball", "basketball": "sports ball", "kite": "kite", "baseball bat": "baseball bat",
+    "baseball glove": "baseball glove", "skateboard": "skateboard", "longboard": "skateboard",
+    "skateboarding": "skateboard", "surfboard": "surfboard", "surfing": "surfboard",
+    "tennis racket": "tennis racket", "bottle": "bottle", "bottles": "bottle", "wine glass": "wine glass",
+    "glass of wine": "wine glass", "cup": "cup", "cups": "cup", "mug": "cup", "fork": "fork", "knife": "knife",
+    "spoon": "spoon", "bowl": "bowl", "banana": "banana", "bananas": "banana", "apple": "apple",
+    "apples": "apple", "sandwich": "sandwich", "broccoli": "broccoli", "carrot": "carrot", "carrots": "carrot",
+    "hot dog": "hot dog", "pizza": "pizza", "donut": "donut", "doughnut": "donut", "cake": "cake",
+    "cakes": "cake", "chair": "chair", "chairs": "chair", "armchair": "chair", "couch": "couch",
+    "sofa": "couch", "potted plant": "potted plant", "houseplant": "potted plant", "bed": "bed",
+    "dining table": "dining table", "table": "dining table", "toilet": "toilet", "tv": "tv",
+    "television": "tv", "laptop": "laptop", "laptops": "laptop", "computer mouse": "mouse",
+    "remote": "remote", "remote control": "remote", "keyboard": "keyboard", "phone": "cell phone",
+    "cell phone": "cell phone", "mobile phone": "cell phone", "smartphone": "cell phone",
+    "microwave": "microwave", "oven": "oven", "toaster": "toaster", "sink": "sink", "fridge": "refrigerator",
+    "refrigerator": "refrigerator", "book": "book", "books": "book", "clock": "clock", "vase": "vase",
+    "scissors": "scissors", "teddy bear": "teddy bear", "hair dryer": "hair drier", "hairdryer": "hair drier",
+    "toothbrush": "toothbrush",
+}
+_STYLE = {
+    "black and white": "black and white", "black-and-white": "black and white", "monochrome": "black and white",
+    "greyscale": "black and white", "grayscale": "black and white", "b&w": "black and white",
+    "cartoon": "cartoon", "cartoons": "cartoon", "animated": "cartoon", "animation": "cartoon",
+    "anime": "cartoon", "drawn": "cartoon", "comic": "cartoon",
+    "test pattern": "test pattern", "test card": "test pattern", "colour bars": "test pattern",
+    "smpte bars": "test pattern",
+    "screen recording": "screen", "screencast": "screen", "screen capture": "screen", "screenshot": "screen",
+    "terminal": "screen", "command line": "screen", "slide": "screen", "slides": "screen", "desktop": "screen",
+}
+_SCENE = {"night": "dark", "at night": "dark", "dark": "dark", "darkness": "dark", "dimly lit": "dark",
+          "nighttime": "dark"}
+_COLOURS = {"red": "red", "orange": "orange", "yellow": "yellow", "golden": "yellow", "green": "green",
+            "cyan": "cyan", "turquoise": "cyan", "blue": "blue", "purple": "purple", "violet": "purple",
+            "pink": "pink", "brown": "brown", "black": "black", "white": "white", "grey": "grey", "gray": "grey"}
+
+VOCABULARY: dict[str, tuple[str, ...]] = {
+    "face": ("man", "woman", "boy", "girl", "child", "baby", "elderly", "0-2", "3-12", "13-19", "20-29",
+             "30-39", "40-49", "50-59", "60+"),
+    "emotion": ("happy", "sad", "angry", "surprise", "fear", "disgust"),
+    "object": tuple(sorted(set(_OBJECTS.values()) | {"person", "mouse"})),
+    "style": tuple(sorted(set(_STYLE.values()))),
+    "scene": ("dark",),
+    "colour": tuple(sorted(set(_COLOURS.values()))),
+}
+_PHRASES = sorted({*_OBJECTS, *_STYLE, *_SCENE}, key=lambda p: -len(p))
+_WORD_RE = re.compile(r"[a-z0-9&+]+")
+
+
+def label_filter_values(kind: str) -> tuple[str, ...]:
+    """The labels a ``kind:`` filter accepts (``face:``, ``emotion:``, ``object:``...)."""
+    return VOCABULARY.get(kind, ())
+
+
+def filter_concepts(filters) -> list[Concept]:
+    """The concepts a query's label filters require (``object:dog``, ``people>=2``), so
+    that the label retriever brings the segments that carry them."""
+    out = [Concept(x, ((*x.split(":", 1), 1.0),)) for x in filters.labels]
+    r = filters.people_count
+    if r is not None:
+        counts = [k for k in range(1, _MAX_COUNT + 1) if r.contains(float(k))]
+        if counts:
+            out.append(Concept("people count", tuple(("people", str(k), 1.0) for k in counts)))
+    return out
+
+
+def _people(n: int) -> Concept:
+    return Concept(f"{n} people", tuple(("people", str(k), 1.0 if k == n else 0.5)
+                                        for k in range(max(1, n - 1), min(_MAX_COUNT, n + 1) + 1)))
+
+
+def find_concepts(text: str) -> list[Concept]:
+    """The concepts a query's words name, in order, each once."""
+    low = " " + " ".join(_WORD_RE.findall(text.lower().replace("color", "colour"))) + " "
+    out: list[Concept] = []
+    seen: set[str] = set()
+
+    def add(c: Concept) -> None:
+        key = repr(sorted(c.labels))
+        if key not in seen:
+            seen.add(key)
+            out.append(c)
+
+    rest = low
+    for p in _PHRASES:  # multi-word names first, then taken out of the text
+        if " " in p and f" {p} " in rest:
+            add(_phrase_concept(p))
+            rest = rest.replace(f" {p} ", " ")
+    words = rest.split()
+    for i, w in enumerate(words):
+        prev = words[i - 1] if i else ""
+        if w in _PEOPLE_NOUNS:
+            n = _NUMBERS.get(prev)
+            if prev in _NUMBERS and n and n >= 2 or w in ("couple",) and prev in ("a", "the"):
+                add(_people(n if prev in _NUMBERS and n and n >= 2 else 2))
+            elif (w in ("people", "persons", "friends", "players", "dancers", "family") and prev not in _NUMBERS
+                  and words[max(0, i - 2):i] not in (["group", "of"], ["crowd", "of"])):
+                add(Concept("people", tuple(("people", str(k), 1.0) for k in range(2, _MAX_COUNT + 1))))
+            if w in _WHO:
+                if prev in _AGE_ADJ:
+                    add(Concept(prev, (_AGE_ADJ[prev],)))
+                add(Concept(w, _WHO[w]))
+            elif w in ("person", "someone", "somebody"):
+                add(Concept("person", (("object", "person", 1.0),)))
+        elif w in ("crowd", "group") and (i + 1 == len(words) or words[i + 1] in ("of",)):
+            add(Concept("group of people", tuple(("people", str(k), 1.0) for k in range(3, _MAX_COUNT + 1))))
+        elif w in _EMOTION:
+            add(Concept(w, (("emotion", _EMOTION[w], 1.0),)))
+        elif w in _OBJECTS and w != "orange":
+            add(_phrase_concept(w))
+        elif w in _STYLE or w in _SCENE:
+            add(_phrase_concept(w))
+        elif w in _COLOURS:
+            add(Concept(w, (("colour", _COLOURS[w], 1.0),)))
+    return out
+
+
+def _phrase_concept(p: str) -> Concept:
+    if p in _STYLE:
+        return Concept(p, (("style", _STYLE[p], 1.0),))
+    if p in _SCENE:
+        return Concept(p, (("scene", _SCENE[p], 1.0),))
+    return Concept(p, (("object", _OBJECTS[p], 1.0),))
+
+
+def _idf(c: Concept, frequency: tuple[int, Mapping]) -> float:
+    n, df = frequency
+    seen = min(n, sum(df.get((k, lab), 0) for k, lab, _ in c.labels))
+    return math.log((n + 1) / (seen + 1)) + 0.1
+
+
+def evidence(labels: Mapping[int, Mapping[tuple[str, str], float]], concepts: Sequence[Concept],
+             frequency: tuple[int, Mapping]) -> dict[int, float]:
+    """Per segment (``labels``: segment id -> {(kind, label): score}), its support for
+    the query's concepts: the idf-weighted mean over concepts of the best ``weight x
+    score`` among each concept's labels; 0..1."""
+    if not concepts:
+        return {}
+    idf = [_idf(c, frequency) for c in concepts]
+    total = sum(idf)
+    out: dict[int, float] = {}
+    for sid, have in labels.items():
+        s = 0.0
+        for c, w in zip(concepts, idf):
+            s += w * max((wt * have.get((k, lab), 0.0) for k, lab, wt in c.labels), default=0.0)
+        if s > 0:
+            out[sid] = s / total
+    return out
+
+
+def label_run(index, concepts: Sequence[Concept], limit: int) -> list[tuple[int, float]]:
+    """Segments that carry the query's concepts, best supported first: a retriever's
+    ranked list (``index.segments_with`` + ``evidence``)."""
+    if not concepts:
+        return []
+    pairs = sorted({(k, lab) for c in concepts for k, lab, _ in c.labels})
+    found = index.segments_with(pairs, min_score=0.0, limit=limit * 4)
+    ev = evidence(found, concepts, index.label_frequency())
+    ranked = sorted(((i, s) for i, s in ev.items() if s >= MIN_SUPPORT), key=lambda x: (-x[1], x[0]))
+    return ranked[:limit]
+
+
+def add_evidence(concepts: Sequence[Concept], visual_weight: float, scores: Mapping[int, float],
+                 labels: Mapping[int, Mapping[tuple[str, str], float]], frequency: tuple[int, Mapping]
+                 ) -> dict[int, float]:
+    """The fusion stage's scores plus ``LABEL_WEIGHT x visual_weight x evidence``."""
+    ev = evidence({i: labels.get(i, {}) for i in scores}, concepts, frequency)
+    w = LABEL_WEIGHT * visual_weight
+    return {i: s + w * ev.get(i, 0.0) for i, s in scores.items()}
+
+
+def describe(have: Mapping[tuple[str, str], float]) -> str:
+    """The "seen:" line of a segment: people count, who, expressions, objects, style,
+    light, colours, each at the score the product shows (``query.filters.LABEL_FILTER_MIN``)."""
+    def pick(kind: str) -> list[str]:
+        return [lab for (k, lab), s in sorted(have.items(), key=lambda x: -x[1]) if k == kind and s >= LABEL_FILTER_MIN[kind]]
+
+    parts: list[str] = []
+    counts = [int(x) for x in pick("people")]
+    if counts:
+        n = max(counts)
+        parts.append("1 person" if n == 1 else f"{n}{'+' if n >= _MAX_COUNT else ''} people")
+    who = [w for w in pick("face") if not w[0].isdigit()]
+    emo = pick("emotion")
+    parts += who[:3] + emo[:2]
+    parts += [o for o in pick("object") if o != "person"][:4]
+    parts += pick("style") + pick("scene") + pick("colour")[:3]
+    return ", ".join(parts)
