@@ -55,7 +55,8 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     options = IndexOptions(
         tenant=args.tenant, workers=args.workers, speech=not args.no_speech, ocr=not args.no_ocr,
-        visual=not args.no_visual, language=args.language, max_bytes=args.max_bytes, objects=args.objects,
+        visual=not args.no_visual, language=args.language, max_bytes=args.max_bytes,
+        objects=not args.no_objects, faces=not args.no_faces, picture=not args.no_picture,
     )
     bars = TerminalProgress(show=not args.quiet and sys.stderr.isatty() or args.progress)
     try:
@@ -195,7 +196,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return rc
 
 
-_CLI_PLUGINS = ("api.cli_covers", "api.cli_graph", "api.cli_production", "benchmarks.cli")
+_CLI_PLUGINS = ("api.cli_covers", "api.cli_graph", "api.cli_labels", "api.cli_production", "benchmarks.cli")
 
 
 def _add_index(sub) -> None:
@@ -215,8 +216,9 @@ def _add_index(sub) -> None:
     s.add_argument("--no-speech", action="store_true")
     s.add_argument("--no-ocr", action="store_true")
     s.add_argument("--no-visual", action="store_true")
-    s.add_argument("--objects", action="store_true",
-                   help="label COCO objects and people counts on keyframes (models: scripts/human-models-onnx.sh)")
+    s.add_argument("--no-objects", action="store_true", help="no COCO object labels on keyframes")
+    s.add_argument("--no-faces", action="store_true", help="no face detection (gender, age, expression, descriptor)")
+    s.add_argument("--no-picture", action="store_true", help="no style, light and colour labels")
     s.add_argument("--max-bytes", type=int, help="refuse files larger than this")
     s.add_argument("--accept-damage", action="store_true",
                    help="exit 0 when videos are damaged (indexed as far as they decode); failures still exit 1")

@@ -1,0 +1,293 @@
+"""Frame labellers (issue 15): objects, faces, picture statistics; the label rows in the
+catalog; the concept bank; label filters; the label timeline over the API and CLI; a
+missing model degrades to a warning while the other labellers run."""
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from engine.catalog import FaceRecord
+from engine.index import VideoIndex
+from indexer import human_models, picture
+from indexer.labels import derived_labels, face_words
+from indexer.options import IndexOptions
+from indexer.pipeline import index_paths
+from indexer.stages import build_stages
+from indexer.stages.faces import FacesStage
+from indexer.stages.objects import ObjectsStage
+from query.concepts import describe, evidence, find_concepts
+from query.filters import labels_pass
+from query.parse import parse
+from query.planner import Searcher, SearchOptions
+from tests import synth
+
+OPTS = IndexOptions(speech=False, ocr=False, graph=False, timeline=False)
+DESC = np.ones(1024, np.float32) / 32.0
+
+
+def two_people_and_a_dog(rgb):
+    return [("person", 0.9, (0, 0, 48, 64)), ("person", 0.6, (48, 0, 96, 64)), ("dog", 0.5, (10, 30, 40, 60)),
+            ("cup", 0.25, (0, 0, 1, 1))]  # below MIN_SCORE: not a label
+
+
+def one_face(rgb):
+    return [(20.0, 10.0, 50.0, 45.0, 0.99)]
+
+
+def smiling_woman(face_rgb):
+    return {"gender": "female", "gender_p": 0.95, "age": 31.0, "emotion": "happy", "emotion_p": 0.9,
+            "descriptor": DESC}
+
+
+def _stages(opts, detect=two_people_and_a_dog, faces=True):
+    out = []
+    for st in build_stages(opts):
+        if st.name == "objects":
+            st = ObjectsStage(detect)
+        elif st.name == "faces":
+            st = FacesStage(one_face, smiling_woman) if faces else st
+        out.append(st)
+    return out
+
+
+# -- labellers on frames with a known answer ----------------------------------------------
+
+
+def _frame(tmp_path, source: str, vf: str = "", size=(320, 240)) -> np.ndarray:
+    import av
+
+    path = tmp_path / (source.split("=")[0] + ".mp4")
+    synth._ffmpeg(*synth._lavfi(source, size, 5, 1), *(["-vf", vf] if vf else []), *synth._X264, str(path))
+    with av.open(str(path)) as c:
+        return next(c.decode(video=0)).to_ndarray(format="rgb24")
+
+
+def test_picture_labels_on_rendered_frames(tmp_path, tools, visual_image):
+    from PIL import Image
+
+    bars = _frame(tmp_path, "smptebars")
+    assert picture.test_pattern_score(bars) >= 0.5
+    assert ("style", "test pattern") in {(k, lab) for k, lab, _ in picture.picture_labels(bars)}
+    photo = np.asarray(Image.open(visual_image).convert("RGB"))
+    grey = np.repeat(np.asarray(Image.open(visual_image).convert("L"))[:, :, None], 3, axis=2)
+    assert picture.greyscale_score(grey) >= 0.9 and picture.greyscale_score(photo) == 0.0
+    assert picture.test_pattern_score(photo) == 0.0 and picture.cartoon_score(photo) < 0.5
+    red = np.zeros((90, 160, 3), np.uint8)
+    red[:] = (200, 20, 20)
+    assert ("colour", "red", 1.0) in picture.picture_labels(red)
+    flat_grey = np.full((90, 160, 3), 128, np.uint8)
+    assert picture.greyscale_score(flat_grey) == 0.0  # nothing to call a black-and-white picture
+    assert picture.darkness(np.full((90, 160, 3), 10, np.uint8)) == 1.0 and picture.darkness(photo) == 0.0
+    # a drawing in flat saturated colours with black outlines reads as a cartoon, the photo does not
+    import cv2
+
+    toon = np.full((360, 640, 3), 255, np.uint8)  # two outlined paint cans with eyes, two coloured words
+    for x0, col in ((20, (200, 60, 20)), (330, (40, 90, 220))):
+        cv2.rectangle(toon, (x0, 60), (x0 + 110, 300), col, -1)
+        cv2.rectangle(toon, (x0, 60), (x0 + 110, 300), (0, 0, 0), 6)
+        for x in (x0 + 30, x0 + 80):
+            cv2.circle(toon, (x, 120), 16, (255, 255, 255), -1)
+            cv2.circle(toon, (x, 120), 16, (0, 0, 0), 6)
+            cv2.circle(toon, (x, 124), 6, (0, 0, 0), -1)
+    cv2.putText(toon, "RED", (150, 330), cv2.FONT_HERSHEY_SIMPLEX, 2.5, (220, 30, 30), 14)
+    cv2.putText(toon, "BLUE", (460, 200), cv2.FONT_HERSHEY_SIMPLEX, 2.0, (30, 60, 220), 12)
+    assert picture.cartoon_score(toon) >= 0.5
+    screen = np.full((360, 640, 3), 250, np.uint8)
+    assert picture.screen_score(screen, text_lines=8) >= 0.5 and picture.screen_score(screen, text_lines=0) == 0.0
+
+
+def test_face_words_and_people_counts():
+    woman = FaceRecord(1.0, (0, 0, .2, .2), 0.99, "female", 0.95, 31.0, "happy", 0.9)
+    girl = FaceRecord(1.0, (0, 0, .2, .2), 0.99, "female", 0.9, 8.0)
+    unsure = FaceRecord(1.0, (0, 0, .2, .2), 0.99, "male", 0.6, 45.0, "happy", 0.5)
+    assert {w for w, _ in face_words(woman)} == {"woman", "30-39"}
+    assert {w for w, _ in face_words(girl)} == {"girl", "child", "3-12"}
+    assert {w for w, _ in face_words(unsure)} == {"40-49"}  # gender and expression below their thresholds
+    objs = [("object", "person", 0.9, None), ("object", "person", 0.5, None), ("object", "dog", 0.6, None)]
+    got = {(k, lab) for k, lab, *_ in derived_labels(objs, [woman])}
+    assert {("people", "2"), ("face", "woman"), ("emotion", "happy")} <= got
+    assert ("people", "3") in {(k, lab) for k, lab, *_ in derived_labels([], [woman, girl, unsure])}
+    assert derived_labels([], []) == []
+
+
+def test_concept_bank_on_golden_queries():
+    def names(q):
+        return [sorted({(k, lab) for k, lab, w in c.labels if w == 1.0}) for c in find_concepts(q)]
+
+    assert names("two girls dancing") == [[("people", "2")], [("face", "girl")]]
+    assert names("a smiling old man with a dog on the sofa") == [
+        [("emotion", "happy")], [("face", "elderly")], [("face", "man")], [("object", "dog")], [("object", "couch")]]
+    assert names("black-and-white footage of a street at night") == [
+        [("style", "black and white")], [("scene", "dark")]]  # not the colours black and white
+    assert names("color bars test pattern") == [[("style", "test pattern")]]
+    assert names("a red balloon") == [[("colour", "red")]]
+    assert names("a group of people") == [sorted(("people", str(k)) for k in range(3, 11))]
+    assert names("quarterly revenue report") == []
+    # rarer concepts weigh more: "dog" (1 segment of 10) outweighs "person" (9 of 10)
+    freq = (10, {("object", "person"): 9, ("object", "dog"): 1})
+    concepts = find_concepts("a person with a dog")
+    ev = evidence({1: {("object", "person"): 0.9}, 2: {("object", "dog"): 0.9}}, concepts, freq)
+    assert ev[2] > 2 * ev[1] > 0
+    assert describe({("people", "2"): 0.8, ("face", "woman"): 0.95, ("face", "30-39"): 0.99,
+                     ("emotion", "happy"): 0.9, ("object", "dog"): 0.5, ("object", "cup"): 0.31,
+                     ("colour", "red"): 1.0, ("colour", "blue"): 0.9}) == "2 people, woman, happy, dog, red"
+
+
+def test_label_filters_parse_and_apply():
+    f = parse("dancing people>=2 face:smiling object:sofa -style:animated").filters
+    assert f.people_count.contains(2) and not f.people_count.contains(1)
+    assert f.labels == ("emotion:happy", "object:couch") and f.exclude_labels == ("style:cartoon",)
+    with pytest.raises(Exception, match="did you mean 'woman'"):
+        parse("face:wman")
+    with pytest.raises(Exception, match="number of people"):
+        parse("people>=lots")
+    have = {("people", "2"): 0.9, ("emotion", "happy"): 0.9, ("object", "couch"): 0.6}
+    q = parse("people>=2 face:smiling object:sofa -style:animated")
+    assert labels_pass(have, q)
+    assert not labels_pass({**have, ("style", "cartoon"): 0.9}, q)
+    assert not labels_pass({**have, ("people", "2"): 0.2}, q)  # below the shown threshold: not a person count
+    assert not labels_pass({("emotion", "happy"): 0.9, ("object", "couch"): 0.6}, q)
+    assert not labels_pass({**have, ("emotion", "happy"): 0.7}, q)  # a smile below the shown score
+
+
+# -- the stages through the executor, the catalog, search, API and CLI --------------------
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory, visual_image):
+    if synth.require_tools():
+        pytest.skip(synth.require_tools())
+    d = tmp_path_factory.mktemp("labels")
+    dogs = d / "dogs.mp4"  # a photograph held for 3 s (the detectors below are stand-ins)
+    synth._ffmpeg("-loop", "1", "-i", str(visual_image), "-t", "3", "-r", "5", "-vf", "scale=320:-2",
+                  *synth._X264, *synth._BITEXACT, str(dogs))
+    bars = d / "bars.mp4"
+    synth._ffmpeg(*synth._lavfi("smptebars", (320, 240), 10, 3), *synth._X264, *synth._BITEXACT, str(bars))
+
+    def detect(rgb):  # the colour bars have no people and no dog; the photograph has both
+        return [] if picture.test_pattern_score(rgb) >= 0.5 else two_people_and_a_dog(rgb)
+
+    def faces(rgb):
+        return [] if picture.test_pattern_score(rgb) >= 0.5 else one_face(rgb)
+
+    stages = [ObjectsStage(detect) if st.name == "objects" else FacesStage(faces, smiling_woman)
+              if st.name == "faces" else st for st in build_stages(OPTS)]
+    r = index_paths([str(dogs), str(bars)], d / "idx", options=OPTS, stages=stages)
+    assert [x.status for x in r.results] == ["indexed", "indexed"]
+    return d / "idx", dogs, bars
+
+
+def test_labels_and_faces_are_stored_with_their_segments(labelled):
+    idx_dir, dogs, bars = labelled
+    with VideoIndex.open(idx_dir) as idx:
+        rec = idx.catalog.find_by_source(str(dogs))
+        rows = idx.catalog.labels_of(rec.key)
+        segs = {s.id for s in idx.catalog.segments_of(rec.key)}
+        assert rows and all(r.segment in segs for r in rows)
+        got = {(r.kind, r.label) for r in rows}
+        assert {("object", "person"), ("object", "dog"), ("people", "2"), ("face", "woman"),
+                ("emotion", "happy")} <= got and ("object", "cup") not in got
+        dog = next(r for r in rows if r.label == "dog")
+        assert dog.box is not None and all(0 <= x <= 1 for x in dog.box)
+        faces = idx.catalog.faces_of(rec.key, descriptors=True)
+        assert faces and faces[0].gender == "female" and faces[0].descriptor.shape == (1024,)
+        assert abs(float(np.linalg.norm(faces[0].descriptor)) - 1.0) < 1e-2
+        seg = idx.catalog.segments_of(rec.key)[0]
+        assert "dog" not in {lab[0] for lab in seg.labels}  # labels are not BM25 text
+        b = idx.catalog.find_by_source(str(bars))
+        assert ("style", "test pattern") in {(r.kind, r.label) for r in idx.catalog.labels_of(b.key)}
+        assert not idx.catalog.faces_of(b.key)
+        assert rec.stats["faces"]["faces"] >= 1
+
+
+def test_search_uses_labels_as_evidence_and_filters(labelled):
+    idx_dir, dogs, bars = labelled
+    with VideoIndex.open(idx_dir) as idx:
+        s = Searcher(idx)
+        hits = s.search("object:dog", options=SearchOptions(k=5)).hits
+        assert [h.source for h in hits] == [str(dogs)]
+        assert "dog" in hits[0].seen and hits[0].snippet.startswith("seen: 2 people")
+        assert [h.source for h in s.search("people>=2", options=SearchOptions(k=5)).hits] == [str(dogs)]
+        assert s.search("people>=3", options=SearchOptions(k=5)).hits == []
+        assert [h.source for h in s.search("style:test-pattern", options=SearchOptions(k=5)).hits] == [str(bars)]
+        # text plus a label filter: only the moments that show the label survive
+        hits = s.search("colour bars test pattern -object:dog", options=SearchOptions(k=5)).hits
+        assert [h.source for h in hits] == [str(bars)]
+        hits = s.search("a smiling woman with her dog", options=SearchOptions(k=5)).hits
+        assert hits[0].source == str(dogs) and "woman" in hits[0].seen
+
+
+def test_label_timeline_over_the_api_and_cli(labelled, capsys):
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.cli import main
+    from api.settings import Settings
+
+    idx_dir, dogs, _ = labelled
+    with VideoIndex.open(idx_dir) as idx:
+        vid = idx.catalog.find_by_source(str(dogs)).video_id
+    app = create_app(idx_dir, Settings(rate=0, warm_models=False))
+    with TestClient(app) as c:
+        r = c.get(f"/v1/videos/{vid}/labels")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        by = {(x["kind"], x["label"]): x for x in body["labels"]}
+        assert {("object", "dog"), ("people", "2"), ("face", "woman"), ("emotion", "happy")} <= set(by)
+        inst = by[("object", "dog")]["instances"]
+        assert inst and inst[0]["start"] == 0.0 and inst[-1]["end"] > 2.5
+        assert body["faces"] and body["faces"][0]["gender"] == "female"
+        only = c.get(f"/v1/videos/{vid}/labels", params={"kind": "object", "faces": "false"}).json()
+        assert {x["kind"] for x in only["labels"]} == {"object"} and "faces" not in only
+        assert c.get(f"/v1/videos/{vid}/labels", params={"kind": "feelings"}).status_code == 400
+        assert c.get("/v1/videos/nope/labels").status_code == 404
+    assert main(["labels", vid, "--index", str(idx_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "object" in out and "dog" in out and "0.0-" in out
+    assert main(["labels", vid, "--index", str(idx_dir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["video_id"] == vid
+
+
+def test_without_the_models_labellers_warn_and_the_rest_runs(tmp_path, tools, monkeypatch, caplog):
+    import indexer.stages.objects as objects
+
+    monkeypatch.setenv("VIDSEEK_HUMAN_MODELS", str(tmp_path / "nowhere"))
+    monkeypatch.setattr(objects, "_warned", set())
+    clip = synth.make_no_audio_clip(tmp_path, seconds=2.0)
+    with caplog.at_level(logging.WARNING, logger="vidseek.indexer"):
+        r = index_paths([str(clip)], tmp_path / "idx", options=OPTS)
+    assert [x.status for x in r.results] == ["indexed"]
+    assert any("objects labels off" in m and "human-models-onnx.sh" in m for m in caplog.messages)
+    with VideoIndex.open(tmp_path / "idx") as idx:
+        rec = idx.catalog.find_by_source(str(clip))
+        skipped = rec.stats.get("skipped_stages", [])
+        assert "objects: models not installed" in skipped and "faces: models not installed" in skipped
+        assert "picture" in rec.stats["stages"]  # the labeller that needs no model still ran
+        assert {r.kind for r in idx.catalog.labels_of(rec.key)} <= {"colour", "style", "scene"}
+
+
+def test_build_stages_lists_the_labellers_and_options_turn_them_off():
+    names = [st.name for st in build_stages(IndexOptions())]
+    assert names.index("objects") < names.index("faces") < names.index("ocr") < names.index("picture")
+    off = [st.name for st in build_stages(IndexOptions(objects=False, faces=False, picture=False))]
+    assert not {"objects", "faces", "picture"} & set(off)
+
+
+@pytest.mark.skipif(not human_models.available(), reason="converted models absent: run scripts/human-models-onnx.sh")
+def test_real_models_on_a_photograph(visual_image):
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(visual_image).convert("RGB"))
+    found = human_models.detect_objects(rgb)
+    assert found and found[0][0] == "person" and found[0][1] >= 0.3, found
+    from indexer.stages.faces import _detect, _read
+
+    faces = _detect(rgb)
+    assert len(faces) == 1 and faces[0][4] >= 0.9
+    r = _read(human_models.face_crop(rgb, faces[0][:4]))
+    # FaceRes reads her age (about 60 here; she was 78) but calls her male at 0.93: gender
+    # readings are measured against hand labels before any is shown (benchmarks suite labels)
+    assert r["age"] >= 45 and r["emotion"] == "neutral" and r["descriptor"].shape == (1024,)
