@@ -363,6 +363,10 @@ class VideoIndex:
         """Per segment id, its keyframes' (time, visual vector) pairs."""
         return self.catalog.keyframe_vectors(list(segment_ids))
 
+    def second_vectors(self, segment_ids: Sequence[int]) -> dict:
+        """Per segment id, the (time, visual vector) pairs of its 1 fps timeline frames."""
+        return self.catalog.second_vectors(list(segment_ids))
+
     def list_videos(self, *, tenant: str | None = None, limit: int = 100) -> list[VideoRecord]:
         return self.catalog.list_videos(tenant=tenant, limit=limit)
 

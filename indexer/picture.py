@@ -34,16 +34,17 @@ def _hsv(rgb: np.ndarray) -> np.ndarray:
 
 
 def greyscale_score(rgb: np.ndarray) -> float:
-    """1.0 for a frame with no colour (every pixel's saturation low) and some contrast;
-    0 for a colour frame. A flat grey or black card scores 0 (nothing to call a
-    black-and-white picture)."""
+    """1.0 for a frame with no colour (nearly every lit pixel's saturation low, the 99th
+    percentile: a small coloured figure in a grey blizzard is not a black-and-white
+    picture) and some contrast; 0 for a colour frame. A flat grey or black card scores
+    0 (nothing to call a black-and-white picture)."""
     hsv = _hsv(_small(rgb))
     s, v = hsv[:, 1], hsv[:, 2]
     lit = v > 40  # saturation of near-black pixels is noise
     if lit.mean() < 0.2 or float(v.std()) < 18:
         return 0.0
-    p95 = float(np.percentile(s[lit], 95))
-    return float(np.clip((40.0 - p95) / 20.0, 0.0, 1.0))
+    p99 = float(np.percentile(s[v > 15], 99))  # dim coloured pixels count; black ones are noise
+    return float(np.clip((45.0 - p99) / 20.0, 0.0, 1.0))
 
 
 def test_pattern_score(rgb: np.ndarray) -> float:

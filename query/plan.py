@@ -74,6 +74,7 @@ class SearchOptions:
     params: SearchParams | None = None  # nprobe / efSearch / k_factor for the vector store
     merge_ratio: float = 0.8  # neighbours within this share of a moment's best join it
     exact_moments: bool = True  # cut each moment's range from the evidence timeline (query.boundaries)
+    frames: str = "keyframes"  # the frames a visual score takes its best match from: keyframes or seconds (1 fps)
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= 1000:
@@ -82,6 +83,8 @@ class SearchOptions:
             raise InputError(f"fusion must be auto, {', '.join(FUSION_METHODS)}; got {self.fusion!r}")
         if self.per_video < 1:
             raise InputError(f"per_video must be >= 1, got {self.per_video}")
+        if self.frames not in ("keyframes", "seconds"):
+            raise InputError(f"frames must be keyframes or seconds, got {self.frames!r}")
         bad = set(self.retrievers) - set(RETRIEVERS)
         if bad or not self.retrievers:
             raise InputError(f"retrievers must be a non-empty subset of {', '.join(RETRIEVERS)};"

@@ -132,7 +132,8 @@ class Searcher:
         hits: list[Hit] = []
         if found.by_id:
             cands = found.by_id
-            cos, dense = exact_scores(self.index, cands, blocks, plan.weights, keyframes=opts.rerank)
+            cos, dense = exact_scores(self.index, cands, blocks, plan.weights, keyframes=opts.rerank,
+                                      frames=opts.frames)
             scores = fuse(plan, cands, dense, retrieved)
             if plan.concepts:
                 scores = add_evidence(plan.concepts, plan.weights.get("visual", 0.0), scores,

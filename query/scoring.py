@@ -101,11 +101,12 @@ def gather(index: VideoIndex, plan: Plan, retrieved: Retrieved, videos) -> Candi
 
 
 def exact_scores(index: VideoIndex, cands: Mapping[int, Candidate], blocks: dict[str, np.ndarray],
-                 weights: Mapping[str, float], *, keyframes: bool
+                 weights: Mapping[str, float], *, keyframes: bool, frames: str = "keyframes"
                  ) -> tuple[dict[int, dict[str, float]], dict[int, float]]:
     """Per candidate: its cosine per modality (from the index's exact vectors; with
-    ``keyframes``, the visual cosine mixes in its best-matching keyframe) and its dense
-    score (the weighted mean over the modalities it has). Returns (cosines, dense)."""
+    ``keyframes``, the visual cosine mixes in its best-matching frame: of its keyframes,
+    or with ``frames="seconds"`` of its 1 fps timeline frames) and its dense score (the
+    weighted mean over the modalities it has). Returns (cosines, dense)."""
     ids = list(cands)
     cos: dict[int, dict[str, float]] = {i: {} for i in ids}
     mods = [m for m in MODALITIES if m in blocks]
@@ -118,8 +119,9 @@ def exact_scores(index: VideoIndex, cands: Mapping[int, Candidate], blocks: dict
             cos[sid][m] = sim
     if keyframes and "visual" in blocks:
         mix = RERANK["keyframe_mix"]
-        for sid, frames in index.keyframe_vectors(ids).items():
-            best = max(float(v @ blocks["visual"]) for _, v in frames)
+        read = index.second_vectors if frames == "seconds" else index.keyframe_vectors
+        for sid, fs in read(ids).items():
+            best = max(float(v @ blocks["visual"]) for _, v in fs)
             if "visual" in cos[sid]:
                 cos[sid]["visual"] = (1 - mix) * cos[sid]["visual"] + mix * best
     dense: dict[int, float] = {}

@@ -49,10 +49,10 @@ def _names(stages) -> list[str]:
 
 
 def test_builder_lists_the_stages_the_options_ask_for_in_order():
-    assert _names(build_stages(IndexOptions())) == [cls.name for cls in STAGES if cls.name != "objects"]
-    assert "objects" in _names(build_stages(IndexOptions(objects=True)))  # off by default
+    assert _names(build_stages(IndexOptions())) == [cls.name for cls in STAGES]  # every labeller on
+    assert "objects" not in _names(build_stages(IndexOptions(objects=False)))
     assert _names(build_stages(IndexOptions(speech=False))) == [
-        "probe", "shots", "keyframes", "visual", "ocr", "text_embed", "timeline"]
+        "probe", "shots", "keyframes", "visual", "objects", "faces", "ocr", "picture", "text_embed", "timeline"]
     assert _names(build_stages(IndexOptions(visual=False, ocr=False))) == [
         "probe", "shots", "audio", "speech", "text_embed", "timeline"]
     # OCR alone still needs the keyframes stage

@@ -558,6 +558,19 @@ class Catalog:
                 out.setdefault(seg, []).append((t, _f32(data)))
         return out
 
+    def second_vectors(self, segment_ids: Sequence[int]) -> dict[int, list[tuple[float, np.ndarray]]]:
+        """Per segment, the (time, visual vector) of the evidence timeline's 1 fps frames
+        inside it: denser than its keyframes."""
+        out: dict[int, list[tuple[float, np.ndarray]]] = {}
+        for chunk in _chunks([int(i) for i in segment_ids], 500):
+            for seg, t, data in self._conn().execute(
+                "SELECT s.id, u.start, u.vector FROM segments s JOIN timeline u ON u.video = s.video"
+                " AND u.kind = 'visual' AND u.start >= s.start AND u.start < s.end"
+                f" WHERE u.vector IS NOT NULL AND s.id IN ({','.join('?' * len(chunk))}) ORDER BY u.start",
+                chunk,
+            ):
+                out.setdefault(seg, []).append((t, np.frombuffer(data, dtype=np.float16).astype(np.float32)))
+        return out
 
     def words_between(self, video_key: int, start: float, end: float) -> list:
         rows = self._conn().execute(
