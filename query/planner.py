@@ -154,7 +154,7 @@ class Searcher:
             if self.ranking is None:
                 hits = make_hits(scores)
             else:
-                hits, ranker = self.ranking.rank(search_id, plan, cands, cos, dense, scores, make_hits)
+                hits, ranker = self.ranking.rank(search_id, plan, cands, cos, dense, scores, make_hits, blocks)
         return SearchResponse(query, expl.to_dict(), (time.perf_counter() - t0) * 1000, hits, parsed.to_dict(),
                               search_id, ranker)
 

@@ -287,3 +287,65 @@ def test_interleaving_credits_the_better_ranker_on_a_simulated_stream():
         tally.add(credit(il.teams, clicks))
     assert tally.b > 3 * tally.a
     assert tally.preference_b > 0.5
+
+
+# -- click memory --------------------------------------------------------------------------
+def test_click_memory_lifts_what_users_chose_for_the_same_need_only():
+    from query.learn.memory import ClickMemory
+    from query.learn.train import Scorer
+
+    rng = np.random.default_rng(9)
+    v = rng.normal(size=16)
+    v /= np.linalg.norm(v)
+    other = rng.normal(size=16)
+    other -= (other @ v) * v
+    other /= np.linalg.norm(other)  # orthogonal: another need
+    near = v + 0.2 * other
+    near /= np.linalg.norm(near)  # a rephrasing (cosine ~0.98)
+    mem = ClickMemory.build({("t", "red boat"): (v, {"a": 0.1, "b": 0.9, "c": 0.2}),
+                             ("u", "red boat"): (v, {"a": 0.9, "b": 0.0})})
+    p = mem.prior(near, "t")
+    assert p["b"] > 0 > p["a"] and p["b"] == max(p.values())
+    assert mem.prior(other, "t") == {} and mem.prior(None, "t") == {}
+    assert mem.prior(near, "u")["a"] > 0  # each tenant's clicks stay its own
+    qc = QueryCandidates("red boat!", "visual", np.arange(3, dtype=np.int64), ["a", "b", "c"],
+                         np.array([0.9, 0.5, 0.4]), np.zeros((3, N_FEATURES)), qvec=near)
+    assert qc.ranking(None) == ["a", "b", "c"]
+    assert Scorer(None, mem, 1.0).ranking(qc, 3, "t")[0] == "b"
+    far = QueryCandidates(qc.query, qc.label, qc.video_keys, qc.clips, qc.base, qc.x, qvec=other)
+    assert Scorer(None, mem, 1.0).ranking(far, 3, "t") == ["a", "b", "c"]
+
+
+def test_model_with_memory_round_trips(tmp_path):
+    from query.learn.memory import ClickMemory
+
+    v = np.ones(8, dtype=np.float32) / np.sqrt(8)
+    mem = ClickMemory.build({("t", "q"): (v, {"a": 0.8, "b": 0.1})})
+    model = LinearRanker.from_vector(np.zeros(N_FEATURES), beta=0.3, memory=mem)
+    assert model.version != LinearRanker.from_vector(np.zeros(N_FEATURES)).version
+    store = ModelStore(tmp_path)
+    store.save(model)
+    back = store.load(model.version)
+    assert back.beta == 0.3 and back.memory.texts == ["q"] and back.memory.prior(v, "t") == mem.prior(v, "t")
+
+
+def test_safety_gate_sees_through_a_memory_that_hides_a_worse_linear_part():
+    from query.learn.memory import ClickMemory
+    from query.learn.train import Scorer
+
+    rng = np.random.default_rng(10)
+    judged, entries = [], {}
+    for j in _synthetic_queries(30, seed=11):
+        v = rng.normal(size=32)
+        v /= np.linalg.norm(v)
+        qc = j.cands
+        judged.append(JudgedQuery(QueryCandidates(qc.query, qc.label, qc.video_keys, qc.clips, qc.base, qc.x, v),
+                                  j.relevant, j.kind))
+        entries[("t", qc.query)] = (v, {c: 1.0 if c in j.relevant else 0.0 for c in qc.clips})
+    mem = ClickMemory.build(entries)  # users asked every judged need and found its answer
+    bad = np.zeros(N_FEATURES)
+    bad[0] = -2.0
+    assert judged_metrics(Scorer(bad, mem, 3.0), judged)["overall"]["MRR"] > judged_metrics(None, judged)["overall"]["MRR"]
+    verdict = gate(Scorer(bad, mem, 3.0), None, judged=judged)
+    assert not verdict.ok and any(r.startswith("judged without memory") for r in verdict.reasons)
+    assert gate(Scorer(None, mem, 3.0), None, judged=judged).ok  # the memory alone may go live

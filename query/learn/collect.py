@@ -44,4 +44,4 @@ def collect(searcher, query: str, options: SearchOptions | None = None,
         query=query, label=plan.label,
         video_keys=np.array([cands[i].seg.video for i in ids], dtype=np.int64),
         clips=[name(cands[i].video) for i in ids],
-        base=np.array([fused[i] for i in ids], dtype=np.float64), x=x)
+        base=np.array([fused[i] for i in ids], dtype=np.float64), x=x, qvec=blocks.get("speech"))

@@ -127,13 +127,16 @@ class QueryCandidates:
     clips: list[str]  # (n,) each segment's video id or clip name, what a click names
     base: np.ndarray  # (n,) the default score
     x: np.ndarray  # (n, N_FEATURES)
+    qvec: np.ndarray | None = None  # the query's text vector (the click memory's key)
 
-    def scores(self, w: np.ndarray | None) -> np.ndarray:
-        return apply_linear(self.base, self.x, self.video_keys, w)
+    def scores(self, w: np.ndarray | None, boost: np.ndarray | None = None) -> np.ndarray:
+        """Segment scores under ``w``, after adding ``boost`` (per segment) to the default."""
+        base = self.base if boost is None else self.base + boost
+        return apply_linear(base, self.x, self.video_keys, w)
 
-    def ranking(self, w: np.ndarray | None, k: int | None = None) -> list[str]:
+    def ranking(self, w: np.ndarray | None, k: int | None = None, boost: np.ndarray | None = None) -> list[str]:
         """Clips best first under ``w`` (None: the default), as the planner orders them."""
-        return clip_ranking(self.scores(w), self.video_keys, self.clips, k)
+        return clip_ranking(self.scores(w, boost), self.video_keys, self.clips, k)
 
     def video_rows(self, w: np.ndarray | None = None) -> dict[str, int]:
         """Per clip, the row of its best segment under ``w``: the moment a user sees."""

@@ -24,6 +24,7 @@ import numpy as np
 
 from engine.errors import InputError, NotFoundError
 from query.learn.features import FEATURES, N_FEATURES
+from query.learn.memory import ClickMemory
 
 __all__ = ["DEFAULT_VERSION", "LinearRanker", "ModelStore", "atomic_write_json"]
 
@@ -32,11 +33,14 @@ DEFAULT_VERSION = "default"  # the hand-set ranking: no learned model
 
 @dataclass(frozen=True)
 class LinearRanker:
-    """``score = fused + w . features``; ``version`` names it in every search response."""
+    """``score = fused + beta x memory prior + w . features``; ``version`` names it in
+    every search response."""
 
     version: str
     weights: Mapping[str, float]
     info: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    beta: float = 0.0  # the click memory's weight (query.learn.memory)
+    memory: ClickMemory | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.weights) - set(FEATURES))
@@ -47,26 +51,37 @@ class LinearRanker:
             raise InputError(f"model {self.version} has a non-finite weight")
 
     @classmethod
-    def from_vector(cls, w: np.ndarray, info: Mapping[str, Any] | None = None) -> LinearRanker:
-        """A model named by its weights' hash (the same weights give the same version)."""
+    def from_vector(cls, w: np.ndarray, info: Mapping[str, Any] | None = None, *, beta: float = 0.0,
+                    memory: ClickMemory | None = None) -> LinearRanker:
+        """A model named by its weights' (and memory's) hash: the same model, the same version."""
         w = np.asarray(w, dtype=np.float64)
         if w.shape != (N_FEATURES,):
             raise InputError(f"a weight vector has {w.shape} entries, features are {N_FEATURES}")
         rounded = [round(float(v), 8) for v in w]
-        digest = hashlib.sha256(json.dumps(rounded).encode()).hexdigest()[:10]
-        return cls(f"lin-{digest}", dict(zip(FEATURES, rounded)), dict(info or {}))
+        h = hashlib.sha256(json.dumps([rounded, round(float(beta), 8)]).encode())
+        if memory is not None:
+            h.update(json.dumps([memory.tenants, memory.texts, memory.labels], sort_keys=True).encode())
+        return cls(f"lin-{h.hexdigest()[:10]}", dict(zip(FEATURES, rounded)), dict(info or {}), float(beta), memory)
+
+    def scorer(self):
+        """This model as a ``query.learn.train.Scorer``."""
+        from query.learn.train import Scorer
+
+        return Scorer(self.vector(), self.memory, self.beta)
 
     def vector(self) -> np.ndarray:
         return np.array([float(self.weights.get(f, 0.0)) for f in FEATURES], dtype=np.float64)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": self.version, "kind": "linear", "weights": dict(self.weights), "info": dict(self.info)}
+        return {"version": self.version, "kind": "linear", "weights": dict(self.weights), "beta": self.beta,
+                "memory_queries": len(self.memory) if self.memory is not None else 0, "info": dict(self.info)}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> LinearRanker:
+    def from_dict(cls, d: Mapping[str, Any], memory: ClickMemory | None = None) -> LinearRanker:
         if d.get("kind") != "linear" or "version" not in d or not isinstance(d.get("weights"), dict):
             raise InputError("not a linear ranker file", hint='expected {"version", "kind": "linear", "weights"}')
-        return cls(str(d["version"]), {str(k): float(v) for k, v in d["weights"].items()}, d.get("info") or {})
+        return cls(str(d["version"]), {str(k): float(v) for k, v in d["weights"].items()}, d.get("info") or {},
+                   float(d.get("beta", 0.0)), memory)
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -91,6 +106,10 @@ class ModelStore:
 
     # -- models ----------------------------------------------------------------------
     def save(self, model: LinearRanker) -> Path:
+        """The model's JSON (after its memory, so that a JSON file is never without it)."""
+        self.models.mkdir(parents=True, exist_ok=True)
+        if model.memory is not None:
+            model.memory.save(self.models / f"{model.version}.memory.npz")
         path = self.models / f"{model.version}.json"
         atomic_write_json(path, model.to_dict())
         return path
@@ -100,10 +119,12 @@ class ModelStore:
         if not path.is_file():
             raise NotFoundError(f"no learned model {version!r} in {self.models}",
                                 hint="`vidseek learn status --index DIR` lists them")
-        return LinearRanker.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        mem = self.models / f"{version}.memory.npz"
+        return LinearRanker.from_dict(json.loads(path.read_text(encoding="utf-8")),
+                                      ClickMemory.load(mem) if mem.is_file() else None)
 
     def versions(self) -> list[str]:
-        return sorted(p.stem for p in self.models.glob("*.json")) if self.models.is_dir() else []
+        return sorted(p.stem for p in self.models.glob("*.json")) if self.models.is_dir() else []  # not the .npz
 
     # -- the live model -------------------------------------------------------------------
     def current_version(self) -> str:

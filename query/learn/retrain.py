@@ -9,11 +9,14 @@ call ``retrain``.
    least ``min_impressions`` times a position-corrected relevance.
 3. Each query's candidates are scored by the planner's stages now
    (``collect.collect``, with the query's tenant), the most frequent ``max_queries``.
-4. ``train.fit_linear`` for each L2 in ``L2_GRID``; the one best on held-out feedback.
+4. ``train.fit_linear`` for each L2 in ``L2_GRID``; the one best on held-out feedback;
+   then the click memory (``memory``) of the train queries, its weight chosen on a
+   fifth of their sessions held out (``train.fit_memory``).
 5. ``train.gate`` against the live model: the judged queries (``LearnConfig.judged``
-   or ``--judged``: clips named by file stem) and the held-out feedback. The model is
-   saved either way (``learn/models/<version>.json`` with this report); it goes live
-   only if the gate passes and learning is not frozen.
+   or ``--judged``: clips named by file stem) and the held-out feedback; the linear
+   ranker with the memory first, else the memory alone. The model is saved either way
+   (``learn/models/<version>.json`` with this report, the memory beside it); it goes
+   live only if the gate passes and learning is not frozen.
 """
 from __future__ import annotations
 
@@ -24,13 +27,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from engine.errors import InputError, NotFoundError
 from query.learn.clickmodel import fit_pbm
 from query.learn.collect import collect
 from query.learn.config import LearnConfig
 from query.learn.ranker import LinearRanker, ModelStore
 from query.learn.store import FeedbackStore
-from query.learn.train import JudgedQuery, feedback_ndcg, fit_linear, gate, training_queries
+from query.learn.train import JudgedQuery, feedback_ndcg, fit_linear, fit_memory, gate, training_queries
 from query.plan import SearchOptions
 
 __all__ = ["retrain", "load_judged", "L2_GRID", "MAX_QUERIES"]
@@ -101,18 +106,27 @@ def retrain(searcher, store: FeedbackStore, models: ModelStore, config: LearnCon
         if best is None or (score or 0.0) > best[0] + 1e-12:
             best = (score or 0.0, l2, w)
     _, l2, w = best
-    report["l2"] = l2
+    train_sessions = [s for s in sessions if s.query in keep and s.query not in held]
+    memory, beta, mem_detail = fit_memory(train_sessions, cands, w, min_impressions=config.min_impressions)
+    report.update(l2=l2, beta=beta, memory_queries=len(memory), memory_ndcg_by_beta=mem_detail["ndcg_by_beta"])
     judged_file = judged or config.judged
     jq: list[JudgedQuery] = []
     if judged_file:
         for text, kind, rel in load_judged(judged_file):
             jq.append(JudgedQuery(collect(searcher, text, name=lambda v: Path(v.source).stem), rel, kind))
     live = models.current()
-    verdict = gate(w, live.vector() if live else None, judged=jq, heldout_cands=cands, heldout_labels=held_labels)
+    info = {"trained_at": report["at"], "l2": l2, "sessions": len(sessions)}
+    # The linear ranker with the click memory; failing the gate, the memory alone.
+    model, verdict = None, None
+    for w_try in (w, np.zeros_like(w)):
+        model = LinearRanker.from_vector(w_try, info, beta=beta, memory=memory)
+        verdict = gate(model.scorer(), live.scorer() if live else None, judged=jq, heldout_cands=cands,
+                       heldout_labels=held_labels)
+        if verdict.ok:
+            break
     report["gate"] = verdict.to_dict()
-    model = LinearRanker.from_vector(w, info={"trained_at": report["at"], "l2": l2, "sessions": len(sessions)})
     report["version"] = model.version
-    model = LinearRanker(model.version, model.weights, {**model.info, "report": report})
+    model = LinearRanker(model.version, model.weights, {**model.info, "report": report}, model.beta, model.memory)
     models.save(model)
     promoted = False
     if verdict.ok and promote and not models.frozen:

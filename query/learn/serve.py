@@ -107,26 +107,34 @@ class LiveRanking:
         self.refresh(force=True)
 
     # -- the hook ------------------------------------------------------------------------------
-    def rescore(self, model: LinearRanker | None, plan, cands, cos, dense, fused) -> dict[int, float]:
+    def rescore(self, model: LinearRanker | None, plan, cands, cos, dense, fused, qvec=None) -> dict[int, float]:
+        """The scores under ``model``: the click memory's boost (queries like this one),
+        then the linear model over the default's top videos."""
         if model is None:
             return dict(fused)
         ids, x = segment_features(plan, cands, cos, dense, fused)
         base = np.array([fused[i] for i in ids], dtype=np.float64)
+        if model.memory is not None and model.beta:
+            base = base + model.memory.boost(qvec, [cands[i].video.video_id for i in ids], model.beta,
+                                             plan.options.tenant)
         keys = np.array([cands[i].seg.video for i in ids], dtype=np.int64)
         new = apply_linear(base, x, keys, model.vector())
         return {i: float(new[r]) for r, i in enumerate(ids)}
 
     def rank(self, search_id: str, plan, cands: Mapping, cos: Mapping, dense: Mapping, fused: Mapping,
-             make_hits: Callable[[Mapping[int, float]], list]) -> tuple[list, dict[str, Any]]:
-        """(the hits, the response's ``ranker`` object)."""
+             make_hits: Callable[[Mapping[int, float]], list], blocks: Mapping | None = None
+             ) -> tuple[list, dict[str, Any]]:
+        """(the hits, the response's ``ranker`` object). ``blocks``: the query's vectors
+        (its text vector keys the click memory)."""
+        qvec = (blocks or {}).get("speech")
         self.refresh()
         model, challenger = self._model, self._challenger
         meta: dict[str, Any] = {"version": model.version if model else DEFAULT_VERSION}
         draw = self._rng.random() if self.store is not None else 1.0
         teams = None
         if challenger is not None and draw < self.config.interleave_share:
-            a = make_hits(self.rescore(model, plan, cands, cos, dense, fused))
-            b = make_hits(self.rescore(challenger, plan, cands, cos, dense, fused))
+            a = make_hits(self.rescore(model, plan, cands, cos, dense, fused, qvec))
+            b = make_hits(self.rescore(challenger, plan, cands, cos, dense, fused, qvec))
             key = lambda h: (h.video_id, round(h.start, 3))  # noqa: E731
             by_key = {key(h): h for h in [*b, *a]}
             merged = team_draft([key(h) for h in a], [key(h) for h in b], plan.options.k, self._rng)
@@ -134,7 +142,7 @@ class LiveRanking:
             teams = list(merged.teams)
             meta.update(interleaved=True, challenger=challenger.version)
         else:
-            hits = make_hits(self.rescore(model, plan, cands, cos, dense, fused))
+            hits = make_hits(self.rescore(model, plan, cands, cos, dense, fused, qvec))
             share = self.config.interleave_share if challenger is not None else 0.0
             if share <= draw < share + self.config.randomise_share and len(hits) > 1:
                 j = self._rng.randrange(min(len(hits), self.config.randomise_depth) - 1)
