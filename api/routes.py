@@ -62,7 +62,8 @@ class SearchOut(BaseModel):
     hits: list[HitOut]
     parsed: dict[str, Any] = {}
     search_id: str = Field("", description="names this search in POST /v1/search/feedback events")
-    ranker: dict[str, Any] = Field({}, description="the ranking model that ordered the hits", examples=[{"version": "default"}])
+    ranker: dict[str, Any] = Field({}, description="the ranking model that ordered the hits",
+                                   examples=[{"version": "default"}])
 
 
 class SearchBody(BaseModel):

@@ -345,7 +345,8 @@ def test_safety_gate_sees_through_a_memory_that_hides_a_worse_linear_part():
     mem = ClickMemory.build(entries)  # users asked every judged need and found its answer
     bad = np.zeros(N_FEATURES)
     bad[0] = -2.0
-    assert judged_metrics(Scorer(bad, mem, 3.0), judged)["overall"]["MRR"] > judged_metrics(None, judged)["overall"]["MRR"]
+    with_memory = judged_metrics(Scorer(bad, mem, 3.0), judged)["overall"]["MRR"]
+    assert with_memory > judged_metrics(None, judged)["overall"]["MRR"]
     verdict = gate(Scorer(bad, mem, 3.0), None, judged=judged)
     assert not verdict.ok and any(r.startswith("judged without memory") for r in verdict.reasons)
     assert gate(Scorer(None, mem, 3.0), None, judged=judged).ok  # the memory alone may go live

@@ -67,7 +67,8 @@ def test_feedback_events_are_stored_once_and_checked(client):
     r = client.post("/v1/search/feedback", json={**ev, "kind": "like", "event_id": None})
     assert r.status_code == 400 and "like" in r.json()["error"]["message"]
     assert client.post("/v1/search/feedback", json={**ev, "kind": "impression"}).status_code == 400
-    assert client.post("/v1/search/feedback", json={"kind": "click", "search_id": sid}).status_code == 400  # no position
+    no_position = {"kind": "click", "search_id": sid}
+    assert client.post("/v1/search/feedback", json=no_position).status_code == 400
     st = client.get("/v1/learn").json()
     assert st["live"] == "default" and st["events"]["click"] == 1 and st["events"]["dwell"] == 1
     assert st["events"]["impression"] >= 2
@@ -77,7 +78,8 @@ def test_retrain_from_feedback_then_freeze(client, idx):
     for q in QUERIES:
         body = _search(client, q)
         if len(body["hits"]) > 1:
-            r = client.post("/v1/search/feedback", json={"kind": "click", "search_id": body["search_id"], "position": 1})
+            click = {"kind": "click", "search_id": body["search_id"], "position": 1}
+            r = client.post("/v1/search/feedback", json=click)
             assert r.status_code == 200
     report = client.post("/v1/learn/retrain").json()
     assert report["status"] == "trained", report

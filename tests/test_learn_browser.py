@@ -16,7 +16,8 @@ import pytest
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn", reason="the browser test runs the real server with uvicorn")
-sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright (pip install playwright)")
+sync_api = pytest.importorskip("playwright.sync_api",
+                               reason="the browser test needs playwright (pip install playwright)")
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.is_file():

@@ -303,7 +303,8 @@ def run(index_dir: Path, query_files: Sequence[Path], cache_dir: Path, cfg: SimC
     inter = interleaving(eval_judged, learned_big, cfg, seed=99)
     inter["from_sessions"] = max(cfg.sizes)
     oracle_eval = judged_metrics(oracle["w"], eval_judged)
-    details = {"oracle_eval": oracle_eval, "default_repeat": default_repeat, "oracle_l2": oracle["l2"], "config": asdict(cfg), "split": {"train": [q.qid for q in train], "eval": [q.qid for q in ev]},
+    details = {"oracle_eval": oracle_eval, "default_repeat": default_repeat, "oracle_l2": oracle["l2"],
+               "config": asdict(cfg), "split": {"train": [q.qid for q in train], "eval": [q.qid for q in ev]},
                "n_texts": len(texts), "fidelity_public_default": fidelity, "default_eval": default_eval,
                "rows": rows, "interleaving": inter}
     details["markdown"] = render_markdown(details)
@@ -401,5 +402,6 @@ def render_markdown(d: dict[str, Any]) -> str:
               f"sessions (B), {il['sessions']} simulated sessions of the held-out needs: wins A {il['wins_a']}, "
               f"B {il['wins_b']}, ties {il['ties']} (preference for B {il['preference_b']:+.3f}; better by MRR: "
               f"{il['truly_better']}, A {il['mrr_a']:.3f}, B {il['mrr_b']:.3f}). Users' MRR on the interleaved lists "
-              f"{il['mrr_interleaved']:.3f}: regret {il['regret_vs_better_list']:+.4f} against the better ranker's list."]
+              f"{il['mrr_interleaved']:.3f}: regret {il['regret_vs_better_list']:+.4f} against the better "
+              "ranker's list."]
     return "\n".join(lines) + "\n"
