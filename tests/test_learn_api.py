@@ -84,6 +84,7 @@ def test_retrain_from_feedback_then_freeze(client, idx):
     report = client.post("/v1/learn/retrain").json()
     assert report["status"] == "trained", report
     assert report["version"].startswith("lin-") and "reasons" in report["gate"]
+    assert report["beta"] in (0.0, 0.1, 0.3, 1.0, 3.0) and report["memory_queries"] >= 1
     assert report["promoted"] == report["gate"]["ok"]
     assert report["version"] in client.get("/v1/learn").json()["models"]
     assert client.post("/v1/learn/freeze", json={"frozen": True}).json()["frozen"] is True

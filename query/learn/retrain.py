@@ -69,6 +69,47 @@ def load_judged(path: str | Path) -> list[tuple[str, str, frozenset[str]]]:
     return out
 
 
+def _score_queries(searcher, keys, progress) -> dict:
+    """Each logged (tenant, text) query's candidates, scored by the planner now."""
+    cands = {}
+    for n, (tenant, text) in enumerate(keys):
+        cands[(tenant, text)] = collect(searcher, text, SearchOptions(tenant=tenant))
+        if n % 100 == 99:
+            progress(f"features: {n + 1}/{len(keys)} queries")
+    return cands
+
+
+def _fit_linear(cands, train_labels, held_labels, config: LearnConfig):
+    """(weights, l2, training queries): the L2 best on the held-out queries' feedback."""
+    tq = training_queries(cands, train_labels)
+    best = None
+    for l2 in sorted({config.l2, *L2_GRID}):
+        w = fit_linear(tq, l2=l2)
+        score = feedback_ndcg(w, cands, held_labels) or 0.0
+        if best is None or score > best[0] + 1e-12:
+            best = (score, l2, w)
+    return best[2], best[1], len(tq)
+
+
+def _judged(searcher, path) -> list[JudgedQuery]:
+    if not path:
+        return []
+    return [JudgedQuery(collect(searcher, text, name=lambda v: Path(v.source).stem), rel, kind)
+            for text, kind, rel in load_judged(path)]
+
+
+def _candidate(w, beta, memory, info, live, judged, cands, held_labels):
+    """The model to save and the gate's verdict: the linear ranker with the click memory,
+    or failing the gate, the memory alone."""
+    for w_try in (w, np.zeros_like(w)):
+        model = LinearRanker.from_vector(w_try, info, beta=beta, memory=memory)
+        verdict = gate(model.scorer(), live.scorer() if live else None, judged=judged, heldout_cands=cands,
+                       heldout_labels=held_labels)
+        if verdict.ok:
+            break
+    return model, verdict
+
+
 def retrain(searcher, store: FeedbackStore, models: ModelStore, config: LearnConfig, *,
             judged: str | Path | None = None, promote: bool = True,
             progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
@@ -82,52 +123,26 @@ def retrain(searcher, store: FeedbackStore, models: ModelStore, config: LearnCon
     if len(sessions) < config.min_sessions:
         return {**report, "status": "too_few_sessions", "promoted": False,
                 "detail": f"{len(sessions)} logged searches, {config.min_sessions} needed (min_sessions)"}
-    freq = Counter(s.query for s in sessions)
-    keys = [k for k, _ in freq.most_common(MAX_QUERIES)]
+    keys = [k for k, _ in Counter(s.query for s in sessions).most_common(MAX_QUERIES)]
     held = {k for k in keys if _held_out(list(k), config.holdout_share)}
-    keep = set(keys)
-    train_rel = fit_pbm([s for s in sessions if s.query in keep and s.query not in held])
+    train_keys = set(keys) - held
+    train_sessions = [s for s in sessions if s.query in train_keys]
+    train_rel = fit_pbm(train_sessions)
     held_rel = fit_pbm([s for s in sessions if s.query in held])
-    report["theta"] = [round(float(t), 4) for t in train_rel.theta]
     progress(f"click model: {len(keys)} queries ({len(held)} held out)")
-    cands = {}
-    for n, (tenant, text) in enumerate(keys):
-        cands[(tenant, text)] = collect(searcher, text, SearchOptions(tenant=tenant))
-        if n % 100 == 99:
-            progress(f"features: {n + 1}/{len(keys)} queries")
-    train_labels = {k: train_rel.for_query(k, config.min_impressions) for k in keys if k not in held}
+    cands = _score_queries(searcher, keys, progress)
     held_labels = {k: held_rel.for_query(k, config.min_impressions) for k in held}
-    tq = training_queries(cands, train_labels)
-    report["training_queries"] = len(tq)
-    best = None
-    for l2 in sorted({config.l2, *L2_GRID}):
-        w = fit_linear(tq, l2=l2)
-        score = feedback_ndcg(w, cands, held_labels)
-        if best is None or (score or 0.0) > best[0] + 1e-12:
-            best = (score or 0.0, l2, w)
-    _, l2, w = best
-    train_sessions = [s for s in sessions if s.query in keep and s.query not in held]
+    w, l2, n_train = _fit_linear(cands, {k: train_rel.for_query(k, config.min_impressions) for k in train_keys},
+                                 held_labels, config)
     memory, beta, mem_detail = fit_memory(train_sessions, cands, w, min_impressions=config.min_impressions)
-    report.update(l2=l2, beta=beta, memory_queries=len(memory), memory_ndcg_by_beta=mem_detail["ndcg_by_beta"])
-    judged_file = judged or config.judged
-    jq: list[JudgedQuery] = []
-    if judged_file:
-        for text, kind, rel in load_judged(judged_file):
-            jq.append(JudgedQuery(collect(searcher, text, name=lambda v: Path(v.source).stem), rel, kind))
-    live = models.current()
+    report.update(theta=[round(float(t), 4) for t in train_rel.theta], training_queries=n_train, l2=l2, beta=beta,
+                  memory_queries=len(memory), memory_ndcg_by_beta=mem_detail["ndcg_by_beta"])
     info = {"trained_at": report["at"], "l2": l2, "sessions": len(sessions)}
-    # The linear ranker with the click memory; failing the gate, the memory alone.
-    model, verdict = None, None
-    for w_try in (w, np.zeros_like(w)):
-        model = LinearRanker.from_vector(w_try, info, beta=beta, memory=memory)
-        verdict = gate(model.scorer(), live.scorer() if live else None, judged=jq, heldout_cands=cands,
-                       heldout_labels=held_labels)
-        if verdict.ok:
-            break
-    report["gate"] = verdict.to_dict()
-    report["version"] = model.version
-    model = LinearRanker(model.version, model.weights, {**model.info, "report": report}, model.beta, model.memory)
-    models.save(model)
+    model, verdict = _candidate(w, beta, memory, info, models.current(), _judged(searcher, judged or config.judged),
+                                cands, held_labels)
+    report.update(gate=verdict.to_dict(), version=model.version)
+    models.save(LinearRanker(model.version, model.weights, {**model.info, "report": report}, model.beta,
+                             model.memory))
     promoted = False
     if verdict.ok and promote and not models.frozen:
         models.promote(model.version, "passed the safety gate: " + json.dumps(verdict.checks, default=str)[:500])
