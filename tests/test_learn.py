@@ -350,3 +350,22 @@ def test_safety_gate_sees_through_a_memory_that_hides_a_worse_linear_part():
     verdict = gate(Scorer(bad, mem, 3.0), None, judged=judged)
     assert not verdict.ok and any(r.startswith("judged without memory") for r in verdict.reasons)
     assert gate(Scorer(None, mem, 3.0), None, judged=judged).ok  # the memory alone may go live
+
+
+def test_service_schedule_retrains_and_stops(tmp_path):
+    import time
+
+    from query.learn.service import LearningService
+
+    svc = LearningService(tmp_path, LearnConfig(retrain_every_s=0.05, min_sessions=10))
+    svc.start(lambda: None)  # with too few sessions a retrain never needs the searcher
+    assert svc.scheduled
+    for _ in range(600):  # poll with a cap: not a timing assertion
+        if svc.last_report is not None:
+            break
+        time.sleep(0.05)
+    svc.close()
+    assert svc.last_report["status"] == "too_few_sessions"
+    assert not svc.scheduled
+    svc.models.freeze()
+    assert svc.retrain(None)["status"] == "frozen"

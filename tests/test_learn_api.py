@@ -114,3 +114,38 @@ def test_cli_learn_status_and_freeze(idx, capsys):
     st = json.loads(out[out.index("{"):])
     assert st["frozen"] is True and st["live"] == "default"
     assert main(["learn", "unfreeze", "--index", str(idx)]) == 0
+
+
+def test_randomised_and_interleaved_searches_are_logged_as_such(idx, tmp_path):
+    import random
+
+    from query.learn.config import LearnConfig
+    from query.learn.serve import LiveRanking
+    from query.learn.store import Event, FeedbackStore
+    from query.plan import SearchOptions
+
+    q, opts = "baking a chocolate cake", SearchOptions(tenant="default")
+    store = FeedbackStore(tmp_path / "feedback.sqlite")
+    with VideoIndex.open(idx) as index:
+        plain = [h.video_id for h in Searcher(index, ranking=None).search(q, options=opts).hits]
+        assert len(plain) > 1
+        swap = LiveRanking(idx, config=LearnConfig(randomise_share=1.0), store=store, rng=random.Random(1))
+        resp = Searcher(index, ranking=swap).search(q, options=opts)
+        shown = [h.video_id for h in resp.hits]
+        assert resp.ranker["randomised"] is True and sorted(shown) == sorted(plain)
+        moved = [i for i, (a, b) in enumerate(zip(shown, plain)) if a != b]
+        assert len(moved) == 2 and moved[1] == moved[0] + 1  # one adjacent pair swapped
+
+        zero = LinearRanker.from_vector(np.zeros(N_FEATURES))
+        ModelStore(idx).save(zero)
+        mix = LiveRanking(idx, config=LearnConfig(randomise_share=0.0, interleave_share=1.0), store=store)
+        mix.set_challenger(zero.version)
+        resp = Searcher(index, ranking=mix).search(q, options=opts)
+        mix.set_challenger(None)
+    assert resp.ranker == {"version": "default", "interleaved": True, "challenger": zero.version}
+    imp = next(i for i in store.impressions() if i["search_id"] == resp.search_id)
+    assert len(imp["teams"]) == len(resp.hits) and set(imp["teams"]) <= {"A", "B"}
+    store.record("default", Event("click", resp.search_id, position=0))
+    (pair, tally), = store.interleaving().items()
+    assert pair == f"default vs {zero.version}" and tally.a + tally.b == 1
+    assert [i["randomised"] for i in store.impressions()] == [True, False]

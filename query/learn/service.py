@@ -48,6 +48,11 @@ class LearningService:
         self._thread = threading.Thread(target=loop, name="vidseek-retrain", daemon=True)
         self._thread.start()
 
+    @property
+    def scheduled(self) -> bool:
+        """Whether the retrain schedule is running."""
+        return self._thread is not None and self._thread.is_alive()
+
     def retrain(self, searcher, **kw) -> dict[str, Any]:
         with self._retrain_lock:  # one at a time: the schedule and a request may meet
             report = retrain(searcher, self.store, self.models, self.config, **kw)
