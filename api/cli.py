@@ -196,7 +196,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return rc
 
 
-_CLI_PLUGINS = ("api.cli_covers", "api.cli_graph", "api.cli_labels", "api.cli_production", "benchmarks.cli")
+_CLI_PLUGINS = ("api.cli_covers", "api.cli_graph", "api.cli_labels", "api.cli_production", "api.cli_learn",
+                "benchmarks.cli")
 
 
 def _add_index(sub) -> None:

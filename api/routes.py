@@ -61,6 +61,9 @@ class SearchOut(BaseModel):
     took_ms: float
     hits: list[HitOut]
     parsed: dict[str, Any] = {}
+    search_id: str = Field("", description="names this search in POST /v1/search/feedback events")
+    ranker: dict[str, Any] = Field({}, description="the ranking model that ordered the hits",
+                                   examples=[{"version": "default"}])
 
 
 class SearchBody(BaseModel):

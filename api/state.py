@@ -97,6 +97,9 @@ class ServiceState:
         self._closed = False
         self._lock = threading.RLock()
         self._searcher: Any = None  # query.planner.Searcher over the handle index() gave last
+        from query.learn.service import LearningService
+
+        self.learning = LearningService(index_dir)  # feedback store, learned ranking, retrain schedule
 
     @classmethod
     def open(cls, index_dir: str | Path, settings: Settings) -> ServiceState:
@@ -129,6 +132,7 @@ class ServiceState:
         if self.settings.warm_models:
             searcher.warm_up()
         self.ready = True
+        self.learning.start(self.searcher)
         return self.jobs.start()
 
     def close(self) -> None:
@@ -147,6 +151,7 @@ class ServiceState:
                     self.reader.close()
                     self.reader = None
                 self._searcher = None
+            self.learning.close()
             self.writer.close()
             self.keys.close()
 
@@ -190,7 +195,7 @@ class ServiceState:
         index = self.index()
         with self._lock:
             if self._searcher is None or self._searcher.index is not index:
-                self._searcher = Searcher(index)
+                self._searcher = Searcher(index, ranking=self.learning.ranking)
             searcher = self._searcher
         index.sync()
         return searcher

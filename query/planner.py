@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -41,10 +43,18 @@ class Searcher:
     """Holds the encoders and classifier for one open index; thread-safe searches."""
 
     def __init__(self, index: VideoIndex, *, intent: IntentClassifier | None = None,
-                 intent_cascade: bool = True, fast_intent: IntentClassifier | None = None) -> None:
+                 intent_cascade: bool = True, fast_intent: IntentClassifier | None = None,
+                 ranking: Any = "auto") -> None:
         from engine.models.registry import get_image_encoder, get_text_encoder
 
         self.index = index
+        # The learned-ranking hook (query.learn.serve.LiveRanking): "auto" serves the
+        # index's live model, if any (none: the default ranking, unchanged); None: never.
+        if ranking == "auto":
+            from query.learn.serve import LiveRanking
+
+            ranking = LiveRanking(index.path)
+        self.ranking = ranking
         self.text_enc = get_text_encoder(index.config.text_encoder)
         self.image_enc = get_image_encoder(index.config.image_encoder, **index.config.image_options)
         self.intent = intent or IntentClassifier.default()
@@ -119,10 +129,11 @@ class Searcher:
         t0 = time.perf_counter()
         opts = options or SearchOptions()
         parsed = parse(query)
+        search_id = uuid.uuid4().hex  # feedback events name the search they are about
         if not parsed.search_text and image is None:
             hits = self._filter_only(parsed, opts)
             return SearchResponse(query, {"label": "filter", "confidence": 1.0, "weights": {}},
-                                  (time.perf_counter() - t0) * 1000, hits, parsed.to_dict())
+                                  (time.perf_counter() - t0) * 1000, hits, parsed.to_dict(), search_id)
         plan, blocks = self.plan(query, image=image, options=opts, parsed=parsed)
         retrieved = retrieve(self.index, plan, blocks)
         found = gather(self.index, plan, retrieved, self._videos_by_keys)
@@ -130,6 +141,7 @@ class Searcher:
         if plan.entity is not None and retrieved.runs():
             expl = replace(expl, entities=plan.entity.to_dict()["entities"])
         hits: list[Hit] = []
+        ranker = {"version": "default"}
         if found.by_id:
             cands = found.by_id
             cos, dense = exact_scores(self.index, cands, blocks, plan.weights, keyframes=opts.rerank,
@@ -140,10 +152,17 @@ class Searcher:
                                       self.index.segment_labels(list(cands)), self.index.label_frequency())
             if opts.rerank:
                 scores = rerank(plan, cands, cos, scores)
-            hits = moments(plan, cands, cos, scores, blocks=blocks,
-                           evidence=self.index if opts.exact_moments else None)
+
+            def make_hits(s):
+                return moments(plan, cands, cos, s, blocks=blocks, evidence=self.index if opts.exact_moments else None)
+
+            if self.ranking is None:
+                hits = make_hits(scores)
+            else:
+                hits, ranker = self.ranking.rank(search_id, plan, cands, cos, dense, scores, make_hits, blocks)
             self._describe(hits)
-        return SearchResponse(query, expl.to_dict(), (time.perf_counter() - t0) * 1000, hits, parsed.to_dict())
+        return SearchResponse(query, expl.to_dict(), (time.perf_counter() - t0) * 1000, hits, parsed.to_dict(),
+                              search_id, ranker)
 
     def _describe(self, hits: list[Hit]) -> None:
         """Each hit's "seen" line from its segments' frame labels; a visual snippet

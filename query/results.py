@@ -42,7 +42,10 @@ class SearchResponse:
     took_ms: float
     hits: list[Hit]
     parsed: dict = field(default_factory=dict)
+    search_id: str = ""  # feedback events (query.learn.store) name the search by it
+    ranker: dict = field(default_factory=lambda: {"version": "default"})  # the ranking model that ordered the hits
 
     def to_dict(self) -> dict:
         return {"query": self.query, "intent": self.intent, "took_ms": round(self.took_ms, 2),
-                "hits": [h.to_dict() for h in self.hits], "parsed": self.parsed}
+                "hits": [h.to_dict() for h in self.hits], "parsed": self.parsed, "search_id": self.search_id,
+                "ranker": self.ranker}
