@@ -1,7 +1,14 @@
-"""``/docs``: Swagger UI served from a package (``swagger-ui-bundle``), so it works with
-no network, and the OpenAPI document's security schemes, so the page has an Authorize
-button (``Authorization: Bearer <key>`` or ``X-API-Key``)."""
+"""``/docs``: Swagger UI served from a package, so it works with no network, and the
+OpenAPI document's security schemes, so the page has an Authorize button
+(``Authorization: Bearer <key>`` or ``X-API-Key``).
+
+The files come from ``fastapi-offline`` (MIT; Swagger UI 5.32.6): only its ``static``
+folder is read, never imported. ``swagger-ui-bundle`` 1.1.0 was tried first: its
+Swagger UI 4.15.5 cannot render the OpenAPI 3.1 documents FastAPI writes."""
 from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -19,13 +26,16 @@ SECURITY_SCHEMES = {
 }
 
 
-def _swagger_assets():
-    """The folder of the packaged Swagger UI, or None when the package is missing."""
-    try:
-        import swagger_ui_bundle
-    except ImportError:
+SWAGGER_PIN = "fastapi-offline==1.7.7"
+
+
+def _swagger_assets() -> Path | None:
+    """The folder of the packaged Swagger UI files, or None when the package is missing."""
+    spec = importlib.util.find_spec("fastapi_offline")
+    if spec is None or not spec.origin:
         return None
-    return swagger_ui_bundle.swagger_ui_path
+    folder = Path(spec.origin).parent / "static"
+    return folder if (folder / "swagger-ui-bundle.js").is_file() else None
 
 
 def install_docs(app: FastAPI) -> None:
@@ -51,10 +61,10 @@ def install_docs(app: FastAPI) -> None:
         if assets is None:
             return HTMLResponse(
                 "<!doctype html><title>vidseek API docs</title><p>The interactive docs need the"
-                " <code>swagger-ui-bundle</code> package (<code>pip install swagger-ui-bundle==1.1.0</code>)."
+                f" <code>fastapi-offline</code> package (<code>pip install {SWAGGER_PIN}</code>)."
                 ' The OpenAPI document is at <a href="/openapi.json">/openapi.json</a>.</p>', status_code=503)
         return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title="vidseek API",
                                    swagger_js_url="/docs-assets/swagger-ui-bundle.js",
                                    swagger_css_url="/docs-assets/swagger-ui.css",
-                                   swagger_favicon_url="/docs-assets/favicon-32x32.png",
+                                   swagger_favicon_url="/docs-assets/favicon.png",
                                    swagger_ui_parameters={"persistAuthorization": True})

@@ -302,3 +302,75 @@ def test_withdraw_removes_only_our_file(tmp_path):
     (tmp_path / "server.json").write_text(json.dumps({"url": "u", "pid": os.getpid() + 1}))
     withdraw(tmp_path)
     assert (tmp_path / "server.json").exists()  # another process's file stays
+
+
+# -- install: ranges, constraints and the packaged models ----------------------------------
+def _requirements():
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = [Requirement(r) for r in meta["dependencies"]]
+    for extra in meta["optional-dependencies"].values():
+        reqs += [Requirement(r) for r in extra]
+    return reqs
+
+
+def _constraints() -> dict[str, str]:
+    from packaging.utils import canonicalize_name
+
+    out = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            out[canonicalize_name(name)] = version
+    return out
+
+
+def test_constraints_pin_every_dependency_inside_its_range():
+    from packaging.utils import canonicalize_name
+
+    pins = _constraints()
+    for req in _requirements():
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{req.name} has no exact version in constraints.txt"
+        assert req.specifier.contains(pins[name], prereleases=True), (
+            f"constraints.txt pins {req.name}=={pins[name]}, outside pyproject's {req.specifier}")
+    names = {canonicalize_name(r.name) for r in _requirements()}
+    assert "torch" not in names and "torchvision" not in names  # installed first by the setup scripts
+    from api.cli_models import PACKAGED
+
+    for p in PACKAGED:  # the --no-deps packages are pinned in both places
+        name, _, version = p.pin.partition("==")
+        assert pins[canonicalize_name(name)] == version
+
+
+def test_default_dependencies_leave_out_torchvision_pullers():
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    deps = {Requirement(r).name for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
+    assert not deps & {"timm", "open-clip-torch", "torchvision", "torch"}
+
+
+def test_models_list_and_fetch(monkeypatch, capsys):
+    import api.cli_models as cm
+
+    assert main(["models", "list", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["package"] for r in rows} == {p.pin for p in cm.PACKAGED}
+    real = cm.importlib.util.find_spec
+    monkeypatch.setattr(cm.importlib.util, "find_spec", lambda name, *a: None if name in ("timm", "nudenet")
+                        else real(name, *a))
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "MISSING" in out and "timm==1.0.31" in out and "vidseek models fetch" in out
+    assert main(["models", "fetch", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "pip install --no-deps timm==1.0.31 nudenet==3.4.2" in out
+    assert main(["models", "fetch", "--dry-run", "--required-only"]) == 0
+    out = capsys.readouterr().out
+    assert "timm==1.0.31" in out and "nudenet" not in out
