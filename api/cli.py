@@ -110,7 +110,7 @@ def _server_for(args: argparse.Namespace):
     """The server to use: ``--server URL`` (with ``--key`` or $VIDSEEK_API_KEY), else the
     live ``vidseek serve`` of ``--index`` (found by its server.json), else None
     (``--no-server``, or none runs)."""
-    from api.discovery import ServerInfo, find_server
+    from vidseek.client import ServerInfo, find_server
 
     if getattr(args, "no_server", False):
         return None
@@ -124,7 +124,7 @@ def _server_for(args: argparse.Namespace):
 
 
 def _client(server, args: argparse.Namespace):
-    from api.discovery import ServerClient
+    from vidseek.client import ServerClient
 
     info, key = server
     tenant = getattr(args, "tenant", None)
@@ -132,11 +132,28 @@ def _client(server, args: argparse.Namespace):
                         tenant=tenant if tenant and tenant != "default" else None)
 
 
+def _follow_jobs(client, jobs: dict[str, str], *, quiet: bool) -> dict[str, dict]:
+    """Poll the server's jobs (source -> job id) until each ends; source -> the job."""
+    import time
+
+    results: dict[str, dict] = {}
+    while len(results) < len(jobs):
+        for src, job_id in jobs.items():
+            if src in results:
+                continue
+            j = client.job(job_id)
+            if j["status"] in ("done", "failed", "abandoned"):
+                results[src] = j
+                if not quiet:
+                    print(f"  {_line(src)}: {j['result'] or j['status']}", file=sys.stderr)
+        if len(results) < len(jobs):
+            time.sleep(0.5)
+    return results
+
+
 def _index_via_server(args: argparse.Namespace, server) -> int:
     """``vidseek index`` while ``vidseek serve`` holds the index: hand each file to the
     server as a path-ingest job (with its sidecar metadata) and follow the jobs."""
-    import time
-
     from indexer.ingest import discover
     from indexer.metadata import load_sidecar
 
@@ -163,20 +180,8 @@ def _index_via_server(args: argparse.Namespace, server) -> int:
             jobs[src] = job["job_id"]
         except VidseekError as e:
             failures.append({"source": src, "code": e.code, "reason": str(e)})
-    results: dict[str, dict] = {}
-    while len(results) < len(jobs):
-        for src, job_id in jobs.items():
-            if src in results:
-                continue
-            j = client.job(job_id)
-            if j["status"] in ("done", "failed", "abandoned"):
-                results[src] = j
-                if not args.quiet:
-                    print(f"  {_line(src)}: {j['result'] or j['status']}", file=sys.stderr)
-        if len(results) < len(jobs):
-            time.sleep(0.5)
     by: dict[str, int] = {}
-    for src, j in results.items():
+    for src, j in _follow_jobs(client, jobs, quiet=args.quiet).items():
         if j["status"] == "done":
             by[j["result"]] = by.get(j["result"], 0) + 1
         else:

@@ -16,7 +16,7 @@ import json
 import sys
 
 from api.auth import KeyStore, service_db_path
-from api.discovery import find_server
+from vidseek.client import find_server
 from engine.errors import VidseekError
 
 __all__ = ["main"]

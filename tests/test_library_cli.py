@@ -235,7 +235,7 @@ def running_server(tmp_path, clips):
 
 
 def test_cli_uses_the_running_server(running_server, clips, tmp_path, capsys):
-    from api.discovery import find_server
+    from vidseek.client import find_server
 
     idx, url, stop = running_server
     assert oct((idx / "server.json").stat().st_mode & 0o777) == "0o600"
@@ -276,7 +276,7 @@ def test_cli_uses_the_running_server(running_server, clips, tmp_path, capsys):
 
 
 def test_server_file_goes_with_the_server_and_a_stale_one_is_ignored(tmp_path, clips, capsys):
-    from api.discovery import SERVER_FILE, find_server
+    from vidseek.client import SERVER_FILE, find_server
 
     idx = tmp_path / "idx"
     assert main(["index", str(clips[0]), "--index", str(idx), *FAST]) == 0
@@ -292,7 +292,8 @@ def test_server_file_goes_with_the_server_and_a_stale_one_is_ignored(tmp_path, c
 
 
 def test_withdraw_removes_only_our_file(tmp_path):
-    from api.discovery import advertise, read_server_file, withdraw
+    from api.discovery import advertise, withdraw
+    from vidseek.client import read_server_file
 
     advertise(tmp_path, "0.0.0.0", 8123, "tok")
     info = read_server_file(tmp_path)

@@ -14,15 +14,9 @@ running ``vidseek serve``. See docs/library.md.
 """
 from __future__ import annotations
 
+from vidseek.client import ServerClient as Client
+from vidseek.client import ServerError
 from vidseek.index import AddReport, Hit, Index, SearchResult, Video
 from vidseek.version import __version__
 
-__all__ = ["Index", "Hit", "SearchResult", "Video", "AddReport", "Client", "__version__"]
-
-
-def __getattr__(name: str):
-    if name == "Client":  # the HTTP client, imported only when used
-        from api.discovery import ServerClient
-
-        return ServerClient
-    raise AttributeError(f"module 'vidseek' has no attribute {name!r}")
+__all__ = ["Index", "Hit", "SearchResult", "Video", "AddReport", "Client", "ServerError", "__version__"]
