@@ -308,3 +308,20 @@ def test_webhook_gives_up_after_its_tries_and_signature_expires():
     assert not verify_signature(b"k", b"{}", old, now=1000 + 3600)  # a replay an hour later
     with pytest.raises(ValueError):
         WebhookConfig("ftp://example.com/x")
+
+
+def test_first_key_while_running_ends_local_mode_and_the_server_says_so(tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="vidseek.api"):
+        with TestClient(create_app(tmp_path / "idx", Settings(warm_models=False))) as c:
+            assert c.get("/v1/videos").status_code == 200
+            store = KeyStore(service_db_path(tmp_path / "idx"))
+            key, rec = store.create("default", "search")
+            assert c.get("/v1/videos").status_code == 401
+            assert c.get("/v1/videos", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+            store.revoke(rec.key_id)
+            assert c.get("/v1/videos").status_code == 200  # back to local mode
+            store.close()
+    said = [r.getMessage() for r in caplog.records if "local single-user mode" in r.getMessage()]
+    assert any("OFF" in m for m in said) and any("ON" in m for m in said)
