@@ -27,7 +27,8 @@ from api.settings import Settings, parse_allow_roots
 from api.state import ServiceState
 from vidseek.version import __version__
 
-__all__ = ["Settings", "ServiceState", "ApiError", "Metrics", "create_app", "run", "STATUS_BY_CODE"]
+__all__ = ["Settings", "ServiceState", "ApiError", "Metrics", "create_app", "run", "settings_from_args",
+           "STATUS_BY_CODE"]
 
 log = logging.getLogger("vidseek.api")
 
@@ -101,20 +102,9 @@ def create_app(index_dir: str | Path, settings: Settings | None = None) -> FastA
     return app
 
 
-def run(args) -> int:
-    """``vidseek serve --index DIR [--host H] [--port P]`` (optional ``--allow-root
-    [TENANT=]DIR`` repeated, ``--max-upload-bytes N``, ``--rate R``, when the CLI defines them)."""
-    import uvicorn
-
-    # `vidseek` configures the root logger at WARNING; the service's own logs (start-up
-    # mode, one JSON access line per request) go to stderr at INFO regardless.
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    for name in ("vidseek.access", "vidseek.api"):
-        lg = logging.getLogger(name)
-        lg.setLevel(logging.INFO)
-        lg.addHandler(handler)
-        lg.propagate = False
+def settings_from_args(args) -> Settings:
+    """The ``Settings`` of ``vidseek serve``'s flags (``--rate 0`` is no limit; no
+    ``--rate`` is none in local mode and the default per key otherwise)."""
     roots, tenant_roots = parse_allow_roots(getattr(args, "allow_root", None) or [])
     webhook, secret = None, None
     if getattr(args, "webhook", None):
@@ -139,6 +129,24 @@ def run(args) -> int:
         rate=rate,  # None: no limit in local mode, DEFAULT_RATE with keys; 0: off
         webhook=webhook, webhook_secret=secret, advertise=True,
     )
+    return settings
+
+
+def run(args) -> int:
+    """``vidseek serve --index DIR [--host H] [--port P]`` (optional ``--allow-root
+    [TENANT=]DIR`` repeated, ``--max-upload-bytes N``, ``--rate R``, when the CLI defines them)."""
+    import uvicorn
+
+    # `vidseek` configures the root logger at WARNING; the service's own logs (start-up
+    # mode, one JSON access line per request) go to stderr at INFO regardless.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for name in ("vidseek.access", "vidseek.api"):
+        lg = logging.getLogger(name)
+        lg.setLevel(logging.INFO)
+        lg.addHandler(handler)
+        lg.propagate = False
+    settings = settings_from_args(args)
     app = create_app(args.index, settings)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False,
                 timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 10)

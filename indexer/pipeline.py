@@ -28,7 +28,6 @@ from queue import Empty
 from typing import Sequence
 
 from engine.config import IndexConfig
-from engine.errors import InputError
 from engine.index import VideoIndex
 from indexer.ingest import (
     MEDIA_EXTENSIONS, Decision, EventFn, FileResult, IndexReport, IngestEvent, NotAFileError, commit, decide,
@@ -91,7 +90,6 @@ def index_paths(
     sidecar: Sidecar | None = metadata if isinstance(metadata, Sidecar) else (
         load_sidecar(metadata) if metadata else None)
     stages = list(stages) if stages is not None else build_stages(options)
-    _refuse_nothing_to_index(paths, index_dir)
     index = open_writer(index_dir, config)
     try:
         sources, refused = discover(paths)  # missing paths, FIFOs, devices, symlink loops: reported
@@ -107,19 +105,6 @@ def index_paths(
         index.close()
     report.wall_seconds = time.perf_counter() - t_start
     return report
-
-
-def _refuse_nothing_to_index(paths: Sequence[str], index_dir: str | Path) -> None:
-    """A new index is not created for paths that are all missing: that run could only
-    leave an empty index folder behind (an existing index records them as failures)."""
-    if VideoIndex.read_config(index_dir) is not None:
-        return
-    if not paths:
-        raise InputError("no paths to index", hint="name video files or folders")
-    if not any(os.path.lexists(p) for p in paths):
-        shown = ", ".join(repr(str(p)) for p in list(paths)[:5]) + (" ..." if len(paths) > 5 else "")
-        raise InputError(f"nothing to index: {shown} {'does' if len(paths) == 1 else 'do'} not exist;"
-                         f" {index_dir} was not created", hint="check the path(s)")
 
 
 def _decide_all(index: VideoIndex, sources: list[str], options: IndexOptions, sidecar: Sidecar | None,

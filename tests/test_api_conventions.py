@@ -65,29 +65,16 @@ def test_keys_get_the_default_limit_and_rate_zero_turns_it_off(tmp_path):
 
 
 def test_rate_flag_zero_reaches_the_settings():
-    from api import app as app_mod
+    from api.app import settings_from_args
     from api.cli import build_parser
 
-    seen = {}
-
-    class Stop(Exception):
-        pass
-
-    def fake_create(index, settings):
-        seen["settings"] = settings
-        raise Stop
-
-    args = build_parser().parse_args(["serve", "--index", "x", "--rate", "0"])
-    orig = app_mod.create_app
-    app_mod.create_app = fake_create
-    try:
-        with pytest.raises(Stop):
-            app_mod.run(args)
-    finally:
-        app_mod.create_app = orig
-    assert seen["settings"].rate == 0 and seen["settings"].rate_for(False) == 0  # off, not the default
-    args = build_parser().parse_args(["serve", "--index", "x"])
-    assert Settings(rate=args.rate).rate_for(True) == 0 and Settings(rate=args.rate).rate_for(False) == 20
+    off = settings_from_args(build_parser().parse_args(["serve", "--index", "x", "--rate", "0"]))
+    assert off.rate == 0 and off.rate_for(False) == 0 and off.rate_for(True) == 0  # off, not the default
+    default = settings_from_args(build_parser().parse_args(["serve", "--index", "x"]))
+    assert default.rate is None and default.rate_for(True) == 0 and default.rate_for(False) == 20
+    assert default.advertise is True  # `vidseek serve` writes server.json
+    five = settings_from_args(build_parser().parse_args(["serve", "--index", "x", "--rate", "5"]))
+    assert five.rate_for(True) == 5  # asked for: applies in local mode too
 
 
 def test_rate_limiter_state_does_not_take_tokens():

@@ -179,14 +179,31 @@ class Index:
 
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
+        paths = [os.fspath(p) for p in paths]
+        self._refuse_nothing_to_index(paths)
         side: Any = metadata
         if isinstance(metadata, Mapping):
             side = Sidecar.from_mapping(metadata)
         options = IndexOptions(tenant=tenant, workers=workers or default_workers(), speech=speech, ocr=ocr,
                                visual=visual, language=language, objects=objects, max_bytes=max_bytes)
-        report = index_paths([os.fspath(p) for p in paths], self.path, metadata=side, config=self._config,
+        report = index_paths(paths, self.path, metadata=side, config=self._config,
                              options=options, progress=progress)
         return AddReport(report.summary(), report.results)
+
+    def _refuse_nothing_to_index(self, paths: list[str]) -> None:
+        """No new index for paths that are all missing: that call could only leave an
+        empty index folder behind (an existing index records them as failures)."""
+        from engine.errors import InputError
+        from engine.index import VideoIndex
+
+        if VideoIndex.read_config(self.path) is not None:
+            return
+        if not paths:
+            raise InputError("no paths to index", hint="name video files or folders")
+        if not any(os.path.lexists(p) for p in paths):
+            shown = ", ".join(repr(p) for p in paths[:5]) + (" ..." if len(paths) > 5 else "")
+            raise InputError(f"nothing to index: {shown} {'does' if len(paths) == 1 else 'do'} not exist;"
+                             f" {self.path} was not created", hint="check the path(s)")
 
     def delete(self, video_id: str, *, tenant: str | None = None) -> Video:
         """Remove a video (one transaction); returns what was removed."""
