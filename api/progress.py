@@ -33,7 +33,7 @@ class TerminalProgress:
         from tqdm.auto import tqdm
 
         if e.kind == "start":
-            self._overall = tqdm(total=round(e.total_seconds, 1), unit="s", unit_scale=False, desc="media",
+            self._overall = tqdm(total=e.total_seconds, unit="s", unit_scale=False, desc="media",
                                  position=0, dynamic_ncols=True, file=self.file,
                                  bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of media"
                                             " [{elapsed}<{remaining}, {rate_fmt}{postfix}]")
@@ -64,9 +64,11 @@ class TerminalProgress:
             return
         want = self._seconds[source] * min(max(fraction, 0.0), 1.0)
         got = self._credited.get(source, 0.0)
-        if want > got:
-            self._overall.update(round(want - got, 3))
-            self._credited[source] = want
+        room = self._overall.total - self._overall.n  # never past the end (a header's duration can be short)
+        step = min(want - got, room)
+        if step > 0:
+            self._overall.update(step)
+            self._credited[source] = got + step
 
     def close(self) -> None:
         for b in self._bars.values():

@@ -375,3 +375,16 @@ def test_models_list_and_fetch(monkeypatch, capsys):
     assert main(["models", "fetch", "--dry-run", "--required-only"]) == 0
     out = capsys.readouterr().out
     assert "timm==1.0.31" in out and "nudenet" not in out
+
+
+def test_progress_bar_never_passes_its_total(recwarn):
+    from api.progress import TerminalProgress
+    from indexer.ingest import IngestEvent
+
+    bars = TerminalProgress(show=True, file=io.StringIO())
+    bars(IngestEvent("start", total=1, total_seconds=12.04))
+    bars(IngestEvent("stage", source="a", stage="shots", fraction=0.5, seconds=12.04))
+    bars(IngestEvent("file", source="a", done=1, total=1, seconds=13.0))  # the analysis found more than the header
+    assert bars._overall.n == pytest.approx(12.04)
+    bars.close()
+    assert not [w for w in recwarn if "clamping" in str(w.message)]
