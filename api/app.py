@@ -15,13 +15,20 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from engine.errors import InputError
+
 from api import routes, routes_covers, routes_feedback, routes_graph, routes_labels, routes_production
+from api.conventions import install_rate_headers
+from api.discovery import advertise, withdraw
 from api.errors import STATUS_BY_CODE, ApiError, ErrorBody, install_error_handlers
 from api.metrics import Metrics, install_access_log
+from api.docs import install_docs
 from api.settings import Settings, parse_allow_roots
 from api.state import ServiceState
+from vidseek.version import __version__
 
-__all__ = ["Settings", "ServiceState", "ApiError", "Metrics", "create_app", "run", "STATUS_BY_CODE"]
+__all__ = ["Settings", "ServiceState", "ApiError", "Metrics", "create_app", "run", "settings_from_args",
+           "STATUS_BY_CODE"]
 
 log = logging.getLogger("vidseek.api")
 
@@ -58,8 +65,12 @@ def _lifespan(index_dir: Path, settings: Settings):
             for kind, runner in routes_production.job_kinds(state).items():
                 state.register_job_kind(kind, runner)
             _log_start(state, state.start())
+            if settings.advertise:  # `vidseek search|index` on this index now come through us
+                advertise(index_dir, settings.host, settings.port, state.owner_token)
             yield
         finally:
+            if settings.advertise:
+                withdraw(index_dir)
             state.close()
 
     return lifespan
@@ -70,18 +81,55 @@ def create_app(index_dir: str | Path, settings: Settings | None = None) -> FastA
     settings = settings or Settings()
     app = FastAPI(
         title="vidseek",
-        version="0.1.0",
+        version=__version__,
         description="Multimodal semantic search over video libraries: ranked, timestamped moments. "
-                    "Authenticate with `Authorization: Bearer <key>` (or `X-API-Key`). Every error is "
-                    '`{"error": {"code": ..., "message": ...}}`.',
+                    "Authenticate with `Authorization: Bearer <key>` (or `X-API-Key`); key scopes: `search`"
+                    " (read), `ingest` (write: ingest, jobs, delete, metadata) and `admin` (both, plus"
+                    " `/metrics`). Every error is "
+                    '`{"error": {"code": ..., "message": ...}}`. Lists answer `total` and `next_cursor`;'
+                    " every response carries `X-RateLimit-*` headers; `POST /v1/ingest` honours"
+                    " `Idempotency-Key`.",
         lifespan=_lifespan(Path(index_dir), settings),
         responses={"4XX": {"model": ErrorBody}, "5XX": {"model": ErrorBody}},
+        docs_url=None,  # served below from the packaged Swagger UI: /docs works offline
     )
     install_error_handlers(app)
     install_access_log(app)
+    install_rate_headers(app)
     for module in ROUTE_MODULES:
         module.install(app)
+    install_docs(app)
     return app
+
+
+def settings_from_args(args) -> Settings:
+    """The ``Settings`` of ``vidseek serve``'s flags (``--rate 0`` is no limit; no
+    ``--rate`` is none in local mode and the default per key otherwise)."""
+    roots, tenant_roots = parse_allow_roots(getattr(args, "allow_root", None) or [])
+    webhook, secret = None, None
+    if getattr(args, "webhook", None):
+        from api.webhooks import WebhookConfig
+
+        try:
+            webhook = WebhookConfig(args.webhook)
+        except ValueError as e:
+            raise InputError(f"--webhook: {e}", hint="e.g. --webhook https://example.com/hooks/vidseek") from None
+        if getattr(args, "webhook_secret_file", None):
+            try:
+                secret = Path(args.webhook_secret_file).read_bytes().strip()
+            except OSError as e:
+                raise InputError(f"--webhook-secret-file {args.webhook_secret_file}: {e.strerror}") from None
+            if len(secret) < 16:
+                raise InputError(f"--webhook-secret-file {args.webhook_secret_file} holds under 16 bytes",
+                                 hint="use a long random secret, e.g. `openssl rand -hex 32`")
+    rate = getattr(args, "rate", None)
+    settings = Settings(
+        host=args.host, port=args.port, allowed_roots=roots, tenant_roots=tenant_roots,
+        max_upload_bytes=getattr(args, "max_upload_bytes", None) or Settings.max_upload_bytes,
+        rate=rate,  # None: no limit in local mode, DEFAULT_RATE with keys; 0: off
+        webhook=webhook, webhook_secret=secret, advertise=True,
+    )
+    return settings
 
 
 def run(args) -> int:
@@ -98,12 +146,7 @@ def run(args) -> int:
         lg.setLevel(logging.INFO)
         lg.addHandler(handler)
         lg.propagate = False
-    roots, tenant_roots = parse_allow_roots(getattr(args, "allow_root", None) or [])
-    settings = Settings(
-        host=args.host, port=args.port, allowed_roots=roots, tenant_roots=tenant_roots,
-        max_upload_bytes=getattr(args, "max_upload_bytes", None) or Settings.max_upload_bytes,
-        rate=getattr(args, "rate", None) or Settings.rate,
-    )
+    settings = settings_from_args(args)
     app = create_app(args.index, settings)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False,
                 timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 10)

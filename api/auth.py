@@ -8,8 +8,9 @@ nothing to brute-force, unlike a password, and a per-request scrypt would cost t
 of milliseconds on every search.
 
 Scopes: ``search`` (read: search, videos, segments, thumbnails, media), ``ingest``
-(write: ingest, jobs, delete) and ``admin`` (every scope of its tenant plus
-``/metrics``). A key never crosses tenants, whatever its scopes.
+(write: ingest, jobs, delete, metadata updates) and ``admin`` (every scope of its
+tenant plus ``/metrics``, which shows counts over all tenants). A key never crosses
+tenants, whatever its scopes.
 """
 from __future__ import annotations
 
@@ -86,11 +87,13 @@ class ApiKey:
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: a tenant and its scopes. ``key_id`` is None in local mode and
-    for signed media links."""
+    for signed media links. ``owner``: the index's own user through the server's owner
+    token (``api.discovery``): path ingest reads any file the server can read."""
 
     tenant: str
     scopes: frozenset[str] = field(default_factory=lambda: frozenset(SCOPES))
     key_id: str | None = None
+    owner: bool = False
 
     def has(self, scope: str) -> bool:
         return scope in self.scopes or "admin" in self.scopes
@@ -235,24 +238,40 @@ class LinkSigner:
 
 class RateLimiter:
     """A token bucket per key, in memory: ``rate`` requests a second on average, bursts
-    of up to ``burst``. ``rate <= 0`` disables it."""
+    of up to ``burst``. ``rate <= 0`` disables it. ``allow`` and ``state`` take an
+    optional ``rate`` that overrides the one given here (the service passes the rate
+    that applies now: none in local mode unless asked for, see ``Settings.rate_for``)."""
 
     def __init__(self, rate: float, burst: float) -> None:
-        self.rate = float(rate)
+        self.rate = float(rate or 0.0)
         self.burst = max(1.0, float(burst))
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
-    def allow(self, key: str, *, now: float | None = None) -> tuple[bool, float]:
+    def allow(self, key: str, *, now: float | None = None, rate: float | None = None) -> tuple[bool, float]:
         """(allowed, seconds until the next token when not)."""
-        if self.rate <= 0:
+        r = self.rate if rate is None else float(rate)
+        if r <= 0:
             return True, 0.0
         t = time.monotonic() if now is None else now
         with self._lock:
             tokens, last = self._buckets.get(key, (self.burst, t))
-            tokens = min(self.burst, tokens + (t - last) * self.rate)
+            tokens = min(self.burst, tokens + (t - last) * r)
             if tokens >= 1.0:
                 self._buckets[key] = (tokens - 1.0, t)
                 return True, 0.0
             self._buckets[key] = (tokens, t)
-            return False, (1.0 - tokens) / self.rate
+            return False, (1.0 - tokens) / r
+
+    def state(self, key: str, *, now: float | None = None, rate: float | None = None) -> dict[str, float] | None:
+        """What the rate-limit headers say about ``key``'s bucket, without taking a token:
+        ``limit`` (the burst), ``remaining`` (whole requests left now), ``reset``
+        (seconds until the bucket is full again) and ``rate``; None when there is no limit."""
+        r = self.rate if rate is None else float(rate)
+        if r <= 0:
+            return None
+        t = time.monotonic() if now is None else now
+        with self._lock:
+            tokens, last = self._buckets.get(key, (self.burst, t))
+        tokens = min(self.burst, tokens + (t - last) * r)
+        return {"limit": self.burst, "remaining": float(int(tokens)), "reset": (self.burst - tokens) / r, "rate": r}

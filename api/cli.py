@@ -12,10 +12,14 @@ import logging
 import os
 import re
 import sys
+from difflib import get_close_matches
+from pathlib import Path
 
 from engine.errors import InputError, VidseekError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "Parser"]
+
+INDEX_HELP = "the index folder (made by `vidseek index`; holds the catalog, vectors and BM25 index)"
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -51,69 +55,181 @@ def _index_config(args: argparse.Namespace):
 
 def cmd_index(args: argparse.Namespace) -> int:
     from api.progress import TerminalProgress
-    from indexer.pipeline import IndexOptions, index_paths
+    from vidseek import Index
 
-    options = IndexOptions(
-        tenant=args.tenant, workers=args.workers, speech=not args.no_speech, ocr=not args.no_ocr,
-        visual=not args.no_visual, language=args.language, max_bytes=args.max_bytes,
-        objects=not args.no_objects, faces=not args.no_faces, picture=not args.no_picture,
-    )
+    server = _server_for(args)
+    if server is not None:
+        return _index_via_server(args, server)
     bars = TerminalProgress(show=not args.quiet and sys.stderr.isatty() or args.progress)
     try:
-        report = index_paths(args.paths, args.index, metadata=args.metadata, config=_index_config(args),
-                             options=options, progress=bars)
+        report = Index(args.index, config=_index_config(args)).add(
+            args.paths, metadata=args.metadata, workers=args.workers, tenant=args.tenant,
+            speech=not args.no_speech, ocr=not args.no_ocr, visual=not args.no_visual, language=args.language,
+            objects=not args.no_objects, faces=not args.no_faces, picture=not args.no_picture,
+            max_bytes=args.max_bytes, progress=bars)
     finally:
         bars.close()
-    summary = report.summary()
+    summary = report.summary
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         by = summary["by_status"]
-        print(f"indexed {by.get('indexed', 0) + by.get('replaced', 0)} videos "
+        print(f"indexed {_plural(by.get('indexed', 0) + by.get('replaced', 0), 'video')} "
               f"({summary['media_seconds']:.1f} s of media) in {summary['wall_seconds']:.1f} s"
               f" = {summary['speed_x_realtime']}x real time; skipped {by.get('skipped', 0)} unchanged,"
-              f" {by.get('duplicate', 0)} duplicates, {by.get('failed', 0)} failed"
+              f" {_plural(by.get('duplicate', 0), 'duplicate')}, {by.get('failed', 0)} failed"
               + (f"; {len(summary['damaged'])} of the indexed damaged" if summary["damaged"] else ""))
         if summary["stage_seconds"]:
             print("time by stage: " + ", ".join(f"{k} {v:.1f}s" for k, v in summary["stage_seconds"].items()))
-        for f in summary["failures"]:
-            print(f"FAILED {_line(f['source'])}: [{f['code']}] {_line(f['reason'])}")
-        for w in summary["warnings"]:
-            print(f"WARNING {_line(w['source'])}: {_line(w['warning'])}")
-        for d in summary["damaged"]:
-            print(f"DAMAGED {_line(d['source'])}: {_line(d['reason'])}; indexed the {d['decodable_duration']:.1f} s"
-                  f" that decode of {d['probed_duration']:.1f} s")
+        _print_problems(summary)
         if summary["damaged"] and not args.accept_damage:
-            print(f"{len(summary['damaged'])} damaged video(s): exit status 1 (--accept-damage accepts them)")
-    return 1 if report.failed or (report.damaged and not args.accept_damage) else 0
+            print(f"{_plural(len(summary['damaged']), 'damaged video')}: exit status 1"
+                  " (--accept-damage accepts them)")
+    return 1 if summary["failures"] or (summary["damaged"] and not args.accept_damage) else 0
+
+
+def _print_problems(summary: dict) -> None:
+    for f in summary["failures"]:
+        print(f"FAILED {_line(f['source'])}: [{f['code']}] {_line(f['reason'])}")
+    for w in summary["warnings"]:
+        print(f"WARNING {_line(w['source'])}: {_line(w['warning'])}")
+    for d in summary["damaged"]:
+        print(f"DAMAGED {_line(d['source'])}: {_line(d['reason'])}; indexed the {d['decodable_duration']:.1f} s"
+              f" that decode of {d['probed_duration']:.1f} s")
+    for where in summary.get("unmatched_metadata", []):
+        print(f"UNMATCHED metadata line {_line(where)}: no file of this run has that source"
+              " (a typo, a file not named here, or a file name shared by several files)")
+
+
+def _plural(n: int, word: str) -> str:
+    """``1 video``, ``2 videos``."""
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+# -- the running server ------------------------------------------------------------------
+def _server_for(args: argparse.Namespace):
+    """The server to use: ``--server URL`` (with ``--key`` or $VIDSEEK_API_KEY), else the
+    live ``vidseek serve`` of ``--index`` (found by its server.json), else None
+    (``--no-server``, or none runs)."""
+    from vidseek.client import ServerInfo, find_server
+
+    if getattr(args, "no_server", False):
+        return None
+    url = getattr(args, "server", None)
+    if url:
+        return ServerInfo(url, 0), getattr(args, "key", None) or os.environ.get("VIDSEEK_API_KEY")
+    if not getattr(args, "index", None):
+        return None
+    info = find_server(args.index)
+    return (info, None) if info is not None else None
+
+
+def _client(server, args: argparse.Namespace):
+    from vidseek.client import ServerClient
+
+    info, key = server
+    tenant = getattr(args, "tenant", None)
+    return ServerClient(info.url, key=key, owner_token=None if key else info.owner_token,
+                        tenant=tenant if tenant and tenant != "default" else None)
+
+
+def _follow_jobs(client, jobs: dict[str, str], *, quiet: bool) -> dict[str, dict]:
+    """Poll the server's jobs (source -> job id) until each ends; source -> the job."""
+    import time
+
+    results: dict[str, dict] = {}
+    while len(results) < len(jobs):
+        for src, job_id in jobs.items():
+            if src in results:
+                continue
+            j = client.job(job_id)
+            if j["status"] in ("done", "failed", "abandoned"):
+                results[src] = j
+                if not quiet:
+                    print(f"  {_line(src)}: {j['result'] or j['status']}", file=sys.stderr)
+        if len(results) < len(jobs):
+            time.sleep(0.5)
+    return results
+
+
+def _index_via_server(args: argparse.Namespace, server) -> int:
+    """``vidseek index`` while ``vidseek serve`` holds the index: hand each file to the
+    server as a path-ingest job (with its sidecar metadata) and follow the jobs."""
+    from indexer.ingest import discover
+    from indexer.metadata import load_sidecar
+
+    info, _ = server
+    unsupported = [flag for flag, on in (("--config", args.config), ("--text-encoder", args.text_encoder),
+                                         ("--image-encoder", args.image_encoder), ("--no-objects", args.no_objects),
+                                         ("--no-faces", args.no_faces), ("--no-picture", args.no_picture),
+                                         ("--language", args.language), ("--max-bytes", args.max_bytes),
+                                         ("--no-visual", args.no_visual)) if on]
+    if unsupported:
+        raise InputError(f"{', '.join(unsupported)} cannot be handed to the server at {info.url}, which holds"
+                         f" this index for writing", hint="stop `vidseek serve` and rerun, or leave them out")
+    client = _client(server, args)
+    print(f"vidseek index: the server at {info.url} holds {args.index}; handing the files to it as jobs"
+          " (its models are loaded; --workers does not apply)", file=sys.stderr)
+    sources, refused = discover(args.paths)
+    sidecar = load_sidecar(args.metadata) if args.metadata else None
+    jobs: dict[str, str] = {}
+    failures = [{"source": r.source, "code": r.code, "reason": r.reason} for r in refused]
+    for src in sources:
+        meta = sidecar.lookup(src) if sidecar else None
+        try:
+            job = client.ingest_path(os.path.abspath(src), metadata=meta.as_dict() if meta else None,
+                                     speech=not args.no_speech, ocr=not args.no_ocr)
+            jobs[src] = job["job_id"]
+        except VidseekError as e:
+            failures.append({"source": src, "code": e.code, "reason": str(e)})
+    by: dict[str, int] = {}
+    for src, j in _follow_jobs(client, jobs, quiet=args.quiet).items():
+        if j["status"] == "done":
+            by[j["result"]] = by.get(j["result"], 0) + 1
+        else:
+            err = j.get("error") or {}
+            failures.append({"source": src, "code": err.get("code") or j["status"],
+                             "reason": err.get("message") or j["status"]})
+    summary = {"server": info.url, "by_status": by, "jobs": jobs, "failures": failures, "warnings": [],
+               "damaged": [], "unmatched_metadata": sidecar.unmatched() if sidecar else []}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"through the server at {info.url}: indexed {_plural(by.get('indexed', 0) + by.get('replaced', 0), 'video')};"
+              f" skipped {by.get('unchanged', 0)} unchanged, {_plural(by.get('duplicate', 0), 'duplicate')},"
+              f" {len(failures)} failed")
+        _print_problems(summary)
+    return 1 if failures else 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from engine.index import VideoIndex
-    from query.planner import SearchOptions, Searcher
+    server = _server_for(args)
+    if server is not None:
+        image = Path(args.image).read_bytes() if args.image else None
+        resp = _client(server, args).search(args.query, k=args.k, per_video=args.per_video, fusion=args.fusion,
+                                            rerank=args.rerank, image=image)
+        print(f"vidseek search: through the server at {server[0].url} (models already loaded;"
+              " --no-server searches locally)", file=sys.stderr)
+    else:
+        from vidseek import Index
 
-    with VideoIndex.open(args.index) as index:
-        searcher = Searcher(index)
-        opts = SearchOptions(k=args.k, fusion=args.fusion, rerank=args.rerank, per_video=args.per_video,
-                             tenant=args.tenant)
-        image = None
-        if args.image:
-            from indexer.media import load_image
-
-            image = load_image(args.image)
-        resp = searcher.search(args.query, image=image, options=opts)
+        with Index(args.index) as index:
+            resp = index.search(args.query, k=args.k, image=args.image, fusion=args.fusion, rerank=args.rerank,
+                                per_video=args.per_video, tenant=args.tenant).to_dict()
     if args.json:
-        print(json.dumps(resp.to_dict(), ensure_ascii=False))
+        print(json.dumps(resp, ensure_ascii=False))
         return 0
-    intent = resp.intent
-    print(f"intent: {intent.get('label')} ({intent.get('confidence', 0):.2f})  {len(resp.hits)} hits"
-          f" in {resp.took_ms:.0f} ms")
-    for i, h in enumerate(resp.hits, 1):
-        matched = ", ".join(f"{m} {s:.2f}" for m, s in h.matched.items())
-        cut = f" ({h.range_from})" if h.range_from != "segments" else ""
-        print(f"{i:2d}. {h.score:.3f}  {_line(h.source)}  {_fmt_time(h.start)}-{_fmt_time(h.end)}{cut}  [{matched}]")
-        if h.snippet:
-            print(f"      {_line(h.snippet)}")
+    intent = resp["intent"]
+    print(f"intent: {intent.get('label')} ({intent.get('confidence', 0):.2f})  {_plural(len(resp['hits']), 'hit')}"
+          f" in {resp['took_ms']:.0f} ms")
+    for i, h in enumerate(resp["hits"], 1):
+        matched = ", ".join(f"{m} {s:.2f}" for m, s in h["matched"].items())
+        rf = h.get("range_from") or "segments"
+        cut = f" ({rf})" if rf != "segments" else ""
+        print(f"{i:2d}. {h['score']:.3f}  {_line(h['source'])}  {_fmt_time(h['start'])}-{_fmt_time(h['end'])}{cut}"
+              f"  [{matched}]")
+        if h.get("snippet"):
+            print(f"      {_line(h['snippet'])}")
     return 0
 
 
@@ -159,11 +275,16 @@ def _derived_line(d: dict) -> str:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    from engine.index import VideoIndex
+    server = _server_for(args)
+    if server is not None:
+        out = _client(server, args).delete(args.video_id)
+        print(f"deleted {out['deleted']} ({_line(out['source'])}) through the server at {server[0].url}")
+        return 0
+    from vidseek import Index
 
-    with VideoIndex.open(args.index, writer=True) as index:
-        rec = index.delete_video(args.video_id, tenant=args.tenant)
-    print(f"deleted {rec.video_id} ({_line(rec.source)})")
+    with Index.open(args.index) as index:
+        video = index.delete(args.video_id, tenant=args.tenant)
+    print(f"deleted {video.video_id} ({_line(video.source)})")
     return 0
 
 
@@ -197,15 +318,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 _CLI_PLUGINS = ("api.cli_covers", "api.cli_graph", "api.cli_labels", "api.cli_production", "api.cli_learn",
-                "benchmarks.cli")
+                "api.cli_models", "benchmarks.cli")
+
+
+def _add_server_flags(s, *, what: str) -> None:
+    s.add_argument("--server", metavar="URL", help=f"{what} through the vidseek server at URL (default: the"
+                   " server running for --index, found by its server.json; else locally)")
+    s.add_argument("--key", help="API key for --server (default $VIDSEEK_API_KEY; not needed for the"
+                   " server of --index on this machine)")
+    s.add_argument("--no-server", action="store_true", help=f"{what} locally even when a server runs")
 
 
 def _add_index(sub) -> None:
     s = sub.add_parser("index", help="index video files or folders")
-    s.add_argument("paths", nargs="+", metavar="PATH")
-    s.add_argument("--index", required=True, metavar="DIR")
-    s.add_argument("--metadata", metavar="FILE.jsonl", help="JSONL sidecar joined on 'source'")
-    s.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
+    s.add_argument("paths", nargs="+", metavar="PATH", help="video files, or folders (searched recursively)")
+    s.add_argument("--index", required=True, metavar="DIR", help=INDEX_HELP + "; created when absent")
+    s.add_argument("--metadata", metavar="FILE.jsonl", help="JSONL sidecar joined on 'source'; a changed line"
+                   " re-indexes its file, a line matching no file is reported")
+    s.add_argument("--workers", type=int, default=None,
+                   help="parallel worker processes (default: one per core, as memory allows; 1.5 GB each)")
     s.add_argument("--tenant", default="default")
     s.add_argument("--config", metavar="FILE.toml",
                    help="index settings for a new index (an existing index keeps its own: a different one is refused)")
@@ -226,6 +357,7 @@ def _add_index(sub) -> None:
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.add_argument("--progress", action="store_true", help="progress bars even when stderr is not a terminal")
+    _add_server_flags(s, what="ingest")
     s.set_defaults(func=cmd_index)
 
 
@@ -233,38 +365,46 @@ def _add_search(sub) -> None:
     from query.fusion import list_fusion_methods
 
     s = sub.add_parser("search", help="search an index")
-    s.add_argument("query", metavar="QUERY")
-    s.add_argument("--index", required=True, metavar="DIR")
-    s.add_argument("--k", type=int, default=10)
+    s.add_argument("query", metavar="QUERY", help='text with optional filters, e.g. \'boat "red sail" duration>10s\'')
+    s.add_argument("--index", required=True, metavar="DIR", help=INDEX_HELP)
+    s.add_argument("--k", type=int, default=10, help="how many moments to return (default 10)")
     s.add_argument("--image", metavar="FILE", help="an image to search by (visual similarity)")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print the response as one JSON object")
     s.add_argument("--fusion", default="auto", help=f"auto (per intent) or {', '.join(list_fusion_methods())}")
     s.add_argument("--rerank", action="store_true", help="rescore the top candidates (off by default: see README)")
     s.add_argument("--per-video", type=int, default=1, help="at most this many moments per video")
     s.add_argument("--tenant")
+    _add_server_flags(s, what="search")
     s.set_defaults(func=cmd_search)
 
 
 def _add_admin(sub) -> None:
     s = sub.add_parser("serve", help="start the HTTP API and web page")
-    s.add_argument("--index", required=True, metavar="DIR")
+    s.add_argument("--index", required=True, metavar="DIR", help=INDEX_HELP + "; created when absent")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--allow-root", action="append", default=[], metavar="[TENANT=]DIR",
                    help="server-side folder that TENANT's path ingest may read; a bare DIR is the default"
                         " tenant's (local mode). Repeatable; a tenant with none cannot ingest by path")
     s.add_argument("--max-upload-bytes", type=int, help="largest accepted upload")
-    s.add_argument("--rate", type=float, help="requests per second allowed per key")
+    s.add_argument("--rate", type=float, metavar="R",
+                   help="requests a second allowed per key (bursts of 40); 0 turns the limit off. Default: no"
+                        " limit in local single-user mode, 20 a second per key once keys exist")
+    s.add_argument("--webhook", metavar="URL", help="POST a signed event to URL when a job ends (docs: README)")
+    s.add_argument("--webhook-secret-file", metavar="FILE",
+                   help="the webhook signing secret (default: one kept in the index's service database,"
+                        " printed by `python -m api.keys webhook-secret --index DIR`)")
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("delete", help="delete a video from an index")
     s.add_argument("video_id", metavar="VIDEO_ID")
-    s.add_argument("--index", required=True, metavar="DIR")
+    s.add_argument("--index", required=True, metavar="DIR", help=INDEX_HELP)
     s.add_argument("--tenant")
+    _add_server_flags(s, what="delete")
     s.set_defaults(func=cmd_delete)
 
     s = sub.add_parser("info", help="describe an index")
-    s.add_argument("--index", required=True, metavar="DIR")
+    s.add_argument("--index", required=True, metavar="DIR", help=INDEX_HELP)
     s.add_argument("--json", action="store_true")
     s.add_argument("--limit", type=int, default=1000, help="list at most this many videos")
     s.set_defaults(func=cmd_info)
@@ -275,10 +415,32 @@ def _add_admin(sub) -> None:
     s.set_defaults(func=cmd_demo)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with a "did you mean" for a mistyped subcommand or choice."""
+
+    _INVALID = re.compile(r"invalid choice: '([^']*)' \(choose from (.*)\)")
+
+    def error(self, message: str):
+        m = self._INVALID.search(message)
+        if m:
+            choices = re.findall(r"'([^']*)'", m.group(2)) or [c.strip() for c in m.group(2).split(",")]
+            close = get_close_matches(m.group(1), choices, n=2, cutoff=0.5)
+            if close:
+                message += f"; did you mean {' or '.join(repr(c) for c in close)}?"
+        super().error(message)
+
+
+def _version() -> str:
+    from vidseek.version import __version__
+
+    return f"vidseek {__version__}"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vidseek", description="Multimodal semantic search for video libraries.")
+    p = Parser(prog="vidseek", description="Multimodal semantic search for video libraries.")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("--version", action="version", version=_version())
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     for add in (_add_index, _add_search, _add_admin):
         add(sub)
     # Feature commands live in their own modules, each adding its subparsers.
@@ -306,6 +468,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"vidseek {args.command}: interrupted; committed videos are kept, rerun to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `vidseek info | head`: the reader left. Point stdout at /dev/null so that the
+        # flush at exit does not raise again, and end quietly like other Unix tools.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -35,8 +35,15 @@ def cmd_covers(args: argparse.Namespace) -> int:
         rec = idx.catalog.get_video(args.video_id, tenant=args.tenant)
         cover_set = compute_covers(idx.catalog, rec, idx.config, options=options)
         title = args.title if args.title is not None else (rec.title if template is not None else None)
-        files = render_variants(cover_set.picked, out, aspects=aspects, enhance=not args.no_beautify,
-                                template=template, title=title)
+        # A cover picked only because too few candidates passed the checks is reported
+        # (with why it was rejected) but never written as a JPEG.
+        keep = [i for i, c in enumerate(cover_set.picked) if c.assessment.reject is None]
+        written = render_variants([cover_set.picked[i] for i in keep], out, aspects=aspects,
+                                  enhance=not args.no_beautify, template=template, title=title,
+                                  names=[f"cover{i}" for i in keep])
+        files = [{} for _ in cover_set.picked]
+        for i, fs in zip(keep, written):
+            files[i] = fs
         catalog = Catalog(Path(args.index) / "catalog.sqlite")
         try:
             variants = store_cover_set(CoverStore(catalog), rec.key, cover_set)
@@ -48,11 +55,12 @@ def cmd_covers(args: argparse.Namespace) -> int:
     for cover, fs, v in zip(report["covers"], files, variants):
         cover["variant_id"] = v.id
         cover["files"] = {a: str(p) for a, p in fs.items()}
+    out.mkdir(parents=True, exist_ok=True)
     (out / "covers.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     for cover in report["covers"]:
         why = "; ".join(cover["reasons"][:3])
         print(f"cover {cover['rank']} at {cover['t']:.2f}s score {cover['score']:.3f}"
-              f"{' (rejected: ' + cover['reject'] + ')' if cover['reject'] else ''}: {why}")
+              f"{' (rejected: ' + cover['reject'] + '; no JPEG written)' if cover['reject'] else ''}: {why}")
     rej = ", ".join(f"{k} {n}" for k, n in sorted(report["rejected"].items())) or "none"
     print(f"{len(report['candidates'])} candidates, rejected: {rej}; wrote {out / 'covers.json'}")
     return 0

@@ -44,7 +44,15 @@ def cmd_entity(args: argparse.Namespace) -> int:
         store = GraphStore(cat)
         ents = store.search_entities(args.name, tenant=args.tenant, limit=args.limit)
         if not ents:
-            raise NotFoundError(f"no entity matches {args.name!r}",
+            from difflib import get_close_matches
+
+            from engine.graph.store import normalise_alias
+
+            names = {a: e for a, e, _ in store.alias_table(tenant=args.tenant)}
+            close = get_close_matches(normalise_alias(args.name), list(names), n=3, cutoff=0.6)
+            near = {store.get_entity(names[a]).name for a in close}
+            raise NotFoundError(f"no entity matches {args.name!r}"
+                                + (f"; did you mean {' or '.join(repr(n) for n in sorted(near))}?" if near else ""),
                                 hint="`vidseek graph stats --index DIR` shows what the graph holds")
         best = ents[0]
         videos = store.entity_videos(best.id, limit=args.videos)

@@ -15,6 +15,11 @@ from api.production import (
 __all__ = ["register", "cmd_clip", "cmd_highlight"]
 
 
+def _plural(n: int, word: str) -> str:
+    """``1 piece``, ``2 pieces``."""
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 # -- command line ------------------------------------------------------------------------
 def _bar(show: bool):
     from tqdm.auto import tqdm
@@ -74,7 +79,7 @@ def cmd_highlight(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(res.edl.to_dict(), indent=2, ensure_ascii=False))
     else:
-        print(f"wrote {res.path}: {len(res.edl.entries)} pieces, {res.reel.probed_duration:.2f} s"
+        print(f"wrote {res.path}: {_plural(len(res.edl.entries), 'piece')}, {res.reel.probed_duration:.2f} s"
               f" (target {req.duration:g} s, {res.edl.fade:.2f} s cross-fades)")
         for e in res.edl.entries:
             print(f"  {e.output_in:7.2f}-{e.output_out:7.2f}  {e.video_id} {e.source_in:.2f}-{e.source_out:.2f}"

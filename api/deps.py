@@ -16,7 +16,8 @@ from typing import Callable
 
 from fastapi import Request
 
-from api.auth import Principal
+from api.auth import Principal, validate_tenant
+from api.discovery import OWNER_HEADER, TENANT_HEADER
 from api.errors import ApiError
 from api.state import ServiceState
 from engine.errors import NotFoundError
@@ -55,6 +56,14 @@ def authenticate(request: Request, scope: str) -> Principal:
     """The caller, who must hold ``scope``; also the rate limit of its key."""
     svc = service(request)
     tok = token(request)
+    owner = request.headers.get(OWNER_HEADER)
+    if owner and not tok:
+        if not svc.is_owner(owner):
+            raise ApiError("unauthorized", "the owner token is not this server's (it changes at each start;"
+                           " read it again from the index folder's server.json)")
+        p = Principal(validate_tenant(request.headers.get(TENANT_HEADER) or "default"), key_id=None, owner=True)
+        request.state.principal = p
+        return p  # the index's own user: every scope, no rate limit
     if tok:
         key = svc.keys.verify(tok)
         if key is None:
@@ -69,7 +78,7 @@ def authenticate(request: Request, scope: str) -> Principal:
     request.state.principal = p
     if not p.has(scope):
         raise ApiError("forbidden", f"this key lacks the {scope!r} scope")
-    ok, wait = svc.limiter.allow(p.key_id or "local")
+    ok, wait = svc.limiter.allow(p.key_id or "local", rate=svc.rate())
     if not ok:
         raise ApiError("rate_limited", f"too many requests for this key; retry in {wait:.2f} s",
                        headers={"Retry-After": str(max(1, int(wait + 0.999)))})

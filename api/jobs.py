@@ -16,6 +16,7 @@ queued again.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -63,7 +64,8 @@ CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
 """
 # Columns added after the first release: ALTERed into an existing service.sqlite.
 # ``kind``: ingest or another kind the queue was given (see JobQueue); ``params``: JSON.
-_ADDED_COLUMNS = (("kind", "TEXT NOT NULL DEFAULT 'ingest'"), ("params", "TEXT"))
+# ``metadata``: JSON of the video's metadata (indexer.metadata.VideoMetadata.as_dict()).
+_ADDED_COLUMNS = (("kind", "TEXT NOT NULL DEFAULT 'ingest'"), ("params", "TEXT"), ("metadata", "TEXT"))
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class JobRequest:
     owns_file: bool = False
     kind: str = "ingest"
     params: str | None = None  # JSON for job kinds other than ingest
+    metadata: str | None = None  # JSON: title, description, tags, people, extra (None: the title only)
 
 
 @dataclass(frozen=True)
@@ -185,13 +188,17 @@ def ingest_file(writer: SharedWriter, req: JobRequest, progress: ProgressFn,
 
     progress("hash", 0.0)
     h = file_hash(req.path)
+    # Metadata the request gave replaces what is stored (an unchanged file whose stored
+    # metadata differs is re-analysed with it); a request without any keeps the stored
+    # metadata, and a new video gets the title alone (an upload's file name).
+    given = VideoMetadata.from_dict(json.loads(req.metadata), where="the job's metadata") if req.metadata else None
+    meta = given or (VideoMetadata(title=req.title) if req.title else None)
     with writer.locked() as idx:
-        decision = decide(idx.catalog, req.path, h, tenant=req.tenant)
+        decision = decide(idx.catalog, req.path, h, tenant=req.tenant, meta=given)
         config = idx.config
     if not decision.needs_analysis:
         return decision.action, decision.video_id
     options = IndexOptions(tenant=req.tenant, speech=req.speech, ocr=req.ocr, visual=req.visual)
-    meta = VideoMetadata(title=req.title) if req.title else None
     analysis = analyse_file(req.path, h, config, options, meta, progress, catch=False)
     with writer.locked() as idx:
         if not should_commit():
@@ -211,9 +218,12 @@ class JobQueue:
     owner, the service state, may add kinds after the queue is made)."""
 
     def __init__(self, db_path: str | Path, writer: SharedWriter,
-                 kinds: Mapping[str, JobRunner] | None = None) -> None:
+                 kinds: Mapping[str, JobRunner] | None = None,
+                 on_finish: Callable[[Job], None] | None = None) -> None:
         self.db_path = Path(db_path)
         self.writer = writer
+        # called with each job that ends done or failed (the service's webhooks)
+        self.on_finish = on_finish
         self.kinds: Mapping[str, JobRunner] = kinds if kinds is not None else {}
         self._conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
@@ -255,6 +265,22 @@ class JobQueue:
             raise NotFoundError(f"no job with id {job_id!r}", hint="use the job_id that POST /v1/ingest returned")
         return self._job(r)
 
+    def list(self, *, tenant: str, status: str | None = None, kind: str | None = None, limit: int = 100,
+             offset: int = 0) -> tuple[list[Job], int]:
+        """A tenant's jobs, newest first, and how many there are in all (with the filters)."""
+        where, args = "tenant = ?", [tenant]
+        if status is not None:
+            if status not in JOB_STATES:
+                raise UnknownNameError("job status", status, list(JOB_STATES))
+            where, args = where + " AND status = ?", args + [status]
+        if kind is not None:
+            where, args = where + " AND kind = ?", args + [kind]
+        with self._db_lock:
+            total = int(self._conn.execute(f"SELECT COUNT(*) FROM jobs WHERE {where}", args).fetchone()[0])
+            rows = self._conn.execute(f"SELECT * FROM jobs WHERE {where} ORDER BY created_at DESC, job_id"
+                                      " LIMIT ? OFFSET ?", [*args, limit, offset]).fetchall()
+        return [self._job(r) for r in rows], total
+
     def queue_length(self) -> int:
         with self._db_lock:
             return int(self._conn.execute(
@@ -276,9 +302,9 @@ class JobQueue:
         with self._db_lock:
             self._conn.execute(
                 "INSERT INTO jobs (job_id, tenant, path, title, speech, ocr, visual, owns_file, status, progress,"
-                " created_at, updated_at, kind, params) VALUES (?,?,?,?,?,?,?,?,'queued',0,?,?,?,?)",
+                " created_at, updated_at, kind, params, metadata) VALUES (?,?,?,?,?,?,?,?,'queued',0,?,?,?,?,?)",
                 (job_id, req.tenant, req.path, req.title, int(req.speech), int(req.ocr), int(req.visual),
-                 int(req.owns_file), now, now, req.kind, req.params),
+                 int(req.owns_file), now, now, req.kind, req.params, req.metadata),
             )
         self._queue.put(job_id)
         return self.get(job_id, tenant=req.tenant)
@@ -326,7 +352,7 @@ class JobQueue:
         if r is None or r["status"] != "queued":
             return
         req = JobRequest(r["tenant"], r["path"], r["title"], bool(r["speech"]), bool(r["ocr"]), bool(r["visual"]),
-                         bool(r["owns_file"]), r["kind"], r["params"])
+                         bool(r["owns_file"]), r["kind"], r["params"], r["metadata"])
         self.current = job_id
         self._update(job_id, status="running", stage="start", progress=0.0)
         last = [0.0]
@@ -363,6 +389,17 @@ class JobQueue:
             log.info("ingest job %s %s %s in %.1f s", job_id, result, video_id, time.perf_counter() - t0)
         finally:
             self.current = None
+        self._finished(job_id)
+
+    def _finished(self, job_id: str) -> None:
+        if self.on_finish is None:
+            return
+        r = self._row(job_id)
+        if r is not None and r["status"] in ("done", "failed"):
+            try:
+                self.on_finish(self._job(r))
+            except Exception:  # a notification never fails the worker
+                log.exception("job %s: the completion hook failed", job_id)
 
     def _fail(self, job_id: str, req: JobRequest, code: str, message: str) -> None:
         # The job row is what clients read: no paths inside the index folder (the upload's

@@ -27,9 +27,13 @@ from api.errors import ApiError, ErrorBody, ErrorDetail
 from api.jobs import JobRequest
 from api.ranged import RangeFileResponse, RangeStaticFiles
 from engine.errors import InputError, MediaError, NotFoundError
+from api.conventions import decode_cursor, encode_cursor, page_info
 from query.parse import MAX_QUERY_CHARS
 
-__all__ = ["install", "ErrorBody", "SearchBody", "IngestPathBody"]
+# The deepest a search pages: offset + k. Past a thousand moments a ranking is noise.
+MAX_SEARCH_DEPTH = 1000
+
+__all__ = ["install", "ErrorBody", "SearchBody", "IngestPathBody", "MetadataFields", "MAX_SEARCH_DEPTH"]
 
 STATIC = Path(__file__).parent / "static"
 _CHUNK = 1 << 20
@@ -51,6 +55,8 @@ class HitOut(BaseModel):
                             "segments' range)", examples=["words"])
     segments_start: float | None = Field(None, description="start of the matched segments' range", examples=[10.0])
     segments_end: float | None = Field(None, description="end of the matched segments' range", examples=[20.0])
+    seen: str = Field("", description="what the frame labellers saw in the moment (docs/labels.md)",
+                      examples=["2 people, woman, happy, dog"])
     thumbnail_url: str | None = Field(None, examples=["/v1/videos/v3f2a9c1d0e4b5a6/segments/17/thumbnail?t=..."])
     media_url: str | None = Field(None, examples=["/v1/videos/v3f2a9c1d0e4b5a6/media?t=..."])
 
@@ -64,6 +70,9 @@ class SearchOut(BaseModel):
     search_id: str = Field("", description="names this search in POST /v1/search/feedback events")
     ranker: dict[str, Any] = Field({}, description="the ranking model that ordered the hits",
                                    examples=[{"version": "default"}])
+    offset: int = Field(0, description="how many moments of the ranking come before these")
+    next_cursor: str | None = Field(None, description="pass as cursor (or offset+k as offset) for the next page;"
+                                    " null when the ranking has no more moments")
 
 
 class SearchBody(BaseModel):
@@ -74,13 +83,25 @@ class SearchBody(BaseModel):
     per_video: int = Field(1, ge=1, le=100)
     fusion: str = Field("auto", examples=["auto"])
     rerank: bool = False
+    offset: int = Field(0, ge=0, le=MAX_SEARCH_DEPTH, description="skip this many moments (paging)")
+    cursor: str | None = Field(None, description="next_cursor of the previous page (instead of offset)")
 
 
-class IngestPathBody(BaseModel):
-    """POST /v1/ingest as JSON: a file on the server inside an allowed root."""
+class MetadataFields(BaseModel):
+    """A video's catalogue metadata, as a sidecar line has it (``vidseek index --metadata``)."""
+
+    title: str | None = Field(None, max_length=500, examples=["Harbour at dusk"])
+    description: str | None = Field(None, max_length=20000, examples=["Fishing boats leave the harbour"])
+    tags: list[str] | None = Field(None, max_length=200, examples=[["harbour", "drone"]])
+    people: list[str] | None = Field(None, max_length=200, examples=[["Ada Lovelace"]])
+    extra: dict[str, Any] | None = Field(None, description="free fields, kept verbatim",
+                                         examples=[{"license": "CC-BY", "shot_on": "2024-05-01"}])
+
+
+class IngestPathBody(MetadataFields):
+    """POST /v1/ingest as JSON: a file on the server inside an allowed root, with its metadata."""
 
     path: str = Field(min_length=1, max_length=4096, examples=["/srv/footage/harbour.mp4"])
-    title: str | None = Field(None, max_length=500)
     speech: bool | None = None
     ocr: bool | None = None
 
@@ -114,13 +135,21 @@ class SegmentOut(BaseModel):
 
 # -- helpers -----------------------------------------------------------------------------
 def _search(svc, p: Principal, q: str, k: int, per_video: int, fusion: str, rerank: bool,
-            image=None) -> dict:
+            image=None, offset: int = 0) -> dict:
     from query.planner import SearchOptions
 
     if not 1 <= k <= svc.settings.max_k:
         raise ApiError("bad_input", f"k must be in 1..{svc.settings.max_k}, got {k}")
-    opts = SearchOptions(k=k, per_video=per_video, fusion=fusion, rerank=rerank, tenant=p.tenant)
+    if offset + k > MAX_SEARCH_DEPTH:
+        raise ApiError("bad_input", f"offset + k must be at most {MAX_SEARCH_DEPTH}, got {offset + k}",)
+    # One ranking, cut into pages: ask for the moments up to this page's end plus one
+    # (is there a next page?), so page n is the same ranking's slice whatever k was before.
+    opts = SearchOptions(k=min(offset + k + 1, MAX_SEARCH_DEPTH), per_video=per_video, fusion=fusion, rerank=rerank, tenant=p.tenant)
     resp = svc.searcher().search(q, image=image, options=opts).to_dict()
+    more = len(resp["hits"]) > offset + k
+    resp["hits"] = resp["hits"][offset:offset + k]
+    resp["offset"] = offset
+    resp["next_cursor"] = encode_cursor(offset + k) if more and offset + k < MAX_SEARCH_DEPTH else None
     for h in resp["hits"]:
         h.update(links(svc, p.tenant, h["video_id"], (h.get("segment_ids") or [None])[0]))
     return resp
@@ -238,9 +267,11 @@ def search_get(
     per_video: int = Query(1, ge=1, le=100),
     fusion: str = Query("auto"),
     rerank: bool = Query(False),
+    offset: int = Query(0, ge=0, le=MAX_SEARCH_DEPTH, description="skip this many moments (paging)"),
+    cursor: str | None = Query(None, max_length=200, description="next_cursor of the previous page"),
     p: Principal = Depends(require("search")),
 ) -> dict:
-    return _search(service(request), p, q, k, per_video, fusion, rerank)
+    return _search(service(request), p, q, k, per_video, fusion, rerank, offset=decode_cursor(cursor) or offset)
 
 
 @v1.post("/search", response_model=SearchOut, summary="Search with a JSON body or a multipart image query",
@@ -258,6 +289,7 @@ async def search_post(request: Request, p: Principal = Depends(require("search")
             raise InputError(f"q is longer than {MAX_QUERY_CHARS} characters", hint="shorten the query")
         k, per_video = _int_field(form, "k", 10, 1, 1000), _int_field(form, "per_video", 1, 1, 100)
         fusion, rerank = str(form.get("fusion") or "auto"), _bool_field(form.get("rerank"), False)
+        offset = decode_cursor(str(form.get("cursor") or "")) or _int_field(form, "offset", 0, 0, MAX_SEARCH_DEPTH)
         upload = form.get("image")
         if upload is not None and not isinstance(upload, str):
             image = await run_in_threadpool(_load_query_image, svc, upload)
@@ -267,21 +299,35 @@ async def search_post(request: Request, p: Principal = Depends(require("search")
         except (ValueError, TypeError) as e:
             raise InputError(f"the JSON body is invalid: {e}") from None
         q, k, per_video, fusion, rerank = body.q, body.k, body.per_video, body.fusion, body.rerank
+        offset = decode_cursor(body.cursor) or body.offset
     else:
         raise ApiError("unsupported_content_type", "send application/json or multipart/form-data")
     if not q.strip() and image is None:
         raise ApiError("bad_input", "give a query text 'q' or an 'image'")
-    return await run_in_threadpool(_search, svc, p, q, k, per_video, fusion, rerank, image)
+    return await run_in_threadpool(_search, svc, p, q, k, per_video, fusion, rerank, image, offset)
 
 
-@v1.post("/ingest", status_code=202, summary="Ingest an uploaded video or a server-side path",
+_INGEST_FORM = {"type": "object", "required": ["file"], "properties": {
+    "file": {"type": "string", "format": "binary"}, "title": {"type": "string"},
+    "description": {"type": "string"},
+    "tags": {"type": "string", "description": "a JSON list, or comma-separated"},
+    "people": {"type": "string", "description": "a JSON list, or comma-separated"},
+    "extra": {"type": "string", "description": "a JSON object of free fields"},
+    "speech": {"type": "boolean"}, "ocr": {"type": "boolean"}}}
+
+
+@v1.post("/ingest", status_code=202, summary="Ingest an uploaded video or a server-side path, with its metadata",
+         description="Queues an ingest job. The metadata (title, description, tags, people, free fields in"
+                     " `extra`) is what a `--metadata` sidecar line gives: a file already indexed with other"
+                     " metadata is re-analysed with the new one. Send `Idempotency-Key` to make a retry return"
+                     " the first job instead of a second one.",
          openapi_extra={"requestBody": {"required": True, "content": {
-             "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
-                 "file": {"type": "string", "format": "binary"}, "title": {"type": "string"},
-                 "speech": {"type": "boolean"}, "ocr": {"type": "boolean"}}}},
+             "multipart/form-data": {"schema": _INGEST_FORM},
              "application/json": {"schema": IngestPathBody.model_json_schema(),
-                                  "example": {"path": "/srv/footage/harbour.mp4", "title": "Harbour at dusk"}},
-         }}},
+                                  "example": {"path": "/srv/footage/harbour.mp4", "title": "Harbour at dusk",
+                                              "tags": ["harbour", "dusk"], "extra": {"license": "CC-BY"}}},
+         }}, "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                             "schema": {"type": "string", "maxLength": 255}}]},
          responses={202: {"content": {"application/json": {"example": {"job_id": "j5c1e0d7a9b2f4e86",
                                                                          "status": "queued"}}}}})
 async def ingest(request: Request, p: Principal = Depends(require("ingest"))) -> Any:
@@ -289,33 +335,97 @@ async def ingest(request: Request, p: Principal = Depends(require("ingest"))) ->
 
     svc = service(request)
     s = svc.settings
+    idem = request.headers.get("idempotency-key")
+    if idem is not None:
+        svc.idempotency.check_key(idem)
     ctype = request.headers.get("content-type", "")
     if ctype.startswith("multipart/form-data"):
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > s.max_upload_bytes + 64 * 1024:
             raise ApiError("too_large", f"the upload is over the limit of {s.max_upload_bytes} bytes")
-        form = await request.form(max_files=1, max_fields=10)
+        form = await request.form(max_files=1, max_fields=20)
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise ApiError("bad_input", "multipart ingest needs a 'file' part with the video")
-        title = form.get("title") or upload.filename or None
+        _, meta, title = _form_metadata(form, default_title=upload.filename or None)
         req = await run_in_threadpool(
-            _save_upload, svc, p.tenant, upload, str(title) if title else None,
+            _save_upload, svc, p.tenant, upload, title, meta,
             _bool_field(form.get("speech"), s.ingest_speech), _bool_field(form.get("ocr"), s.ingest_ocr))
     elif ctype.startswith("application/json"):
         try:
             body = IngestPathBody.model_validate(json.loads(await request.body() or b"null"))
         except (ValueError, TypeError) as e:
             raise InputError(f"the JSON body is invalid: {e}") from None
-        req = await run_in_threadpool(_path_request, svc, p.tenant, body)
+        req = await run_in_threadpool(_path_request, svc, p, body)
     else:
         raise ApiError("unsupported_content_type", "send multipart/form-data with a 'file', or JSON {\"path\": ...}")
-    job = svc.jobs.submit(req)
-    return JSONResponse({"job_id": job.job_id, "status": job.status}, status_code=202,
-                        headers={"Location": f"/v1/jobs/{job.job_id}"})
+    if idem is None:
+        job = svc.jobs.submit(req)
+        replayed = False
+    else:
+        fp = svc.idempotency.fingerprint("ingest", req.path, req.metadata, req.speech, req.ocr, req.visual)
+        job_id, replayed = svc.idempotency.once(p.tenant, idem, fp, lambda: svc.jobs.submit(req).job_id)
+        job = svc.jobs.get(job_id, tenant=p.tenant)
+    headers = {"Location": f"/v1/jobs/{job.job_id}"}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse({"job_id": job.job_id, "status": job.status}, status_code=202, headers=headers)
 
 
-def _save_upload(svc, tenant: str, upload, title: str | None, speech: bool, ocr: bool) -> JobRequest:
+def _list_field(v: Any, name: str) -> list[str] | None:
+    """A multipart list field: a JSON list, or comma-separated text."""
+    if v is None or v == "":
+        return None
+    text = str(v).strip()
+    if text.startswith("["):
+        try:
+            items = json.loads(text)
+        except ValueError:
+            raise InputError(f"{name} is not a valid JSON list", hint='send ["a", "b"] or a,b') from None
+        if not isinstance(items, list) or not all(isinstance(i, (str, int, float)) for i in items):
+            raise InputError(f"{name} must be a list of strings")
+        return [str(i) for i in items]
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _form_metadata(form, *, default_title: str | None) -> tuple[MetadataFields, str | None, str | None]:
+    """The metadata fields of a multipart ingest: (validated fields, the job's metadata
+    JSON or None when none was given, the title: given, else the file name)."""
+    extra = form.get("extra")
+    if extra not in (None, ""):
+        try:
+            extra = json.loads(str(extra))
+        except ValueError:
+            raise InputError("extra is not valid JSON", hint='send a JSON object, e.g. {"license": "CC-BY"}') from None
+    given = {"title": form.get("title") or None, "description": form.get("description") or None,
+             "tags": _list_field(form.get("tags"), "tags"), "people": _list_field(form.get("people"), "people"),
+             "extra": extra or None}
+    try:
+        m = MetadataFields.model_validate({k: v for k, v in given.items() if v is not None})
+    except ValueError as e:
+        raise InputError(f"the metadata is invalid: {e}") from None
+    if m.model_fields_set and not m.title and default_title:  # an upload's title defaults to its file name
+        m = MetadataFields.model_validate({**m.model_dump(exclude_unset=True), "title": default_title[:500]})
+    return m, _metadata_json(m), (m.title or default_title)
+
+
+_META_FIELDS = ("title", "description", "tags", "people", "extra")
+
+
+def _metadata_json(m: MetadataFields) -> str | None:
+    """The metadata a job carries, as JSON: every field, the ones not given as empty (it
+    replaces what is stored, as a sidecar line does); None when no field was given
+    (the stored metadata is kept)."""
+    from indexer.metadata import VideoMetadata
+
+    if not set(m.model_fields_set) & set(_META_FIELDS):
+        return None
+    return json.dumps(VideoMetadata.from_dict({"title": m.title, "description": m.description, "tags": m.tags or [],
+                                               "people": m.people or [], "extra": m.extra or {}}).as_dict())
+
+
+def _save_upload(svc, tenant: str, upload, title: str | None, meta: str | None, speech: bool, ocr: bool
+                 ) -> JobRequest:
     """Stream the upload into DIR/uploads/<tenant>/ (named by content hash), probing it
     before a job is queued: a non-video is refused by content, not by its name."""
     from indexer.media import probe
@@ -346,12 +456,15 @@ def _save_upload(svc, tenant: str, upload, title: str | None, speech: bool, ocr:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return JobRequest(tenant, str(dest), title, speech, ocr, True, owns)
+    return JobRequest(tenant, str(dest), title, speech, ocr, True, owns, metadata=meta)
 
 
-def _path_request(svc, tenant: str, body: IngestPathBody) -> JobRequest:
+def _path_request(svc, p: Principal, body: IngestPathBody) -> JobRequest:
     from indexer.media import probe
 
+    tenant = p.tenant
+    if p.owner:  # the index's own user (server.json's token): any file the server can read
+        return _owner_path_request(svc, p, body)
     roots = svc.settings.roots_for(tenant)  # each tenant its own: never another tenant's files
     if not roots:
         raise ApiError("path_not_allowed", f"path ingest is off for tenant {tenant!r}: the server allows it no"
@@ -373,7 +486,42 @@ def _path_request(svc, tenant: str, body: IngestPathBody) -> JobRequest:
         raise MediaError(e.message.replace(real, body.path), hint=e.hint) from e
     s = svc.settings
     return JobRequest(tenant, real, body.title, s.ingest_speech if body.speech is None else body.speech,
-                      s.ingest_ocr if body.ocr is None else body.ocr, True, False)
+                      s.ingest_ocr if body.ocr is None else body.ocr, True, False,
+                      metadata=_metadata_json(body))
+
+
+def _owner_path_request(svc, p: Principal, body: IngestPathBody) -> JobRequest:
+    """Path ingest handed over by ``vidseek index`` while the server runs: the path is
+    kept as given (the catalog's ``source``, as a local ``vidseek index`` would store it)."""
+    from indexer.media import probe
+
+    if "\x00" in body.path or not os.path.isabs(body.path):
+        raise ApiError("bad_input", "path must be an absolute path")
+    if not os.path.isfile(body.path):
+        raise NotFoundError(f"{body.path} is not a regular file", hint="check the path")
+    probe(body.path)
+    s = svc.settings
+    return JobRequest(p.tenant, body.path, body.title, s.ingest_speech if body.speech is None else body.speech,
+                      s.ingest_ocr if body.ocr is None else body.ocr, True, False,
+                      metadata=_metadata_json(body))
+
+
+class JobListOut(BaseModel):
+    jobs: list[JobOut]
+    total: int = Field(description="jobs that match, over every page")
+    offset: int
+    next_cursor: str | None = Field(None, description="pass as cursor for the next page; null on the last")
+
+
+@v1.get("/jobs", response_model=JobListOut, summary="The tenant's jobs, newest first")
+def list_jobs(request: Request, status: str | None = Query(None, description="queued, running, done, failed, abandoned"),
+              kind: str | None = Query(None, max_length=40, examples=["ingest"]),
+              limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=INT64_MAX),
+              cursor: str | None = Query(None, max_length=200),
+              p: Principal = Depends(require("ingest"))) -> dict:
+    offset = decode_cursor(cursor) or offset
+    jobs, total = service(request).jobs.list(tenant=p.tenant, status=status, kind=kind, limit=limit, offset=offset)
+    return {"jobs": [j.as_dict() for j in jobs], **page_info(total, offset, len(jobs))}
 
 
 @v1.get("/jobs/{job_id}", response_model=JobOut, summary="An ingest job's status and progress")
@@ -381,19 +529,57 @@ def get_job(request: Request, job_id: str, p: Principal = Depends(require("inges
     return service(request).jobs.get(job_id, tenant=p.tenant).as_dict()
 
 
-@v1.get("/videos", summary="The tenant's videos")
+@v1.get("/videos", summary="The tenant's videos, with the total and a cursor for the next page")
 def list_videos(request: Request, limit: int = Query(100, ge=1, le=1000),
                 offset: int = Query(0, ge=0, le=INT64_MAX),
+                cursor: str | None = Query(None, max_length=200, description="next_cursor of the previous page"),
                 p: Principal = Depends(require("search"))) -> dict:
     svc = service(request)
-    vids = svc.index().catalog.list_videos(tenant=p.tenant, limit=limit, offset=offset)
-    return {"videos": [_video_dict(svc, p.tenant, v) for v in vids], "limit": limit, "offset": offset}
+    offset = decode_cursor(cursor) or offset
+    catalog = svc.index().catalog
+    vids = catalog.list_videos(tenant=p.tenant, limit=limit, offset=offset)
+    return {"videos": [_video_dict(svc, p.tenant, v) for v in vids], "limit": limit,
+            **page_info(catalog.count_videos(tenant=p.tenant), offset, len(vids))}
 
 
 @v1.get("/videos/{video_id}", summary="One video's catalogue record")
 def get_video(request: Request, video_id: str, p: Principal = Depends(require("search"))) -> dict:
     svc = service(request)
     return _video_dict(svc, p.tenant, svc.index().catalog.get_video(video_id, tenant=p.tenant))
+
+
+@v1.patch("/videos/{video_id}", status_code=202, summary="Change a video's metadata",
+          description="The fields given replace the stored ones (`extra` is merged key by key; a key set to"
+                      " null is removed); the fields left out are kept. The metadata is part of every"
+                      " segment's vectors and BM25 text, so the change runs as a job that re-analyses the"
+                      " file (202 with the job); nothing changes: 200 with `changed: false`.",
+          responses={200: {"content": {"application/json": {"example": {"changed": False}}}},
+                     202: {"content": {"application/json": {"example": {"job_id": "j5c1e0d7a9b2f4e86",
+                                                                         "status": "queued", "changed": True}}}}})
+def patch_video(request: Request, video_id: str, body: MetadataFields,
+                p: Principal = Depends(require("ingest"))) -> JSONResponse:
+    from indexer.metadata import VideoMetadata
+
+    svc = service(request)
+    rec = svc.index().catalog.get_video(video_id, tenant=p.tenant)
+    merged = VideoMetadata.of_record(rec).as_dict()
+    given = body.model_dump(exclude_unset=True)
+    for name in ("title", "description", "tags", "people"):
+        if name in given:
+            merged[name] = given[name] if given[name] is not None else ([] if name in ("tags", "people") else None)
+    if "extra" in given:
+        extra = {**merged["extra"], **(given["extra"] or {})}
+        merged["extra"] = {k: v for k, v in extra.items() if v is not None}
+    meta = VideoMetadata.from_dict(merged)
+    if not meta.differs_from(rec):
+        return JSONResponse({"changed": False, "video_id": video_id})
+    if not os.path.isfile(rec.source):
+        raise NotFoundError(f"the media of video {video_id} is no longer on the server, so it cannot be re-analysed",
+                            hint="ingest the file again with the new metadata")
+    job = svc.jobs.submit(JobRequest(p.tenant, rec.source, meta.title, svc.settings.ingest_speech,
+                                     svc.settings.ingest_ocr, True, False, metadata=json.dumps(meta.as_dict())))
+    return JSONResponse({"job_id": job.job_id, "status": job.status, "changed": True}, status_code=202,
+                        headers={"Location": f"/v1/jobs/{job.job_id}"})
 
 
 @v1.delete("/videos/{video_id}", summary="Delete a video (and its uploaded file)")

@@ -6,12 +6,15 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from api.auth import validate_tenant
+from api.webhooks import WebhookConfig
 from engine.errors import InputError
 
-__all__ = ["Settings", "DEFAULT_TENANT", "parse_allow_roots"]
+__all__ = ["Settings", "DEFAULT_TENANT", "DEFAULT_RATE", "parse_allow_roots"]
 
 # The tenant of local mode (no keys) and of `vidseek index`'s default --tenant.
 DEFAULT_TENANT = "default"
+# Requests a second per API key when ``--rate`` is not given (bursts of ``burst``).
+DEFAULT_RATE = 20.0
 
 
 @dataclass(frozen=True)
@@ -19,7 +22,10 @@ class Settings:
     """Service settings. Path ingest reads only inside a tenant's own allowed roots:
     ``tenant_roots`` (tenant -> folders) and ``allowed_roots``, the folders of the
     ``default`` tenant (local mode's; ``--allow-root DIR`` without a tenant). A tenant
-    with none cannot ingest by path. ``rate``/``burst``: token bucket per key (rate <= 0: off).
+    with none cannot ingest by path. ``rate``/``burst``: token bucket per key; ``rate``
+    None (the default) is ``DEFAULT_RATE`` for keys and no limit in local single-user
+    mode (one person on loopback: a benchmark of sequential searches must not get 429),
+    a number applies to every caller, local mode included, and ``rate <= 0`` is off.
     ``ingest_speech``/``ingest_ocr``: defaults for jobs that do not say."""
 
     host: str = "127.0.0.1"
@@ -28,7 +34,7 @@ class Settings:
     tenant_roots: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     max_upload_bytes: int = 2 * 1024**3
     max_image_bytes: int = 20 * 1024**2
-    rate: float = 20.0
+    rate: float | None = None
     burst: float = 40.0
     max_k: int = 100
     ingest_speech: bool = True
@@ -41,6 +47,13 @@ class Settings:
     # shards in memory instead of two. The read-only handle is opened only when it
     # serves: when this is False, or while another process holds the writer lock.
     search_on_writer: bool = True
+    # A POST to this URL when a job ends (api.webhooks), signed with webhook_secret (None:
+    # a secret kept in the service database, `python -m api.keys webhook-secret`).
+    webhook: WebhookConfig | None = None
+    webhook_secret: bytes | None = None
+    # Write DIR/server.json while running (api.discovery), so that `vidseek search` and
+    # `vidseek index` on the same index go through this server. `vidseek serve` sets it.
+    advertise: bool = False
 
     def __post_init__(self) -> None:
         if self.max_upload_bytes < 1 or self.max_image_bytes < 1:
@@ -53,6 +66,13 @@ class Settings:
             validate_tenant(tenant)
             if isinstance(roots, str):
                 raise ValueError(f"tenant_roots[{tenant!r}] is a tuple of folders, not one string")
+
+    def rate_for(self, local_mode: bool) -> float:
+        """The token-bucket rate that applies (<= 0: no limit): the explicit ``rate``,
+        else none in local mode and ``DEFAULT_RATE`` with keys."""
+        if self.rate is not None:
+            return float(self.rate)
+        return 0.0 if local_mode else DEFAULT_RATE
 
     def roots_for(self, tenant: str) -> tuple[str, ...]:
         """The folders ``tenant`` may ingest from by path (none: path ingest is off for it)."""

@@ -24,6 +24,9 @@ from typing import Any, Callable, Hashable, TypeVar
 from api.auth import KeyStore, LinkSigner, RateLimiter, service_db_path
 from api.errors import ApiError
 from api.jobs import JobQueue, JobRunner, SharedWriter
+from api.conventions import IdempotencyStore
+from api.discovery import new_owner_token
+from api.webhooks import Webhooks
 from api.metrics import Metrics
 from api.settings import Settings
 
@@ -82,9 +85,16 @@ class ServiceState:
         self.keys = keys
         self.writer = writer
         self.signer = LinkSigner(keys.secret("link_signing"), settings.link_ttl_s)
-        self.limiter = RateLimiter(settings.rate, settings.burst)
+        self.limiter = RateLimiter(0.0, settings.burst)  # the rate that applies: rate()
         self.job_kinds: dict[str, JobRunner] = {}
-        self.jobs = JobQueue(service_db_path(index_dir), writer, kinds=self.job_kinds)
+        self.webhooks: Webhooks | None = None
+        if settings.webhook is not None:
+            # the secret is text (what `python -m api.keys webhook-secret` prints, or the file's content)
+            secret = settings.webhook_secret or keys.secret("webhook_signing").hex().encode()
+            self.webhooks = Webhooks(settings.webhook, secret)
+        self.jobs = JobQueue(service_db_path(index_dir), writer, kinds=self.job_kinds,
+                             on_finish=(lambda job: self.webhooks.notify(job.as_dict())) if self.webhooks else None)
+        self.idempotency = IdempotencyStore(service_db_path(index_dir))
         self.metrics = Metrics()
         self.loopback = is_loopback(settings.host)
         self.thumbs = LruCache(256)  # encoded thumbnails: decoding a frame costs tens of ms
@@ -92,6 +102,8 @@ class ServiceState:
         self.clip_limits = ExportLimits()  # clips and highlight reels made over HTTP
         self.cover_service: Any = None  # indexer.covers.service.CoverService, made on first use
         self.reader: Any = None  # the read-only engine.index.VideoIndex, opened only when it serves
+        self._was_local: bool | None = None
+        self.owner_token = new_owner_token()  # api.discovery: the index's own user (server.json)
         self.ready = False
         self.started_at = time.time()
         self._closed = False
@@ -142,7 +154,10 @@ class ServiceState:
             self._closed = True
         try:
             self.jobs.shutdown(self.settings.shutdown_grace_s)
+            if self.webhooks is not None:
+                self.webhooks.close()
         finally:
+            self.idempotency.close()
             with self._lock:
                 if self.cover_service is not None:
                     self.cover_service.close()
@@ -158,8 +173,28 @@ class ServiceState:
     # -- access ----------------------------------------------------------------------------
     @property
     def local_mode(self) -> bool:
-        """No keys and a loopback bind: requests without a key act as tenant "default"."""
-        return self.loopback and self.keys.active_count() == 0
+        """No keys and a loopback bind: requests without a key act as tenant "default".
+        Creating the first key while the server runs ends local mode at once (a key
+        means "require keys"); the server logs the switch, and ``python -m api.keys
+        create`` says so when it sees a running server."""
+        now = self.loopback and self.keys.active_count() == 0
+        was, self._was_local = self._was_local, now
+        if was is not None and was != now:
+            log.warning("local single-user mode %s: %s", "ON" if now else "OFF",
+                        "no active API keys remain; requests without a key act as tenant 'default'" if now else
+                        "an API key now exists, so every /v1 request needs a key (Authorization: Bearer)")
+        return now
+
+    def is_owner(self, token: str) -> bool:
+        """Whether ``token`` is this server's owner token (``api.discovery``)."""
+        import hmac
+
+        return hmac.compare_digest(token.encode(), self.owner_token.encode())
+
+    def rate(self) -> float:
+        """Requests a second each caller may make now (<= 0: no limit); it follows the
+        mode, which changes when the first key is created while the server runs."""
+        return self.settings.rate_for(self.local_mode)
 
     @property
     def index_open(self) -> bool:

@@ -460,7 +460,11 @@ def _saved_seq(manifest_path: Path, fallback: int) -> int:
 
 def _acquire_writer_lock(path: Path) -> int:
     return acquire_writer_lock(
-        path / "writer.lock", what=f"index {path}", hint="wait for it to finish (searches can run meanwhile)"
+        path / "writer.lock", what=f"index {path}",
+        hint="if it is a `vidseek index` run, wait for it to finish (searches can run meanwhile); if it is a"
+             " `vidseek serve`, `vidseek index` hands its files to that server once the server is up (it then"
+             " writes DIR/server.json); a server that writes none is an older version: ingest through its API"
+             " (POST /v1/ingest) or stop it"
     )
 
 

@@ -33,6 +33,7 @@ from engine.config import IndexConfig
 from engine.errors import InputError, NotFoundError, VidseekError
 from engine.index import VideoIndex
 from indexer.mapper import Analysis
+from indexer.metadata import VideoMetadata
 from indexer.options import IndexOptions
 
 __all__ = [
@@ -71,6 +72,8 @@ class FileResult:
 class IndexReport:
     results: list[FileResult] = field(default_factory=list)
     wall_seconds: float = 0.0
+    # sidecar lines that matched no file of this run ("FILE:LINE: source")
+    unmatched_metadata: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> list[FileResult]:
@@ -103,6 +106,7 @@ class IndexReport:
             "failures": [{"source": r.source, "code": r.code, "reason": r.reason} for r in self.failed],
             "damaged": [{"source": r.source, "video_id": r.video_id, **r.damage} for r in self.damaged],
             "warnings": [{"source": r.source, "warning": w} for r in self.results for w in r.warnings],
+            "unmatched_metadata": list(self.unmatched_metadata),
         }
 
 
@@ -110,10 +114,11 @@ class IndexReport:
 class IngestEvent:
     """One progress event of an ingest run.
 
-    ``kind``: ``start`` (``total`` files to analyse, ``total_bytes``), ``stage`` (a
-    video entered ``stage``; ``fraction`` of its analysis done; ``worker`` names the
-    process), ``file`` (a file is finished: ``result``; ``done``/``failed`` so far;
-    ``bytes`` of it), ``end``."""
+    ``kind``: ``start`` (``total`` files to analyse, ``total_bytes``, ``total_seconds``
+    of media by the container headers), ``stage`` (a video entered ``stage``;
+    ``fraction`` of its analysis done; ``worker`` names the process), ``file`` (a file
+    is finished: ``result``; ``done``/``failed`` so far; ``bytes`` and ``seconds`` of
+    it), ``end``."""
 
     kind: str
     source: str | None = None
@@ -126,6 +131,8 @@ class IngestEvent:
     done: int = 0
     failed: int = 0
     bytes: int = 0
+    total_seconds: float = 0.0
+    seconds: float = 0.0
 
 
 EventFn = Callable[[IngestEvent], None]
@@ -304,11 +311,19 @@ class Decision:
 
 
 def decide(catalog: Catalog, source: str, content_hash: str, *, tenant: str,
-           batch: dict[str, str] | None = None) -> Decision:
+           batch: dict[str, str] | None = None, meta: VideoMetadata | None = None) -> Decision:
     """Judge one file against the catalog (and against earlier files of ``batch``, a
-    dict hash -> source this call fills in)."""
+    dict hash -> source this call fills in). ``meta``: the metadata this run gives the
+    file; an unchanged file whose stored metadata differs is ``changed`` (re-analysed
+    with it: the metadata is in every segment's vectors and BM25 text), while None
+    keeps what is stored."""
     same = catalog.find_by_source(source, tenant=tenant)
     if same is not None and same.content_hash == content_hash:
+        if meta is not None and meta.differs_from(same):
+            if batch is not None:
+                batch[content_hash] = source
+            return Decision(source, "changed", content_hash, same.video_id, replace_key=same.key,
+                            reason="metadata changed")
         return Decision(source, "unchanged", content_hash, same.video_id, reason="unchanged since last index")
     dup = catalog.find_by_hash(content_hash, tenant=tenant)
     if dup is not None and (same is None or dup.key != same.key):

@@ -47,13 +47,33 @@ class _Todo:
     decision: Decision
     meta: VideoMetadata | None
     size: int
+    seconds: float  # media duration from the container header (0 when it says none)
+
+
+def _media_seconds(path: str) -> float:
+    """The duration the container header states, for the progress bar (which counts
+    seconds of media: bytes say little, a 4K minute is 50x the bytes of a 480p one).
+    Header only, no decoding; 0 when the header has none or the file does not open (the
+    analysis reports why)."""
+    import av
+
+    try:
+        with av.open(path, metadata_errors="ignore") as c:
+            if c.duration:
+                return max(0.0, c.duration / 1_000_000)
+            v = c.streams.video[0] if c.streams.video else None
+            if v is not None and v.duration and v.time_base:
+                return max(0.0, float(v.duration * v.time_base))
+    except Exception:  # any decoder error: the file's analysis reports it properly
+        return 0.0
+    return 0.0
 
 
 def index_paths(
     paths: Sequence[str],
     index_dir: str | Path,
     *,
-    metadata: str | Path | None = None,
+    metadata: str | Path | Sidecar | None = None,
     config: IndexConfig | None = None,
     options: IndexOptions | None = None,
     progress: EventFn | None = None,
@@ -67,7 +87,8 @@ def index_paths(
     emit = progress or (lambda event: None)
     t_start = time.perf_counter()
     report = IndexReport()
-    sidecar: Sidecar | None = load_sidecar(metadata) if metadata else None
+    sidecar: Sidecar | None = metadata if isinstance(metadata, Sidecar) else (
+        load_sidecar(metadata) if metadata else None)
     stages = list(stages) if stages is not None else build_stages(options)
     index = open_writer(index_dir, config)
     try:
@@ -76,6 +97,8 @@ def index_paths(
             record_failure(index, r.source, r.code, r.reason, tenant=options.tenant)
         report.results.extend(refused)
         todo = _decide_all(index, sources, options, sidecar, report)
+        if sidecar is not None:
+            report.unmatched_metadata = sidecar.unmatched()
         _run(todo, index, options, stages, report, emit)
         index.flush()
     finally:
@@ -98,11 +121,12 @@ def _decide_all(index: VideoIndex, sources: list[str], options: IndexOptions, si
             report.results.append(record_failure(index, src, "unreadable", f"{src} cannot be read: {e}",
                                                  tenant=options.tenant))
             continue
-        d = decide(index.catalog, src, h, tenant=options.tenant, batch=batch)
+        meta = sidecar.lookup(src) if sidecar else None
+        d = decide(index.catalog, src, h, tenant=options.tenant, batch=batch, meta=meta)
         if not d.needs_analysis:
             report.results.append(d.skipped())
             continue
-        todo.append(_Todo(d, sidecar.lookup(src) if sidecar else None, os.path.getsize(src)))
+        todo.append(_Todo(d, meta, os.path.getsize(src), _media_seconds(src)))
     return todo
 
 
@@ -169,7 +193,8 @@ def _run(todo: list[_Todo], index: VideoIndex, options: IndexOptions, stages: li
     config = index.config
     workers = max(1, min(options.workers, len(todo)))
     threads = options.threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
-    emit(IngestEvent("start", total=len(todo), total_bytes=sum(t.size for t in todo)))
+    emit(IngestEvent("start", total=len(todo), total_bytes=sum(t.size for t in todo),
+                     total_seconds=sum(t.seconds for t in todo)))
     state = {"done": 0, "committed": 0}
 
     def finish(item: _Todo, analysis: Analysis) -> None:
@@ -181,7 +206,8 @@ def _run(todo: list[_Todo], index: VideoIndex, options: IndexOptions, stages: li
             if state["committed"] % options.flush_every == 0:
                 index.flush()
         emit(IngestEvent("file", source=item.decision.source, result=res, done=state["done"],
-                         failed=len(report.failed), total=len(todo), bytes=item.size))
+                         failed=len(report.failed), total=len(todo), bytes=item.size,
+                         seconds=item.seconds))
 
     if workers == 1:
         set_threads(threads, stages)
@@ -189,7 +215,8 @@ def _run(todo: list[_Todo], index: VideoIndex, options: IndexOptions, stages: li
             src = item.decision.source
             analysis = analyse_file(
                 src, item.decision.content_hash, config, options, item.meta,
-                lambda stage, frac, _s=src: emit(IngestEvent("stage", source=_s, stage=stage, fraction=frac)),
+                lambda stage, frac, _s=src, _t=item.seconds: emit(IngestEvent("stage", source=_s, stage=stage,
+                                                                              fraction=frac, seconds=_t)),
                 stages,
             )
             finish(item, analysis)
@@ -198,14 +225,14 @@ def _run(todo: list[_Todo], index: VideoIndex, options: IndexOptions, stages: li
     emit(IngestEvent("end", done=state["done"], failed=len(report.failed), total=len(todo)))
 
 
-def _drain(queue, emit: EventFn) -> None:
+def _drain(queue, emit: EventFn, seconds: dict[str, float]) -> None:
     """Pass on the workers' progress messages waiting in ``queue``."""
     while True:
         try:
             pid, src, stage, frac = queue.get_nowait()
         except Empty:
             return
-        emit(IngestEvent("stage", source=src, stage=stage, fraction=frac, worker=pid))
+        emit(IngestEvent("stage", source=src, stage=stage, fraction=frac, worker=pid, seconds=seconds.get(src, 0.0)))
 
 
 def _run_pool(todo: list[_Todo], config: IndexConfig, options: IndexOptions, stages: list[Stage], workers: int,
@@ -220,9 +247,10 @@ def _run_pool(todo: list[_Todo], config: IndexConfig, options: IndexOptions, sta
             futs = {pool.submit(_work, (t.decision.source, t.decision.content_hash, config, options, t.meta,
                                         stages)): t for t in todo}
             pending = set(futs)
+            seconds = {t.decision.source: t.seconds for t in todo}
             while pending:
                 finished, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
-                _drain(queue, emit)
+                _drain(queue, emit, seconds)
                 for f in finished:
                     item = futs[f]
                     try:

@@ -135,7 +135,7 @@ def test_index_marks_damaged_videos_and_exits_1(damaged_index, clips):
     assert f"DAMAGED {clips['cut']}: frames decode only to" in out
     assert f"DAMAGED {clips['middle']}: " in out and "in the middle do not decode" in out
     assert f"DAMAGED {clips['good']}" not in out
-    assert "2 damaged video(s): exit status 1 (--accept-damage accepts them)" in out
+    assert "2 damaged videos: exit status 1 (--accept-damage accepts them)" in out
     with VideoIndex.open(idx) as index:
         good = index.catalog.find_by_source(str(clips["good"]))
         cut = index.catalog.find_by_source(str(clips["cut"]))

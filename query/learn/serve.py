@@ -42,7 +42,7 @@ class LiveRanking:
         self.models = ModelStore(index_dir)
         self.config = config or LearnConfig()
         self.store = store  # query.learn.store.FeedbackStore, or None: log nothing, randomise nothing
-        self._rng = rng or random.Random()
+        self._rng = rng  # None: a generator seeded by the search itself (see _rng_for)
         self._lock = threading.Lock()
         self._checked = 0.0
         self._stamp: float | None = None
@@ -121,6 +121,20 @@ class LiveRanking:
         new = apply_linear(base, x, keys, model.vector())
         return {i: float(new[r]) for r, i in enumerate(ids)}
 
+    def _rng_for(self, plan) -> random.Random:
+        """The given generator, or one seeded by the tenant, the query and the day: the
+        same search asked twice (the next page of results, a reload) is randomised and
+        interleaved the same way, while different searches still spread over every
+        swap the click model needs."""
+        if self._rng is not None:
+            return self._rng
+        import hashlib
+        import time as _time
+
+        day = int(_time.time() // 86400)
+        seed = hashlib.blake2b(f"{plan.options.tenant}|{plan.query}|{day}".encode(), digest_size=8).digest()
+        return random.Random(int.from_bytes(seed, "big"))
+
     def rank(self, search_id: str, plan, cands: Mapping, cos: Mapping, dense: Mapping, fused: Mapping,
              make_hits: Callable[[Mapping[int, float]], list], blocks: Mapping | None = None
              ) -> tuple[list, dict[str, Any]]:
@@ -130,14 +144,15 @@ class LiveRanking:
         self.refresh()
         model, challenger = self._model, self._challenger
         meta: dict[str, Any] = {"version": model.version if model else DEFAULT_VERSION}
-        draw = self._rng.random() if self.store is not None else 1.0
+        rng = self._rng_for(plan)
+        draw = rng.random() if self.store is not None else 1.0
         teams = None
         if challenger is not None and draw < self.config.interleave_share:
             a = make_hits(self.rescore(model, plan, cands, cos, dense, fused, qvec))
             b = make_hits(self.rescore(challenger, plan, cands, cos, dense, fused, qvec))
             key = lambda h: (h.video_id, round(h.start, 3))  # noqa: E731
             by_key = {key(h): h for h in [*b, *a]}
-            merged = team_draft([key(h) for h in a], [key(h) for h in b], plan.options.k, self._rng)
+            merged = team_draft([key(h) for h in a], [key(h) for h in b], plan.options.k, rng)
             hits = [by_key[d] for d in merged.docs]
             teams = list(merged.teams)
             meta.update(interleaved=True, challenger=challenger.version)
@@ -145,7 +160,7 @@ class LiveRanking:
             hits = make_hits(self.rescore(model, plan, cands, cos, dense, fused, qvec))
             share = self.config.interleave_share if challenger is not None else 0.0
             if share <= draw < share + self.config.randomise_share and len(hits) > 1:
-                j = self._rng.randrange(min(len(hits), self.config.randomise_depth) - 1)
+                j = rng.randrange(min(len(hits), self.config.randomise_depth) - 1)
                 hits = [*hits[:j], hits[j + 1], hits[j], *hits[j + 2:]]
                 meta["randomised"] = True
         tenant = plan.options.tenant
