@@ -1,6 +1,6 @@
 """Label precision and recall: what the frame labellers wrote into an index against
 hand labels of its keyframes (``benchmarks/data/frame-labels.jsonl``), at the score
-each label is shown and filtered at (``query.filters.LABEL_FILTER_MIN``).
+each label is shown and filtered at (``query.concepts.LABEL_FILTER_MIN``).
 
 Per labeller: objects (COCO classes, micro over classes), people (present; two or
 more; the exact count, 3 meaning 3+), faces (woman, man, child or baby, elderly, on
@@ -68,7 +68,7 @@ class _Count:
 
 
 def evaluate(index_dir: Path, hand: list[dict] | None = None) -> dict[str, Any]:
-    from query.filters import LABEL_FILTER_MIN as SHOW
+    from query.concepts import LABEL_FILTER_MIN as SHOW
 
     hand = hand if hand is not None else load_hand_labels()
     frames = _index_labels(Path(index_dir))

@@ -23,10 +23,16 @@ import re
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from query.filters import LABEL_FILTER_MIN
 
 __all__ = ["Concept", "find_concepts", "evidence", "label_run", "add_evidence", "describe", "LABEL_WEIGHT",
-           "VOCABULARY", "label_filter_values", "filter_concepts"]
+           "VOCABULARY", "label_filter_values", "filter_concepts", "LABEL_FILTER_MIN"]
+
+# The score at which each kind of frame label is shown ("seen:" lines, the label
+# timeline) and at which a label filter holds: set where its precision on the hand
+# labels reaches 0.8 (python -m benchmarks.bench_labels; docs/labels.md). Colour: a
+# share of the frame of 0.3 or more (score = share / 0.3).
+LABEL_FILTER_MIN = {"object": 0.5, "people": 0.4, "face": 0.8, "emotion": 0.85, "style": 0.5, "scene": 0.5,
+                    "colour": 1.0}
 
 LABEL_WEIGHT = 0.35  # x the plan's visual weight x evidence (0..1), added to the fused score
 MIN_SUPPORT = 0.3  # label runs keep segments with at least this support
@@ -283,7 +289,7 @@ def add_evidence(concepts: Sequence[Concept], visual_weight: float, scores: Mapp
 
 def describe(have: Mapping[tuple[str, str], float]) -> str:
     """The "seen:" line of a segment: people count, who, expressions, objects, style,
-    light, colours, each at the score the product shows (``query.filters.LABEL_FILTER_MIN``)."""
+    light, colours, each at the score the product shows (``LABEL_FILTER_MIN``)."""
     def pick(kind: str) -> list[str]:
         return [lab for (k, lab), s in sorted(have.items(), key=lambda x: -x[1]) if k == kind and s >= LABEL_FILTER_MIN[kind]]
 

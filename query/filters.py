@@ -7,16 +7,12 @@ from datetime import date, datetime, timezone
 
 from engine.catalog import SegmentRecord, VideoRecord
 from engine.lexical import tokenize
+from query.concepts import LABEL_FILTER_MIN
 from query.parse import ParsedQuery
 
 __all__ = ["norm", "trigrams", "containment", "video_passes", "keep_segment", "labels_pass", "LABEL_FILTER_MIN"]
 
-# The score at which each kind of frame label is shown ("seen:" lines, the label
-# timeline) and at which a label filter holds: set where its precision on the hand
-# labels reaches 0.8 (python -m benchmarks.bench_labels; docs/labels.md). Colour: a
-# share of the frame of 0.3 or more (score = share / 0.3).
-LABEL_FILTER_MIN = {"object": 0.5, "people": 0.4, "face": 0.8, "emotion": 0.85, "style": 0.5, "scene": 0.5,
-                    "colour": 1.0}
+
 
 
 def norm(s: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from query.filters import LABEL_FILTER_MIN
+from query.concepts import LABEL_FILTER_MIN
 
 __all__ = ["label_timeline"]
 
@@ -14,7 +14,7 @@ def label_timeline(index, video, *, kinds: Sequence[str] | None = None, min_scor
                    faces: bool = True) -> dict:
     """``{"video_id", "duration", "labels": [{kind, label, score, instances: [{start, end,
     score}]}], "faces": [...]}`` for a ``VideoRecord``. ``min_score`` None keeps the
-    labels the product shows (``query.filters.LABEL_FILTER_MIN`` per kind)."""
+    labels the product shows (``query.concepts.LABEL_FILTER_MIN`` per kind)."""
     segs = {s.id: s for s in index.catalog.segments_of(video.key)}
     rows = index.catalog.labels_of(video.key, kinds=kinds)
     by_label: dict[tuple[str, str], dict[int, float]] = {}
