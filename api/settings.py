@@ -41,6 +41,9 @@ class Settings:
     # shards in memory instead of two. The read-only handle is opened only when it
     # serves: when this is False, or while another process holds the writer lock.
     search_on_writer: bool = True
+    # Browser-playable previews of videos a browser cannot play as they are
+    # (indexer.previews): the most bytes <index>/previews may hold (LRU eviction).
+    preview_budget_bytes: int = 2 * 1024**3
 
     def __post_init__(self) -> None:
         if self.max_upload_bytes < 1 or self.max_image_bytes < 1:
