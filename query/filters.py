@@ -9,7 +9,7 @@ from engine.catalog import SegmentRecord, VideoRecord
 from engine.lexical import tokenize
 from query.parse import ParsedQuery
 
-__all__ = ["norm", "trigrams", "containment", "video_passes", "keep_segment"]
+__all__ = ["norm", "trigrams", "containment", "phrase_occurs", "PHRASE_SIMILARITY", "video_passes", "keep_segment"]
 
 
 def norm(s: str) -> str:
@@ -28,6 +28,35 @@ def containment(qgrams: set[str], text: str) -> float:
     """The share of a query's trigrams (``trigrams(norm(query))``) found in ``text``:
     a match that survives OCR's misread letters."""
     return len(qgrams & trigrams(norm(text))) / len(qgrams) if qgrams else 0.0
+
+
+# A quoted phrase matches machine-made text (a transcript, OCR) when some run of its
+# words is at least this similar to the phrase (difflib ratio of the normalised
+# strings): Whisper writes "new-member" or drops a "the", OCR misreads a letter. A
+# different phrase that shares words ("purple elephant" vs "purple elephants' trunk")
+# is not that similar to any run. Exact text (titles, tags) must contain it verbatim.
+PHRASE_SIMILARITY = 0.85
+
+
+def phrase_occurs(phrase: str, text: str, *, fuzzy: bool = True) -> bool:
+    """Whether the normalised ``phrase`` (``norm``) occurs in the normalised ``text``:
+    verbatim, or (``fuzzy``) as a run of words at least ``PHRASE_SIMILARITY`` alike."""
+    if not phrase:
+        return True
+    if f" {phrase} " in f" {text} ":  # whole words: "cake" is not in "cakes"
+        return True
+    if not fuzzy or not text:
+        return False
+    from difflib import SequenceMatcher
+
+    words, n = text.split(), len(phrase.split())
+    if n == 1 or not words:  # one word: verbatim only (a fuzzy word matches too much)
+        return False
+    for size in {max(1, n - 1), n, n + 1}:
+        for i in range(max(1, len(words) - size + 1)):
+            if SequenceMatcher(None, phrase, " ".join(words[i : i + size]), autojunk=False).ratio() >= PHRASE_SIMILARITY:
+                return True
+    return False
 
 
 def _video_date(v: VideoRecord) -> date:

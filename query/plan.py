@@ -4,7 +4,7 @@
 its intent and the options into an immutable ``Plan`` (per-modality weights, fusion
 method and dense share, candidate count, BM25 fields and text, vector-search
 parameters); ``Explanation`` is the ``intent`` object of a response, built once and
-added to by the stages that learn more (entities, a phrase fallback).
+added to by the stages that learn more (entities, a quoted phrase found nowhere).
 """
 from __future__ import annotations
 
@@ -91,13 +91,13 @@ class SearchOptions:
 class Explanation:
     """Why the results look as they do: the intent (label, confidence, scores, weights,
     rules), the fusion chosen, and what later stages found (entities named in the query,
-    a quoted phrase that matched nothing and fell back to a ranking signal)."""
+    quoted phrases that occur in no candidate, hence no hits)."""
 
     intent: dict[str, Any]
     fusion: str | None = None
     dense_share: float | None = None
     entities: list | None = None
-    phrase_fallback: bool = False
+    phrase_missing: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.intent)
@@ -105,8 +105,8 @@ class Explanation:
             out["fusion"], out["dense_share"] = self.fusion, self.dense_share
         if self.entities is not None:
             out["entities"] = self.entities
-        if self.phrase_fallback:
-            out["phrase_fallback"] = True
+        if self.phrase_missing:
+            out["phrase_missing"] = True
         return out
 
 

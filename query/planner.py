@@ -125,7 +125,7 @@ class Searcher:
         plan, blocks = self.plan(query, image=image, options=opts, parsed=parsed)
         retrieved = retrieve(self.index, plan, blocks)
         found = gather(self.index, plan, retrieved, self._videos_by_keys)
-        expl = replace(plan.explanation, phrase_fallback=found.phrase_fallback)
+        expl = replace(plan.explanation, phrase_missing=found.phrase_missing)
         if plan.entity is not None and retrieved.runs():
             expl = replace(expl, entities=plan.entity.to_dict()["entities"])
         hits: list[Hit] = []

@@ -13,6 +13,10 @@ class Hit:
     start: float
     end: float
     score: float
+    # what contributed, each on one 0..1 scale: a modality's cosine similarity (only
+    # modalities the query weighs whose similarity is above query.moments.MIN_MATCH),
+    # "keywords" (the share of the query's words found in this moment's text, when the
+    # keyword index found it) and "phrase" (1.0: every quoted phrase occurs in it)
     matched: dict[str, float]
     snippet: str
     title: str | None = None
@@ -22,6 +26,10 @@ class Hit:
     # segments' range, which segments_range always holds)
     range_from: str = "segments"
     segments_range: tuple[float, float] | None = None
+    top_segment: int | None = None  # the best-scoring segment of the moment
+    thumbnail_segment: int | None = None  # the segment whose frame shows the moment (holds its middle)
+    # [start, end) character offsets of the query's words in ``snippet`` (to highlight)
+    highlights: list[tuple[int, int]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         seg = self.segments_range or (self.start, self.end)
@@ -29,8 +37,10 @@ class Hit:
             "video_id": self.video_id, "source": self.source, "start": round(self.start, 3),
             "end": round(self.end, 3), "score": round(float(self.score), 6),
             "matched": {k: round(float(v), 4) for k, v in self.matched.items()}, "snippet": self.snippet,
+            "highlights": [list(h) for h in self.highlights],
             "title": self.title, "segment_ids": self.segment_ids, "range_from": self.range_from,
             "segments_start": round(seg[0], 3), "segments_end": round(seg[1], 3),
+            "thumbnail_segment": self.thumbnail_segment,
         }
 
 
