@@ -94,7 +94,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     with VideoIndex.open(args.index) as index:
         searcher = Searcher(index)
         opts = SearchOptions(k=args.k, fusion=args.fusion, rerank=args.rerank, per_video=args.per_video,
-                             tenant=args.tenant)
+                             tenant=args.tenant, min_confidence=args.min_confidence)
         image = None
         if args.image:
             from indexer.media import load_image
@@ -107,10 +107,15 @@ def cmd_search(args: argparse.Namespace) -> int:
     intent = resp.intent
     print(f"intent: {intent.get('label')} ({intent.get('confidence', 0):.2f})  {len(resp.hits)} hits"
           f" in {resp.took_ms:.0f} ms")
+    if resp.no_good_match:
+        hidden = f" ({resp.hidden} weaker moments hidden: --min-confidence low shows them)" if resp.hidden else ""
+        print(f"no good match{hidden}")
     for i, h in enumerate(resp.hits, 1):
         matched = ", ".join(f"{m} {s:.2f}" for m, s in h.matched.items())
         cut = f" ({h.range_from})" if h.range_from != "segments" else ""
-        print(f"{i:2d}. {h.score:.3f}  {_line(h.source)}  {_fmt_time(h.start)}-{_fmt_time(h.end)}{cut}  [{matched}]")
+        conf = f"{h.confidence:<6}  " if h.confidence else ""
+        print(f"{i:2d}. {conf}{h.score:.3f}  {_line(h.source)}  {_fmt_time(h.start)}-{_fmt_time(h.end)}{cut}"
+              f"  [{matched}]")
         if h.snippet:
             print(f"      {_line(h.snippet)}")
     return 0
@@ -228,6 +233,7 @@ def _add_index(sub) -> None:
 
 def _add_search(sub) -> None:
     from query.fusion import list_fusion_methods
+    from query.levels import CONFIDENCE_LEVELS, DEFAULT_MIN_CONFIDENCE
 
     s = sub.add_parser("search", help="search an index")
     s.add_argument("query", metavar="QUERY")
@@ -238,6 +244,8 @@ def _add_search(sub) -> None:
     s.add_argument("--fusion", default="auto", help=f"auto (per intent) or {', '.join(list_fusion_methods())}")
     s.add_argument("--rerank", action="store_true", help="rescore the top candidates (off by default: see README)")
     s.add_argument("--per-video", type=int, default=1, help="at most this many moments per video")
+    s.add_argument("--min-confidence", choices=CONFIDENCE_LEVELS, default=DEFAULT_MIN_CONFIDENCE,
+                   help="hide moments below this calibrated confidence (default %(default)s; low shows all)")
     s.add_argument("--tenant")
     s.set_defaults(func=cmd_search)
 

@@ -8,7 +8,6 @@ searches go to the state's index handle (``ServiceState.index()`` / ``searcher()
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import mimetypes
 import os
@@ -17,8 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Path as PathParam, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 from api.auth import Principal
@@ -27,6 +26,8 @@ from api.errors import ApiError, ErrorBody, ErrorDetail
 from api.jobs import JobRequest
 from api.ranged import RangeFileResponse, RangeStaticFiles
 from engine.errors import InputError, MediaError, NotFoundError
+from indexer.thumbs import ThumbStore
+from query.levels import DEFAULT_MIN_CONFIDENCE
 from query.parse import MAX_QUERY_CHARS
 
 __all__ = ["install", "ErrorBody", "SearchBody", "IngestPathBody"]
@@ -53,6 +54,14 @@ class HitOut(BaseModel):
     segments_end: float | None = Field(None, description="end of the matched segments' range", examples=[20.0])
     thumbnail_url: str | None = Field(None, examples=["/v1/videos/v3f2a9c1d0e4b5a6/segments/17/thumbnail?t=..."])
     media_url: str | None = Field(None, examples=["/v1/videos/v3f2a9c1d0e4b5a6/media?t=..."])
+    preview_url: str | None = Field(None, description="plays in every browser (the original, or an H.264/AAC"
+                                    " preview made for it)", examples=["/v1/videos/v3f2a9c1d0e4b5a6/preview?t=..."])
+    highlights: list[list[int]] = Field([], description="[start, end) offsets of the query's words in snippet")
+    thumbnail_segment: int | None = None
+    confidence: str | None = Field(None, description="high, medium or low (calibrated; docs/results.md)",
+                                   examples=["high"])
+    confidence_score: float | None = Field(None, description="calibrated probability that the moment answers"
+                                           " the query", examples=[0.83])
 
 
 class SearchOut(BaseModel):
@@ -61,6 +70,9 @@ class SearchOut(BaseModel):
     took_ms: float
     hits: list[HitOut]
     parsed: dict[str, Any] = {}
+    min_confidence: str = "medium"
+    hidden: int = Field(0, description="moments found below min_confidence")
+    no_good_match: bool = Field(False, description="no moment reaches min_confidence")
 
 
 class SearchBody(BaseModel):
@@ -71,6 +83,7 @@ class SearchBody(BaseModel):
     per_video: int = Field(1, ge=1, le=100)
     fusion: str = Field("auto", examples=["auto"])
     rerank: bool = False
+    min_confidence: str = Field(DEFAULT_MIN_CONFIDENCE, description="low, medium or high")
 
 
 class IngestPathBody(BaseModel):
@@ -111,15 +124,16 @@ class SegmentOut(BaseModel):
 
 # -- helpers -----------------------------------------------------------------------------
 def _search(svc, p: Principal, q: str, k: int, per_video: int, fusion: str, rerank: bool,
-            image=None) -> dict:
+            image=None, min_confidence: str = DEFAULT_MIN_CONFIDENCE) -> dict:
     from query.planner import SearchOptions
 
     if not 1 <= k <= svc.settings.max_k:
         raise ApiError("bad_input", f"k must be in 1..{svc.settings.max_k}, got {k}")
-    opts = SearchOptions(k=k, per_video=per_video, fusion=fusion, rerank=rerank, tenant=p.tenant)
+    opts = SearchOptions(k=k, per_video=per_video, fusion=fusion, rerank=rerank, tenant=p.tenant,
+                         min_confidence=min_confidence)
     resp = svc.searcher().search(q, image=image, options=opts).to_dict()
-    for h in resp["hits"]:
-        h.update(links(svc, p.tenant, h["video_id"], (h.get("segment_ids") or [None])[0]))
+    for h in resp["hits"]:  # the card shows the frame of the moment itself
+        h.update(links(svc, p.tenant, h["video_id"], h.get("thumbnail_segment", (h.get("segment_ids") or [None])[0])))
     return resp
 
 
@@ -235,9 +249,11 @@ def search_get(
     per_video: int = Query(1, ge=1, le=100),
     fusion: str = Query("auto"),
     rerank: bool = Query(False),
+    min_confidence: str = Query(DEFAULT_MIN_CONFIDENCE, description="hide moments below this calibrated "
+                                "confidence: low (show all), medium, high"),
     p: Principal = Depends(require("search")),
 ) -> dict:
-    return _search(service(request), p, q, k, per_video, fusion, rerank)
+    return _search(service(request), p, q, k, per_video, fusion, rerank, min_confidence=min_confidence)
 
 
 @v1.post("/search", response_model=SearchOut, summary="Search with a JSON body or a multipart image query",
@@ -255,6 +271,7 @@ async def search_post(request: Request, p: Principal = Depends(require("search")
             raise InputError(f"q is longer than {MAX_QUERY_CHARS} characters", hint="shorten the query")
         k, per_video = _int_field(form, "k", 10, 1, 1000), _int_field(form, "per_video", 1, 1, 100)
         fusion, rerank = str(form.get("fusion") or "auto"), _bool_field(form.get("rerank"), False)
+        min_conf = str(form.get("min_confidence") or DEFAULT_MIN_CONFIDENCE)
         upload = form.get("image")
         if upload is not None and not isinstance(upload, str):
             image = await run_in_threadpool(_load_query_image, svc, upload)
@@ -264,11 +281,12 @@ async def search_post(request: Request, p: Principal = Depends(require("search")
         except (ValueError, TypeError) as e:
             raise InputError(f"the JSON body is invalid: {e}") from None
         q, k, per_video, fusion, rerank = body.q, body.k, body.per_video, body.fusion, body.rerank
+        min_conf = body.min_confidence
     else:
         raise ApiError("unsupported_content_type", "send application/json or multipart/form-data")
     if not q.strip() and image is None:
         raise ApiError("bad_input", "give a query text 'q' or an 'image'")
-    return await run_in_threadpool(_search, svc, p, q, k, per_video, fusion, rerank, image)
+    return await run_in_threadpool(_search, svc, p, q, k, per_video, fusion, rerank, image, min_conf)
 
 
 @v1.post("/ingest", status_code=202, summary="Ingest an uploaded video or a server-side path",
@@ -402,6 +420,7 @@ def delete_video(request: Request, video_id: str, p: Principal = Depends(require
     src = Path(rec.source).resolve()
     if src.parent == uploads:  # the service's own copy of an upload goes with the video
         src.unlink(missing_ok=True)
+    ThumbStore(svc.index_dir).remove(rec.video_id)
     return {"deleted": rec.video_id, "source": rec.source}
 
 
@@ -412,34 +431,7 @@ def list_segments(request: Request, video_id: str, p: Principal = Depends(requir
     return [_segment_dict(svc, p.tenant, video_id, s) for s in svc.index().catalog.segments_of(rec.key)]
 
 
-@v1.get("/videos/{video_id}/segments/{segment_id}/thumbnail", summary="A segment's keyframe as JPEG",
-        responses={200: {"content": {"image/jpeg": {}}}}, response_class=Response)
-def thumbnail(request: Request, video_id: str, segment_id: int = PathParam(ge=0, le=INT64_MAX),
-              t: str | None = Query(None),
-              size: int = Query(320, ge=32, le=1280)) -> Response:
-    from PIL import Image
-
-    from indexer.media import frames_at
-
-    p = video_reader_principal(request, video_id, t)
-    svc = service(request)
-    rec = svc.index().catalog.get_video(video_id, tenant=p.tenant)
-    seg = next((s for s in svc.index().catalog.segments_of(rec.key) if s.id == segment_id), None)
-    if seg is None:
-        raise NotFoundError(f"video {video_id} has no segment {segment_id}",
-                            hint=f"GET /v1/videos/{video_id}/segments lists them")
-    at = seg.keyframe_times[0] if seg.keyframe_times else (seg.start + seg.end) / 2
-    if not os.path.isfile(rec.source):
-        raise NotFoundError(f"the media of video {video_id} is no longer on the server")
-
-    def make() -> bytes:
-        frames = list(frames_at(rec.source, [at], size=size))
-        buf = io.BytesIO()
-        Image.fromarray(frames[0][1]).save(buf, format="JPEG", quality=82)
-        return buf.getvalue()
-
-    data = svc.thumbs.get((rec.source, rec.content_hash, at, size), make)
-    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+# GET /videos/{video_id}/segments/{segment_id}/thumbnail and /preview: api.routes_media
 
 
 @v1.get("/videos/{video_id}/media", summary="The original media, with HTTP Range for seeking",

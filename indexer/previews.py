@@ -108,11 +108,17 @@ class PreviewCache:
             self.root.mkdir(parents=True, exist_ok=True)
             tmp = self.root / f".{content_hash}.{os.getpid()}.{threading.get_ident()}.mp4"
             args = [
+                # like the indexer, play through damaged packets (c016.ogg has 90 bad
+                # Vorbis packets: ffmpeg's default gives up past 2/3 failed frames)
+                "-max_error_rate", "1",
                 "-i", source, "-map", "0:v:0", *(["-map", "0:a:0"] if has_audio else []),
                 "-sn", "-dn", "-map_metadata", "-1", "-map_chapters", "-1",
                 # at most MAX_SIDE high, never upscaled; 4:2:0 needs even sizes
                 "-vf", f"scale=-2:'min({MAX_SIDE},trunc(ih/2)*2)'", *FFMPEG_X264, "-crf", "23",
                 *(("-c:a", "aac", "-b:a", "128k", "-ac", "2") if has_audio else ("-an",)),
+                # the catalog's duration is the picture's (damaged audio can carry timestamps
+                # far past it: c016.ogg's made a 102 s preview of an 8 s video)
+                *(["-t", f"{duration:.3f}"] if duration else []),
                 "-movflags", "+faststart", "-f", "mp4",
             ]
             t0 = time.perf_counter()

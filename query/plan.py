@@ -17,6 +17,7 @@ from engine.errors import InputError
 from engine.vectors import SearchParams
 from query.entities import EntityMatch
 from query.fusion import FUSION_METHODS
+from query.levels import CONFIDENCE_LEVELS
 from query.parse import ParsedQuery
 
 __all__ = ["SearchOptions", "Plan", "Explanation", "make_plan", "DEFAULT_FUSION", "LEXICAL_FIELDS_FOR",
@@ -73,6 +74,9 @@ class SearchOptions:
     params: SearchParams | None = None  # nprobe / efSearch / k_factor for the vector store
     merge_ratio: float = 0.8  # neighbours within this share of a moment's best join it
     exact_moments: bool = True  # cut each moment's range from the evidence timeline (query.boundaries)
+    # the lowest confidence shown (query.confidence: low, medium, high); "low" shows every
+    # moment, each labelled. The API, the CLI and the page ask for DEFAULT_MIN_CONFIDENCE.
+    min_confidence: str = "low"
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= 1000:
@@ -81,6 +85,9 @@ class SearchOptions:
             raise InputError(f"fusion must be auto, {', '.join(FUSION_METHODS)}; got {self.fusion!r}")
         if self.per_video < 1:
             raise InputError(f"per_video must be >= 1, got {self.per_video}")
+        if self.min_confidence not in CONFIDENCE_LEVELS:
+            raise InputError(f"min_confidence must be one of {', '.join(CONFIDENCE_LEVELS)}; got {self.min_confidence!r}",
+                             hint="low shows every moment; medium hides the weak ones; high only the sure ones")
         bad = set(self.retrievers) - set(RETRIEVERS)
         if bad or not self.retrievers:
             raise InputError(f"retrievers must be a non-empty subset of {', '.join(RETRIEVERS)};"

@@ -24,7 +24,8 @@ from engine.lexical import tokenize
 from query.entities import EntityRecognizer
 from query.filters import video_passes
 from query.intent import IntentClassifier, get_intent_classifier
-from query.moments import moments
+from query.confidence import ConfidenceModel, QueryContext, default_model, features, shown
+from query.moments import moments, term_coverage
 from query.parse import ParsedQuery, parse
 from query.plan import DEFAULT_FUSION, Plan, SearchOptions, make_plan
 from query.results import Hit, SearchResponse
@@ -40,7 +41,8 @@ class Searcher:
     """Holds the encoders and classifier for one open index; thread-safe searches."""
 
     def __init__(self, index: VideoIndex, *, intent: IntentClassifier | None = None,
-                 intent_cascade: bool = True, fast_intent: IntentClassifier | None = None) -> None:
+                 intent_cascade: bool = True, fast_intent: IntentClassifier | None = None,
+                 confidence: ConfidenceModel | None | str = "default") -> None:
         from engine.models.registry import get_image_encoder, get_text_encoder
 
         self.index = index
@@ -57,6 +59,9 @@ class Searcher:
                 and index.config.text_encoder != self.intent.encoder_name):
             self.fast_intent = get_intent_classifier(index.config.text_encoder)
         self.entities = EntityRecognizer(index.catalog)  # knowledge-graph names in queries
+        # The calibrated confidence of each hit (query.confidence); None: hits carry their
+        # features but no level (what benchmarks.calibrate fits a model on).
+        self.confidence = default_model() if confidence == "default" else confidence
         # Video rows never change once committed (a re-index commits a new key), so a
         # search reuses decoded records until the index applies another op. Decoding
         # ~100 rows of JSON fields was ~6% of a search at 1M segments.
@@ -121,7 +126,7 @@ class Searcher:
         if not parsed.search_text and image is None:
             hits = self._filter_only(parsed, opts)
             return SearchResponse(query, {"label": "filter", "confidence": 1.0, "weights": {}},
-                                  (time.perf_counter() - t0) * 1000, hits, parsed.to_dict())
+                                  (time.perf_counter() - t0) * 1000, hits, parsed.to_dict(), opts.min_confidence)
         plan, blocks = self.plan(query, image=image, options=opts, parsed=parsed)
         retrieved = retrieve(self.index, plan, blocks)
         found = gather(self.index, plan, retrieved, self._videos_by_keys)
@@ -137,7 +142,27 @@ class Searcher:
                 scores = rerank(plan, cands, cos, scores)
             hits = moments(plan, cands, cos, scores, blocks=blocks,
                            evidence=self.index if opts.exact_moments else None)
-        return SearchResponse(query, expl.to_dict(), (time.perf_counter() - t0) * 1000, hits, parsed.to_dict())
+            self._assess(plan, hits, cands, cos, dense)
+        found_n = len(hits)
+        if self.confidence is not None:
+            hits = [h for h, ok in zip(hits, shown([h.confidence for h in hits], opts.min_confidence)) if ok]
+        return SearchResponse(query, expl.to_dict(), (time.perf_counter() - t0) * 1000, hits, parsed.to_dict(),
+                              opts.min_confidence, found_n - len(hits))
+
+    def _assess(self, plan: Plan, hits: list[Hit], cands, cos, dense) -> None:
+        """Each hit's confidence features (from its best segment) and, with a model, its
+        calibrated probability and level."""
+        ctx = QueryContext.of(dense, plan.weights)
+        terms = set(tokenize(plan.text))
+        for h in hits:
+            c = cands.get(h.top_segment)
+            if c is None:
+                continue
+            h.features = features(dense.get(c.id, 0.0), cos.get(c.id, {}), plan.weights, term_coverage(c, terms),
+                                  c.phrase, ctx)
+            if self.confidence is not None:
+                h.confidence_score = self.confidence.probability(h.features)
+                h.confidence = self.confidence.level(h.confidence_score)
 
     def _videos_by_keys(self, keys: set[int]) -> dict[int, VideoRecord]:
         with self._videos_lock:
@@ -161,8 +186,9 @@ class Searcher:
         hits = []
         for v in self.index.list_videos(tenant=opts.tenant, limit=100_000):
             if video_passes(v, parsed):
+                # a filter matches exactly: as sure as a match gets
                 hits.append(Hit(v.video_id, v.source, 0.0, float(v.duration or 0.0), 1.0, {}, v.title or "",
-                                v.title))
+                                v.title, confidence="high", confidence_score=1.0))
                 if len(hits) >= opts.k:
                     break
         return hits

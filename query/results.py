@@ -30,6 +30,9 @@ class Hit:
     thumbnail_segment: int | None = None  # the segment whose frame shows the moment (holds its middle)
     # [start, end) character offsets of the query's words in ``snippet`` (to highlight)
     highlights: list[tuple[int, int]] = field(default_factory=list)
+    confidence: str | None = None  # high / medium / low (query.confidence); None: not assessed
+    confidence_score: float | None = None  # the calibrated probability that this moment answers the query
+    features: dict[str, float] = field(default_factory=dict, repr=False)  # the confidence model's inputs
 
     def to_dict(self) -> dict:
         seg = self.segments_range or (self.start, self.end)
@@ -40,7 +43,8 @@ class Hit:
             "highlights": [list(h) for h in self.highlights],
             "title": self.title, "segment_ids": self.segment_ids, "range_from": self.range_from,
             "segments_start": round(seg[0], 3), "segments_end": round(seg[1], 3),
-            "thumbnail_segment": self.thumbnail_segment,
+            "thumbnail_segment": self.thumbnail_segment, "confidence": self.confidence,
+            "confidence_score": None if self.confidence_score is None else round(self.confidence_score, 4),
         }
 
 
@@ -51,7 +55,16 @@ class SearchResponse:
     took_ms: float
     hits: list[Hit]
     parsed: dict = field(default_factory=dict)
+    min_confidence: str = "low"  # the lowest confidence level shown
+    hidden: int = 0  # moments found but below min_confidence
+
+    @property
+    def no_good_match(self) -> bool:
+        """Nothing at or above ``min_confidence``: say so rather than show weak hits."""
+        return not self.hits
 
     def to_dict(self) -> dict:
         return {"query": self.query, "intent": self.intent, "took_ms": round(self.took_ms, 2),
-                "hits": [h.to_dict() for h in self.hits], "parsed": self.parsed}
+                "hits": [h.to_dict() for h in self.hits], "parsed": self.parsed,
+                "min_confidence": self.min_confidence, "hidden": self.hidden,
+                "no_good_match": self.no_good_match}

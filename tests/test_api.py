@@ -157,8 +157,13 @@ def test_search_get_and_tenant_isolation(env):
     assert {h["video_id"] for h in body["hits"]} == {env["a_vid"]}
     hit = body["hits"][0]
     assert hit["end"] > hit["start"] >= 0 and hit["thumbnail_url"] and hit["media_url"]
-    rb = c.get("/v1/search", params={"q": "sign", "k": 10}, headers=env["B"])
+    # B's one video matches "sign" weakly: shown with min_confidence=low, hidden by default
+    rb = c.get("/v1/search", params={"q": "sign", "k": 10, "min_confidence": "low"}, headers=env["B"])
     assert {h["video_id"] for h in rb.json()["hits"]} == {env["b_vid"]}
+    assert rb.json()["hits"][0]["confidence"] in ("low", "medium", "high")
+    hidden = c.get("/v1/search", params={"q": "sign", "k": 10}, headers=env["B"]).json()
+    assert hidden["min_confidence"] == "medium"
+    assert hidden["no_good_match"] == (not hidden["hits"]) and hidden["hidden"] + len(hidden["hits"]) == 1
 
 
 def test_search_errors(env):
@@ -166,6 +171,7 @@ def test_search_errors(env):
     _err(c.get("/v1/search", params={"q": "x", "k": 0}, headers=A), 400, "bad_input")
     _err(c.get("/v1/search", params={"q": "x", "k": 101}, headers=A), 400, "bad_input")
     _err(c.get("/v1/search", params={"q": "x", "per_video": 0}, headers=A), 400, "bad_input")
+    _err(c.get("/v1/search", params={"q": "x", "min_confidence": "sure"}, headers=A), 400, "bad_input")
     _err(c.get("/v1/search", params={"q": "a" * 1001}, headers=A), 400, "bad_input")
     _err(c.get("/v1/search", params={"q": 'open "quote'}, headers=A), 400, "bad_query")
     _err(c.get("/v1/search", headers=A), 400, "bad_input")
