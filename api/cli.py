@@ -165,8 +165,11 @@ def _derived_line(d: dict) -> str:
 def cmd_delete(args: argparse.Namespace) -> int:
     from engine.index import VideoIndex
 
+    from indexer.thumbs import ThumbStore
+
     with VideoIndex.open(args.index, writer=True) as index:
         rec = index.delete_video(args.video_id, tenant=args.tenant)
+    ThumbStore(args.index).remove(rec.video_id)  # its moment thumbnails go with it
     print(f"deleted {rec.video_id} ({_line(rec.source)})")
     return 0
 

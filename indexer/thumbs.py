@@ -27,7 +27,8 @@ import numpy as np
 __all__ = ["THUMB_SIDE", "JPEG_QUALITY", "pick_keyframe", "frame_quality", "encode_jpeg", "ThumbStore"]
 
 # Long side of a stored thumbnail: result cards are 240-400 CSS px wide. At quality 80
-# a 320 px frame is about 8-20 KB, so a million segments cost 10-20 GB of disk.
+# a 320 px frame was 6.7-16 KB on three sample clips (c005, c011, c016), so a million
+# segments cost on the order of 10 GB of disk.
 THUMB_SIDE = 320
 JPEG_QUALITY = 80
 # Mean luma (0..255) outside this band is a black or white frame (a fade, a flash).
@@ -102,6 +103,7 @@ class ThumbStore:
         for sid, data in thumbs:
             fd, tmp = tempfile.mkstemp(prefix=".thumb-", dir=d)
             try:
+                os.fchmod(fd, 0o644)  # mkstemp makes 0600; these are served like any media file
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
                 os.replace(tmp, self.path(video_id, sid))

@@ -36,6 +36,9 @@ def containment(qgrams: set[str], text: str) -> float:
 # different phrase that shares words ("purple elephant" vs "purple elephants' trunk")
 # is not that similar to any run. Exact text (titles, tags) must contain it verbatim.
 PHRASE_SIMILARITY = 0.85
+# Each differing character breaks at most three trigrams, so a run 0.85 alike keeps
+# well over half of the phrase's trigrams; a segment with fewer is not checked further.
+_PHRASE_TRIGRAMS = 0.5
 
 
 def phrase_occurs(phrase: str, text: str, *, fuzzy: bool = True) -> bool:
@@ -47,14 +50,22 @@ def phrase_occurs(phrase: str, text: str, *, fuzzy: bool = True) -> bool:
         return True
     if not fuzzy or not text:
         return False
-    from difflib import SequenceMatcher
-
     words, n = text.split(), len(phrase.split())
     if n == 1 or not words:  # one word: verbatim only (a fuzzy word matches too much)
         return False
+    # A run 0.85 alike keeps most of the phrase's character trigrams: a cheap test that
+    # rules out almost every segment before the costly window comparison.
+    if containment(trigrams(phrase), text) < _PHRASE_TRIGRAMS:
+        return False
+    from difflib import SequenceMatcher
+
+    sm = SequenceMatcher(None, autojunk=False)
+    sm.set_seq2(phrase)  # SequenceMatcher caches what it knows about seq2
     for size in {max(1, n - 1), n, n + 1}:
         for i in range(max(1, len(words) - size + 1)):
-            if SequenceMatcher(None, phrase, " ".join(words[i : i + size]), autojunk=False).ratio() >= PHRASE_SIMILARITY:
+            sm.set_seq1(" ".join(words[i : i + size]))
+            if sm.real_quick_ratio() >= PHRASE_SIMILARITY and sm.quick_ratio() >= PHRASE_SIMILARITY \
+                    and sm.ratio() >= PHRASE_SIMILARITY:
                 return True
     return False
 

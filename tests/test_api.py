@@ -495,8 +495,10 @@ def test_delete_removes_uploaded_copy(env, tmp_path):
     assert j["status"] == "done", j
     src = c.get(f"/v1/videos/{j['video_id']}", headers=B).json()["source"]
     assert Path(src).is_file() and Path(src).parent == env["idx"] / "uploads" / "beta"
+    thumbs = env["idx"] / "thumbs" / j["video_id"]
+    assert list(thumbs.glob("*.jpg"))  # made at ingest
     assert c.delete(f"/v1/videos/{j['video_id']}", headers=B).status_code == 200
-    assert not Path(src).exists()
+    assert not Path(src).exists() and not thumbs.exists()
 
 
 def test_failed_job_reports_error(env, tmp_path):

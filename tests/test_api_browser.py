@@ -189,6 +189,9 @@ def test_search_page_finds_and_plays_the_moment(server):
             assert thumb.headers["x-thumbnail"] == "stored" and thumb.content[:2] == b"\xff\xd8"
             px = _mean_rgb(thumb.content)
             assert px[0] > 150, px  # white with black text (navy has no red): the moment, not the first shot
+            # an H.264 MP4 plays as it is: its preview is the original file
+            pv = httpx.get(server["url"] + top["preview_url"], headers={"Range": "bytes=0-99"})
+            assert pv.status_code == 206 and pv.headers["x-preview"] == "original"
             assert cards.first.get_attribute("data-video-id") == server["video_id"]
             assert cards.first.get_attribute("data-position") == "1"
             assert float(cards.first.get_attribute("data-start")) == pytest.approx(top["start"], abs=1e-3)

@@ -64,6 +64,7 @@ def test_thumbnail_jpeg_is_small_and_keeps_the_aspect(tmp_path):
     store = ThumbStore(tmp_path)
     store.put_all("vabc", [(7, data)])
     assert store.get("vabc", 7).read_bytes() == data and store.get("vabc", 8) is None
+    assert store.get("vabc", 7).stat().st_mode & 0o777 == 0o644
     assert store.get("../etc", 1) is None  # never a path built from anything but an id
     store.remove("vabc")
     assert store.get("vabc", 7) is None
