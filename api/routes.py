@@ -14,7 +14,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
@@ -83,7 +83,8 @@ class SearchBody(BaseModel):
     per_video: int = Field(1, ge=1, le=100)
     fusion: str = Field("auto", examples=["auto"])
     rerank: bool = False
-    min_confidence: str = Field(DEFAULT_MIN_CONFIDENCE, description="low, medium or high")
+    min_confidence: Literal["low", "medium", "high"] = Field(DEFAULT_MIN_CONFIDENCE, description="hide moments"
+                                                             " below this calibrated confidence")
 
 
 class IngestPathBody(BaseModel):
@@ -233,6 +234,7 @@ _SEARCH_BODY_DOC = {
             "multipart/form-data": {"schema": {
                 "type": "object",
                 "properties": {"q": {"type": "string"}, "k": {"type": "integer"}, "per_video": {"type": "integer"},
+                               "min_confidence": {"type": "string", "enum": ["low", "medium", "high"]},
                                "image": {"type": "string", "format": "binary"}},
             }},
         },
@@ -249,8 +251,9 @@ def search_get(
     per_video: int = Query(1, ge=1, le=100),
     fusion: str = Query("auto"),
     rerank: bool = Query(False),
-    min_confidence: str = Query(DEFAULT_MIN_CONFIDENCE, description="hide moments below this calibrated "
-                                "confidence: low (show all), medium, high"),
+    min_confidence: Literal["low", "medium", "high"] = Query(
+        DEFAULT_MIN_CONFIDENCE,
+        description="hide moments below this calibrated confidence: low (show all), medium, high"),
     p: Principal = Depends(require("search")),
 ) -> dict:
     return _search(service(request), p, q, k, per_video, fusion, rerank, min_confidence=min_confidence)

@@ -94,10 +94,12 @@ class ConfidenceModel:
         if not (len(self.mean) == len(self.scale) == len(self.coef) == n):
             raise InputError(f"a confidence model needs {n} means, scales and coefficients ({', '.join(FEATURES)})")
         if not 0.0 <= self.thresholds.get("medium", -1) <= self.thresholds.get("high", -1) <= 1.0:
-            raise InputError(f"confidence thresholds must satisfy 0 <= medium <= high <= 1, got {dict(self.thresholds)}")
+            raise InputError("confidence thresholds must satisfy 0 <= medium <= high <= 1,"
+                             f" got {dict(self.thresholds)}")
 
     def probability(self, feats: Mapping[str, float]) -> float:
-        z = self.intercept + sum(c * (feats[f] - m) / s for f, m, s, c in zip(FEATURES, self.mean, self.scale, self.coef))
+        z = self.intercept + sum(c * (feats[f] - m) / s
+                                 for f, m, s, c in zip(FEATURES, self.mean, self.scale, self.coef))
         return 1.0 / (1.0 + math.exp(-max(-40.0, min(40.0, z))))
 
     def level(self, p: float) -> str:

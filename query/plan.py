@@ -86,7 +86,8 @@ class SearchOptions:
         if self.per_video < 1:
             raise InputError(f"per_video must be >= 1, got {self.per_video}")
         if self.min_confidence not in CONFIDENCE_LEVELS:
-            raise InputError(f"min_confidence must be one of {', '.join(CONFIDENCE_LEVELS)}; got {self.min_confidence!r}",
+            raise InputError(f"min_confidence must be one of {', '.join(CONFIDENCE_LEVELS)};"
+                             f" got {self.min_confidence!r}",
                              hint="low shows every moment; medium hides the weak ones; high only the sure ones")
         bad = set(self.retrievers) - set(RETRIEVERS)
         if bad or not self.retrievers:
