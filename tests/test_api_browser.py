@@ -343,6 +343,9 @@ def test_keyboard_slash_arrows_and_enter(browser, server):
     with _page(browser, server) as page:
         page.goto(server["url"] + "/?q=harbour+sign+text&min_confidence=low")
         page.wait_for_function("() => document.querySelectorAll('#results button.hit').length >= 2")
+        page.wait_for_function("() => Array.from(document.querySelectorAll('#results img')).every("
+                               "(i) => i.complete && i.naturalWidth > 0)")  # every card's frame loads
+        page.screenshot(path=str(SHOTS / "vidseek-results.png"), full_page=True)
         page.locator("h1").click()  # focus away from the box
         page.keyboard.press("/")
         assert page.evaluate("() => document.activeElement.id") == "q"
