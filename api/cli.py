@@ -207,7 +207,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if server is not None:
         image = Path(args.image).read_bytes() if args.image else None
         resp = _client(server, args).search(args.query, k=args.k, per_video=args.per_video, fusion=args.fusion,
-                                            rerank=args.rerank, image=image)
+                                            rerank=args.rerank, image=image, min_confidence=args.min_confidence)
         print(f"vidseek search: through the server at {server[0].url} (models already loaded;"
               " --no-server searches locally)", file=sys.stderr)
     else:
@@ -215,21 +215,29 @@ def cmd_search(args: argparse.Namespace) -> int:
 
         with Index(args.index) as index:
             resp = index.search(args.query, k=args.k, image=args.image, fusion=args.fusion, rerank=args.rerank,
-                                per_video=args.per_video, tenant=args.tenant).to_dict()
+                                per_video=args.per_video, tenant=args.tenant,
+                                min_confidence=args.min_confidence).to_dict()
     if args.json:
         print(json.dumps(resp, ensure_ascii=False))
         return 0
     intent = resp["intent"]
     print(f"intent: {intent.get('label')} ({intent.get('confidence', 0):.2f})  {_plural(len(resp['hits']), 'hit')}"
           f" in {resp['took_ms']:.0f} ms")
+    if resp.get("no_good_match"):
+        hidden = resp.get("hidden") or 0
+        more = f" ({_plural(hidden, 'weaker moment')} hidden: --min-confidence low shows them)" if hidden else ""
+        print(f"no good match{more}")
     for i, h in enumerate(resp["hits"], 1):
         matched = ", ".join(f"{m} {s:.2f}" for m, s in h["matched"].items())
         rf = h.get("range_from") or "segments"
         cut = f" ({rf})" if rf != "segments" else ""
-        print(f"{i:2d}. {h['score']:.3f}  {_line(h['source'])}  {_fmt_time(h['start'])}-{_fmt_time(h['end'])}{cut}"
-              f"  [{matched}]")
+        conf = f"{h['confidence']:<6}  " if h.get("confidence") else ""
+        print(f"{i:2d}. {conf}{h['score']:.3f}  {_line(h['source'])}  {_fmt_time(h['start'])}-{_fmt_time(h['end'])}"
+              f"{cut}  [{matched}]")
         if h.get("snippet"):
             print(f"      {_line(h['snippet'])}")
+        if h.get("seen") and not h.get("snippet", "").startswith("seen: "):
+            print(f"      seen: {_line(h['seen'])}")
     return 0
 
 
@@ -363,6 +371,7 @@ def _add_index(sub) -> None:
 
 def _add_search(sub) -> None:
     from query.fusion import list_fusion_methods
+    from query.levels import CONFIDENCE_LEVELS, DEFAULT_MIN_CONFIDENCE
 
     s = sub.add_parser("search", help="search an index")
     s.add_argument("query", metavar="QUERY", help='text with optional filters, e.g. \'boat "red sail" duration>10s\'')
@@ -373,6 +382,8 @@ def _add_search(sub) -> None:
     s.add_argument("--fusion", default="auto", help=f"auto (per intent) or {', '.join(list_fusion_methods())}")
     s.add_argument("--rerank", action="store_true", help="rescore the top candidates (off by default: see README)")
     s.add_argument("--per-video", type=int, default=1, help="at most this many moments per video")
+    s.add_argument("--min-confidence", choices=CONFIDENCE_LEVELS, default=DEFAULT_MIN_CONFIDENCE,
+                   help="hide moments below this calibrated confidence (default %(default)s; low shows all)")
     s.add_argument("--tenant")
     _add_server_flags(s, what="search")
     s.set_defaults(func=cmd_search)

@@ -7,7 +7,7 @@ key, local mode or a signed link) with which scopes, and the signed links it han
 - ``require(scope)``: the same as a FastAPI dependency;
 - ``video_reader_principal(request, video_id, t)``: a key, or a signed link ``t`` from
   a search result (``<img>`` and ``<video>`` cannot send headers);
-- ``links(state, tenant, video_id, segment_id)``: signed thumbnail and media URLs.
+- ``links(state, tenant, video_id, segment_id)``: signed thumbnail, media and preview URLs.
 """
 from __future__ import annotations
 
@@ -112,7 +112,9 @@ def video_reader_principal(request: Request, video_id: str, t: str | None) -> Pr
 
 
 def links(svc: ServiceState, tenant: str, video_id: str, segment_id: int | None) -> dict[str, str | None]:
-    """Signed ``thumbnail_url`` (None without a segment) and ``media_url`` of a video."""
+    """Signed ``thumbnail_url`` (None without a segment), ``media_url`` (the original)
+    and ``preview_url`` (a version every browser plays, api.routes_media) of a video."""
     t = svc.signer.sign(tenant, video_id)
     thumb = f"/v1/videos/{video_id}/segments/{segment_id}/thumbnail?t={t}" if segment_id is not None else None
-    return {"thumbnail_url": thumb, "media_url": f"/v1/videos/{video_id}/media?t={t}"}
+    return {"thumbnail_url": thumb, "media_url": f"/v1/videos/{video_id}/media?t={t}",
+            "preview_url": f"/v1/videos/{video_id}/preview?t={t}"}

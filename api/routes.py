@@ -8,17 +8,16 @@ searches go to the state's index handle (``ServiceState.index()`` / ``searcher()
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import mimetypes
 import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Path as PathParam, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 from api.auth import Principal
@@ -28,6 +27,8 @@ from api.jobs import JobRequest
 from api.ranged import RangeFileResponse, RangeStaticFiles
 from engine.errors import InputError, MediaError, NotFoundError
 from api.conventions import decode_cursor, encode_cursor, page_info
+from indexer.thumbs import ThumbStore
+from query.levels import DEFAULT_MIN_CONFIDENCE
 from query.parse import MAX_QUERY_CHARS
 
 # The deepest a search pages: offset + k. Past a thousand moments a ranking is noise.
@@ -59,6 +60,14 @@ class HitOut(BaseModel):
                       examples=["2 people, woman, happy, dog"])
     thumbnail_url: str | None = Field(None, examples=["/v1/videos/v3f2a9c1d0e4b5a6/segments/17/thumbnail?t=..."])
     media_url: str | None = Field(None, examples=["/v1/videos/v3f2a9c1d0e4b5a6/media?t=..."])
+    preview_url: str | None = Field(None, description="plays in every browser (the original, or an H.264/AAC"
+                                    " preview made for it)", examples=["/v1/videos/v3f2a9c1d0e4b5a6/preview?t=..."])
+    highlights: list[list[int]] = Field([], description="[start, end) offsets of the query's words in snippet")
+    thumbnail_segment: int | None = None
+    confidence: str | None = Field(None, description="high, medium or low (calibrated; docs/results.md)",
+                                   examples=["high"])
+    confidence_score: float | None = Field(None, description="calibrated probability that the moment answers"
+                                           " the query", examples=[0.83])
 
 
 class SearchOut(BaseModel):
@@ -73,6 +82,9 @@ class SearchOut(BaseModel):
     offset: int = Field(0, description="how many moments of the ranking come before these")
     next_cursor: str | None = Field(None, description="pass as cursor (or offset+k as offset) for the next page;"
                                     " null when the ranking has no more moments")
+    min_confidence: str = "medium"
+    hidden: int = Field(0, description="moments found below min_confidence")
+    no_good_match: bool = Field(False, description="no moment reaches min_confidence")
 
 
 class SearchBody(BaseModel):
@@ -85,6 +97,8 @@ class SearchBody(BaseModel):
     rerank: bool = False
     offset: int = Field(0, ge=0, le=MAX_SEARCH_DEPTH, description="skip this many moments (paging)")
     cursor: str | None = Field(None, description="next_cursor of the previous page (instead of offset)")
+    min_confidence: Literal["low", "medium", "high"] = Field(DEFAULT_MIN_CONFIDENCE, description="hide moments"
+                                                             " below this calibrated confidence")
 
 
 class MetadataFields(BaseModel):
@@ -135,7 +149,7 @@ class SegmentOut(BaseModel):
 
 # -- helpers -----------------------------------------------------------------------------
 def _search(svc, p: Principal, q: str, k: int, per_video: int, fusion: str, rerank: bool,
-            image=None, offset: int = 0) -> dict:
+            image=None, offset: int = 0, min_confidence: str = DEFAULT_MIN_CONFIDENCE) -> dict:
     from query.planner import SearchOptions
 
     if not 1 <= k <= svc.settings.max_k:
@@ -144,14 +158,15 @@ def _search(svc, p: Principal, q: str, k: int, per_video: int, fusion: str, rera
         raise ApiError("bad_input", f"offset + k must be at most {MAX_SEARCH_DEPTH}, got {offset + k}",)
     # One ranking, cut into pages: ask for the moments up to this page's end plus one
     # (is there a next page?), so page n is the same ranking's slice whatever k was before.
-    opts = SearchOptions(k=min(offset + k + 1, MAX_SEARCH_DEPTH), per_video=per_video, fusion=fusion, rerank=rerank, tenant=p.tenant)
+    opts = SearchOptions(k=min(offset + k + 1, MAX_SEARCH_DEPTH), per_video=per_video, fusion=fusion, rerank=rerank,
+                         tenant=p.tenant, min_confidence=min_confidence)
     resp = svc.searcher().search(q, image=image, options=opts).to_dict()
     more = len(resp["hits"]) > offset + k
     resp["hits"] = resp["hits"][offset:offset + k]
     resp["offset"] = offset
     resp["next_cursor"] = encode_cursor(offset + k) if more and offset + k < MAX_SEARCH_DEPTH else None
-    for h in resp["hits"]:
-        h.update(links(svc, p.tenant, h["video_id"], (h.get("segment_ids") or [None])[0]))
+    for h in resp["hits"]:  # the card shows the frame of the moment itself
+        h.update(links(svc, p.tenant, h["video_id"], h.get("thumbnail_segment", (h.get("segment_ids") or [None])[0])))
     return resp
 
 
@@ -251,6 +266,7 @@ _SEARCH_BODY_DOC = {
             "multipart/form-data": {"schema": {
                 "type": "object",
                 "properties": {"q": {"type": "string"}, "k": {"type": "integer"}, "per_video": {"type": "integer"},
+                               "min_confidence": {"type": "string", "enum": ["low", "medium", "high"]},
                                "image": {"type": "string", "format": "binary"}},
             }},
         },
@@ -269,9 +285,13 @@ def search_get(
     rerank: bool = Query(False),
     offset: int = Query(0, ge=0, le=MAX_SEARCH_DEPTH, description="skip this many moments (paging)"),
     cursor: str | None = Query(None, max_length=200, description="next_cursor of the previous page"),
+    min_confidence: Literal["low", "medium", "high"] = Query(
+        DEFAULT_MIN_CONFIDENCE,
+        description="hide moments below this calibrated confidence: low (show all), medium, high"),
     p: Principal = Depends(require("search")),
 ) -> dict:
-    return _search(service(request), p, q, k, per_video, fusion, rerank, offset=decode_cursor(cursor) or offset)
+    return _search(service(request), p, q, k, per_video, fusion, rerank, offset=decode_cursor(cursor) or offset,
+                   min_confidence=min_confidence)
 
 
 @v1.post("/search", response_model=SearchOut, summary="Search with a JSON body or a multipart image query",
@@ -290,6 +310,7 @@ async def search_post(request: Request, p: Principal = Depends(require("search")
         k, per_video = _int_field(form, "k", 10, 1, 1000), _int_field(form, "per_video", 1, 1, 100)
         fusion, rerank = str(form.get("fusion") or "auto"), _bool_field(form.get("rerank"), False)
         offset = decode_cursor(str(form.get("cursor") or "")) or _int_field(form, "offset", 0, 0, MAX_SEARCH_DEPTH)
+        min_conf = str(form.get("min_confidence") or DEFAULT_MIN_CONFIDENCE)
         upload = form.get("image")
         if upload is not None and not isinstance(upload, str):
             image = await run_in_threadpool(_load_query_image, svc, upload)
@@ -300,11 +321,12 @@ async def search_post(request: Request, p: Principal = Depends(require("search")
             raise InputError(f"the JSON body is invalid: {e}") from None
         q, k, per_video, fusion, rerank = body.q, body.k, body.per_video, body.fusion, body.rerank
         offset = decode_cursor(body.cursor) or body.offset
+        min_conf = body.min_confidence
     else:
         raise ApiError("unsupported_content_type", "send application/json or multipart/form-data")
     if not q.strip() and image is None:
         raise ApiError("bad_input", "give a query text 'q' or an 'image'")
-    return await run_in_threadpool(_search, svc, p, q, k, per_video, fusion, rerank, image, offset)
+    return await run_in_threadpool(_search, svc, p, q, k, per_video, fusion, rerank, image, offset, min_conf)
 
 
 _INGEST_FORM = {"type": "object", "required": ["file"], "properties": {
@@ -591,6 +613,7 @@ def delete_video(request: Request, video_id: str, p: Principal = Depends(require
     src = Path(rec.source).resolve()
     if src.parent == uploads:  # the service's own copy of an upload goes with the video
         src.unlink(missing_ok=True)
+    ThumbStore(svc.index_dir).remove(rec.video_id)
     return {"deleted": rec.video_id, "source": rec.source}
 
 
@@ -601,34 +624,7 @@ def list_segments(request: Request, video_id: str, p: Principal = Depends(requir
     return [_segment_dict(svc, p.tenant, video_id, s) for s in svc.index().catalog.segments_of(rec.key)]
 
 
-@v1.get("/videos/{video_id}/segments/{segment_id}/thumbnail", summary="A segment's keyframe as JPEG",
-        responses={200: {"content": {"image/jpeg": {}}}}, response_class=Response)
-def thumbnail(request: Request, video_id: str, segment_id: int = PathParam(ge=0, le=INT64_MAX),
-              t: str | None = Query(None),
-              size: int = Query(320, ge=32, le=1280)) -> Response:
-    from PIL import Image
-
-    from indexer.media import frames_at
-
-    p = video_reader_principal(request, video_id, t)
-    svc = service(request)
-    rec = svc.index().catalog.get_video(video_id, tenant=p.tenant)
-    seg = next((s for s in svc.index().catalog.segments_of(rec.key) if s.id == segment_id), None)
-    if seg is None:
-        raise NotFoundError(f"video {video_id} has no segment {segment_id}",
-                            hint=f"GET /v1/videos/{video_id}/segments lists them")
-    at = seg.keyframe_times[0] if seg.keyframe_times else (seg.start + seg.end) / 2
-    if not os.path.isfile(rec.source):
-        raise NotFoundError(f"the media of video {video_id} is no longer on the server")
-
-    def make() -> bytes:
-        frames = list(frames_at(rec.source, [at], size=size))
-        buf = io.BytesIO()
-        Image.fromarray(frames[0][1]).save(buf, format="JPEG", quality=82)
-        return buf.getvalue()
-
-    data = svc.thumbs.get((rec.source, rec.content_hash, at, size), make)
-    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+# GET /videos/{video_id}/segments/{segment_id}/thumbnail and /preview: api.routes_media
 
 
 @v1.get("/videos/{video_id}/media", summary="The original media, with HTTP Range for seeking",

@@ -54,6 +54,9 @@ class Settings:
     # Write DIR/server.json while running (api.discovery), so that `vidseek search` and
     # `vidseek index` on the same index go through this server. `vidseek serve` sets it.
     advertise: bool = False
+    # Browser-playable previews of videos a browser cannot play as they are
+    # (indexer.previews): the most bytes <index>/previews may hold (LRU eviction).
+    preview_budget_bytes: int = 2 * 1024**3
 
     def __post_init__(self) -> None:
         if self.max_upload_bytes < 1 or self.max_image_bytes < 1:

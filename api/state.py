@@ -79,6 +79,7 @@ class ServiceState:
 
     def __init__(self, index_dir: Path, settings: Settings, keys: KeyStore, writer: SharedWriter) -> None:
         from indexer.export import ExportLimits
+        from indexer.previews import PreviewCache, PreviewLimits
 
         self.index_dir = index_dir
         self.settings = settings
@@ -100,6 +101,7 @@ class ServiceState:
         self.thumbs = LruCache(256)  # encoded thumbnails: decoding a frame costs tens of ms
         self.context_vectors = LruCache(1024)  # cover contexts in the image encoder's space
         self.clip_limits = ExportLimits()  # clips and highlight reels made over HTTP
+        self.previews = PreviewCache(index_dir, PreviewLimits(settings.preview_budget_bytes))  # playable copies
         self.cover_service: Any = None  # indexer.covers.service.CoverService, made on first use
         self.reader: Any = None  # the read-only engine.index.VideoIndex, opened only when it serves
         self._was_local: bool | None = None

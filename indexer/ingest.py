@@ -9,7 +9,8 @@ things in the same order:
 1. the whole video in one catalog transaction (``VideoIndex.add_video``), dropping the
    version it replaces; a failure here is recorded in the catalog's failure list and
    the video is reported failed;
-2. the optional steps after it (``AFTER_COMMIT``: the knowledge graph), each of which
+2. the optional steps after it (``AFTER_COMMIT``: the knowledge graph, the moment
+   thumbnails), each of which
    may fail: the failure is reported on that video as a warning, and never stops a
    batch or undoes the commit (``vidseek graph build`` retries the graph).
 
@@ -361,11 +362,28 @@ def _graph(index: VideoIndex, rec: VideoRecord, analysis: Analysis) -> tuple[flo
     return g.seconds, None
 
 
+def _thumbnails(index: VideoIndex, rec: VideoRecord, analysis: Analysis) -> tuple[float, str | None]:
+    """Write the segments' moment thumbnails (made by the thumbnails stage) beside the
+    catalog, keyed by the committed segment ids; a replaced version's go first."""
+    from indexer.thumbs import ThumbStore
+
+    t0 = time.perf_counter()
+    store = ThumbStore(index.path)
+    store.remove(rec.video_id)
+    ids = [s.id for s in index.catalog.segments_of(rec.key)]
+    pairs = [(sid, seg.thumbnail) for sid, seg in zip(ids, analysis.video.segments) if seg.thumbnail]
+    if pairs:
+        store.put_all(rec.video_id, pairs)
+    return time.perf_counter() - t0, None
+
+
 # Optional steps after a commit: (name, turned on by the options?, step). A step returns
-# (seconds, warning or None); an exception is a warning too. Covers computed at ingest
-# would be one more line here.
+# (seconds, warning or None); an exception is a warning too (a missing thumbnail is made
+# from the media when the API is asked for it). Covers computed at ingest would be one
+# more line here.
 AFTER_COMMIT: tuple[tuple[str, Callable[[IndexOptions], bool], Callable], ...] = (
     ("graph", lambda o: o.graph, _graph),
+    ("thumbnail_files", lambda o: True, _thumbnails),
 )
 
 

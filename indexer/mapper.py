@@ -91,6 +91,7 @@ def _segment(work: Work, i: int, s) -> NewSegment:
         words=work.words[i] if work.words else [],
         ocr_text=work.ocr_texts[i] if work.ocr_texts else "", labels=labels, vectors=vectors,
         keyframes=[(t, work.keyframe_labels.get(t, []), work.keyframe_vectors.get(t)) for t in kts],
+        thumbnail=work.thumbnails[i] if i < len(work.thumbnails) else None,
     )
 
 

@@ -10,7 +10,8 @@ from engine.lexical import tokenize
 from query.concepts import LABEL_FILTER_MIN
 from query.parse import ParsedQuery
 
-__all__ = ["norm", "trigrams", "containment", "video_passes", "keep_segment", "labels_pass", "LABEL_FILTER_MIN"]
+__all__ = ["norm", "trigrams", "containment", "phrase_occurs", "PHRASE_SIMILARITY", "video_passes", "keep_segment",
+           "labels_pass", "LABEL_FILTER_MIN"]
 
 
 
@@ -31,6 +32,46 @@ def containment(qgrams: set[str], text: str) -> float:
     """The share of a query's trigrams (``trigrams(norm(query))``) found in ``text``:
     a match that survives OCR's misread letters."""
     return len(qgrams & trigrams(norm(text))) / len(qgrams) if qgrams else 0.0
+
+
+# A quoted phrase matches machine-made text (a transcript, OCR) when some run of its
+# words is at least this similar to the phrase (difflib ratio of the normalised
+# strings): Whisper writes "new-member" or drops a "the", OCR misreads a letter. A
+# different phrase that shares words ("purple elephant" vs "purple elephants' trunk")
+# is not that similar to any run. Exact text (titles, tags) must contain it verbatim.
+PHRASE_SIMILARITY = 0.85
+# Each differing character breaks at most three trigrams, so a run 0.85 alike keeps
+# well over half of the phrase's trigrams; a segment with fewer is not checked further.
+_PHRASE_TRIGRAMS = 0.5
+
+
+def phrase_occurs(phrase: str, text: str, *, fuzzy: bool = True) -> bool:
+    """Whether the normalised ``phrase`` (``norm``) occurs in the normalised ``text``:
+    verbatim, or (``fuzzy``) as a run of words at least ``PHRASE_SIMILARITY`` alike."""
+    if not phrase:
+        return True
+    if f" {phrase} " in f" {text} ":  # whole words: "cake" is not in "cakes"
+        return True
+    if not fuzzy or not text:
+        return False
+    words, n = text.split(), len(phrase.split())
+    if n == 1 or not words:  # one word: verbatim only (a fuzzy word matches too much)
+        return False
+    # A run 0.85 alike keeps most of the phrase's character trigrams: a cheap test that
+    # rules out almost every segment before the costly window comparison.
+    if containment(trigrams(phrase), text) < _PHRASE_TRIGRAMS:
+        return False
+    from difflib import SequenceMatcher
+
+    sm = SequenceMatcher(None, autojunk=False)
+    sm.set_seq2(phrase)  # SequenceMatcher caches what it knows about seq2
+    for size in {max(1, n - 1), n, n + 1}:
+        for i in range(max(1, len(words) - size + 1)):
+            sm.set_seq1(" ".join(words[i : i + size]))
+            if sm.real_quick_ratio() >= PHRASE_SIMILARITY and sm.quick_ratio() >= PHRASE_SIMILARITY \
+                    and sm.ratio() >= PHRASE_SIMILARITY:
+                return True
+    return False
 
 
 def _video_date(v: VideoRecord) -> date:

@@ -179,6 +179,15 @@ _OCR_CUES = (
     r"watermark)\b|字幕|标题|文字|招牌|写着|路牌|标语|横幅"
 )
 
+def _no_name(q: ParsedQuery) -> bool:
+    """No word is written like a name: cased letters, none of them upper case (``hello
+    world``, not ``Hello World`` or ``Taylor Swift``). Scripts without case (Chinese,
+    Japanese, Korean) never count: their names look like any other word."""
+    text = q.search_text
+    cased = [c for c in text if c.isalpha() and c.lower() != c.upper()]
+    return bool(cased) and not any(c.isupper() for c in cased) and len(cased) == sum(c.isalpha() for c in text)
+
+
 DEFAULT_RULES: tuple[Rule, ...] = (
     # Quoted text must match in speech or on screen: favour both, let the model split.
     Rule("quoted_phrase", lambda q: bool(q.phrases), {"speech": 1.0, "ocr": 1.0}),
@@ -186,6 +195,10 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     Rule("ocr_cue", _words(_OCR_CUES), {"ocr": 1.5}),
     Rule("technical_filter", lambda q: q.filters.has_technical, {"technical": 2.0}),
     Rule("person_filter", lambda q: bool(q.filters.people), {"entity": 1.5}),
+    # Every entity example names someone or something with capitals; a lower-case query
+    # that the model still calls "entity" ("hello world") is a phrase, not a name. A name
+    # the knowledge graph knows is boosted back (query.entities.EntityMatch.apply_intent).
+    Rule("no_name", _no_name, {"entity": -3.0}),
     Rule("has_speech_filter", lambda q: "speech" in q.filters.has, {"speech": 1.0}),
     Rule("has_text_filter", lambda q: "text" in q.filters.has, {"ocr": 1.0}),
 )

@@ -16,7 +16,8 @@ from query.plan import Plan
 from query.results import Hit
 from query.scoring import Candidate
 
-__all__ = ["moments", "snippet", "exact_ranges"]
+__all__ = ["moments", "snippet", "exact_ranges", "matched_evidence", "term_coverage", "highlight_spans",
+           "MIN_MATCH", "MIN_WEIGHT"]
 
 
 def _groups(plan: Plan, cands: Mapping[int, Candidate], scores: Mapping[int, float]
@@ -90,23 +91,90 @@ def _overlap(a: Hit, b: Hit) -> float:
     return inter / union if union > 0 else 0.0
 
 
+# A modality is listed in a hit's ``matched`` only when the query weighs it at least
+# this much and its cosine similarity reaches MIN_MATCH: below that, MiniLM cosines are
+# what unrelated text scores (0.0-0.2), i.e. no evidence, not a "match".
+MIN_WEIGHT = 0.05
+MIN_MATCH = 0.2
+
+
+def matched_evidence(plan: Plan, c: Candidate, cos: Mapping[str, float], terms: set[str]) -> dict[str, float]:
+    """What made this segment a match, each on one 0..1 scale (see ``Hit.matched``): the
+    cosine of every modality the query weighs that reaches ``MIN_MATCH``, the share of
+    the query's words the segment's text holds when the keyword index found it, and
+    ``phrase`` when every quoted phrase occurs in it. Nothing that did not contribute."""
+    out = {m: round(float(v), 4) for m, v in sorted(cos.items())
+           if plan.weights.get(m, 0.0) >= MIN_WEIGHT and v >= MIN_MATCH}
+    if c.bm25 > 0:
+        cov = term_coverage(c, terms)
+        if cov > 0:
+            out["keywords"] = round(cov, 4)
+    if c.phrase:
+        out["phrase"] = 1.0
+    return out
+
+
+def term_coverage(c: Candidate, terms: set[str]) -> float:
+    """The share of the query's words found in the segment's speech, on-screen text,
+    visual labels or its video's title, description and tags."""
+    if not terms:
+        return 0.0
+    v = c.video
+    hay = set(tokenize(" ".join([c.seg.transcript, c.seg.ocr_text, " ".join(str(x[0]) for x in c.seg.labels),
+                                 v.title or "", v.description or "", " ".join(v.tags)])))
+    return len(terms & hay) / len(terms)
+
+
+def highlight_spans(text: str, terms: set[str]) -> list[tuple[int, int]]:
+    """``[start, end)`` offsets of the query's words in ``text``: a word that starts with
+    a query word (``cake`` marks ``cakes``), or any occurrence for scripts written
+    without spaces (Chinese, Japanese). Overlaps merged, in order."""
+    # short Latin words (of, my, in) would mark half a sentence: only when they are all there is
+    terms = {t for t in terms if not (t.isascii() and len(t) < 3)} or terms
+    low = text.lower()
+    if len(low) != len(text) or not terms:  # a case mapping that changes lengths: offsets would drift
+        return []
+    spans: list[tuple[int, int]] = []
+    for t in terms:
+        t = t.lower()
+        if not t:
+            continue
+        spaced = not "\u3040" <= t[0] <= "\u9fff"  # kana and CJK ideographs: no spaces between words
+        i = low.find(t)
+        while i >= 0:
+            if not spaced:
+                spans.append((i, i + len(t)))
+            elif i == 0 or not low[i - 1].isalnum():
+                j = i + len(t)
+                while j < len(low) and low[j].isalnum():
+                    j += 1
+                spans.append((i, j))
+            i = low.find(t, i + len(t))
+    spans.sort()
+    merged: list[tuple[int, int]] = []
+    for a, b in spans:
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
+
+
 def _hit(plan: Plan, top: Candidate, group: list[Candidate], cos: Mapping[str, float], rng: Range, seg: Range,
          score: float, terms: set[str]) -> Hit:
-    weights = plan.weights
-    matched = {m: round(s, 4) for m, s in sorted(cos.items()) if weights.get(m, 0) > 0}
-    if top.bm25 > 0:
-        matched["bm25"] = round(top.bm25, 4)
-    if top.phrase:
-        matched["phrase"] = 1.0
-    text = snippet(top, cos, weights, terms)
+    matched = matched_evidence(plan, top, cos, terms)
+    text = snippet(top, cos, plan.weights, terms)
     if rng.source == "words":
         text = "said: " + _window(rng.text, terms, 160)
     elif rng.source == "text":
         text = "on screen: " + _window(rng.text, terms, 160)
+    mid = (rng.start + rng.end) / 2
+    shown = next((c for c in group if c.seg.start <= mid < c.seg.end), top)
     v = top.video
     return Hit(video_id=v.video_id, source=v.source, start=rng.start, end=rng.end, score=float(score),
                matched=matched, snippet=text, title=v.title, segment_ids=[c.id for c in group],
-               range_from=rng.source, segments_range=(seg.start, seg.end))
+               range_from=rng.source, segments_range=(seg.start, seg.end), top_segment=top.id,
+               thumbnail_segment=shown.id, highlights=highlight_spans(text, terms))
 
 
 def exact_ranges(plan: Plan, blocks: Mapping[str, np.ndarray], top: Candidate, cos: Mapping[str, float],

@@ -4,7 +4,7 @@
 its intent and the options into an immutable ``Plan`` (per-modality weights, fusion
 method and dense share, candidate count, BM25 fields and text, vector-search
 parameters); ``Explanation`` is the ``intent`` object of a response, built once and
-added to by the stages that learn more (entities, a phrase fallback).
+added to by the stages that learn more (entities, a quoted phrase found nowhere).
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from engine.vectors import SearchParams
 from query.entities import EntityMatch
 from query.fusion import FUSION_METHODS
 from query.concepts import filter_concepts, find_concepts
+from query.levels import CONFIDENCE_LEVELS
 from query.parse import ParsedQuery
 
 __all__ = ["SearchOptions", "Plan", "Explanation", "make_plan", "DEFAULT_FUSION", "LEXICAL_FIELDS_FOR",
@@ -75,6 +76,9 @@ class SearchOptions:
     merge_ratio: float = 0.8  # neighbours within this share of a moment's best join it
     exact_moments: bool = True  # cut each moment's range from the evidence timeline (query.boundaries)
     frames: str = "keyframes"  # the frames a visual score takes its best match from: keyframes or seconds (1 fps)
+    # the lowest confidence shown (query.confidence: low, medium, high); "low" shows every
+    # moment, each labelled. The API, the CLI and the page ask for DEFAULT_MIN_CONFIDENCE.
+    min_confidence: str = "low"
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= 1000:
@@ -85,6 +89,10 @@ class SearchOptions:
             raise InputError(f"per_video must be >= 1, got {self.per_video}")
         if self.frames not in ("keyframes", "seconds"):
             raise InputError(f"frames must be keyframes or seconds, got {self.frames!r}")
+        if self.min_confidence not in CONFIDENCE_LEVELS:
+            raise InputError(f"min_confidence must be one of {', '.join(CONFIDENCE_LEVELS)};"
+                             f" got {self.min_confidence!r}",
+                             hint="low shows every moment; medium hides the weak ones; high only the sure ones")
         bad = set(self.retrievers) - set(RETRIEVERS)
         if bad or not self.retrievers:
             raise InputError(f"retrievers must be a non-empty subset of {', '.join(RETRIEVERS)};"
@@ -95,13 +103,13 @@ class SearchOptions:
 class Explanation:
     """Why the results look as they do: the intent (label, confidence, scores, weights,
     rules), the fusion chosen, and what later stages found (entities named in the query,
-    a quoted phrase that matched nothing and fell back to a ranking signal)."""
+    quoted phrases that occur in no candidate, hence no hits)."""
 
     intent: dict[str, Any]
     fusion: str | None = None
     dense_share: float | None = None
     entities: list | None = None
-    phrase_fallback: bool = False
+    phrase_missing: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.intent)
@@ -109,8 +117,8 @@ class Explanation:
             out["fusion"], out["dense_share"] = self.fusion, self.dense_share
         if self.entities is not None:
             out["entities"] = self.entities
-        if self.phrase_fallback:
-            out["phrase_fallback"] = True
+        if self.phrase_missing:
+            out["phrase_missing"] = True
         return out
 
 

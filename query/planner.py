@@ -27,7 +27,8 @@ from query.concepts import add_evidence, describe, filter_concepts, label_run
 from query.entities import EntityRecognizer
 from query.filters import labels_pass, video_passes
 from query.intent import IntentClassifier, get_intent_classifier
-from query.moments import moments
+from query.confidence import ConfidenceModel, QueryContext, default_model, features, shown
+from query.moments import moments, term_coverage
 from query.parse import ParsedQuery, parse
 from query.plan import DEFAULT_FUSION, Plan, SearchOptions, make_plan
 from query.results import Hit, SearchResponse
@@ -44,7 +45,7 @@ class Searcher:
 
     def __init__(self, index: VideoIndex, *, intent: IntentClassifier | None = None,
                  intent_cascade: bool = True, fast_intent: IntentClassifier | None = None,
-                 ranking: Any = "auto") -> None:
+                 ranking: Any = "auto", confidence: ConfidenceModel | None | str = "default") -> None:
         from engine.models.registry import get_image_encoder, get_text_encoder
 
         self.index = index
@@ -68,6 +69,9 @@ class Searcher:
                 and index.config.text_encoder != self.intent.encoder_name):
             self.fast_intent = get_intent_classifier(index.config.text_encoder)
         self.entities = EntityRecognizer(index.catalog)  # knowledge-graph names in queries
+        # The calibrated confidence of each hit (query.confidence); None: hits carry their
+        # features but no level (what benchmarks.calibrate fits a model on).
+        self.confidence = default_model() if confidence == "default" else confidence
         # Video rows never change once committed (a re-index commits a new key), so a
         # search reuses decoded records until the index applies another op. Decoding
         # ~100 rows of JSON fields was ~6% of a search at 1M segments.
@@ -133,11 +137,12 @@ class Searcher:
         if not parsed.search_text and image is None:
             hits = self._filter_only(parsed, opts)
             return SearchResponse(query, {"label": "filter", "confidence": 1.0, "weights": {}},
-                                  (time.perf_counter() - t0) * 1000, hits, parsed.to_dict(), search_id)
+                                  (time.perf_counter() - t0) * 1000, hits, parsed.to_dict(), search_id,
+                                  min_confidence=opts.min_confidence)
         plan, blocks = self.plan(query, image=image, options=opts, parsed=parsed)
         retrieved = retrieve(self.index, plan, blocks)
         found = gather(self.index, plan, retrieved, self._videos_by_keys)
-        expl = replace(plan.explanation, phrase_fallback=found.phrase_fallback)
+        expl = replace(plan.explanation, phrase_missing=found.phrase_missing)
         if plan.entity is not None and retrieved.runs():
             expl = replace(expl, entities=plan.entity.to_dict()["entities"])
         hits: list[Hit] = []
@@ -161,8 +166,27 @@ class Searcher:
             else:
                 hits, ranker = self.ranking.rank(search_id, plan, cands, cos, dense, scores, make_hits, blocks)
             self._describe(hits)
+            self._assess(plan, hits, cands, cos, dense)
+        found_n = len(hits)
+        if self.confidence is not None:
+            hits = [h for h, ok in zip(hits, shown([h.confidence for h in hits], opts.min_confidence)) if ok]
         return SearchResponse(query, expl.to_dict(), (time.perf_counter() - t0) * 1000, hits, parsed.to_dict(),
-                              search_id, ranker)
+                              search_id, ranker, opts.min_confidence, found_n - len(hits))
+
+    def _assess(self, plan: Plan, hits: list[Hit], cands, cos, dense) -> None:
+        """Each hit's confidence features (from its best segment) and, with a model, its
+        calibrated probability and level."""
+        ctx = QueryContext.of(dense, plan.weights)
+        terms = set(tokenize(plan.text))
+        for h in hits:
+            c = cands.get(h.top_segment)
+            if c is None:
+                continue
+            h.features = features(dense.get(c.id, 0.0), cos.get(c.id, {}), plan.weights, term_coverage(c, terms),
+                                  c.phrase, ctx)
+            if self.confidence is not None:
+                h.confidence_score = self.confidence.probability(h.features)
+                h.confidence = self.confidence.level(h.confidence_score)
 
     def _describe(self, hits: list[Hit]) -> None:
         """Each hit's "seen" line from its segments' frame labels; a visual snippet
@@ -179,6 +203,7 @@ class Searcher:
             h.seen = describe(have)
             if h.seen and h.snippet.startswith("seen: "):
                 h.snippet = "seen: " + h.seen
+                h.highlights = []  # offsets into the old snippet no longer apply
 
     def _videos_by_keys(self, keys: set[int]) -> dict[int, VideoRecord]:
         with self._videos_lock:
@@ -204,8 +229,9 @@ class Searcher:
         hits = []
         for v in self.index.list_videos(tenant=opts.tenant, limit=100_000):
             if video_passes(v, parsed):
+                # a filter matches exactly: as sure as a match gets
                 hits.append(Hit(v.video_id, v.source, 0.0, float(v.duration or 0.0), 1.0, {}, v.title or "",
-                                v.title))
+                                v.title, confidence="high", confidence_score=1.0))
                 if len(hits) >= opts.k:
                     break
         return hits
@@ -231,8 +257,10 @@ class Searcher:
                     or not video_passes(v, parsed) or not labels_pass(segs.get(i, {}), parsed)):
                 continue
             seen_videos.add(seg.video)
+            # like every filter, a label filter matches exactly (at the labels' shown threshold)
             hits.append(Hit(v.video_id, v.source, seg.start, seg.end, round(score, 4), {"labels": round(score, 4)},
-                            "", v.title, segment_ids=[i], segments_range=(seg.start, seg.end)))
+                            "", v.title, segment_ids=[i], segments_range=(seg.start, seg.end),
+                            top_segment=i, thumbnail_segment=i, confidence="high"))
             if len(hits) >= opts.k:
                 break
         self._describe(hits)

@@ -15,7 +15,7 @@ import numpy as np
 
 from engine.catalog import MODALITIES, SegmentRecord, VideoRecord
 from engine.index import VideoIndex
-from query.filters import containment, keep_segment, labels_pass, norm, trigrams
+from query.filters import containment, keep_segment, labels_pass, norm, phrase_occurs, trigrams
 from query.fusion import get_fusion_method, rrf_top_ids
 from query.plan import Plan
 from query.retrieve import Retrieved
@@ -27,7 +27,7 @@ RERANK = {
     "keyframe_mix": 0.5,  # visual cosine = mix of the segment mean and its best keyframe
     "neighbour": 0.10,  # x the best fused score of an adjacent segment of the same video
     "agreement": 0.03,  # x (number of weighted modalities with cosine > 0.35) - 1
-    "phrase": 0.25,  # a quoted phrase occurs in the transcript or on-screen text
+    "phrase": 0.25,  # a quoted phrase occurs in the transcript, on-screen text or metadata
     "ocr_fuzzy": 0.15,  # x character-trigram containment of the query in OCR text x ocr weight
 }
 RRF_K = 60
@@ -45,7 +45,7 @@ class Candidate:
 @dataclass(frozen=True)
 class Candidates:
     by_id: dict[int, Candidate]
-    phrase_fallback: bool = False  # quoted phrases matched no candidate: kept as a ranking signal only
+    phrase_missing: bool = False  # quoted phrases occur in no candidate: no hits
 
 
 def _pool(plan: Plan, retrieved: Retrieved) -> dict[int, float]:
@@ -89,15 +89,19 @@ def gather(index: VideoIndex, plan: Plan, retrieved: Retrieved, videos) -> Candi
         out = {i: c for i, c in out.items() if labels_pass(labels.get(i, {}), plan.parsed)}
     if not plan.parsed.phrases or not out:
         return Candidates(out)
-    # Quoted phrases must occur in speech or on-screen text. OCR misreads can make that
-    # impossible; then the phrase falls back to a ranking signal.
+    # Quoted phrases are required: each must occur in the segment's speech or on-screen
+    # text (with a tolerance for transcription and OCR misreads: query.filters.phrase_occurs)
+    # or verbatim in its video's title, description or tags. No candidate with them: no hits.
     phrases = [norm(p) for p in plan.parsed.phrases]
-    marked = {i: Candidate(c.id, c.seg, c.video, c.bm25,
-                           all(p in norm(c.seg.transcript + " " + c.seg.ocr_text) for p in phrases))
-              for i, c in out.items()}
-    if any(c.phrase for c in marked.values()):
-        return Candidates({i: c for i, c in marked.items() if c.phrase})
-    return Candidates(marked, phrase_fallback=True)
+    kept = {i: Candidate(c.id, c.seg, c.video, c.bm25, True) for i, c in out.items() if _has_phrases(c, phrases)}
+    return Candidates(kept, phrase_missing=not kept)
+
+
+def _has_phrases(c: Candidate, phrases: list[str]) -> bool:
+    said, shown = norm(c.seg.transcript), norm(c.seg.ocr_text)
+    meta = norm(" ".join([c.video.title or "", c.video.description or "", " ".join(c.video.tags)]))
+    return all(phrase_occurs(p, said) or phrase_occurs(p, shown) or phrase_occurs(p, meta, fuzzy=False)
+               for p in phrases)
 
 
 def exact_scores(index: VideoIndex, cands: Mapping[int, Candidate], blocks: dict[str, np.ndarray],
@@ -190,7 +194,5 @@ def rerank(plan: Plan, cands: Mapping[int, Candidate], cos: Mapping[int, Mapping
             + (RERANK["phrase"] if c.phrase else 0.0)
             + RERANK["ocr_fuzzy"] * fuzzy * weights.get("ocr", 0.0)
         )
-        if plan.parsed.phrases and not c.phrase:
-            score -= RERANK["phrase"]  # quoted phrases must match; kept only as a weak fallback
         out[i] = score
     return out

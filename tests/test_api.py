@@ -157,8 +157,13 @@ def test_search_get_and_tenant_isolation(env):
     assert {h["video_id"] for h in body["hits"]} == {env["a_vid"]}
     hit = body["hits"][0]
     assert hit["end"] > hit["start"] >= 0 and hit["thumbnail_url"] and hit["media_url"]
-    rb = c.get("/v1/search", params={"q": "sign", "k": 10}, headers=env["B"])
+    # B's one video matches "sign" weakly: shown with min_confidence=low, hidden by default
+    rb = c.get("/v1/search", params={"q": "sign", "k": 10, "min_confidence": "low"}, headers=env["B"])
     assert {h["video_id"] for h in rb.json()["hits"]} == {env["b_vid"]}
+    assert rb.json()["hits"][0]["confidence"] in ("low", "medium", "high")
+    hidden = c.get("/v1/search", params={"q": "sign", "k": 10}, headers=env["B"]).json()
+    assert hidden["min_confidence"] == "medium"
+    assert hidden["no_good_match"] == (not hidden["hits"]) and hidden["hidden"] + len(hidden["hits"]) == 1
 
 
 def test_search_errors(env):
@@ -166,6 +171,7 @@ def test_search_errors(env):
     _err(c.get("/v1/search", params={"q": "x", "k": 0}, headers=A), 400, "bad_input")
     _err(c.get("/v1/search", params={"q": "x", "k": 101}, headers=A), 400, "bad_input")
     _err(c.get("/v1/search", params={"q": "x", "per_video": 0}, headers=A), 400, "bad_input")
+    _err(c.get("/v1/search", params={"q": "x", "min_confidence": "sure"}, headers=A), 400, "bad_input")
     _err(c.get("/v1/search", params={"q": "a" * 1001}, headers=A), 400, "bad_input")
     _err(c.get("/v1/search", params={"q": 'open "quote'}, headers=A), 400, "bad_query")
     _err(c.get("/v1/search", headers=A), 400, "bad_input")
@@ -489,8 +495,10 @@ def test_delete_removes_uploaded_copy(env, tmp_path):
     assert j["status"] == "done", j
     src = c.get(f"/v1/videos/{j['video_id']}", headers=B).json()["source"]
     assert Path(src).is_file() and Path(src).parent == env["idx"] / "uploads" / "beta"
+    thumbs = env["idx"] / "thumbs" / j["video_id"]
+    assert list(thumbs.glob("*.jpg"))  # made at ingest
     assert c.delete(f"/v1/videos/{j['video_id']}", headers=B).status_code == 200
-    assert not Path(src).exists()
+    assert not Path(src).exists() and not thumbs.exists()
 
 
 def test_failed_job_reports_error(env, tmp_path):

@@ -128,16 +128,16 @@ def test_jobs_list_with_filters_and_paging(svc):
 
 
 def test_search_pages_with_offset_and_cursor(svc):
-    c = svc["client"]
-    full = c.get("/v1/search", params={"q": "video", "k": 3, "per_video": 1}).json()
+    c = svc["client"]  # every moment (min_confidence=low): the synthetic clips are weak matches
+    full = c.get("/v1/search", params={"q": "video", "k": 3, "per_video": 1, "min_confidence": "low"}).json()
     assert len(full["hits"]) == 3
-    p1 = c.get("/v1/search", params={"q": "video", "k": 2}).json()
+    p1 = c.get("/v1/search", params={"q": "video", "k": 2, "min_confidence": "low"}).json()
     assert p1["offset"] == 0 and p1["next_cursor"]
-    p2 = c.get("/v1/search", params={"q": "video", "k": 2, "cursor": p1["next_cursor"]}).json()
+    p2 = c.get("/v1/search", params={"q": "video", "k": 2, "cursor": p1["next_cursor"], "min_confidence": "low"}).json()
     assert p2["offset"] == 2 and len(p2["hits"]) == 1 and p2["next_cursor"] is None
     key = lambda h: (h["video_id"], h["start"])  # noqa: E731
     assert [key(h) for h in p1["hits"] + p2["hits"]] == [key(h) for h in full["hits"]]
-    p2b = c.post("/v1/search", json={"q": "video", "k": 2, "offset": 2}).json()
+    p2b = c.post("/v1/search", json={"q": "video", "k": 2, "offset": 2, "min_confidence": "low"}).json()
     assert [key(h) for h in p2b["hits"]] == [key(h) for h in p2["hits"]]
     deep = c.get("/v1/search", params={"q": "video", "k": 10, "offset": 995})
     assert deep.status_code == 400 and "offset + k" in deep.json()["error"]["message"]

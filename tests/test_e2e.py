@@ -120,7 +120,9 @@ def test_cli_info_and_delete(e2e_index, tmp_path, capsys):
     assert main(["info", "--index", str(copy), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     vid = info["videos"][0]["video_id"]
+    assert (copy / "thumbs" / vid).is_dir()  # moment thumbnails made at ingest
     assert main(["delete", vid, "--index", str(copy)]) == 0
+    assert not (copy / "thumbs" / vid).exists()  # ... go with the video
     assert main(["delete", vid, "--index", str(copy)]) == 1
     assert "no video with id" in capsys.readouterr().err
     with VideoIndex.open(copy) as idx:

@@ -52,9 +52,11 @@ def test_builder_lists_the_stages_the_options_ask_for_in_order():
     assert _names(build_stages(IndexOptions())) == [cls.name for cls in STAGES]  # every labeller on
     assert "objects" not in _names(build_stages(IndexOptions(objects=False)))
     assert _names(build_stages(IndexOptions(speech=False))) == [
-        "probe", "shots", "keyframes", "visual", "objects", "faces", "ocr", "picture", "text_embed", "timeline"]
+        "probe", "shots", "keyframes", "visual", "objects", "faces", "ocr", "picture", "text_embed", "timeline",
+        "thumbnails"]
+    # no keyframes stage: the thumbnails stage decodes its own frames
     assert _names(build_stages(IndexOptions(visual=False, ocr=False))) == [
-        "probe", "shots", "audio", "speech", "text_embed", "timeline"]
+        "probe", "shots", "audio", "speech", "text_embed", "timeline", "thumbnails"]
     # OCR alone still needs the keyframes stage
     assert "keyframes" in _names(build_stages(IndexOptions(visual=False, speech=False)))
 

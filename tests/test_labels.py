@@ -301,7 +301,7 @@ def test_search_over_the_api_carries_the_seen_line(labelled):
 
     idx_dir, dogs, _ = labelled
     with TestClient(create_app(idx_dir, Settings(rate=0, warm_models=False))) as c:
-        r = c.get("/v1/search", params={"q": "a smiling woman with her dog", "k": 3})
+        r = c.get("/v1/search", params={"q": "a smiling woman with her dog", "k": 3, "min_confidence": "low"})
         assert r.status_code == 200, r.text
         top = r.json()["hits"][0]
         assert top["source"] == str(dogs) and "woman" in top["seen"]

@@ -188,13 +188,16 @@ def test_the_same_words_twice_in_one_segment_give_two_moments(exact_index):
     close, said = exact_index["close"]
     with VideoIndex.open(exact_index["idx"]) as idx:
         assert len(idx.catalog.segments_of(idx.catalog.find_by_source(str(close)).key)) == 1
-    hits = [h for h in _top(exact_index["idx"], "when the museum opens", per_video=2)
-            if h.source == str(close)]
+    # "says": a speech query by its words. The bare "when the museum opens" was labelled
+    # an entity query (no entity is named; intent rule no_name, issue 18) and now goes
+    # to the model's next guess, visual by a hair, which cuts no words.
+    q = "someone says the museum opens"
+    hits = [h for h in _top(exact_index["idx"], q, per_video=2) if h.source == str(close)]
     assert len(hits) == 2 and hits[0].score >= hits[1].score
     got = sorted((h.start, h.end) for h in hits)
     assert all(iou(g, t) >= 0.7 for g, t in zip(got, sorted(said))), (got, said)
     # one moment a video when per_video says so: the best of the two
-    one = [h for h in _top(exact_index["idx"], "when the museum opens") if h.source == str(close)]
+    one = [h for h in _top(exact_index["idx"], q) if h.source == str(close)]
     assert len(one) == 1 and (one[0].start, one[0].end) in [(h.start, h.end) for h in hits]
 
 

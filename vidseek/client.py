@@ -135,14 +135,15 @@ class ServerClient:
         return json.loads(raw) if raw else None
 
     def search(self, q: str, *, k: int = 10, per_video: int = 1, fusion: str = "auto", rerank: bool = False,
-               offset: int = 0, image: bytes | None = None) -> dict:
+               offset: int = 0, image: bytes | None = None, min_confidence: str | None = None) -> dict:
+        extra = {"min_confidence": min_confidence} if min_confidence else {}
         if image is None:
             return self.request("POST", "/v1/search", json_body={"q": q, "k": k, "per_video": per_video,
                                                                   "fusion": fusion, "rerank": rerank,
-                                                                  "offset": offset})
+                                                                  "offset": offset, **extra})
         boundary = uuid.uuid4().hex
         fields = {"q": q, "k": str(k), "per_video": str(per_video), "fusion": fusion,
-                  "rerank": "true" if rerank else "false", "offset": str(offset)}
+                  "rerank": "true" if rerank else "false", "offset": str(offset), **extra}
         body = b"".join(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{n}\"\r\n\r\n{v}\r\n".encode()
                         for n, v in fields.items())
         body += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"query.img\"\r\n"

@@ -34,13 +34,15 @@ class Hit:
     snippet: str
     title: str | None = None
     range_from: str = "segments"
+    confidence: str | None = None  # high / medium / low (docs/results.md)
+    seen: str = ""  # what the frame labellers saw in the moment (docs/labels.md)
     raw: dict = field(default_factory=dict, repr=False)  # every field of the response's hit
 
     @classmethod
     def from_dict(cls, d: dict) -> "Hit":
         return cls(d["video_id"], d["source"], float(d["start"]), float(d["end"]), float(d["score"]),
                    dict(d.get("matched") or {}), d.get("snippet") or "", d.get("title"),
-                   d.get("range_from") or "segments", d)
+                   d.get("range_from") or "segments", d.get("confidence"), d.get("seen") or "", d)
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,13 @@ class SearchResult:
     hits: list[Hit]
     intent: dict
     took_ms: float
+    hidden: int = 0  # moments found below min_confidence
+    min_confidence: str = "low"
+
+    @property
+    def no_good_match(self) -> bool:
+        """Nothing at or above ``min_confidence`` (docs/results.md)."""
+        return not self.hits
 
     def __iter__(self):
         return iter(self.hits)
@@ -60,7 +69,8 @@ class SearchResult:
 
     def to_dict(self) -> dict:
         return {"query": self.query, "intent": self.intent, "took_ms": self.took_ms,
-                "hits": [h.raw for h in self.hits]}
+                "hits": [h.raw for h in self.hits], "min_confidence": self.min_confidence, "hidden": self.hidden,
+                "no_good_match": self.no_good_match}
 
 
 @dataclass(frozen=True)
@@ -210,16 +220,21 @@ class Index:
         """Remove a video (one transaction); returns what was removed."""
         from engine.index import VideoIndex
 
+        from indexer.thumbs import ThumbStore
+
         with VideoIndex.open(self.path, writer=True) as w:
-            return _video(w.delete_video(video_id, tenant=tenant))
+            rec = w.delete_video(video_id, tenant=tenant)
+        ThumbStore(self.path).remove(rec.video_id)  # its moment thumbnails go with it
+        return _video(rec)
 
     # -- reading -----------------------------------------------------------------------
     def search(self, query: str = "", *, k: int = 10, image: str | os.PathLike | None = None,
                per_video: int = 1, fusion: str = "auto", rerank: bool = False,
-               tenant: str | None = None) -> SearchResult:
+               tenant: str | None = None, min_confidence: str = "low") -> SearchResult:
         """Ranked, timestamped moments for a text query (with filters: ``duration>10s``,
-        ``tag:drone``, ``"exact phrase"``, ``-word``; README "Query syntax"), an
-        ``image`` (a picture file), or both."""
+        ``tag:drone``, ``"exact phrase"``, ``-word``, ``people>=2``, ``object:dog``;
+        README "Query syntax"), an ``image`` (a picture file), or both. Each hit has a
+        confidence; ``min_confidence`` ("low": all, "medium", "high") hides the weaker."""
         from query.planner import SearchOptions, Searcher
 
         index = self._read()
@@ -231,9 +246,11 @@ class Index:
             from indexer.media import load_image
 
             img = load_image(os.fspath(image))
-        opts = SearchOptions(k=k, fusion=fusion, rerank=rerank, per_video=per_video, tenant=tenant)
+        opts = SearchOptions(k=k, fusion=fusion, rerank=rerank, per_video=per_video, tenant=tenant,
+                             min_confidence=min_confidence)
         d = self._searcher.search(query, image=img, options=opts).to_dict()
-        return SearchResult(d["query"], [Hit.from_dict(h) for h in d["hits"]], d["intent"], float(d["took_ms"]))
+        return SearchResult(d["query"], [Hit.from_dict(h) for h in d["hits"]], d["intent"], float(d["took_ms"]),
+                            int(d.get("hidden", 0)), d.get("min_confidence", min_confidence))
 
     def videos(self, *, tenant: str | None = None, limit: int = 1000, offset: int = 0) -> list[Video]:
         return [_video(r) for r in self._read().catalog.list_videos(tenant=tenant, limit=limit, offset=offset)]

@@ -69,6 +69,9 @@ class NewSegment:
     labels: list = field(default_factory=list)
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
     keyframes: list[tuple[float, list, np.ndarray | None]] = field(default_factory=list)
+    # its best keyframe as a small JPEG; not stored in the catalog: the indexer writes it
+    # beside it after the commit (indexer.thumbs.ThumbStore)
+    thumbnail: bytes | None = None
 
 
 @dataclass(frozen=True)

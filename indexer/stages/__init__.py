@@ -21,6 +21,7 @@ from indexer.stages.probe import ProbeStage
 from indexer.stages.shots import ShotsStage
 from indexer.stages.speech import AudioStage, SpeechStage
 from indexer.stages.text import TextEmbedStage
+from indexer.stages.thumbnails import ThumbnailsStage
 from indexer.stages.timeline import TimelineStage
 from indexer.stages.visual import VisualStage
 
@@ -40,6 +41,7 @@ STAGES: tuple[type[Stage], ...] = (
     SpeechStage,
     TextEmbedStage,
     TimelineStage,
+    ThumbnailsStage,
 )
 
 

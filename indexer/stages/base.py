@@ -74,6 +74,8 @@ class Work:
     ocr_texts: list[str] = field(default_factory=list)  # per segment
     # fine-grained evidence (engine.catalog.TimelineUnit): phrases, text spans, 1 fps frames
     timeline: list = field(default_factory=list)
+    # per segment: its best keyframe as a small JPEG (indexer.thumbs), None without one
+    thumbnails: list = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
 
     def keyframe_times(self, segment) -> list[float]:
