@@ -29,7 +29,7 @@ DESC = np.ones(1024, np.float32) / 32.0
 
 
 def two_people_and_a_dog(rgb):
-    return [("person", 0.9, (0, 0, 48, 64)), ("person", 0.6, (48, 0, 96, 64)), ("dog", 0.5, (10, 30, 40, 60)),
+    return [("person", 0.9, (0, 0, 160, 300)), ("person", 0.6, (160, 0, 320, 300)), ("dog", 0.5, (10, 30, 40, 60)),
             ("cup", 0.25, (0, 0, 1, 1))]  # below MIN_SCORE: not a label
 
 
@@ -305,3 +305,24 @@ def test_search_over_the_api_carries_the_seen_line(labelled):
         assert r.status_code == 200, r.text
         top = r.json()["hits"][0]
         assert top["source"] == str(dogs) and "woman" in top["seen"]
+
+
+def test_faces_are_searched_only_beside_a_person_tall_enough_to_show_one():
+    from indexer.stages.base import Work
+    from engine.config import IndexConfig
+
+    calls = []
+
+    def detect(rgb):
+        calls.append(rgb.shape)
+        return one_face(rgb)
+
+    work = Work(source="x", content_hash="h", config=IndexConfig(), options=IndexOptions())
+    frame = np.zeros((200, 200, 3), np.uint8)
+    work.frames = [(0.0, frame), (1.0, frame), (2.0, frame)]
+    work.frame_labels = {0.0: [("object", "person", 0.9, (0.1, 0.1, 0.5, 0.9))],  # tall: searched
+                         1.0: [("object", "person", 0.9, (0.1, 0.1, 0.15, 0.2))],  # a far figure: not
+                         2.0: [("object", "dog", 0.9, (0.1, 0.1, 0.5, 0.9))]}  # no person: not
+    FacesStage(detect, smiling_woman).run(work)
+    assert len(calls) == 1 and list(work.faces) == [0.0]
+    assert work.stats["faces"] == {"frames_scanned": 1, "faces": 1}

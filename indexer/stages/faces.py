@@ -8,8 +8,9 @@ for identities); ``indexer.labels`` turns the confident readings into ``face`` l
 (woman, man, child, an age band) and ``emotion`` labels.
 
 Cost: MTCNN is 110-160 ms a 512 px frame here, the largest of the labellers. When the
-objects stage ran, only keyframes where it saw a person are searched for faces (a
-face big enough to read comes with a person box), and frames are searched at
+objects stage ran, only keyframes where it saw a person at least ``MIN_PERSON_HEIGHT``
+of the frame tall are searched for faces (a face big enough to read comes with such a
+person box), and frames are searched at
 ``DETECT_SIDE`` px on their long side.
 """
 from __future__ import annotations
@@ -30,6 +31,9 @@ log = logging.getLogger("vidseek.indexer")
 
 MIN_FACE_SCORE = 0.9  # MTCNN O-Net confidence
 MIN_FACE_SIDE = 0.06  # faces smaller than this share of the frame's short side are not read
+# A person box shorter than this share of the frame carries a face below MIN_FACE_SIDE
+# (a head is about a sixth of a standing figure): no face search on such frames.
+MIN_PERSON_HEIGHT = 0.25
 DETECT_SIDE = 384
 
 
@@ -79,7 +83,9 @@ class FacesStage(Stage):
         gated = bool(work.frame_labels) and work.options.objects
         scanned = 0
         for t, rgb in work.frames:
-            if gated and not any(k == "object" and lab == "person" for k, lab, *_ in work.frame_labels.get(t, [])):
+            if gated and not any(k == "object" and lab == "person" and box is not None
+                                 and box[3] - box[1] >= MIN_PERSON_HEIGHT
+                                 for k, lab, _s, box in work.frame_labels.get(t, [])):
                 continue
             scanned += 1
             h, w = rgb.shape[:2]
