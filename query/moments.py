@@ -106,7 +106,7 @@ def _hit(plan: Plan, top: Candidate, group: list[Candidate], cos: Mapping[str, f
     v = top.video
     return Hit(video_id=v.video_id, source=v.source, start=rng.start, end=rng.end, score=float(score),
                matched=matched, snippet=text, title=v.title, segment_ids=[c.id for c in group],
-               range_from=rng.source, segments_range=(seg.start, seg.end))
+               range_from=rng.source, segments_range=(seg.start, seg.end), live=v.status == "live")
 
 
 def exact_ranges(plan: Plan, blocks: Mapping[str, np.ndarray], top: Candidate, cos: Mapping[str, float],

@@ -120,6 +120,7 @@ _HAS_VALUES = {
     "sound": "audio",
     "damage": "damage",
     "damaged": "damage",
+    "live": "live",  # still being indexed from a live stream (indexer.live)
 }
 
 # Standard resolution tiers (short side, pixels); 'res:X' means [X, next tier).

@@ -162,7 +162,7 @@ class Searcher:
         for v in self.index.list_videos(tenant=opts.tenant, limit=100_000):
             if video_passes(v, parsed):
                 hits.append(Hit(v.video_id, v.source, 0.0, float(v.duration or 0.0), 1.0, {}, v.title or "",
-                                v.title))
+                                v.title, live=v.status == "live"))
                 if len(hits) >= opts.k:
                     break
         return hits

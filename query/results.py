@@ -22,6 +22,7 @@ class Hit:
     # segments' range, which segments_range always holds)
     range_from: str = "segments"
     segments_range: tuple[float, float] | None = None
+    live: bool = False  # the video is still being indexed from a live stream (indexer.live)
 
     def to_dict(self) -> dict:
         seg = self.segments_range or (self.start, self.end)
@@ -30,7 +31,7 @@ class Hit:
             "end": round(self.end, 3), "score": round(float(self.score), 6),
             "matched": {k: round(float(v), 4) for k, v in self.matched.items()}, "snippet": self.snippet,
             "title": self.title, "segment_ids": self.segment_ids, "range_from": self.range_from,
-            "segments_start": round(seg[0], 3), "segments_end": round(seg[1], 3),
+            "segments_start": round(seg[0], 3), "segments_end": round(seg[1], 3), "live": self.live,
         }
 
 
