@@ -195,7 +195,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return rc
 
 
-_CLI_PLUGINS = ("api.cli_covers", "api.cli_graph", "api.cli_production", "benchmarks.cli")
+_CLI_PLUGINS = ("api.cli_covers", "api.cli_graph", "api.cli_production", "api.cli_live", "benchmarks.cli")
 
 
 def _add_index(sub) -> None:
