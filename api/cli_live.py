@@ -82,3 +82,30 @@ def register(sub) -> None:
     s.add_argument("--json", action="store_true", help="one JSON object per event on stdout, then a summary")
     s.add_argument("--quiet", action="store_true", help="no event lines")
     s.set_defaults(func=cmd_live)
+
+
+def cmd_live_highlight(args: argparse.Namespace) -> int:
+    """`vidseek highlight --live VIDEO_ID --out reel.mp4 --index DIR`: one line per update."""
+    from api.live_highlights import follow_live_reel
+    from api.production import HighlightRequest  # noqa: F401  (validates like the one-shot reel)
+    from engine.errors import InputError
+
+    if args.video_id is None or args.query:
+        raise InputError("--live makes the reel of one live video", hint="vidseek highlight --live VIDEO_ID ...")
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def say(st) -> None:
+        if args.json:
+            print(json.dumps(st.as_dict(), ensure_ascii=False), flush=True)
+        elif not args.quiet:
+            what = f"{len(st.pieces)} pieces, {st.reel_duration:.2f} s" if not st.error else st.error
+            print(f"[{st.state}] reel of {st.video_id} at {st.video_duration:.1f} s of video: {what}",
+                  file=sys.stderr, flush=True)
+
+    st = follow_live_reel(args.index, args.video_id, args.out, edl=args.edl, duration=args.duration,
+                          fade=args.fade, order=args.order, tenant=args.tenant, every=args.every, stop=stop,
+                          on_update=say)
+    print(f"{st.reel}: {st.state}, {st.updates} updates, {len(st.pieces)} pieces ({st.reel_duration:.2f} s)")
+    return 0 if st.state in ("done", "stopped") else 1

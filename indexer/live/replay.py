@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 __all__ = ["to_ts", "packet_times", "write_growing", "make_segments", "write_hls"]
 
@@ -68,9 +69,12 @@ def _log(fh, **row) -> None:
 
 def write_growing(ts: str | os.PathLike[str], out: str | os.PathLike[str], *, speed: float = 1.0,
                   tick: float = 0.25, log: str | os.PathLike[str] | None = None,
-                  stall: tuple[float, float] | None = None) -> None:
+                  stall: tuple[float, float] | None = None, hold: tuple[float, Callable[[], None]] | None = None
+                  ) -> None:
     """Append ``ts`` to ``out`` as its media time passes at ``speed``; ``stall``: (at media
-    second, for wall seconds) stop writing once."""
+    second, for wall seconds) stop writing once; ``hold``: (at media second, a call that
+    returns when writing may go on): a test holds the rest back until it has seen
+    what it waits for."""
     data = Path(ts).read_bytes()
     marks = packet_times(ts)
     fh = open(log, "a") if log else None
@@ -79,6 +83,11 @@ def write_growing(ts: str | os.PathLike[str], out: str | os.PathLike[str], *, sp
         with open(out, "ab") as f:
             while written < len(data):
                 media = (time.monotonic() - t_start) * speed
+                if hold and media >= hold[0]:
+                    t_hold = time.monotonic()
+                    hold[1]()
+                    t_start += time.monotonic() - t_hold
+                    media, hold = hold[0], None
                 if stall and not stalled and media >= stall[0]:
                     stalled = True
                     time.sleep(stall[1])
@@ -127,11 +136,13 @@ def _playlist(entries: list[tuple[str, float, bool]], seq: int, ended: bool, tar
 
 def write_hls(ts: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, segment: float = 2.0,
               speed: float = 1.0, log: str | os.PathLike[str] | None = None, loop: int = 0,
-              truncate: int | None = None, end: bool = True, name: str = "live.m3u8") -> Path:
+              truncate: int | None = None, end: bool = True, name: str = "live.m3u8",
+              hold: tuple[float, Callable[[], None]] | None = None) -> Path:
     """Publish ``ts`` as an HLS event playlist ``out_dir/name``, each segment once its end
     time has come at ``speed``. ``loop``: publish the same segment files this many more
     times (a looping playlist); ``truncate``: cut segment N to a third of its bytes;
-    ``end``: add ``#EXT-X-ENDLIST`` at the end."""
+    ``end``: add ``#EXT-X-ENDLIST`` at the end; ``hold``: (media second, call) as for
+    ``write_growing``, before the first segment that ends after that second."""
     out_dir = Path(out_dir)
     stage = out_dir / ".stage"
     segs = make_segments(ts, stage, segment=segment)
@@ -145,6 +156,11 @@ def write_hls(ts: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, se
         for rnd in range(loop + 1):
             for i, (seg, dur) in enumerate(segs):
                 media += dur
+                if hold and media > hold[0]:
+                    t_hold = time.monotonic()
+                    hold[1]()
+                    t_start += time.monotonic() - t_hold
+                    hold = None
                 wait = t_start + media / speed - time.monotonic()
                 if wait > 0:
                     time.sleep(wait)

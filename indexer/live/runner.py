@@ -154,30 +154,36 @@ class LiveRun:
         self._rate: float | None = None  # spool bytes per media second
         self._failures = 0
         self._epoch_done = False
+        self._identify()
 
     # -- events ------------------------------------------------------------------------
     def emit(self, ev: LiveEvent) -> None:
         self.report.events.append(ev.as_dict())
         (log.warning if ev.kind in ("stalled", "restart", "truncated", "loop", "error", "skipped") else log.info)(
-            "%s: %s", self.stream, ev.message)
+            "%s", ev.message)
         if self.on_event is not None:
             self.on_event(ev)
 
     # -- state -------------------------------------------------------------------------
-    def _load(self) -> None:
+    def _identify(self) -> None:
+        """The video id of this stream (new, or the one its spool recorded); refuses a
+        stream that was finalised already."""
         meta = self.spool.meta
         if meta.get("finalised"):
             raise InputError(f"{self.stream} was already indexed live and finalised as video {meta['video_id']}",
                              hint=f"delete it first (`vidseek delete {meta['video_id']}`) and remove"
                                   f" {self.spool.folder} to index the stream again")
         if meta.get("video_id") is None:
-            meta["content_hash"] = "live:" + hashlib.sha256(
-                f"{self.stream}\0{meta['created_at']}".encode("utf-8", "surrogateescape")).hexdigest()
             from engine.catalog import make_video_id
 
+            meta["content_hash"] = "live:" + hashlib.sha256(
+                f"{self.stream}\0{meta['created_at']}".encode("utf-8", "surrogateescape")).hexdigest()
             meta["video_id"] = make_video_id(self.options.tenant, meta["content_hash"])
             self.spool.save()
         self.report.video_id = meta["video_id"]
+
+    def _load(self) -> None:
+        meta = self.spool.meta
         with self.writer.locked() as index:
             try:
                 rec = index.catalog.get_video(meta["video_id"])
@@ -265,8 +271,6 @@ class LiveRun:
             need = 1 if self._rate is None else self._rate * self.live.min_window
             if size - max(self._attempt_bytes, 0) < need and self._attempt_bytes >= 0:
                 return False
-        elif self._attempt_bytes == size and self._failures == 0 and not self._epoch_done:
-            pass  # the epoch is complete: analyse what is left, whatever its length
         clip = cut_window(self.spool.path(ep), float(self.state["local"]), self.live.max_window, self.tmp,
                           preroll=self.live.preroll)
         self._attempt_bytes = size
@@ -278,11 +282,12 @@ class LiveRun:
         local_end = float(self.state["local"]) + clip.duration
         if local_end > 0:
             self._rate = size / local_end
-        final = complete and clip.duration < self.live.max_window - 1.0
+        full = clip.duration >= self.live.max_window - 1.0  # cut by its length: the data goes on
+        final = complete and not full
         offset = float(self.state["epoch_start"]) + float(self.state["local"])
         try:
             res = analyse_window(clip, offset, self._seam(), self.config, self.options, final=final,
-                                 guard=self.live.guard, speech_guard=self.live.speech_guard,
+                                 guard=self.live.guard, speech_guard=self.live.speech_guard, full=full,
                                  extra=self.extra_stages)
         except (VidseekError, Exception) as e:  # a decoder or model failure on this stretch
             self._failures += 1

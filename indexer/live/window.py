@@ -245,12 +245,14 @@ def _cut(video: NewVideo, keep_until: float, offset: float) -> tuple[NewVideo, f
 
 
 def analyse_window(clip: WindowClip, offset: float, seam_video: SeamState, config: IndexConfig,
-                   options: IndexOptions, *, final: bool, guard: float, speech_guard: float,
+                   options: IndexOptions, *, final: bool, guard: float, speech_guard: float, full: bool = False,
                    extra: Sequence[Stage] = ()) -> WindowResult | None:
     """Analyse a cut window whose clip time 0 is video time ``offset``; its final part,
     or None when no segment of it is final yet (too little data: wait for more).
     ``seam_video``: the seam state in video time. ``final``: the stream has ended
-    within this window, so everything is kept. Exceptions propagate (the runner retries)."""
+    within this window, so everything is kept. ``full``: the window was cut at its
+    longest (the data goes on), so it must commit something. Exceptions propagate (the
+    runner retries)."""
     from indexer.mapper import analyse_file
 
     seam = SeamState(seam_video.word_end - offset, seam_video.last_word, seam_video.language)
@@ -263,16 +265,17 @@ def analyse_window(clip: WindowClip, offset: float, seam_video: SeamState, confi
     if not final:  # hold back the last segment: it ends where the data ends, not at a cut
         keep_until = min(keep_until, video.segments[-1].start if video.segments else 0.0)
     part, end = _cut(video, keep_until, offset)
+    if not part.segments and full:
+        # a full-length window that is one segment (a long shot): waiting for more data
+        # cannot help, since the next window starts at the same point and is as long;
+        # cut it at the window's end (the data goes on beyond it, so no guard is needed)
+        part, end = _cut(video, video.duration, offset)
     if not part.segments:
         return None
-    speech_stage = next((s for s in stages if isinstance(s, WindowSpeechStage)), None)
     words = [w for s in part.segments for w in s.words]
     word_end = max([seam_video.word_end] + [float(w[1]) for w in words])
     last_word = str(words[-1][2]) if words else seam_video.last_word
     kept = len(words)
-    if speech_stage is not None and len(speech_stage.kept) > kept:
-        # words of held-back segments are not committed: the seam stays before them
-        pass
     language = seam_video.language or (video.language if kept else None)
     part.stats["has_speech"] = any(s.transcript.strip() for s in part.segments)
     part.stats["has_text"] = any(s.ocr_text.strip() for s in part.segments)
