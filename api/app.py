@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from api import routes, routes_covers, routes_graph, routes_production
+from api import routes, routes_covers, routes_graph, routes_live, routes_production
 from api.errors import STATUS_BY_CODE, ApiError, ErrorBody, install_error_handlers
 from api.metrics import Metrics, install_access_log
 from api.settings import Settings, parse_allow_roots
@@ -26,7 +26,7 @@ __all__ = ["Settings", "ServiceState", "ApiError", "Metrics", "create_app", "run
 log = logging.getLogger("vidseek.api")
 
 # The route modules, installed in this order; each has install(app).
-ROUTE_MODULES = (routes, routes_covers, routes_graph, routes_production)
+ROUTE_MODULES = (routes, routes_covers, routes_graph, routes_production, routes_live)
 
 
 def _log_start(state: ServiceState, requeued: int) -> None:

@@ -53,6 +53,23 @@ def status_path(reel: str | os.PathLike[str]) -> Path:
     return Path(str(reel) + ".live.json")
 
 
+def _build(index, req, rec, st: LiveReelStatus, out, edl, limits) -> None:
+    """Rebuild the reel of ``rec`` as it is now; ``st`` records the outcome."""
+    from api.production import build_highlight
+
+    try:
+        res = build_highlight(index, req, out, edl_path=edl, limits=limits)
+    except InputError as e:  # e.g. too little video yet for one piece
+        st.error = str(e)
+    else:
+        st.error = None
+        st.updates += 1
+        st.reel_duration = round(res.reel.probed_duration, 3)
+        st.pieces = [[round(e.source_in, 3), round(e.source_out, 3)] for e in res.edl.entries]
+    st.state = "live" if rec.status == "live" else "done"
+    st.video_duration, st.video_status, st.updated_at = float(rec.duration or 0), rec.status, time.time()
+
+
 def follow_live_reel(index_dir: str | os.PathLike[str], video_id: str, out: str | os.PathLike[str], *,
                      edl: str | os.PathLike[str] | None = None, duration: float = 30.0, fade: float = 0.5,
                      order: str = "story", tenant: str | None = None, every: float = 10.0,
@@ -61,7 +78,7 @@ def follow_live_reel(index_dir: str | os.PathLike[str], video_id: str, out: str 
     """Keep ``out`` (MP4) and ``edl`` (JSON) the reel of the best moments of ``video_id``
     so far; returns the last status. ``wait_for_video``: seconds to wait for a video id
     that is not committed yet (a live run's first window) before NotFoundError."""
-    from api.production import HighlightRequest, build_highlight
+    from api.production import HighlightRequest
     from engine.index import VideoIndex
 
     if not (every > 0):
@@ -92,17 +109,7 @@ def follow_live_reel(index_dir: str | os.PathLike[str], video_id: str, out: str 
             mark = (rec.duration, rec.status, rec.updated_at)
             if mark != seen and index.catalog.segments_of(rec.key):
                 seen = mark
-                try:
-                    res = build_highlight(index, req, out, edl_path=edl, limits=limits)
-                except InputError as e:  # e.g. too little video yet for one piece
-                    st.error = str(e)
-                else:
-                    st.error = None
-                    st.updates += 1
-                    st.reel_duration = round(res.reel.probed_duration, 3)
-                    st.pieces = [[round(e.source_in, 3), round(e.source_out, 3)] for e in res.edl.entries]
-                st.state = "live" if rec.status == "live" else "done"
-                st.video_duration, st.video_status, st.updated_at = float(rec.duration or 0), rec.status, time.time()
+                _build(index, req, rec, st, out, edl, limits)
                 publish()
             if rec.status != "live" and seen == mark:
                 if st.state != "done":

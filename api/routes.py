@@ -53,6 +53,7 @@ class HitOut(BaseModel):
     segments_end: float | None = Field(None, description="end of the matched segments' range", examples=[20.0])
     thumbnail_url: str | None = Field(None, examples=["/v1/videos/v3f2a9c1d0e4b5a6/segments/17/thumbnail?t=..."])
     media_url: str | None = Field(None, examples=["/v1/videos/v3f2a9c1d0e4b5a6/media?t=..."])
+    live: bool = Field(False, description="the video is still being indexed from a live stream (vidseek live)")
 
 
 class SearchOut(BaseModel):

@@ -24,11 +24,10 @@ from engine.catalog import Catalog
 from engine.errors import InputError
 from engine.index import VideoIndex
 from indexer.live import LiveOptions, run_live
-from indexer.live.replay import make_segments, packet_times, write_growing, write_hls
+from indexer.live.replay import make_segments, write_growing, write_hls
 from indexer.live.sources import ChunkFolderSource, GrowingFileSource, HlsSource, Spool, decodable_seconds
 from indexer.live.window import SeamState, reconcile_words
 from indexer.options import IndexOptions
-from tests import synth
 from tests.live_media import LATE_SENTENCES, SENTENCES, make_stream, words_of
 
 QUICK = LiveOptions(min_window=2, max_window=8, end_after=1.0, stall_after=0.5, poll=0.1, finalise="keep",
@@ -233,30 +232,45 @@ def _held_until(found_event: threading.Event, stop: threading.Event):
 
 def test_a_growing_file_is_searchable_while_it_is_written(tmp_path, stream):
     """The writer holds its last 8 s back until a reader has found the stream's on-screen
-    text in a hit flagged live; then it writes the rest, and the stream finalises."""
+    text in a hit flagged live; then it writes the rest, which is committed too. (A
+    growing file has no end marker and the hold is quiet, so the run never ends by
+    quiet here: the test stops it, and it stays live, resumable.)"""
     grow = tmp_path / "grow.ts"
     found: dict = {}
-    seen, stop = threading.Event(), threading.Event()
-    threading.Thread(target=write_growing, args=(stream, grow),
-                     kwargs={"speed": 2.0, "tick": 0.2, "hold": (12.0, _held_until(seen, stop))},
-                     daemon=True).start()
+    seen, stop, stop_live = threading.Event(), threading.Event(), threading.Event()
+    done = threading.Event()
+
+    def writer():
+        write_growing(stream, grow, speed=2.0, tick=0.2, hold=(12.0, _held_until(seen, stop)))
+        done.set()
 
     def watch():
         _watch_for(tmp_path / "idx", "harbour 42", found, stop, lambda h: h.live)
         seen.set()
 
-    w = threading.Thread(target=watch, daemon=True)
-    w.start()
+    def stopper():  # once all is written, stop when everything before the held-back last shot is in
+        done.wait()
+        while not stop.is_set():
+            try:
+                videos, segs = _segments(tmp_path / "idx")
+                if segs[videos[0].video_id][-1].end >= 14.0:
+                    break
+            except Exception:
+                pass
+            time.sleep(0.2)
+        stop_live.set()
+
+    for target in (writer, watch, stopper):
+        threading.Thread(target=target, daemon=True).start()
     rep = run_live(str(grow), tmp_path / "idx", options=IndexOptions(speech=False, ocr=True, graph=False),
-                   live=LiveOptions(min_window=2, max_window=8, end_after=2.0, stall_after=1.0, poll=0.1,
-                                    finalise="keep", covers=False))
+                   live=LiveOptions(min_window=2, max_window=8, end_after=0, stall_after=1.0, poll=0.1,
+                                    finalise="keep", covers=False), stop=stop_live)
     stop.set()
-    w.join()
-    assert rep.status == "finalised"
+    assert rep.status == "stopped"
     assert found, "no search hit was flagged live while the file was still being written"
     assert found["hit"]["live"] is True and found["hit"]["end"] <= 12.0 + 1e-6
     videos, segs = _segments(tmp_path / "idx")
-    assert videos[0].status == "indexed" and segs[videos[0].video_id][-1].end > 19.0
+    assert videos[0].status == "live" and segs[videos[0].video_id][-1].end >= 14.0
 
 
 def test_a_stalled_source_is_reported_then_ends_and_is_finalised(tmp_path, stream):
@@ -414,3 +428,73 @@ def test_a_sentence_in_the_second_minute_is_found_while_the_stream_is_written(tm
     videos, segs = _segments(tmp_path / "idx")
     words = words_of(" ".join(s.transcript for s in segs[videos[0].video_id]))
     assert "giraffe" in words and words.count("giraffe") == 1
+
+
+# -- over HTTP ---------------------------------------------------------------------------------
+def test_live_over_http_is_listed_stoppable_and_searchable(tmp_path, stream):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from api.app import Settings, create_app
+    from api.auth import KeyStore, service_db_path
+
+    root = tmp_path / "streams"
+    root.mkdir()
+    shutil.copy(stream, root / "match.ts")
+    idx = tmp_path / "idx"
+    app = create_app(idx, Settings(warm_models=False, rate=0, tenant_roots={"alpha": (str(root),)}))
+    with TestClient(app) as client:
+        store = KeyStore(service_db_path(idx))
+        key, _ = store.create("alpha", "search,ingest")
+        other, _ = store.create("beta", "search,ingest")
+        store.close()
+        h, hb = {"Authorization": f"Bearer {key}"}, {"Authorization": f"Bearer {other}"}
+        assert client.post("/v1/live", json={"source": "/etc/passwd"}, headers=h).status_code == 403
+        assert client.post("/v1/live", json={"source": str(root / "match.ts")}, headers=hb).status_code == 403
+        r = client.post("/v1/live", headers=h, json={
+            "source": str(root / "match.ts"), "speech": False, "ocr": True, "min_window": 2, "end_after": 1,
+            "stall_after": 0.5, "finalise": "keep", "highlight": {"duration": 6, "every": 1}})
+        assert r.status_code == 202, r.text
+        live_id, vid = r.json()["live_id"], r.json()["video_id"]
+        assert vid and r.headers["Location"] == f"/v1/live/{live_id}"
+        assert client.post("/v1/live", headers=h, json={"source": str(root / "match.ts")}).status_code == 409
+        assert [j["live_id"] for j in client.get("/v1/live", headers=h).json()["jobs"]] == [live_id]
+        assert client.get("/v1/live", headers=hb).json()["jobs"] == []
+        assert client.get(f"/v1/live/{live_id}", headers=hb).status_code == 404
+        for _ in range(6000):  # a generous cap; not a timing assertion
+            j = client.get(f"/v1/live/{live_id}", headers=h).json()
+            if j["status"] not in ("starting", "running") and (j["reel"] or {}).get("state") in ("done", "failed"):
+                break
+            time.sleep(0.1)
+        assert j["status"] == "finalised" and j["video_id"] == vid and j["windows"] >= 2, j
+        assert j["reel"]["state"] == "done" and j["reel"]["updates"] >= 1, j["reel"]
+        kinds = [e["kind"] for e in j["events"]]
+        assert "window" in kinds and kinds[-1] == "finalised"
+        reel = client.get(f"/v1/live/{live_id}/reel", headers=h)
+        assert reel.status_code == 200 and reel.headers["content-type"] == "video/mp4" and len(reel.content) > 1000
+        edl = client.get(f"/v1/live/{live_id}/edl", headers=h).json()
+        assert edl["video_id"] == vid and edl["entries"]
+        hits = client.get("/v1/search", params={"q": "harbour 42"}, headers=h).json()["hits"]
+        assert hits and hits[0]["video_id"] == vid and hits[0]["live"] is False  # finalised
+        page = client.get("/live")
+        assert page.status_code == 200 and "/v1/live" in page.text
+        # a second stream, stopped over HTTP: it stays live (resumable)
+        shutil.copy(stream, root / "second.ts")
+        r = client.post("/v1/live", headers=h, json={"source": str(root / "second.ts"), "speech": False,
+                                                     "ocr": False, "end_after": 0})
+        lid2 = r.json()["live_id"]
+        for _ in range(6000):
+            j2 = client.get(f"/v1/live/{lid2}", headers=h).json()
+            if j2["windows"] >= 1:
+                break
+            time.sleep(0.1)
+        assert client.delete(f"/v1/live/{lid2}", headers=h).json()["status"] in ("stopping", "stopped")
+        for _ in range(6000):
+            j2 = client.get(f"/v1/live/{lid2}", headers=h).json()
+            if j2["status"] != "running":
+                break
+            time.sleep(0.1)
+        assert j2["status"] == "stopped"
+        live_hits = client.get("/v1/search", params={"q": "harbour has:live"}, headers=h).json()["hits"]
+        assert live_hits and all(x["live"] for x in live_hits) and live_hits[0]["video_id"] == j2["video_id"]
+        assert client.get(f"/v1/live/{lid2}/reel", headers=h).status_code == 404  # no reel asked for

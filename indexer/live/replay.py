@@ -6,8 +6,8 @@ python -m indexer.live.replay CLIP --ts OUT.ts [--speed 1] [--log writes.jsonl]
 python -m indexer.live.replay CLIP --hls OUT_DIR [--segment 2] [--speed 1] [--loop] [--truncate N]
 ```
 
-The clip is first made into MPEG-TS (stream copy for H.264/AAC, else H.264/AAC
-re-encoded), then written out as the wall clock passes: the growing file gets the bytes
+The clip is first made into MPEG-TS with H.264/AAC and a keyframe a second (an
+``.ts`` clip is taken as it is), then written out as the wall clock passes: the growing file gets the bytes
 of every packet whose time has come, the HLS writer publishes each segment (then the
 playlist, atomically) once its end time has come. ``--log`` records, per write, the
 wall time and the media time written up to, for freshness measurements.
@@ -200,9 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.speed <= 0:
         ap.error("--speed must be positive")
-    ts = Path(a.ts or a.hls).with_suffix(".src.ts") if a.ts else Path(a.hls) / ".src.ts"
-    ts.parent.mkdir(parents=True, exist_ok=True)
-    to_ts(a.clip, ts)
+    if a.clip.lower().endswith(".ts"):
+        ts = Path(a.clip)  # already MPEG-TS: written as it is
+    else:
+        ts = Path(a.ts).with_suffix(".src.ts") if a.ts else Path(a.hls) / ".src.ts"
+        ts.parent.mkdir(parents=True, exist_ok=True)
+        to_ts(a.clip, ts)
     if a.ts:
         write_growing(ts, a.ts, speed=a.speed, log=a.log)
     else:

@@ -79,6 +79,7 @@ class LiveOptions:
     settle: float = 1.0
     finalise: str = "reanalyse"
     covers: bool = True
+    warm_up: bool = True  # load the models before the first window
 
     def __post_init__(self) -> None:
         for name in ("min_window", "max_window", "poll", "stall_after"):
@@ -208,18 +209,50 @@ class LiveRun:
                          self.options.language or self.state.get("language"))
 
     # -- the loop ----------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Load the models the windows will run before the first data arrives, so the
+        first window does not pay for them (measured: docs/live.md)."""
+        import numpy as np
+
+        from engine.models.registry import get_image_encoder, get_text_encoder
+
+        o, c = self.options, self.config
+        get_text_encoder(c.text_encoder).encode(["warm up"])
+        blank = np.zeros((64, 64, 3), np.uint8)
+        if o.visual:
+            get_image_encoder(c.image_encoder, **c.image_options).encode_images([blank])
+        if o.ocr:
+            from indexer import ocr
+
+            ocr.gate_features(blank)
+            ocr.ocr_frame(blank)
+        if o.speech:
+            from indexer import speech
+
+            speech.load_model(o.speech_model)
+
     def run(self) -> LiveReport:
         """Run until the stream ends (then finalise) or ``stop`` is set (resumable)."""
         self._load()
+        if self.live.warm_up:
+            t0 = time.perf_counter()
+            self.warm_up()
+            self.emit(LiveEvent("ready", f"models loaded in {time.perf_counter() - t0:.1f} s"))
         last_growth = time.monotonic()
         stalled = False
+        last_missing = None
         try:
             while not self.stop.is_set():
                 before = self.spool.total_bytes
                 for ev in self.source.poll(self.spool):
+                    if ev.kind == "missing" and ev.message == last_missing:
+                        continue  # said once until something else happens
+                    last_missing = ev.message if ev.kind == "missing" else None
                     self.emit(ev)
                 now = time.monotonic()
-                if self.spool.total_bytes > before:
+                if self.spool.total_bytes == 0:
+                    last_growth = now  # not on air yet: waiting is neither a stall nor an end
+                elif self.spool.total_bytes > before:
                     last_growth = now
                     if stalled:
                         self.emit(LiveEvent("resumed", f"{self.stream}: data flows again"))

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from engine.catalog import NewSegment, NewVideo, TimelineUnit
+from engine.catalog import NewVideo, TimelineUnit
 from engine.config import IndexConfig
 from engine.errors import MediaError
 from indexer.options import IndexOptions
