@@ -8,6 +8,7 @@ ones (speech over several windows, a second analysis at finalisation, a sentence
 the second minute in real time) carry the ``slow`` marker."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -299,6 +300,40 @@ def test_truncated_hls_segment_is_reported_and_the_rest_indexed(tmp_path, stream
     s = segs[videos[0].video_id]
     _contiguous(s)
     assert s[-1].end > 15.0  # the segments after the truncated one are there
+
+
+def test_a_writer_restart_continues_the_video_in_a_new_epoch(tmp_path, tools):
+    """The playlist starts again at media sequence 0 with other content: reported, and
+    its media placed after the first epoch's; the recording joins both at the end."""
+    a = make_stream(tmp_path, seconds=10.0, text="FIRST", sentences=(), name="a.ts")
+    b = make_stream(tmp_path, seconds=8.0, text="SECOND", sentences=(), name="b.ts")
+    out = tmp_path / "hls"
+    out.mkdir()
+    playlists = []
+    for tag, clip in (("a", a), ("b", b)):
+        segs = make_segments(clip, tmp_path / f"stage_{tag}")
+        for name, _ in segs:
+            shutil.copy(tmp_path / f"stage_{tag}" / name, out / f"{tag}{name}")
+        playlists.append("#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:0\n" + "".join(f"#EXTINF:{d:.3f},\n{tag}{n}\n"
+                                                                       for n, d in segs))
+    (out / "live.m3u8").write_text(playlists[0])
+    events = []
+
+    def on_event(ev):
+        events.append(ev)
+        if ev.kind == "window" and len([e for e in events if e.kind == "window"]) == 1:
+            (out / "live.m3u8").write_text(playlists[1] + "#EXT-X-ENDLIST\n")  # the writer restarts
+
+    rep = run_live(str(out / "live.m3u8"), tmp_path / "idx", options=IndexOptions(speech=False, graph=False),
+                   live=dataclasses.replace(QUICK, end_after=0), on_event=on_event)
+    assert rep.status == "finalised" and [e.kind for e in events].count("restart") == 1
+    videos, segs = _segments(tmp_path / "idx")
+    s = segs[videos[0].video_id]
+    _contiguous(s)
+    assert s[-1].end == pytest.approx(18.0, abs=0.2)
+    assert all("FIRST" in x.ocr_text for x in s if x.end <= 10.0 + 1e-6)
+    assert all("SECOND" in x.ocr_text for x in s if x.start >= 10.0 - 0.2)
+    assert Path(videos[0].stats["live"]["recording"]).name == "recording.full.ts"
 
 
 @pytest.mark.slow

@@ -231,32 +231,45 @@ class LiveRun:
 
             speech.load_model(o.speech_model)
 
-    def run(self) -> LiveReport:
-        """Run until the stream ends (then finalise) or ``stop`` is set (resumable)."""
-        self._load()
-        if self.live.warm_up:
-            t0 = time.perf_counter()
-            self.warm_up()
-            self.emit(LiveEvent("ready", f"models loaded in {time.perf_counter() - t0:.1f} s"))
-        last_growth = time.monotonic()
-        stalled = False
+    def _poll_loop(self, halt: threading.Event, failure: list) -> None:
+        """Copy what the source gives into the spool every ``poll`` seconds, in a thread
+        of its own: a window's analysis may take longer than a sliding HLS playlist keeps
+        its segments, and the copy must not wait for it."""
         last_missing = None
         try:
-            while not self.stop.is_set():
-                before = self.spool.total_bytes
+            while not halt.is_set():
                 for ev in self.source.poll(self.spool):
                     if ev.kind == "missing" and ev.message == last_missing:
                         continue  # said once until something else happens
                     last_missing = ev.message if ev.kind == "missing" else None
                     self.emit(ev)
-                now = time.monotonic()
-                if self.spool.total_bytes == 0:
+                halt.wait(self.live.poll)
+        except BaseException as e:  # e.g. a playlist that is not one: the run fails with it
+            failure.append(e)
+            self.stop.set()
+
+    def run(self) -> LiveReport:
+        """Run until the stream ends (then finalise) or ``stop`` is set (resumable)."""
+        self._load()
+        halt, failure = threading.Event(), []
+        poller = threading.Thread(target=self._poll_loop, args=(halt, failure), name="live-poll", daemon=True)
+        poller.start()
+        try:
+            if self.live.warm_up:
+                t0 = time.perf_counter()
+                self.warm_up()
+                self.emit(LiveEvent("ready", f"models loaded in {time.perf_counter() - t0:.1f} s"))
+            last_growth, last_total, stalled = time.monotonic(), -1, False
+            while not self.stop.is_set():
+                now, total = time.monotonic(), self.spool.total_bytes
+                if total == 0:
                     last_growth = now  # not on air yet: waiting is neither a stall nor an end
-                elif self.spool.total_bytes > before:
+                elif total > last_total:
                     last_growth = now
                     if stalled:
                         self.emit(LiveEvent("resumed", f"{self.stream}: data flows again"))
                     stalled = False
+                last_total = total
                 quiet = now - last_growth
                 if not stalled and quiet >= self.live.stall_after:
                     stalled = True
@@ -267,18 +280,30 @@ class LiveRun:
                 if self._step(ended):
                     continue
                 if ended and self._caught_up():
+                    halt.set()
+                    poller.join()
+                    if self.spool.total_bytes != total:  # data came in at the last moment: not ended
+                        halt = threading.Event()
+                        poller = threading.Thread(target=self._poll_loop, args=(halt, failure), name="live-poll",
+                                                  daemon=True)
+                        poller.start()
+                        continue
                     self.emit(LiveEvent("ended", f"{self.stream}: the stream ended"
                                         + (" (end of playlist)" if self.source.ended else
                                            f" (no data for {quiet:.0f} s)")))
                     self.finalise()
                     return self.report
                 self.stop.wait(self.live.poll)
+            if failure:
+                raise failure[0]
             self.report.status = "stopped"
             return self.report
         except BaseException:
             self.report.status = "failed" if self.report.status == "running" else self.report.status
             raise
         finally:
+            halt.set()
+            poller.join()
             cleanup_dir(self.tmp)
 
     def _caught_up(self) -> bool:
