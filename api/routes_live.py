@@ -200,6 +200,10 @@ def _source(svc, tenant: str, path: str) -> str:
                        f" {tenant!r} (start the server with --allow-root {tenant}=DIR)")
     if "\x00" in path or not os.path.isabs(path):
         raise ApiError("bad_input", "source must be an absolute path on the server")
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from JSON: no file has that name
+        raise ApiError("bad_input", "source is not valid UTF-8 text") from None
     real = os.path.realpath(path)
     if not _inside(real, roots) or _inside(real, (str(svc.index_dir),)):
         raise ApiError("path_not_allowed", f"the source is outside the folders tenant {tenant!r} may ingest from")
