@@ -27,7 +27,8 @@ Fields (``name`` and its aliases):
     person               a person named in the catalogue; several = all of them
     source, in           folder or URI prefix the video was indexed from; several = any of
     has                  speech (transcript), text (ocr), audio (sound), damage (damaged: part
-                         of the picture does not decode); several = all
+                         of the picture does not decode), live (still being indexed from a
+                         stream); several = all
 
 ``tag``, ``person``, ``lang``, ``source``/``in`` and ``has`` may be negated
 (``-tag:drone``, ``NOT has:speech``); range fields cannot (flip the comparison instead).
@@ -210,7 +211,8 @@ class Filters:
     dates. ``tags``/``people``: all must be present (compare case-insensitively).
     ``sources``: the source path or URI starts with any of them. ``has``: every listed
     modality (``speech``, ``text``, ``audio``) is present, ``damage``: the video is
-    damaged (part of its picture does not decode). ``exclude_*``/``has_not``:
+    damaged (part of its picture does not decode), ``live``: it is still being indexed
+    from a live stream. ``exclude_*``/``has_not``:
     none of them may hold.
     """
 

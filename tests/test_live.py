@@ -71,6 +71,24 @@ def test_reconcile_drops_committed_words_and_repeats_and_defers_the_tail():
     assert reconcile_words(words, fresh, data_end=None, speech_guard=1.0) == words
 
 
+def test_has_live_filters_on_the_live_status():
+    from query.filters import video_passes
+    from query.parse import parse
+
+    assert parse("goal has:live").filters.has == ("live",)
+    assert parse("goal -has:live").filters.has_not == ("live",)
+
+    class V:  # the fields video_passes reads
+        tags, people, source, has_audio, stats, duration = [], [], "/x.ts", True, {}, 10.0
+        width = height = fps = None
+        language = created_at = mtime = None
+
+    live, done = V(), V()
+    live.status, done.status = "live", "indexed"
+    assert video_passes(live, parse("goal has:live")) and not video_passes(done, parse("goal has:live"))
+    assert video_passes(done, parse("goal -has:live")) and not video_passes(live, parse("goal -has:live"))
+
+
 # -- sources ---------------------------------------------------------------------------------
 def test_growing_file_is_copied_as_it_grows_and_a_restart_starts_an_epoch(tmp_path, stream):
     src = tmp_path / "grow.ts"
