@@ -29,6 +29,7 @@ from indexer.live.replay import make_segments, write_growing, write_hls
 from indexer.live.sources import ChunkFolderSource, GrowingFileSource, HlsSource, Spool, decodable_seconds
 from indexer.live.window import SeamState, reconcile_words
 from indexer.options import IndexOptions
+from tests import synth
 from tests.live_media import LATE_SENTENCES, SENTENCES, make_stream, words_of
 
 QUICK = LiveOptions(min_window=2, max_window=8, end_after=1.0, stall_after=0.5, poll=0.1, finalise="keep",
@@ -304,6 +305,31 @@ def test_a_stalled_source_is_reported_then_ends_and_is_finalised(tmp_path, strea
     # a second run of a finalised stream is refused, naming the video
     with pytest.raises(InputError, match="already indexed live and finalised"):
         run_live(str(grow), tmp_path / "idx", options=VISUAL_ONLY, live=QUICK)
+
+
+def test_a_growing_fragmented_mp4_is_indexed_as_it_grows(tmp_path, stream):
+    frag = tmp_path / "src.mp4"
+    synth._ffmpeg("-i", str(stream), "-c", "copy", "-bsf:a", "aac_adtstoasc", "-movflags", "frag_keyframe+empty_moov",
+                  "-f", "mp4", str(frag))
+    data = frag.read_bytes()
+    grow = tmp_path / "grow.mp4"
+
+    def writer():
+        with open(grow, "wb") as f:
+            for i in range(0, len(data), 40_000):
+                f.write(data[i:i + 40_000])
+                f.flush()
+                time.sleep(0.2)
+
+    threading.Thread(target=writer, daemon=True).start()
+    events = []
+    rep = run_live(str(grow), tmp_path / "idx", options=IndexOptions(speech=False, graph=False),
+                   live=dataclasses.replace(QUICK, end_after=2.0), on_event=events.append)
+    assert rep.status == "finalised" and [e.kind for e in events].count("window") >= 2
+    videos, segs = _segments(tmp_path / "idx")
+    s = segs[videos[0].video_id]
+    _contiguous(s)
+    assert s[-1].end == pytest.approx(20.0, abs=0.2) and all("42" in x.ocr_text for x in s)
 
 
 def test_truncated_hls_segment_is_reported_and_the_rest_indexed(tmp_path, stream):
