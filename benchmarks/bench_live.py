@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--modes", default="hls,ts", help="1x runs: hls, ts or both (default hls,ts)")
     p.add_argument("--no-fast", action="store_true", help="skip the prewritten (throughput) run")
     p.add_argument("--reel", type=float, default=30.0, help="highlight reel seconds (default 30)")
+    p.add_argument("--min-window", type=float, default=4.0, help="vidseek live --min-window (default 4)")
     p.add_argument("--work", help="keep the streams and indexes in this folder (default: a temporary one)")
     add_out(p, "bench-results/live.json")
     args = p.parse_args(argv)
@@ -47,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     load_before = loadavg()
     with tempfile.TemporaryDirectory(prefix="vidseek-bench-live-") as tmp:
         work = Path(args.work) if args.work else Path(tmp)
-        res = run(args.media, work, speeds=speeds, modes=modes, fast=not args.no_fast, reel=args.reel)
+        res = run(args.media, work, speeds=speeds, modes=modes, fast=not args.no_fast, reel=args.reel,
+                  min_window=args.min_window)
     out = res.as_dict()
     out["load_before"], out["load_after"] = load_before, loadavg()
     write_json(args.out, out)

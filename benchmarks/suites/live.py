@@ -79,7 +79,8 @@ def _pct(xs: list[float], q: float) -> float | None:
 
 
 def run_once(stream: Path, work: Path, *, mode: str = "hls", speed: float = 1.0, prewritten: bool = False,
-             finalise: str = "keep", reel: float | None = 30.0, end_after: float = 8.0, say=print) -> dict:
+             finalise: str = "keep", reel: float | None = 30.0, end_after: float = 8.0, min_window: float = 4.0,
+             say=print) -> dict:
     """One replay of ``stream`` into a fresh index under ``work``; the measurements."""
     from indexer.media import probe
 
@@ -103,7 +104,8 @@ def run_once(stream: Path, work: Path, *, mode: str = "hls", speed: float = 1.0,
             raise RuntimeError(f"the writer failed: {writer.stderr.read().decode()[-500:]}")
     idx = work / "idx"
     largs = [sys.executable, "-m", "api.cli", "live", str(source), "--index", str(idx), "--json", "--finalise",
-             finalise, "--end-after", str(end_after), "--stall-after", "5", "--no-covers"]
+             finalise, "--end-after", str(end_after), "--stall-after", "5", "--no-covers", "--min-window",
+             str(min_window)]
     t_start = time.time()
     live = subprocess.Popen(largs, env=_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             text=True)
@@ -274,7 +276,7 @@ def whole_file(recording: Path, work: Path, reel: float | None) -> tuple[Path, l
 
 
 def run(media: Path, work: Path, *, speeds: Sequence[float] = (1.0, 2.0), modes: Sequence[str] = ("hls", "ts"),
-        fast: bool = True, reel: float = 30.0, say=print) -> SuiteResult:
+        fast: bool = True, reel: float = 30.0, min_window: float = 4.0, say=print) -> SuiteResult:
     """The live suite: 1x in each mode, the other speeds over HLS, a prewritten run for
     throughput, then the first run's windows and reel against the whole file's."""
     t0 = time.perf_counter()
@@ -287,7 +289,7 @@ def run(media: Path, work: Path, *, speeds: Sequence[float] = (1.0, 2.0), modes:
     for i, (mode, speed, pre) in enumerate(plan):
         say(f"run {i + 1}/{len(plan)}: {mode} {'prewritten' if pre else f'{speed:g}x'}")
         r = run_once(stream, work / f"run{i}", mode=mode, speed=speed, prewritten=pre,
-                     reel=reel if i == 0 else None, say=say)
+                     reel=reel if i == 0 else None, min_window=min_window, say=say)
         say(f"  freshness p50 {r['freshness_p50_s']} s, p95 {r['freshness_p95_s']} s, max {r['freshness_max_s']} s;"
             f" throughput {r['throughput_x']}x; events {r['events']}")
         runs.append(r)
@@ -322,6 +324,7 @@ def run(media: Path, work: Path, *, speeds: Sequence[float] = (1.0, 2.0), modes:
         metrics.append(Metric("live/reel/final_overlap", overlap["final_overlap"], "higher"))
     for r in runs:
         r.pop("reel_updates", None)
-    return SuiteResult("live", {"clips": list(STREAM_CLIPS), "speeds": list(speeds), "modes": list(modes)},
+    return SuiteResult("live", {"clips": list(STREAM_CLIPS), "speeds": list(speeds), "modes": list(modes),
+                                "min_window": min_window},
                        metrics, {"runs": runs, "windows_vs_whole": cmp, "reel": overlap,
                                  "whole_file_ingest_s": round(whole_secs, 2)}, time.perf_counter() - t0)
