@@ -72,6 +72,21 @@ def test_reconcile_drops_committed_words_and_repeats_and_defers_the_tail():
     assert reconcile_words(words, fresh, data_end=None, speech_guard=1.0) == words
 
 
+def test_reconcile_aligns_on_the_committed_words_when_whisper_retimes_the_seam_word():
+    """Measured in bench_live: "let me tell | you a story" committed up to "tell" (ends
+    0.22); the next window heard "you" at 0.10-0.30, whose middle (0.20) is before that
+    end, so the timestamp rule alone lost it. Aligned on "let me tell", it is kept."""
+    seam = SeamState(word_end=0.22, last_word=" tell",
+                     tail=((-0.36, -0.2, " let"), (-0.2, -0.12, " me"), (-0.12, 0.22, " tell")))
+    words = [(-0.4, -0.2, " let"), (-0.2, -0.1, " me"), (-0.1, 0.1, " tell"), (0.1, 0.3, " you"), (0.3, 0.4, " a"),
+             (0.4, 0.9, " story")]
+    assert [w for _, _, w in reconcile_words(words, seam, data_end=None, speech_guard=1.0)] == [" you", " a",
+                                                                                                  " story"]
+    # no run of two committed words in the new ones: the timestamp rule decides
+    other = [(-0.1, 0.1, " bell"), (0.1, 0.3, " you"), (0.3, 0.4, " a")]
+    assert [w for _, _, w in reconcile_words(other, seam, data_end=None, speech_guard=1.0)] == [" a"]
+
+
 def test_has_live_filters_on_the_live_status():
     from query.filters import video_passes
     from query.parse import parse

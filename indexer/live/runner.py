@@ -205,8 +205,10 @@ class LiveRun:
 
     def _seam(self) -> SeamState:
         we = self.state.get("word_end")
-        return SeamState(float("-inf") if we is None else float(we), self.state.get("last_word", ""),
-                         self.options.language or self.state.get("language"))
+        return SeamState(word_end=float("-inf") if we is None else float(we),
+                         last_word=self.state.get("last_word", ""),
+                         language=self.options.language or self.state.get("language"),
+                         tail=tuple(tuple(w) for w in self.state.get("tail") or []))
 
     # -- the loop ----------------------------------------------------------------------
     def warm_up(self) -> None:
@@ -378,6 +380,7 @@ class LiveRun:
         st = self.state
         st.update(local=res.end - float(st["epoch_start"]), committed=res.end,
                   word_end=None if math.isinf(res.word_end) else res.word_end, last_word=res.last_word,
+                  tail=[list(w) for w in res.tail],
                   language=res.language, windows=int(st.get("windows", 0)) + 1, updated_at=time.time())
         return dict(st)
 

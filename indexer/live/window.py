@@ -15,7 +15,10 @@ shifted onto the video's clock and cut where it is final:
   whole-file ingest. A window's last ``guard`` seconds are never final (a partly
   written packet).
 - **Speech at the seams.** The audio starts ``preroll`` seconds before the window, so
-  a word spoken across the seam is heard whole. Words whose middle lies before the end
+  a word spoken across the seam is heard whole. The window's words are aligned on the
+  last committed ones by their text (``_aligned``: the longest run of at least two
+  words that repeats the committed tail, ending within 1 s of it), and only the words
+  after it are new. Where no such run is found, words whose middle lies before the end
   of the last committed word are dropped (they were committed with the window before;
   a fragment of such a word has its middle there too), as is a first word repeating
   the last committed one within 0.3 s. Words ending within ``speech_guard`` of the
@@ -43,6 +46,8 @@ __all__ = ["WindowClip", "SeamState", "WindowResult", "cut_window", "analyse_win
            "WindowSpeechStage", "reconcile_words"]
 
 REPEAT_WINDOW = 0.3  # s: a first word equal to the last committed one and starting this close is a repeat
+TAIL_WORDS = 6  # committed words the next window's words are aligned on
+ALIGN_SLACK = 1.0  # s: an alignment's last word ends this close to the last committed word's end
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,8 @@ class SeamState:
 
     word_end: float = float("-inf")
     last_word: str = ""
+    # the last committed words, (start, end, word), to align the next window's words on
+    tail: tuple = ()
     language: str | None = None
 
 
@@ -80,6 +87,7 @@ class WindowResult:
     language: str | None
     words: int
     stages: dict
+    tail: tuple = ()
 
 
 def _ffmpeg(args: Sequence[str]) -> None:
@@ -150,16 +158,45 @@ class WindowAudioStage(AudioStage):
         work.audio = media.load_audio(self.clip.wav, sr=16000)
 
 
+def _norm(w: str) -> str:
+    return "".join(c for c in w.lower() if c.isalnum())
+
+
+def _aligned(words: Sequence[tuple[float, float, str]], seam: SeamState) -> int | None:
+    """Where the new words continue the committed ones: the index after the longest run
+    (at least 2 words) of the new words that repeats the end of the committed tail,
+    ending within ALIGN_SLACK of the last committed word. Whisper times a word again a
+    little differently with other context, so a word at the seam can have its middle on
+    the other side of the last committed word's end; the text alignment keeps it."""
+    tail = [_norm(w[2]) for w in seam.tail]
+    new = [_norm(w[2]) for w in words]
+    last_end = float(seam.tail[-1][1]) if seam.tail else seam.word_end
+    for k in range(len(tail), 1, -1):
+        suffix = tail[-k:]
+        for i in range(0, len(new) - k + 1):
+            if words[i][0] > last_end + ALIGN_SLACK:
+                break
+            if new[i:i + k] == suffix and abs(float(words[i + k - 1][1]) - last_end) <= ALIGN_SLACK:
+                return i + k
+    return None
+
+
 def reconcile_words(words: Sequence[tuple[float, float, str]], seam: SeamState, *, data_end: float | None,
                     speech_guard: float) -> list[tuple[float, float, str]]:
-    """The words of a window (clip time, pre-roll negative) that are new: not committed
-    before (middle after ``seam.word_end``, not a repeat of ``seam.last_word``) and, when
-    ``data_end`` is given (the stream goes on), ending ``speech_guard`` before it."""
+    """The words of a window (clip time, pre-roll negative) that are new and, when
+    ``data_end`` is given (the stream goes on), end ``speech_guard`` before it. New:
+    after the place where the window's words repeat the last committed ones (``_aligned``);
+    where they do not, those whose middle is after ``seam.word_end`` and that do not
+    repeat ``seam.last_word`` within REPEAT_WINDOW."""
+    at = _aligned(words, seam) if len(seam.tail) >= 2 else None
     out = []
-    for s, e, w in words:
-        if 0.5 * (s + e) < seam.word_end:
+    for i, (s, e, w) in enumerate(words):
+        if at is not None:
+            if i < at:
+                continue
+        elif 0.5 * (s + e) < seam.word_end:
             continue
-        if not out and seam.last_word and w.strip().lower() == seam.last_word.strip().lower() \
+        elif not out and seam.last_word and w.strip().lower() == seam.last_word.strip().lower() \
                 and s < seam.word_end + REPEAT_WINDOW:
             continue
         if data_end is not None and e > data_end - speech_guard:
@@ -255,7 +292,9 @@ def analyse_window(clip: WindowClip, offset: float, seam_video: SeamState, confi
     runner retries)."""
     from indexer.mapper import analyse_file
 
-    seam = SeamState(seam_video.word_end - offset, seam_video.last_word, seam_video.language)
+    seam = SeamState(word_end=seam_video.word_end - offset, last_word=seam_video.last_word,
+                     language=seam_video.language,
+                     tail=tuple((float(a) - offset, float(b) - offset, w) for a, b, w in seam_video.tail))
     stages = window_stages(dataclasses.replace(options, graph=False), clip, seam, final=final,
                            speech_guard=speech_guard, extra=extra)
     analysis = analyse_file(str(clip.path), f"live-window@{offset:.3f}", config,
@@ -275,12 +314,13 @@ def analyse_window(clip: WindowClip, offset: float, seam_video: SeamState, confi
     words = [w for s in part.segments for w in s.words]
     word_end = max([seam_video.word_end] + [float(w[1]) for w in words])
     last_word = str(words[-1][2]) if words else seam_video.last_word
+    tail = tuple((list(seam_video.tail) + [tuple(w) for w in words])[-TAIL_WORDS:])
     kept = len(words)
     language = seam_video.language or (video.language if kept else None)
     part.stats["has_speech"] = any(s.transcript.strip() for s in part.segments)
     part.stats["has_text"] = any(s.ocr_text.strip() for s in part.segments)
     return WindowResult(part, end + offset, clip.duration + offset, word_end, last_word, language, kept,
-                        dict(video.stats.get("stages", {})))
+                        dict(video.stats.get("stages", {})), tail)
 
 
 def cleanup(clip: WindowClip | None) -> None:
