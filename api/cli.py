@@ -326,7 +326,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 _CLI_PLUGINS = ("api.cli_covers", "api.cli_graph", "api.cli_labels", "api.cli_production", "api.cli_learn",
-                "api.cli_models", "benchmarks.cli")
+                "api.cli_models", "api.cli_live", "benchmarks.cli")
 
 
 def _add_server_flags(s, *, what: str) -> None:

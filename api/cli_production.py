@@ -68,6 +68,11 @@ def cmd_clip(args: argparse.Namespace) -> int:
 def cmd_highlight(args: argparse.Namespace) -> int:
     from engine.index import VideoIndex
 
+    if getattr(args, "live", False):
+        from api.cli_live import cmd_live_highlight
+
+        return cmd_live_highlight(args)
+
     req = HighlightRequest(video_id=args.video_id, query=args.query, duration=args.duration, order=args.order,
                            fade=args.fade, tenant=args.tenant, max_videos=args.max_videos)
     with VideoIndex.open(args.index) as index:
@@ -122,5 +127,8 @@ def register(sub) -> None:
     s.add_argument("--fade", type=float, default=0.5, metavar="S", help="cross-fade between pieces (default 0.5)")
     s.add_argument("--max-videos", type=int, default=5, help="a query draws from at most this many videos")
     s.add_argument("--edl", metavar="FILE.json", help="write the edit decision list here")
+    s.add_argument("--live", action="store_true",
+                   help="keep the reel up to date while VIDEO_ID is indexed live (see `vidseek live`)")
+    s.add_argument("--every", type=float, default=10.0, metavar="S", help="--live: rebuild at most this often")
     _common(s)
     s.set_defaults(func=cmd_highlight)

@@ -68,6 +68,7 @@ class HitOut(BaseModel):
                                    examples=["high"])
     confidence_score: float | None = Field(None, description="calibrated probability that the moment answers"
                                            " the query", examples=[0.83])
+    live: bool = Field(False, description="the video is still being indexed from a live stream (vidseek live)")
 
 
 class SearchOut(BaseModel):

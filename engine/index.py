@@ -187,16 +187,20 @@ class VideoIndex:
     def add_video(self, video: NewVideo, *, replace_keys: Sequence[int] = (), save: bool = True) -> VideoRecord:
         """Commit one whole video (and drop ``replace_keys`` in the same transaction)."""
         self._require_writer()
-        for seg in video.segments:
-            for m, vec in seg.vectors.items():
-                b = self.blocks.get(m)
-                if b is None or vec.shape != (b.dim,):
-                    raise IndexMismatchError(
-                        f"segment vector {m} of {video.source} has shape {getattr(vec, 'shape', None)},"
-                        f" index expects ({b.dim if b else '?'},)"
-                    )
+        self._check_vectors(video)
         with self._mutex:
             key, _, _ = self.catalog.add_video(video, replace_keys=replace_keys)
+            self.sync(save=save)
+            return self.catalog.get_video_by_key(key)
+
+    def append_segments(self, key: int, part: NewVideo, *, stats: dict, status: str = "live",
+                        save: bool = True) -> VideoRecord:
+        """Commit more segments of an existing video (a live window; see
+        ``Catalog.append_segments``): one catalog transaction, then the derived indexes."""
+        self._require_writer()
+        self._check_vectors(part)
+        with self._mutex:
+            self.catalog.append_segments(key, part, stats=stats, status=status)
             self.sync(save=save)
             return self.catalog.get_video_by_key(key)
 
@@ -207,6 +211,16 @@ class VideoIndex:
             self.catalog.delete_video(video_id, tenant=tenant)
             self.sync()
             return rec
+
+    def _check_vectors(self, video: NewVideo) -> None:
+        for seg in video.segments:
+            for m, vec in seg.vectors.items():
+                b = self.blocks.get(m)
+                if b is None or vec.shape != (b.dim,):
+                    raise IndexMismatchError(
+                        f"segment vector {m} of {video.source} has shape {getattr(vec, 'shape', None)},"
+                        f" index expects ({b.dim if b else '?'},)"
+                    )
 
     def flush(self) -> None:
         """Persist derived state (vectors, lexical) up to the catalog's last op."""

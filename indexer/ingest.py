@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from engine.catalog import Catalog, VideoRecord
+from engine.catalog import Catalog, NewVideo, VideoRecord
 from engine.config import IndexConfig
 from engine.errors import InputError, NotFoundError, VidseekError
 from engine.index import VideoIndex
@@ -39,7 +39,8 @@ from indexer.options import IndexOptions
 
 __all__ = [
     "MEDIA_EXTENSIONS", "FileResult", "IndexReport", "IngestEvent", "EventFn", "Decision", "discover",
-    "file_hash", "NotAFileError", "decide", "commit", "record_failure", "open_writer", "AFTER_COMMIT",
+    "file_hash", "NotAFileError", "decide", "commit", "commit_window", "record_failure", "open_writer",
+    "AFTER_COMMIT",
 ]
 
 log = logging.getLogger("vidseek.indexer")
@@ -425,6 +426,25 @@ def commit(index: VideoIndex, decision: Decision, analysis: Analysis, options: I
     return FileResult(decision.source, "replaced" if replace else "indexed", rec.video_id,
                       duration=analysis.video.duration or 0.0, seconds=analysis.seconds, stages=stages,
                       warnings=warnings, damage=analysis.video.stats.get("damage"))
+
+
+def commit_window(index: VideoIndex, source: str, key: int, part: NewVideo, stats: dict, options: IndexOptions, *,
+                  status: str = "live", reraise: bool = False) -> FileResult:
+    """Commit one more window of a live video (``indexer.live``): ``part``'s segments,
+    shots and timeline appended to video ``key`` in one catalog transaction with its new
+    ``stats`` and ``status`` (``VideoIndex.append_segments``). The error policy of
+    ``commit``: a failed commit is recorded on the failure list and reported (or
+    re-raised with ``reraise``); the windows before it stay committed."""
+    t0 = time.perf_counter()
+    try:
+        rec = index.append_segments(key, part, stats=stats, status=status)
+    except VidseekError as e:
+        res = record_failure(index, source, e.code, str(e), tenant=options.tenant)
+        if reraise:
+            raise
+        return res
+    return FileResult(source, "indexed", rec.video_id, duration=rec.duration or 0.0,
+                      stages={"write": time.perf_counter() - t0})
 
 
 # -- the writer handle -------------------------------------------------------------------

@@ -123,7 +123,7 @@ def video_passes(v: VideoRecord, parsed: ParsedQuery) -> bool:
     if any(v.source.startswith(s) for s in f.exclude_sources):
         return False
     has = {"audio": v.has_audio, "speech": bool(v.stats.get("has_speech")), "text": bool(v.stats.get("has_text")),
-           "damage": v.status == "damaged"}
+           "damage": v.status == "damaged", "live": v.status == "live"}
     if any(not has.get(h, False) for h in f.has) or any(has.get(h, False) for h in f.has_not):
         return False
     return True

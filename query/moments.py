@@ -174,7 +174,7 @@ def _hit(plan: Plan, top: Candidate, group: list[Candidate], cos: Mapping[str, f
     return Hit(video_id=v.video_id, source=v.source, start=rng.start, end=rng.end, score=float(score),
                matched=matched, snippet=text, title=v.title, segment_ids=[c.id for c in group],
                range_from=rng.source, segments_range=(seg.start, seg.end), top_segment=top.id,
-               thumbnail_segment=shown.id, highlights=highlight_spans(text, terms))
+               thumbnail_segment=shown.id, highlights=highlight_spans(text, terms), live=v.status == "live")
 
 
 def exact_ranges(plan: Plan, blocks: Mapping[str, np.ndarray], top: Candidate, cos: Mapping[str, float],

@@ -27,7 +27,8 @@ Fields (``name`` and its aliases):
     person               a person named in the catalogue; several = all of them
     source, in           folder or URI prefix the video was indexed from; several = any of
     has                  speech (transcript), text (ocr), audio (sound), damage (damaged: part
-                         of the picture does not decode); several = all
+                         of the picture does not decode), live (still being indexed from a
+                         stream); several = all
     people               how many people a frame of the moment shows: 'people>=2',
                          'people:1', 'people:2-4' (frame labels, query.concepts)
     face, emotion,       what the frame labellers saw in the moment: 'face:woman',
@@ -136,6 +137,7 @@ _HAS_VALUES = {
     "sound": "audio",
     "damage": "damage",
     "damaged": "damage",
+    "live": "live",  # still being indexed from a live stream (indexer.live)
 }
 
 # Standard resolution tiers (short side, pixels); 'res:X' means [X, next tier).
@@ -225,7 +227,8 @@ class Filters:
     dates. ``tags``/``people``: all must be present (compare case-insensitively).
     ``sources``: the source path or URI starts with any of them. ``has``: every listed
     modality (``speech``, ``text``, ``audio``) is present, ``damage``: the video is
-    damaged (part of its picture does not decode). ``exclude_*``/``has_not``:
+    damaged (part of its picture does not decode), ``live``: it is still being indexed
+    from a live stream. ``exclude_*``/``has_not``:
     none of them may hold.
     """
 

@@ -231,7 +231,7 @@ class Searcher:
             if video_passes(v, parsed):
                 # a filter matches exactly: as sure as a match gets
                 hits.append(Hit(v.video_id, v.source, 0.0, float(v.duration or 0.0), 1.0, {}, v.title or "",
-                                v.title, confidence="high", confidence_score=1.0))
+                                v.title, confidence="high", confidence_score=1.0, live=v.status == "live"))
                 if len(hits) >= opts.k:
                     break
         return hits
@@ -260,7 +260,7 @@ class Searcher:
             # like every filter, a label filter matches exactly (at the labels' shown threshold)
             hits.append(Hit(v.video_id, v.source, seg.start, seg.end, round(score, 4), {"labels": round(score, 4)},
                             "", v.title, segment_ids=[i], segments_range=(seg.start, seg.end),
-                            top_segment=i, thumbnail_segment=i, confidence="high"))
+                            top_segment=i, thumbnail_segment=i, confidence="high", live=v.status == "live"))
             if len(hits) >= opts.k:
                 break
         self._describe(hits)

@@ -117,6 +117,9 @@ class NewVideo:
     timeline: list[TimelineUnit] = field(default_factory=list)
     labels: list[FrameLabel] = field(default_factory=list)  # segment = index into ``segments``
     faces: list[FaceRecord] = field(default_factory=list)
+    # the public id to keep (a finalised live video keeps the id it had while live);
+    # None: derived from tenant and content hash (``make_video_id``)
+    video_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -233,6 +236,15 @@ def _video_from_row(row: sqlite3.Row, num_segments: int = 0) -> VideoRecord:
     )
 
 
+def _status(video: NewVideo) -> str:
+    """A new video's status: ``live`` while a live stream is still being indexed
+    (``stats["live"]`` not finalised, see indexer.live), ``damaged``, else ``indexed``."""
+    live = video.stats.get("live")
+    if isinstance(live, dict) and not live.get("finalised"):
+        return "live"
+    return "damaged" if video.stats.get("damage") else "indexed"
+
+
 def _insert_video_row(c: sqlite3.Connection, video: NewVideo, now: float) -> int:
     """Insert the ``videos`` row of a new video; its key."""
     cur = c.execute(
@@ -241,13 +253,14 @@ def _insert_video_row(c: sqlite3.Connection, video: NewVideo, now: float) -> int
         " audio_codec, has_audio, language, language_prob, status, stats, created_at, updated_at)"
         " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (
-            make_video_id(video.tenant, video.content_hash), video.tenant, video.source, video.content_hash,
+            video.video_id or make_video_id(video.tenant, video.content_hash), video.tenant, video.source,
+            video.content_hash,
             video.size_bytes, video.mtime, video.title, video.description,
             json.dumps(video.tags, ensure_ascii=False), json.dumps(video.people, ensure_ascii=False),
             json.dumps(video.extra, ensure_ascii=False, default=str), video.duration, video.width,
             video.height, video.fps, video.container, video.video_codec, video.audio_codec,
             int(video.has_audio), video.language, video.language_prob,
-            "damaged" if video.stats.get("damage") else "indexed",
+            _status(video),
             json.dumps(video.stats, default=str), now, now,
         ),
     )
@@ -409,6 +422,42 @@ class Catalog:
                 (key, np.asarray(seg_ids, dtype=np.int64).tobytes(), now),
             ).lastrowid)
         return key, seg_ids, seq
+
+    def append_segments(self, key: int, part: NewVideo, *, stats: dict, status: str = "live"
+                        ) -> tuple[list[int], int]:
+        """Add ``part``'s shots, segments, timeline, frame labels and faces to the existing video ``key`` in one
+        transaction (a live window), set its duration, stats and status, and log an
+        ``add`` op for the new segments only, so derived indexes replay just them.
+        ``part.segments[i].shot_index`` indexes ``part.shots``. Returns (segment ids, op seq).
+        Raises NotFoundError when the video is gone."""
+        now = time.time()
+        with self.transaction() as c:
+            row = c.execute("SELECT (SELECT COUNT(*) FROM segments WHERE video = ?) AS n FROM videos WHERE id = ?",
+                            (key, key)).fetchone()
+            if row is None:
+                raise NotFoundError(f"video key {key} does not exist", hint="start the live video again")
+            first = int(row["n"])
+            n_shots = int(c.execute("SELECT COUNT(*) FROM shots WHERE video = ?", (key,)).fetchone()[0])
+            shot_ids = [
+                int(c.execute("INSERT INTO shots (video, idx, start, end) VALUES (?,?,?,?)",
+                              (key, n_shots + i, s, e)).lastrowid)
+                for i, (s, e) in enumerate(part.shots)
+            ]
+            seg_ids = [
+                _insert_segment(c, key, first + i, seg,
+                                shot_ids[seg.shot_index] if 0 <= seg.shot_index < len(shot_ids) else None)
+                for i, seg in enumerate(part.segments)
+            ]
+            _insert_timeline(c, key, part.timeline)
+            _labels.insert_labels(c, key, seg_ids, part.labels)  # a window's frame labels and faces too
+            _labels.insert_faces(c, key, seg_ids, part.faces)
+            c.execute("UPDATE videos SET duration = ?, stats = ?, status = ?, updated_at = ? WHERE id = ?",
+                      (part.duration, json.dumps(stats, default=str), status, now, key))
+            seq = int(c.execute(
+                "INSERT INTO ops (op, video, segments, created_at) VALUES ('add', ?, ?, ?)",
+                (key, np.asarray(seg_ids, dtype=np.int64).tobytes(), now),
+            ).lastrowid)
+        return seg_ids, seq
 
     def _delete_in_txn(self, c: sqlite3.Connection, key: int, now: float) -> int:
         ids = [r[0] for r in c.execute("SELECT id FROM segments WHERE video = ?", (key,))]
