@@ -11,6 +11,7 @@ key, local mode or a signed link) with which scopes, and the signed links it han
 """
 from __future__ import annotations
 
+import os
 import re
 from typing import Callable
 
@@ -118,3 +119,29 @@ def links(svc: ServiceState, tenant: str, video_id: str, segment_id: int | None)
     thumb = f"/v1/videos/{video_id}/segments/{segment_id}/thumbnail?t={t}" if segment_id is not None else None
     return {"thumbnail_url": thumb, "media_url": f"/v1/videos/{video_id}/media?t={t}",
             "preview_url": f"/v1/videos/{video_id}/preview?t={t}"}
+
+
+def path_inside(path: str, roots: tuple[str, ...]) -> bool:
+    """Whether the resolved ``path`` lies in one of ``roots`` (each resolved too)."""
+    for r in roots:
+        root = os.path.realpath(r)
+        if os.path.commonpath([path, root]) == root:
+            return True
+    return False
+
+
+def allowed_real_path(svc: ServiceState, tenant: str, path: str, *, name: str, off: str) -> str:
+    """``path`` resolved (``..`` and every symlink, so a link out of a root is refused),
+    after checking that ``tenant`` may read it: the server allows the tenant folders
+    (``off``: the message when it allows none), ``path`` is absolute, and it lies in
+    one of them and not in the index folder, which holds every tenant's uploads.
+    ``name`` is what the client called it (path, source)."""
+    roots = svc.settings.roots_for(tenant)  # each tenant its own: never another tenant's files
+    if not roots:
+        raise ApiError("path_not_allowed", off)
+    if "\x00" in path or not os.path.isabs(path):
+        raise ApiError("bad_input", f"{name} must be an absolute path on the server")
+    real = os.path.realpath(path)
+    if not path_inside(real, roots) or path_inside(real, (str(svc.index_dir),)):
+        raise ApiError("path_not_allowed", f"the {name} is outside the folders tenant {tenant!r} may ingest from")
+    return real

@@ -21,7 +21,7 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 from api.auth import Principal
-from api.deps import INT64_MAX, authenticate, links, require, service, video_reader_principal
+from api.deps import INT64_MAX, allowed_real_path, authenticate, links, require, service, video_reader_principal
 from api.errors import ApiError, ErrorBody, ErrorDetail
 from api.jobs import JobRequest
 from api.ranged import RangeFileResponse, RangeStaticFiles
@@ -229,14 +229,6 @@ def _client_name(filename: str | None) -> str:
 def _safe_ext(filename: str | None) -> str:
     ext = os.path.splitext(filename or "")[1].lower()
     return ext if re.fullmatch(r"\.[a-z0-9]{1,8}", ext) else ".bin"
-
-
-def _inside(path: str, roots: tuple[str, ...]) -> bool:
-    for r in roots:
-        root = os.path.realpath(r)
-        if os.path.commonpath([path, root]) == root:
-            return True
-    return False
 
 
 def _segment_dict(svc, tenant: str, video_id: str, s) -> dict:
@@ -488,17 +480,9 @@ def _path_request(svc, p: Principal, body: IngestPathBody) -> JobRequest:
     tenant = p.tenant
     if p.owner:  # the index's own user (server.json's token): any file the server can read
         return _owner_path_request(svc, p, body)
-    roots = svc.settings.roots_for(tenant)  # each tenant its own: never another tenant's files
-    if not roots:
-        raise ApiError("path_not_allowed", f"path ingest is off for tenant {tenant!r}: the server allows it no"
-                       f" folders (start it with --allow-root {tenant}=DIR), so upload the file instead")
-    if "\x00" in body.path or not os.path.isabs(body.path):
-        raise ApiError("bad_input", "path must be an absolute path on the server")
-    # realpath resolves '..' and every symlink, so a link inside a root that points out of it is refused.
-    real = os.path.realpath(body.path)
-    # The index folder holds every tenant's uploads: never ingest from it by path.
-    if not _inside(real, roots) or _inside(real, (str(svc.index_dir),)):
-        raise ApiError("path_not_allowed", f"the path is outside the folders tenant {tenant!r} may ingest from")
+    real = allowed_real_path(svc, tenant, body.path, name="path",
+                             off=f"path ingest is off for tenant {tenant!r}: the server allows it no folders"
+                                 f" (start it with --allow-root {tenant}=DIR), so upload the file instead")
     if not os.path.isfile(real):
         if os.path.exists(real):  # a folder, FIFO or device: reading it could block or never end
             raise ApiError("not_a_file", "the path is not a regular file (a folder, pipe or device)")

@@ -34,7 +34,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from api.auth import Principal
-from api.deps import require, service
+from api.deps import allowed_real_path, require, service
 from api.errors import ApiError
 from api.ranged import RangeFileResponse
 from engine.errors import IndexLockedError, NotFoundError
@@ -185,28 +185,14 @@ def _jobs(request: Request) -> LiveJobs:
     return request.app.state.live_jobs
 
 
-def _inside(path: str, roots: tuple[str, ...]) -> bool:
-    for r in roots:
-        root = os.path.realpath(r)
-        if os.path.commonpath([path, root]) == root:
-            return True
-    return False
-
-
 def _source(svc, tenant: str, path: str) -> str:
-    roots = svc.settings.roots_for(tenant)
-    if not roots:
-        raise ApiError("path_not_allowed", f"live ingest reads a path on the server, which is off for tenant"
-                       f" {tenant!r} (start the server with --allow-root {tenant}=DIR)")
-    if "\x00" in path or not os.path.isabs(path):
-        raise ApiError("bad_input", "source must be an absolute path on the server")
     try:
         path.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate from JSON: no file has that name
         raise ApiError("bad_input", "source is not valid UTF-8 text") from None
-    real = os.path.realpath(path)
-    if not _inside(real, roots) or _inside(real, (str(svc.index_dir),)):
-        raise ApiError("path_not_allowed", f"the source is outside the folders tenant {tenant!r} may ingest from")
+    real = allowed_real_path(svc, tenant, path, name="source",
+                             off=f"live ingest reads a path on the server, which is off for tenant {tenant!r}"
+                                 f" (start the server with --allow-root {tenant}=DIR)")
     if not os.path.exists(real) and not os.path.isdir(os.path.dirname(real)):
         raise NotFoundError("neither the source nor its folder exists", hint="start the writer first")
     return real

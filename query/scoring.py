@@ -20,7 +20,7 @@ from query.fusion import get_fusion_method, rrf_top_ids
 from query.plan import Plan
 from query.retrieve import Retrieved
 
-__all__ = ["Candidate", "Candidates", "gather", "exact_scores", "fuse", "rerank", "RERANK"]
+__all__ = ["Candidate", "Candidates", "gather", "exact_scores", "fuse", "neighbours", "rerank", "RERANK"]
 
 # Rerank feature weights (added to the fused score of the top candidates).
 RERANK = {
@@ -161,7 +161,7 @@ def fuse(plan: Plan, cands: Mapping[int, Candidate], dense: Mapping[int, float],
     return out
 
 
-def _neighbours(cands: Mapping[int, Candidate], fused: Mapping[int, float]) -> dict[int, float]:
+def neighbours(cands: Mapping[int, Candidate], fused: Mapping[int, float]) -> dict[int, float]:
     """Per candidate, the best fused score of an adjacent segment of the same video."""
     by_video: dict[int, list[Candidate]] = {}
     for c in cands.values():
@@ -182,7 +182,7 @@ def rerank(plan: Plan, cands: Mapping[int, Candidate], cos: Mapping[int, Mapping
     quoted phrases, fuzzy on-screen text)."""
     weights = plan.weights
     qgrams = trigrams(norm(plan.text))
-    neighbour = _neighbours(cands, fused)
+    neighbour = neighbours(cands, fused)
     out: dict[int, float] = {}
     for i, c in cands.items():
         fuzzy = containment(qgrams, c.seg.ocr_text) if c.seg.ocr_text else 0.0

@@ -26,6 +26,7 @@ from engine.catalog import MODALITIES
 from query.filters import containment, norm, trigrams
 from query.intent import INTENTS
 from query.plan import Plan
+from query.scoring import neighbours
 
 __all__ = ["BASE_FEATURES", "CROSS_SIGNALS", "FEATURES", "N_FEATURES", "RERANK_DEPTH", "segment_features",
            "apply_linear", "QueryCandidates", "clip_ranking"]
@@ -44,20 +45,6 @@ _AGREE_WEIGHT, _AGREE_COS = 0.1, 0.35  # as query.scoring.rerank counts agreemen
 RERANK_DEPTH = 10
 
 
-def _neighbours(cands, fused: Mapping[int, float]) -> dict[int, float]:
-    by_video: dict[int, list] = {}
-    for c in cands.values():
-        by_video.setdefault(c.seg.video, []).append(c)
-    out: dict[int, float] = {}
-    for group in by_video.values():
-        group.sort(key=lambda c: c.seg.idx)
-        for a, b in zip(group, group[1:]):
-            if b.seg.idx == a.seg.idx + 1:
-                out[a.id] = max(out.get(a.id, 0.0), fused[b.id])
-                out[b.id] = max(out.get(b.id, 0.0), fused[a.id])
-    return out
-
-
 def segment_features(plan: Plan, cands: Mapping, cos: Mapping[int, Mapping[str, float]],
                      dense: Mapping[int, float], fused: Mapping[int, float]) -> tuple[list[int], np.ndarray]:
     """(candidate ids, an (n, N_FEATURES) float64 matrix) in ``cands`` order."""
@@ -71,7 +58,7 @@ def segment_features(plan: Plan, cands: Mapping, cos: Mapping[int, Mapping[str, 
         p = np.array([1.0 if i == plan.label else 0.0 for i in INTENTS])
     bm_max = max((c.bm25 for c in cands.values()), default=0.0)
     qgrams = trigrams(norm(plan.text))
-    neighbour = _neighbours(cands, fused)
+    neighbour = neighbours(cands, fused)
     weights = plan.weights
     n_base = len(BASE_FEATURES)
     for r, i in enumerate(ids):
