@@ -67,12 +67,16 @@ def _lifespan(index_dir: Path, settings: Settings):
             for kind, runner in routes_production.job_kinds(state).items():
                 state.register_job_kind(kind, runner)
             _log_start(state, state.start())
+            resumed = routes_live.on_start(app, state)
+            if resumed:
+                log.warning("resumed %d live jobs that were running when the service stopped", resumed)
             if settings.advertise:  # `vidseek search|index` on this index now come through us
                 advertise(index_dir, settings.host, settings.port, state.owner_token)
             yield
         finally:
             if settings.advertise:
                 withdraw(index_dir)
+            routes_live.on_stop(app)
             state.close()
 
     return lifespan
@@ -89,8 +93,8 @@ def create_app(index_dir: str | Path, settings: Settings | None = None) -> FastA
                     " (read), `ingest` (write: ingest, jobs, delete, metadata) and `admin` (both, plus"
                     " `/metrics`). Every error is "
                     '`{"error": {"code": ..., "message": ...}}`. Lists answer `total` and `next_cursor`;'
-                    " every response carries `X-RateLimit-*` headers; `POST /v1/ingest` honours"
-                    " `Idempotency-Key`.",
+                    " every response carries `X-RateLimit-*` headers; `POST /v1/ingest`, `/v1/highlights`"
+                    " and `/v1/live` honour `Idempotency-Key`.",
         lifespan=_lifespan(Path(index_dir), settings),
         responses={"4XX": {"model": ErrorBody}, "5XX": {"model": ErrorBody}},
         docs_url=None,  # served below from the packaged Swagger UI: /docs works offline

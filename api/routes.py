@@ -602,11 +602,28 @@ def delete_video(request: Request, video_id: str, p: Principal = Depends(require
     return {"deleted": rec.video_id, "source": rec.source}
 
 
-@v1.get("/videos/{video_id}/segments", response_model=list[SegmentOut], summary="A video's segments")
-def list_segments(request: Request, video_id: str, p: Principal = Depends(require("search"))) -> list[dict]:
+class SegmentListOut(BaseModel):
+    video_id: str
+    segments: list[SegmentOut]
+    limit: int
+    total: int = Field(description="the video's segments, over all pages")
+    offset: int
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last")
+
+
+@v1.get("/videos/{video_id}/segments", response_model=SegmentListOut,
+        summary="A video's segments in time order, with the total and a cursor for the next page")
+def list_segments(request: Request, video_id: str, limit: int = Query(500, ge=1, le=5000),
+                  offset: int = Query(0, ge=0, le=INT64_MAX),
+                  cursor: str | None = Query(None, max_length=200, description="next_cursor of the previous page"),
+                  p: Principal = Depends(require("search"))) -> dict:
     svc = service(request)
+    offset = decode_cursor(cursor) or offset
     rec = svc.index().catalog.get_video(video_id, tenant=p.tenant)
-    return [_segment_dict(svc, p.tenant, video_id, s) for s in svc.index().catalog.segments_of(rec.key)]
+    segs = svc.index().catalog.segments_of(rec.key)
+    page = segs[offset:offset + limit]
+    return {"video_id": video_id, "segments": [_segment_dict(svc, p.tenant, video_id, s) for s in page],
+            "limit": limit, **page_info(len(segs), offset, len(page))}
 
 
 # GET /videos/{video_id}/segments/{segment_id}/thumbnail and /preview: api.routes_media

@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from api.auth import Principal
+from api.conventions import decode_cursor, page_info
 from api.deps import INT64_MAX, links, require, service
 from engine.graph.store import ENTITY_TYPES, GraphStore
 
@@ -32,6 +33,9 @@ class EntityOut(BaseModel):
 class EntityListOut(BaseModel):
     query: str
     entities: list[EntityOut]
+    total: int = Field(description="entities that match, over all pages")
+    offset: int
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last")
 
 
 class EntityVideoOut(BaseModel):
@@ -82,18 +86,24 @@ def _entity_out(e) -> dict:
             "num_videos": e.num_videos}
 
 
-@router.get("/entities", response_model=EntityListOut, summary="Find entities by name or alias")
+@router.get("/entities", response_model=EntityListOut, summary="Find entities by name or alias",
+            description="Best first (exact alias, then prefix, then substring; more videos first), with the"
+                        " total and a cursor for the next page.")
 def list_entities(request: Request, q: str = Query(..., min_length=1, max_length=200, examples=["成龙"]),
                   type: str | None = Query(None, description=f"one of {', '.join(ENTITY_TYPES)}"),
                   limit: int = Query(20, ge=1, le=200),
+                  offset: int = Query(0, ge=0, le=INT64_MAX),
+                  cursor: str | None = Query(None, max_length=200, description="next_cursor of the previous page"),
                   p: Principal = Depends(require("search"))) -> dict:
     from engine.errors import UnknownNameError
 
     if type is not None and type not in ENTITY_TYPES:
         raise UnknownNameError("entity type", type, ENTITY_TYPES)
+    offset = decode_cursor(cursor) or offset
     store = GraphStore(service(request).index().catalog)
-    ents = store.search_entities(q, tenant=p.tenant, limit=limit, types=[type] if type else None)
-    return {"query": q, "entities": [_entity_out(e) for e in ents]}
+    ents, total = store.search_entities_page(q, tenant=p.tenant, limit=limit, offset=offset,
+                                             types=[type] if type else None)
+    return {"query": q, "entities": [_entity_out(e) for e in ents], **page_info(total, offset, len(ents))}
 
 
 @router.get("/entities/{entity_id}", response_model=EntityDetailOut,

@@ -93,23 +93,46 @@ def clip(
 
 
 @router.post("/highlights", status_code=202, summary="Queue a highlight reel of a video or of a query",
+             description="Send `Idempotency-Key` to make a retried request return the first job.",
+             openapi_extra={"parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                                            "schema": {"type": "string", "maxLength": 255}}]},
              responses={202: {"content": {"application/json": {"example": {
                  "job_id": "j5c1e0d7a9b2f4e86", "status": "queued",
                  "video_url": "/v1/highlights/j5c1e0d7a9b2f4e86/video",
                  "edl_url": "/v1/highlights/j5c1e0d7a9b2f4e86/edl"}}}}})
 def post_highlight(request: Request, body: HighlightBody, p: Principal = Depends(require("ingest"))) -> Any:
     svc = service(request)
+    idem = request.headers.get("idempotency-key")
+    if idem is not None:
+        svc.idempotency.check_key(idem)
     hreq = HighlightRequest(video_id=body.video_id, query=body.query, duration=body.duration, order=body.order,
                             fade=body.fade, tenant=p.tenant)
     if hreq.video_id is not None:
         svc.index().catalog.get_video(hreq.video_id, tenant=p.tenant)  # 404 now, not a failed job later
     params = {k: v for k, v in hreq.as_dict().items() if k != "tenant"}
     title = f"highlight of {hreq.video_id}" if hreq.video_id else f"highlight: {hreq.query}"
-    job = svc.jobs.submit(JobRequest(p.tenant, "", title[:200], kind=HIGHLIGHT_KIND, params=json.dumps(params)))
+
+    made = []
+
+    def submit() -> str:
+        made.append(svc.jobs.submit(JobRequest(p.tenant, "", title[:200], kind=HIGHLIGHT_KIND,
+                                               params=json.dumps(params))))
+        return made[0].job_id
+
+    headers = {}
+    if idem is None:
+        submit()
+    else:
+        job_id, replayed = svc.idempotency.once(p.tenant, idem, svc.idempotency.fingerprint("highlight", params),
+                                                submit)
+        if replayed:
+            headers["Idempotent-Replayed"] = "true"
+            made.append(svc.jobs.get(job_id, tenant=p.tenant))
+    job = made[0]  # as submitted ('queued'), or the first request's job now
     return JSONResponse(
         {"job_id": job.job_id, "status": job.status, "video_url": f"/v1/highlights/{job.job_id}/video",
          "edl_url": f"/v1/highlights/{job.job_id}/edl"},
-        status_code=202, headers={"Location": f"/v1/jobs/{job.job_id}"},
+        status_code=202, headers={"Location": f"/v1/jobs/{job.job_id}", **headers},
     )
 
 

@@ -226,7 +226,9 @@ def test_videos_segments_and_cross_tenant_404(env):
     assert [v["video_id"] for v in vids] == [a_vid]
     assert vids[0]["title"] == "sign.mp4" and "tenant" not in vids[0]
     assert c.get(f"/v1/videos/{a_vid}", headers=A).json()["duration"] == pytest.approx(2.0, abs=0.2)
-    segs = c.get(f"/v1/videos/{a_vid}/segments", headers=A).json()
+    body = c.get(f"/v1/videos/{a_vid}/segments", headers=A).json()
+    segs = body["segments"]
+    assert body["total"] == len(segs) and body["next_cursor"] is None and body["video_id"] == a_vid
     assert segs and segs[0]["start"] == 0.0 and segs[-1]["end"] > segs[0]["start"]
     seg = segs[0]["segment_id"]
     # tenant B: 404 (not 403) on everything of A's, the same as for a missing id
@@ -244,7 +246,7 @@ def test_thumbnail_jpeg_and_signed_links(env):
     from PIL import Image
 
     c, A, B = env["client"], env["A"], env["B"]
-    segs = c.get(f"/v1/videos/{env['a_vid']}/segments", headers=A).json()
+    segs = c.get(f"/v1/videos/{env['a_vid']}/segments", headers=A).json()["segments"]
     r = c.get(f"/v1/videos/{env['a_vid']}/segments/{segs[0]['segment_id']}/thumbnail", headers=A)
     assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
     im = Image.open(io.BytesIO(r.content))

@@ -313,3 +313,51 @@ def test_first_key_while_running_ends_local_mode_and_the_server_says_so(tmp_path
             store.close()
     said = [r.getMessage() for r in caplog.records if "local single-user mode" in r.getMessage()]
     assert any("OFF" in m for m in said) and any("ON" in m for m in said)
+
+
+# -- totals and cursors on every list; Idempotency-Key on every job-creating POST -----------
+def test_entities_and_segments_page_with_totals_and_cursors(tmp_path, tools):
+    root = tmp_path / "root"
+    root.mkdir()
+    clip = synth.make_no_audio_clip(root, seconds=24.0, name="long.mp4")  # several 10 s windows
+    app = create_app(tmp_path / "idx", Settings(tenant_roots={"default": (str(root),)}, **FAST))
+    with TestClient(app) as c:
+        r = c.post("/v1/ingest", json={"path": str(clip), "title": "People",
+                                       "people": ["Ada Lovelace", "Ada Yonath", "Adam Smith", "Grace Hopper"]})
+        j = _wait_job(c, r.json()["job_id"])
+        assert j["status"] == "done", j
+        vid = j["video_id"]
+        # segments: the whole list, then pages of 2 that add up to it
+        full = c.get(f"/v1/videos/{vid}/segments").json()
+        assert full["total"] == len(full["segments"]) >= 3 and full["next_cursor"] is None
+        seen, cursor = [], None
+        while True:
+            page = c.get(f"/v1/videos/{vid}/segments", params={"limit": 2, **({"cursor": cursor} if cursor else {})}).json()
+            assert page["total"] == full["total"] and len(page["segments"]) <= 2
+            seen += [s["segment_id"] for s in page["segments"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == [s["segment_id"] for s in full["segments"]]
+        assert [s["start"] for s in full["segments"]] == sorted(s["start"] for s in full["segments"])
+        # entities: three match "ada" (Ada Lovelace, Ada Yonath, Adam Smith), paged 2 + 1, never twice
+        e1 = c.get("/v1/entities", params={"q": "ada", "limit": 2}).json()
+        assert e1["total"] == 3 and len(e1["entities"]) == 2 and e1["next_cursor"] and e1["offset"] == 0
+        e2 = c.get("/v1/entities", params={"q": "ada", "limit": 2, "cursor": e1["next_cursor"]}).json()
+        assert e2["total"] == 3 and len(e2["entities"]) == 1 and e2["next_cursor"] is None and e2["offset"] == 2
+        names = [e["name"] for e in e1["entities"] + e2["entities"]]
+        assert sorted(names) == ["Ada Lovelace", "Ada Yonath", "Adam Smith"]
+        one = c.get("/v1/entities", params={"q": "grace hopper"}).json()
+        assert one["total"] == 1 and one["entities"][0]["name"] == "Grace Hopper" and one["next_cursor"] is None
+        bad = c.get("/v1/entities", params={"q": "ada", "cursor": "zzz"})
+        assert bad.status_code == 400 and "cursor" in bad.json()["error"]["message"]
+        # a highlight job: a retried POST with the same key is the same job; another body under it is refused
+        body = {"video_id": vid, "duration": 4}
+        h1 = c.post("/v1/highlights", json=body, headers={"Idempotency-Key": "reel-1"})
+        h2 = c.post("/v1/highlights", json=body, headers={"Idempotency-Key": "reel-1"})
+        assert h1.status_code == h2.status_code == 202 and h1.json()["job_id"] == h2.json()["job_id"]
+        assert h2.headers["idempotent-replayed"] == "true" and "idempotent-replayed" not in h1.headers
+        other = c.post("/v1/highlights", json={**body, "duration": 5}, headers={"Idempotency-Key": "reel-1"})
+        assert other.status_code == 409 and other.json()["error"]["code"] == "idempotency_conflict"
+        assert c.post("/v1/highlights", json=body).json()["job_id"] != h1.json()["job_id"]
+        assert _wait_job(c, h1.json()["job_id"])["status"] in ("done", "failed")

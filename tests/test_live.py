@@ -592,3 +592,57 @@ def test_live_over_http_is_listed_stoppable_and_searchable(tmp_path, stream):
         live_hits = client.get("/v1/search", params={"q": "harbour has:live", "min_confidence": "low"}, headers=h).json()["hits"]
         assert live_hits and all(x["live"] for x in live_hits) and live_hits[0]["video_id"] == j2["video_id"]
         assert client.get(f"/v1/live/{lid2}/reel", headers=h).status_code == 404  # no reel asked for
+
+
+def test_http_live_jobs_survive_a_service_restart_and_honour_idempotency_keys(tmp_path, stream):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from api.app import Settings, create_app
+
+    root = tmp_path / "streams"
+    root.mkdir()
+    shutil.copy(stream, root / "a.ts")
+    shutil.copy(stream, root / "b.ts")
+    idx = tmp_path / "idx"
+    settings = Settings(warm_models=False, rate=0, tenant_roots={"default": (str(root),)})
+    body = {"source": str(root / "a.ts"), "speech": False, "ocr": False, "end_after": 0, "min_window": 2}
+
+    def wait(client, live_id, ok) -> dict:
+        for _ in range(6000):  # a generous cap; not a timing assertion
+            j = client.get(f"/v1/live/{live_id}").json()
+            if ok(j):
+                return j
+            time.sleep(0.1)
+        raise AssertionError(j)
+
+    with TestClient(create_app(idx, settings)) as client:
+        r1 = client.post("/v1/live", json=body, headers={"Idempotency-Key": "stream-a"})
+        r2 = client.post("/v1/live", json=body, headers={"Idempotency-Key": "stream-a"})  # a retry: the same job
+        assert r1.status_code == r2.status_code == 202 and r1.json()["live_id"] == r2.json()["live_id"]
+        assert r2.headers["idempotent-replayed"] == "true"
+        clash = client.post("/v1/live", json={**body, "min_window": 3}, headers={"Idempotency-Key": "stream-a"})
+        assert clash.status_code == 409 and clash.json()["error"]["code"] == "idempotency_conflict"
+        assert client.post("/v1/live", json=body).status_code == 409  # no key: the source is already live
+        live_a = r1.json()["live_id"]
+        first = wait(client, live_a, lambda j: j["windows"] >= 1)
+        live_b = client.post("/v1/live", json={**body, "source": str(root / "b.ts")}).json()["live_id"]
+        wait(client, live_b, lambda j: j["windows"] >= 1)
+        client.delete(f"/v1/live/{live_b}")
+        wait(client, live_b, lambda j: j["status"] == "stopped")
+    # the service stopped while stream a ran: the next start resumes it, under the same id
+    with TestClient(create_app(idx, settings)) as client:
+        j = client.get(f"/v1/live/{live_a}").json()
+        assert j["video_id"] == first["video_id"] and any(e["kind"] == "resumed" for e in j["events"]), j
+        j = wait(client, live_a, lambda j: j["status"] == "running")
+        assert client.get(f"/v1/live/{live_b}").json()["status"] == "stopped"  # stopped by DELETE: stays stopped
+        assert sorted(x["live_id"] for x in client.get("/v1/live").json()["jobs"]) == sorted([live_a, live_b])
+        client.delete(f"/v1/live/{live_a}")
+        wait(client, live_a, lambda j: j["status"] == "stopped")
+        hits = client.get("/v1/search", params={"q": "harbour", "min_confidence": "low"}).json()["hits"]
+        assert {h["video_id"] for h in hits} >= {first["video_id"]}
+    videos, segs = _segments(idx)
+    for v in videos:  # resumed from the last committed window: no window twice
+        _contiguous(segs[v.video_id])
+    with TestClient(create_app(idx, settings)) as client:  # nothing to resume now
+        assert client.get(f"/v1/live/{live_a}").json()["status"] == "stopped"

@@ -511,29 +511,36 @@ class GraphStore:
         return self._entities(self._c().execute(sql + " ORDER BY id", args).fetchall(), counts=counts)
 
     def search_entities(self, q: str, *, tenant: str | None = None, limit: int = 20,
-                        types: Sequence[str] | None = None) -> list[Entity]:
+                        types: Sequence[str] | None = None, offset: int = 0) -> list[Entity]:
         """Entities with an alias equal to, starting with, or containing ``q``
-        (normalised), best first: exact, then prefix, then substring; more videos first."""
+        (normalised), best first: exact, then prefix, then substring; more videos first;
+        ``offset`` skips that many of this order (a stable order, so pages never overlap)."""
+        return self.search_entities_page(q, tenant=tenant, limit=limit, types=types, offset=offset)[0]
+
+    def search_entities_page(self, q: str, *, tenant: str | None = None, limit: int = 20,
+                             types: Sequence[str] | None = None, offset: int = 0) -> tuple[list[Entity], int]:
+        """(one page of ``search_entities``' order, the number of entities that match)."""
         key = normalise_alias(q)
         if not key:
             raise InputError(f"entity query {q!r} has no letters", hint="give part of a name")
         like = "%" + key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        sql = ("SELECT e.*, MIN(CASE WHEN a.alias = ? THEN 0 WHEN a.alias LIKE ? ESCAPE '\\' THEN 1 ELSE 2 END)"
-               " AS rank FROM entities e JOIN entity_aliases a ON a.entity = e.id WHERE a.alias LIKE ? ESCAPE '\\'")
-        prefix = like[1:]
-        args: list = [key, prefix, like]
+        where = " WHERE a.alias LIKE ? ESCAPE '\\'"
+        args: list = [like]
         if tenant is not None:
-            sql += " AND e.tenant = ?"
+            where += " AND e.tenant = ?"
             args.append(tenant)
         if types:
-            sql += f" AND e.type IN ({','.join('?' * len(types))})"
+            where += f" AND e.type IN ({','.join('?' * len(types))})"
             args += list(types)
-        sql += " GROUP BY e.id ORDER BY rank, e.id LIMIT ?"
-        rows = self._c().execute(sql, [*args, max(limit * 3, limit)]).fetchall()
-        ents = self._entities(rows)
-        rank = {int(r["id"]): int(r["rank"]) for r in rows}
-        ents.sort(key=lambda e: (rank[e.id], -e.num_videos, e.id))
-        return ents[:limit]
+        total = int(self._c().execute(
+            "SELECT COUNT(DISTINCT e.id) FROM entities e JOIN entity_aliases a ON a.entity = e.id" + where, args
+        ).fetchone()[0])
+        sql = ("SELECT e.*, MIN(CASE WHEN a.alias = ? THEN 0 WHEN a.alias LIKE ? ESCAPE '\\' THEN 1 ELSE 2 END)"
+               " AS rank, (SELECT COUNT(DISTINCT ev.video_key) FROM entity_video ev WHERE ev.entity = e.id) AS nv"
+               " FROM entities e JOIN entity_aliases a ON a.entity = e.id" + where +
+               " GROUP BY e.id ORDER BY rank, nv DESC, e.id LIMIT ? OFFSET ?")
+        rows = self._c().execute(sql, [key, like[1:], *args, int(limit), int(offset)]).fetchall()
+        return self._entities(rows), total
 
     def alias_table(self, *, tenant: str | None = None, types: Sequence[str] = NAMED_TYPES
                     ) -> list[tuple[str, int, str]]:
