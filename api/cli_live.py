@@ -25,7 +25,8 @@ def cmd_live(args: argparse.Namespace) -> int:
     from indexer.options import IndexOptions
 
     live = LiveOptions(min_window=args.min_window, max_window=args.max_window, stall_after=args.stall_after,
-                       end_after=args.end_after, poll=args.poll, finalise=args.finalise, covers=not args.no_covers)
+                       end_after=args.end_after, poll=args.poll, finalise=args.finalise, covers=not args.no_covers,
+                       segment_max=args.segment_max)
     options = IndexOptions(tenant=args.tenant, speech=not args.no_speech, ocr=not args.no_ocr,
                            visual=not args.no_visual, language=args.language, graph=not args.no_graph)
     stop = threading.Event()
@@ -66,6 +67,9 @@ def register(sub) -> None:
                    help=f"seconds of new media before a window is analysed (default {d.min_window:g})")
     s.add_argument("--max-window", type=float, default=d.max_window, metavar="S",
                    help=f"longest window (default {d.max_window:g})")
+    s.add_argument("--segment-max", type=float, default=d.segment_max, metavar="S",
+                   help=f"longest segment while live: a moment in a long shot waits at most this for its segment"
+                        f" to close (default {d.segment_max:g}; the finalised video uses the index's own)")
     s.add_argument("--stall-after", type=float, default=d.stall_after, metavar="S",
                    help=f"report a stall after this many quiet seconds (default {d.stall_after:g})")
     s.add_argument("--end-after", type=float, default=d.end_after, metavar="S",

@@ -61,6 +61,7 @@ class LiveBody(BaseModel):
     source: str = Field(..., max_length=4096, examples=["/streams/match/live.m3u8"],
                         description="growing .ts/.mp4 file, local .m3u8 playlist or folder of chunks (absolute)")
     min_window: float = Field(4.0, gt=0, le=600)
+    segment_max: float = Field(5.0, gt=0, le=600, description="longest segment while live (seconds)")
     end_after: float = Field(60.0, ge=0, le=86400, description="quiet seconds that end the stream (0: never)")
     stall_after: float = Field(10.0, gt=0, le=86400)
     finalise: Literal["reanalyse", "keep"] = "reanalyse"
@@ -223,7 +224,7 @@ class LiveJobs:
         from indexer.options import IndexOptions
 
         live = LiveOptions(min_window=body.min_window, end_after=body.end_after, stall_after=body.stall_after,
-                           finalise=body.finalise)
+                           finalise=body.finalise, segment_max=body.segment_max)
         options = IndexOptions(tenant=job.tenant, speech=body.speech, ocr=body.ocr)
 
         def on_event(ev) -> None:

@@ -468,7 +468,8 @@ def test_live_reel_follows_the_video_until_it_is_finalised(tmp_path, stream):
 
     def live():
         reports["live"] = run_live(str(grow), tmp_path / "idx", options=VISUAL_ONLY,
-                                   live=LiveOptions(min_window=2, max_window=8, end_after=1.5, stall_after=1.0,
+                                   # end_after leaves room for a busy machine starving the writer thread
+                                   live=LiveOptions(min_window=2, max_window=8, end_after=4.0, stall_after=1.0,
                                                     poll=0.1, finalise="keep", covers=False))
 
     t = threading.Thread(target=live)
@@ -646,3 +647,23 @@ def test_http_live_jobs_survive_a_service_restart_and_honour_idempotency_keys(tm
         _contiguous(segs[v.video_id])
     with TestClient(create_app(idx, settings)) as client:  # nothing to resume now
         assert client.get(f"/v1/live/{live_a}").json()["status"] == "stopped"
+
+
+def test_live_segments_are_cut_at_the_live_segment_max_and_the_option_is_checked(tmp_path, tools):
+    """A long shot while live is cut into segments of at most ``segment_max`` (so a moment
+    waits at most that long for its segment to close); the finalised video keeps them
+    with finalise=keep."""
+    clip = synth.make_no_audio_clip(tmp_path, seconds=14.0, name="long_shot.mp4")
+    ts = tmp_path / "long_shot.ts"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(clip), "-c:v", "libx264", "-f", "mpegts", str(ts)],
+                   check=True)
+    rep = run_live(str(ts), tmp_path / "idx", options=VISUAL_ONLY,
+                   live=dataclasses.replace(QUICK, segment_max=3.0, max_window=8))
+    assert rep.status == "finalised", rep.summary()
+    videos, segs = _segments(tmp_path / "idx")
+    got = segs[videos[0].video_id]
+    assert got and max(s.end - s.start for s in got) <= 3.0 + 1e-6, [(s.start, s.end) for s in got]
+    assert got[-1].end == pytest.approx(videos[0].duration, abs=0.6)
+    _contiguous(got)
+    with pytest.raises(InputError, match="segment_max"):
+        LiveOptions(segment_max=0)

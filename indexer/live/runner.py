@@ -66,7 +66,11 @@ class LiveOptions:
     between polls; ``stall_after``: quiet seconds before a stall is reported;
     ``end_after``: quiet seconds after which the stream counts as ended (0: never;
     only the source's own end marker or a stop ends it); ``settle``: seconds a chunk's
-    size must hold still before it is taken; ``finalise``: ``reanalyse`` or ``keep``."""
+    size must hold still before it is taken; ``finalise``: ``reanalyse`` or ``keep``;
+    ``segment_max``: while live, a long shot is cut into segments of at most this (the
+    index's own ``segment_max`` applies when it is shorter, and to the finalised
+    video): a window holds its last segment back until the shot ends or the segment
+    is full, so this bounds how long a moment inside a long shot waits."""
 
     min_window: float = 4.0
     max_window: float = 30.0
@@ -78,11 +82,12 @@ class LiveOptions:
     end_after: float = 60.0
     settle: float = 1.0
     finalise: str = "reanalyse"
+    segment_max: float = 5.0
     covers: bool = True
     warm_up: bool = True  # load the models before the first window
 
     def __post_init__(self) -> None:
-        for name in ("min_window", "max_window", "poll", "stall_after"):
+        for name in ("min_window", "max_window", "poll", "stall_after", "segment_max"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise InputError(f"live option {name}={v!r} must be a positive number of seconds")
@@ -346,7 +351,9 @@ class LiveRun:
         final = complete and not full
         offset = float(self.state["epoch_start"]) + float(self.state["local"])
         try:
-            res = analyse_window(clip, offset, self._seam(), self.config, self.options, final=final,
+            window_options = dataclasses.replace(
+                self.options, segment_max=min(self.options.segment_max, self.live.segment_max))
+            res = analyse_window(clip, offset, self._seam(), self.config, window_options, final=final,
                                  guard=self.live.guard, speech_guard=self.live.speech_guard, full=full,
                                  extra=self.extra_stages)
         except (VidseekError, Exception) as e:  # a decoder or model failure on this stretch
