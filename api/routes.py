@@ -195,6 +195,9 @@ def _load_query_image(svc, upload) -> Any:
                              hint="send a JPEG, PNG or WebP picture") from e
 
 
+load_query_image = _load_query_image  # public: the identity routes take a query image the same way
+
+
 def _bool_field(v: Any, default: bool) -> bool:
     if v is None or v == "":
         return default

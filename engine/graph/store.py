@@ -25,6 +25,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from engine.catalog import Catalog
+from engine.catalog.identities import FACE_EXTRACTOR
 from engine.catalog.schema_graph import ENTITY_TYPES, GC_ORPHAN_ENTITIES, RELATIONS
 from engine.errors import InputError, NotFoundError, UnknownNameError
 
@@ -296,7 +297,8 @@ class GraphStore:
             if row is None:
                 raise NotFoundError(f"no video with key {video_key} in the catalog", hint="it was deleted meanwhile")
             tenant = row[0]
-            c.execute("DELETE FROM edges WHERE video = ?", (video_key,))
+            # face-identity edges are the identities' own (engine.catalog.identities), not this extraction's
+            c.execute("DELETE FROM edges WHERE video = ? AND extractor != ?", (video_key, FACE_EXTRACTOR))
             ids: dict[tuple[str, str], int] = {}
             for ent in graph.entities:
                 eid = self._upsert_entity(c, tenant, ent, now)
