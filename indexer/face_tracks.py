@@ -17,9 +17,13 @@ Name evidence (``NameEvidence``):
   chin, read on a keyframe while the track is on screen, that looks like a name (two
   to four capitalised words; what follows a comma, a bar or a dash is a title and is
   dropped): confidence ``CAPTION_CONFIDENCE``, shared when several faces are on screen;
-- speech: "my name is X", "I'm X", "I am X" said while the face is on screen
-  (``SPEECH_CONFIDENCE``), "please welcome X" (``WELCOME_CONFIDENCE``), X being one to
-  three capitalised words.
+- speech: "my name is X", "I'm X", "I am X" said while the face is on screen, X being
+  one to three capitalised words. Speech recognition misspells names it does not know
+  (espeak-ng's "Grace Hopper" came back as "Grace Harper"), so a spoken name alone
+  stays below the naming threshold (``SPEECH_CONFIDENCE``): it names the face with a
+  second mention or another kind of evidence, or when it is close to a name the video
+  lists (``known``: then that spelling, at ``SPEECH_KNOWN_CONFIDENCE``). "please
+  welcome X" is weaker still (``WELCOME_CONFIDENCE``): X may not be on screen yet.
 """
 from __future__ import annotations
 
@@ -32,13 +36,15 @@ import numpy as np
 from engine.catalog import FaceRecord, FaceTrack, NameEvidence
 
 __all__ = ["link", "quality", "caption_name", "spoken_names", "tracks_of", "LINK_SIMILARITY", "LINK_IOU",
-           "CAPTION_CONFIDENCE", "SPEECH_CONFIDENCE", "WELCOME_CONFIDENCE"]
+           "CAPTION_CONFIDENCE", "SPEECH_CONFIDENCE", "SPEECH_KNOWN_CONFIDENCE", "WELCOME_CONFIDENCE"]
 
 LINK_SIMILARITY = 0.6  # same shot, consecutive keyframes: far looser than JOIN_SIMILARITY across videos
 LINK_IOU = 0.3
 CAPTION_CONFIDENCE = 0.75
-SPEECH_CONFIDENCE = 0.6
-WELCOME_CONFIDENCE = 0.45
+SPEECH_CONFIDENCE = 0.45
+SPEECH_KNOWN_CONFIDENCE = 0.6
+WELCOME_CONFIDENCE = 0.35
+KNOWN_SIMILARITY = 0.8  # difflib ratio of a spoken name to a listed one that takes its spelling
 CAPTION_TOP = 0.55  # a lower-third caption's box starts below this share of the frame
 
 _NAME_WORD = r"[A-Z][a-z\u00C0-\u017F'\u2019\-]+"
@@ -147,8 +153,9 @@ def caption_name(text: str, known: Sequence[str] = ()) -> str | None:
     return m.group(1)
 
 
-def spoken_names(text: str) -> list[tuple[str, float, str]]:
-    """``(name, confidence, phrase)`` for each self-introduction or welcome in ``text``."""
+def spoken_names(text: str, known: Sequence[str] = ()) -> list[tuple[str, float, str]]:
+    """``(name, confidence, phrase)`` for each self-introduction or welcome in ``text``;
+    a name close to one of ``known`` takes its spelling and a higher confidence."""
     out = []
     for m in _SPOKEN.finditer(text):
         cue, name = m.group(1).lower(), m.group(2)
@@ -159,8 +166,15 @@ def spoken_names(text: str) -> list[tuple[str, float, str]]:
             words.append(w)
         if not words:
             continue
+        said = " ".join(words)
         conf = WELCOME_CONFIDENCE if "welcome" in cue else SPEECH_CONFIDENCE
-        out.append((" ".join(words), conf, m.group(0)))
+        if known:
+            from difflib import SequenceMatcher
+
+            best = max(known, key=lambda k: SequenceMatcher(None, _squash(k), _squash(said)).ratio())
+            if SequenceMatcher(None, _squash(best), _squash(said)).ratio() >= KNOWN_SIMILARITY:
+                said, conf = best.strip(), max(conf, SPEECH_KNOWN_CONFIDENCE)
+        out.append((said, conf, m.group(0)))
     return out
 
 
@@ -225,7 +239,7 @@ def _with_names(tracks: list[FaceTrack], times: Sequence[float], faces: dict[flo
         said = [w for w in words if float(w[1]) > tr.start and float(w[0]) < tr.end]
         if said:
             text = "".join(str(w[2]) for w in said)
-            for name, conf, phrase in spoken_names(text):
+            for name, conf, phrase in spoken_names(text, known):
                 ev.append(NameEvidence(name, "speech", conf, phrase.strip(), float(said[0][0])))
         out.append(replace(tr, names=tuple(ev)))
     return out

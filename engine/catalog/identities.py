@@ -45,8 +45,9 @@ JOIN_SIMILARITY = 0.78
 # on the identity's tracks) reaches NAME_MIN and beats the next name by NAME_MARGIN.
 NAME_MIN = 0.5
 NAME_MARGIN = 0.2
+NAME_ALIKE = 0.85  # difflib ratio at which two spellings are one name (a misheard or misread letter or two)
 FACE_EXTRACTOR = "face-identity/1"
-# metadata `people` evidence: confidence for the one identity that holds at least
+# metadata `people` evidence: confidence for the one identity that holds more than
 # DOMINANT_SHARE of a video's face-track time, shared among the names listed
 METADATA_CONFIDENCE = 0.8
 DOMINANT_SHARE = 0.5
@@ -203,7 +204,7 @@ def assign(c: sqlite3.Connection, tenant: str, track_ids: Sequence[int]) -> set[
 
 def metadata_evidence(c: sqlite3.Connection, key: int, people: Sequence[str]) -> set[int]:
     """The catalogue's ``people`` of video ``key`` as name evidence for the identity that
-    dominates it (at least ``DOMINANT_SHARE`` of its face-track time): confidence
+    dominates it (more than ``DOMINANT_SHARE`` of its face-track time): confidence
     ``METADATA_CONFIDENCE`` x that share / the number of names listed, on its longest
     track. Replaces the video's earlier metadata evidence. Returns the identities touched."""
     old = {int(r[0]) for r in c.execute(
@@ -218,7 +219,7 @@ def metadata_evidence(c: sqlite3.Connection, key: int, people: Sequence[str]) ->
     total = sum(max(float(r[1]), 1e-3) for r in rows)
     iid, dur = int(rows[0][0]), max(float(rows[0][1]), 1e-3)
     share = dur / total
-    if share < DOMINANT_SHARE:
+    if share <= DOMINANT_SHARE:  # two people on screen as long as each other: neither dominates
         return old
     track = int(c.execute("SELECT id FROM face_tracks WHERE video = ? AND identity = ? ORDER BY end - start DESC,"
                           " quality DESC LIMIT 1", (key, iid)).fetchone()[0])
@@ -234,16 +235,25 @@ def forget_video(c: sqlite3.Connection, key: int) -> set[int]:
         "SELECT DISTINCT identity FROM face_tracks WHERE video = ? AND identity IS NOT NULL", (key,))}
 
 
+def _alike(a: str, b: str) -> bool:
+    from difflib import SequenceMatcher
+
+    return SequenceMatcher(None, a, b).ratio() >= NAME_ALIKE
+
+
 def decide_name(evidence: Iterable[tuple[str, str, float]]) -> tuple[str, str, float] | None:
     """``(name, source, confidence)`` pieces -> the name to show ``(name, source, score)``
-    or None: per name (``name_key``), the noisy-or of its confidences; the best name
-    wins at ``NAME_MIN`` or more and ``NAME_MARGIN`` above the next; its source is the
-    kind that contributed most; its display form the most confident spelling."""
+    or None. Spellings of one name (``name_key``, then any at least ``NAME_ALIKE`` alike:
+    "Grace Harper" heard, "Grace Hopper" read) are one name; per name, the noisy-or of
+    its confidences; the best name wins at ``NAME_MIN`` or more and ``NAME_MARGIN`` above
+    the next; its source is the kind that contributed most; its display form the most
+    confident spelling."""
     by: dict[str, dict] = {}
-    for name, source, conf in evidence:
+    for name, source, conf in sorted(evidence, key=lambda x: -float(x[2])):
         k = name_key(name)
         if not k:
             continue
+        k = next((have for have in by if have == k or _alike(have, k)), k)
         e = by.setdefault(k, {"miss": 1.0, "src": {}, "form": (name, -1.0)})
         e["miss"] *= 1.0 - min(max(float(conf), 0.0), 0.999)
         e["src"][source] = e["src"].get(source, 0.0) + float(conf)
