@@ -69,6 +69,9 @@ class HitOut(BaseModel):
     confidence_score: float | None = Field(None, description="calibrated probability that the moment answers"
                                            " the query", examples=[0.83])
     live: bool = Field(False, description="the video is still being indexed from a live stream (vidseek live)")
+    on_screen: list[dict] = Field([], description="face identities on screen in the moment: identity, name (null:"
+                                  " unnamed), start, end (docs/identities.md)",
+                                  examples=[[{"identity": 3, "name": "Grace Hopper", "start": 0.0, "end": 4.0}]])
 
 
 class SearchOut(BaseModel):

@@ -8,7 +8,8 @@ indexes them with every stage on, and reports:
 - clustering: BCubed precision and recall of the system's tracks (each matched to the
   labelled track of the same clip it overlaps most in time, whose horizontal extent
   holds the face's centre) into identities against the labelled people; how many
-  labelled tracks were found, and how many system tracks match none;
+  labelled tracks were found, how many system tracks match none, and the mean IoU of
+  a matched track's time range with its label's;
 - naming: precision of the names shown (the name of the identity's majority person)
   and how many identities get one, of those whose person has a name in the set;
 - person search: for each named person X, R@1 (the top moment shows X: its video has a
@@ -108,7 +109,7 @@ def evaluate(index_dir: Path, head: dict, rows: list[dict], paths: dict[str, Pat
     res: dict = {}
     with VideoIndex.open(index_dir) as idx:
         store = IdentityStore(idx.catalog)
-        items, unmatched, found = [], 0, 0
+        items, unmatched, found, ious = [], 0, 0, []
         clip_of_key: dict[int, dict] = {}
         secs = Counter()
         dur = 0.0
@@ -127,12 +128,15 @@ def evaluate(index_dir: Path, head: dict, rows: list[dict], paths: dict[str, Pat
                     continue
                 items.append((t.identity, lab["person"]))
                 hit_labels.add(id(lab))
+                inter = max(0.0, min(t.end, lab["end"]) - max(t.start, lab["start"]))
+                ious.append(inter / (max(t.end, lab["end"]) - min(t.start, lab["start"])))
             found += len(hit_labels)
         p, rc = bcubed(items) if items else (0.0, 0.0)
         n_lab = sum(len(r["tracks"]) for r in rows)
         res["clustering"] = {"bcubed_precision": round(p, 4), "bcubed_recall": round(rc, 4),
                              "tracks_matched": len(items), "labelled_tracks": n_lab, "labelled_found": found,
                              "unmatched_system_tracks": unmatched,
+                             "time_range_iou_mean": round(sum(ious) / len(ious), 4) if ious else None,
                              "identities": len({c for c, _ in items}), "people": len({k for _, k in items})}
         major: dict[int, str] = {}
         for c in {c for c, _ in items}:
@@ -220,7 +224,8 @@ def render(res: dict) -> str:
     c, n, k = res["clustering"], res["naming"], res["cost"]
     lines = [f"clustering: BCubed P {c['bcubed_precision']:.3f} R {c['bcubed_recall']:.3f} over {c['tracks_matched']}"
              f" tracks ({c['labelled_found']}/{c['labelled_tracks']} labelled tracks found, "
-             f"{c['unmatched_system_tracks']} system tracks unmatched); {c['identities']} identities for {c['people']} people",
+             f"{c['unmatched_system_tracks']} system tracks unmatched); {c['identities']} identities for {c['people']} people;"
+             f" time range IoU with the labels {c['time_range_iou_mean']}",
              f"naming: {n['named']} identities named, {n['correct']} right (precision {n['precision']}); coverage "
              f"{n['coverage']} of {n['identities_with_a_person_name_in_the_set']} with a name in the set",
              *[f"  {x}" for x in n["names"]]]

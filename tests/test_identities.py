@@ -262,3 +262,21 @@ def test_identities_over_the_api_and_the_cli(edit_index, capsys):
     assert "Carl Phone" in capsys.readouterr().out
     assert main(["identities", "show", str(car), "--index", str(idx_dir), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["name"] == "Carl Phone"
+
+
+def test_the_library_facade_lists_edits_and_finds_faces(edit_index):
+    import vidseek
+
+    idx_dir, clips = edit_index
+    with vidseek.Index.open(idx_dir) as lib:
+        people = lib.identities()
+        assert {p["name"] for p in people} == {"Grace Hopper", "John Carter"}
+        car = next(p["identity"] for p in people if p["name"] == "John Carter")
+        lib.edit_identities("rename", car, "Carl Phone")
+        assert "Carl Phone" in {p["name"] for p in lib.identities(named=True)}
+        hits = lib.search('person:"Carl Phone"', min_confidence="low")
+        assert {h.source for h in hits} == {str(clips["car_a"]), str(clips["car_b"])}
+        found = lib.find_face(face_media.hopper_image())
+        assert {h.source for h in found} == {str(clips["hop_a"]), str(clips["hop_b"])}
+        with pytest.raises(Exception, match="unknown identity action"):
+            lib.edit_identities("explode", car)

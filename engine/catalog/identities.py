@@ -26,7 +26,7 @@ import json
 import sqlite3
 import time
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -172,7 +172,7 @@ def assign(c: sqlite3.Connection, tenant: str, track_ids: Sequence[int]) -> set[
     touched: set[int] = set()
     for tid, video, start, end, blob in new:
         d = _unit(_vec(blob))
-        best, best_sim = None, JOIN_SIMILARITY
+        best = None
         if cents:
             sims = np.stack(cents) @ d
             for j in np.argsort(-sims):
@@ -181,7 +181,7 @@ def assign(c: sqlite3.Connection, tenant: str, track_ids: Sequence[int]) -> set[
                 # cannot-link: one person is not twice on screen at once in one video
                 if any(v == video and s < end and start < e for v, s, e in placed.get(iids[j], [])):
                     continue
-                best, best_sim = int(j), float(sims[j])
+                best = int(j)
                 break
         if best is None:
             iid = int(c.execute("INSERT INTO identities (tenant, centroid, tracks, created_at, updated_at)"
@@ -314,7 +314,7 @@ def sync_graph(c: sqlite3.Connection, iid: int) -> None:
     segment under one of its tracks (provenance: the video, the segment, modality
     ``visual``, ``FACE_EXTRACTOR``, the name's confidence, the track's time range, and
     the identity, track and name source in ``attrs``)."""
-    from engine.graph.store import normalise_alias, script_of
+    from engine.names import normalise_alias, script_of
 
     delete_graph(c, iid)
     row = c.execute("SELECT tenant, name, name_source, name_confidence FROM identities WHERE id = ?", (iid,)).fetchone()
