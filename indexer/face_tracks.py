@@ -135,16 +135,20 @@ def _squash(s: str) -> str:
 
 def caption_name(text: str, known: Sequence[str] = ()) -> str | None:
     """The name in a lower-third caption line ("JANE SMITH | Reporter" -> "Jane Smith"),
-    or None. OCR often drops the space between capitals ("GRACEHOPPER", "GraceHopper"):
-    a run of letters equal to one of ``known`` (e.g. the video's ``people``) with spaces
-    and case ignored is that name; a CamelCase run is split at its capitals."""
+    or None. OCR often drops spaces and separators ("GRACEHOPPER", "GraceHopper", "John
+    CarterDriver"): a run of letters equal to one of ``known`` (e.g. the video's
+    ``people``) with spaces and case ignored is that name; a single CamelCase word is
+    split at its capitals; in several words, a capital inside a word ends the name (a
+    lost separator before a title)."""
     head = re.split(r"\s*(?:[,|/\u2013\u2014:]|\s-\s)\s*", text.strip(), maxsplit=1)[0].strip()
     squashed = _squash(head)
     for k in known:
         if squashed and _squash(k) == squashed:
             return k.strip()
-    if " " not in head:
+    if " " not in head:  # "GraceHopper": the space between the names was lost
         head = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", head)
+    else:  # "John CarterDriver": the separator before a title was lost ("John Carter | Driver")
+        head = re.split(r"(?<=[a-z])(?=[A-Z])", head, maxsplit=1)[0]
     if head.isupper() and len(head) > 3:
         head = head.title()
     m = _CAPTION.match(head)

@@ -163,8 +163,10 @@ def assign(c: sqlite3.Connection, tenant: str, track_ids: Sequence[int]) -> set[
     rows = c.execute("SELECT id, centroid, tracks FROM identities WHERE tenant = ? AND centroid IS NOT NULL",
                      (tenant,)).fetchall()
     iids = [int(r[0]) for r in rows]
-    cents = [_vec(r[1]) for r in rows]
     counts = [int(r[2]) for r in rows]
+    # one conversion of every centroid at once (800 small ones took most of an add's time)
+    cents = (np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float16).reshape(len(rows), -1).astype(np.float32)
+             if rows else None)
     qmarks = ",".join("?" * len(track_ids))
     new = c.execute(f"SELECT id, video, start, end, descriptor FROM face_tracks WHERE id IN ({qmarks})"
                     " AND descriptor IS NOT NULL ORDER BY quality DESC, id", [int(t) for t in track_ids]).fetchall()
@@ -173,8 +175,8 @@ def assign(c: sqlite3.Connection, tenant: str, track_ids: Sequence[int]) -> set[
     for tid, video, start, end, blob in new:
         d = _unit(_vec(blob))
         best = None
-        if cents:
-            sims = np.stack(cents) @ d
+        if cents is not None and cents.shape[1] == d.shape[0]:
+            sims = cents @ d
             for j in np.argsort(-sims):
                 if sims[j] < JOIN_SIMILARITY:
                     break
@@ -187,8 +189,8 @@ def assign(c: sqlite3.Connection, tenant: str, track_ids: Sequence[int]) -> set[
             iid = int(c.execute("INSERT INTO identities (tenant, centroid, tracks, created_at, updated_at)"
                                 " VALUES (?,?,1,?,?)", (tenant, _f16(d), now, now)).lastrowid)
             iids.append(iid)
-            cents.append(d)
             counts.append(1)
+            cents = d[None, :].copy() if cents is None or cents.shape[1] != d.shape[0] else np.vstack([cents, d])
             best = len(iids) - 1
         else:
             n = counts[best]
@@ -270,33 +272,36 @@ def decide_name(evidence: Iterable[tuple[str, str, float]]) -> tuple[str, str, f
     return e["form"][0], max(e["src"], key=e["src"].get), round(score, 4)
 
 
-def refresh(c: sqlite3.Connection, identity_ids: Iterable[int]) -> None:
-    """Recompute the centroid, track count and name of each identity (deleting those
-    with no track left) and rewrite its graph edges."""
+def refresh(c: sqlite3.Connection, identity_ids: Iterable[int], *, recompute: bool = True) -> None:
+    """Decide each identity's name again and bring its graph edges up to date; with
+    ``recompute`` (after a delete, merge or split) also its centroid and track count
+    from its tracks, deleting an identity with no track left. ``assign`` keeps the
+    centroid of an add current itself, so an add skips that read of every descriptor;
+    and when the name stays, only tracks without edges get theirs."""
     now = time.time()
     for iid in sorted({int(i) for i in identity_ids}):
-        row = c.execute("SELECT name_source FROM identities WHERE id = ?", (iid,)).fetchone()
+        row = c.execute("SELECT name, name_source, name_confidence FROM identities WHERE id = ?", (iid,)).fetchone()
         if row is None:
             continue
-        descs = [_vec(r[0]) for r in c.execute(
-            "SELECT descriptor FROM face_tracks WHERE identity = ? AND descriptor IS NOT NULL", (iid,))]
-        if not descs:
-            delete_graph(c, iid)
-            c.execute("UPDATE face_tracks SET identity = NULL WHERE identity = ?", (iid,))
-            c.execute("DELETE FROM identities WHERE id = ?", (iid,))
-            continue
-        cent = _unit(np.mean(np.stack(descs), axis=0))
-        if row[0] == "user":
+        if recompute:
+            descs = [_vec(r[0]) for r in c.execute(
+                "SELECT descriptor FROM face_tracks WHERE identity = ? AND descriptor IS NOT NULL", (iid,))]
+            if not descs:
+                delete_graph(c, iid)
+                c.execute("UPDATE face_tracks SET identity = NULL WHERE identity = ?", (iid,))
+                c.execute("DELETE FROM identities WHERE id = ?", (iid,))
+                continue
             c.execute("UPDATE identities SET centroid = ?, tracks = ?, updated_at = ? WHERE id = ?",
-                      (_f16(cent), len(descs), now, iid))
-        else:
+                      (_f16(_unit(np.mean(np.stack(descs), axis=0))), len(descs), now, iid))
+        name = tuple(row)
+        if row[1] != "user":
             ev = c.execute("SELECT n.name, n.source, n.confidence FROM name_evidence n JOIN face_tracks t"
                            " ON t.id = n.track WHERE t.identity = ?", (iid,)).fetchall()
             got = decide_name((r[0], r[1], r[2]) for r in ev)
-            name, source, conf = got if got else (None, None, None)
-            c.execute("UPDATE identities SET centroid = ?, tracks = ?, name = ?, name_source = ?, name_confidence = ?,"
-                      " updated_at = ? WHERE id = ?", (_f16(cent), len(descs), name, source, conf, now, iid))
-        sync_graph(c, iid)
+            name = got if got else (None, None, None)
+            c.execute("UPDATE identities SET name = ?, name_source = ?, name_confidence = ?, updated_at = ?"
+                      " WHERE id = ?", (*name, now, iid))
+        sync_graph(c, iid, only_new=not recompute and name == tuple(row))
 
 
 def delete_graph(c: sqlite3.Connection, iid: int) -> None:
@@ -309,14 +314,16 @@ def delete_graph(c: sqlite3.Connection, iid: int) -> None:
         c.execute("UPDATE graph_meta SET v = v + 1 WHERE k = 'version'")
 
 
-def sync_graph(c: sqlite3.Connection, iid: int) -> None:
+def sync_graph(c: sqlite3.Connection, iid: int, *, only_new: bool = False) -> None:
     """The identity's ``appears_in`` edges: person entity of its name -> each video
     segment under one of its tracks (provenance: the video, the segment, modality
     ``visual``, ``FACE_EXTRACTOR``, the name's confidence, the track's time range, and
-    the identity, track and name source in ``attrs``)."""
+    the identity, track and name source in ``attrs``). ``only_new``: the name is as
+    before; add the edges of tracks that have none, leave the rest."""
     from engine.names import normalise_alias, script_of
 
-    delete_graph(c, iid)
+    if not only_new:
+        delete_graph(c, iid)
     row = c.execute("SELECT tenant, name, name_source, name_confidence FROM identities WHERE id = ?", (iid,)).fetchone()
     if row is None or not row[1]:
         return
@@ -332,6 +339,11 @@ def sync_graph(c: sqlite3.Connection, iid: int) -> None:
     c.execute("INSERT OR IGNORE INTO entity_aliases (entity, alias, surface, lang, script) VALUES (?,?,?,NULL,?)",
               (eid, key, name, script_of(name)))
     tracks = c.execute("SELECT id, video, start, end FROM face_tracks WHERE identity = ?", (iid,)).fetchall()
+    if only_new:
+        have = {int(r[0]) for r in c.execute(
+            "SELECT json_extract(attrs, '$.track') FROM edges WHERE extractor = ? AND src_entity = ?"
+            " AND json_extract(attrs, '$.identity') = ?", (FACE_EXTRACTOR, eid, iid)) if r[0] is not None}
+        tracks = [t for t in tracks if int(t[0]) not in have]
     edges = []
     for tid, video, start, end in tracks:
         segs = c.execute("SELECT id FROM segments WHERE video = ? AND end > ? AND start < ?",
@@ -340,8 +352,9 @@ def sync_graph(c: sqlite3.Connection, iid: int) -> None:
         for (sid,) in segs:
             edges.append((tenant, eid, video, video, sid, FACE_EXTRACTOR, min(max(conf, 0.0), 1.0),
                           float(start), float(end), attrs, now))
-    c.executemany(
-        "INSERT INTO edges (tenant, relation, src_entity, dst_video, video, segment, modality, extractor, confidence,"
-        " dst_start, dst_end, attrs, created_at) VALUES (?, 'appears_in', ?, ?, ?, ?, 'visual', ?, ?, ?, ?, ?, ?)",
-        edges)
-    c.execute("UPDATE graph_meta SET v = v + 1 WHERE k = 'version'")
+    if edges or not only_new:
+        c.executemany(
+            "INSERT INTO edges (tenant, relation, src_entity, dst_video, video, segment, modality, extractor,"
+            " confidence, dst_start, dst_end, attrs, created_at)"
+            " VALUES (?, 'appears_in', ?, ?, ?, ?, 'visual', ?, ?, ?, ?, ?, ?)", edges)
+        c.execute("UPDATE graph_meta SET v = v + 1 WHERE k = 'version'")

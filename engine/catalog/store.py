@@ -311,7 +311,7 @@ def _write_faces(c: sqlite3.Connection, key: int, tenant: str, seg_ids: Sequence
     rows = c.execute("SELECT id, t, box FROM faces WHERE video = ? AND id > ? ORDER BY id", (key, before)).fetchall()
     face_ids = {(round(float(t), 4), tuple(round(float(b), 4) for b in json.loads(box))): int(i) for i, t, box in rows}
     touched = _identities.insert_tracks(c, key, tenant, seg_ids, video.face_tracks, face_ids, video.people)
-    _identities.refresh(c, touched)
+    _identities.refresh(c, touched, recompute=False)  # assign kept the centroids current
 
 
 def _insert_timeline(c: sqlite3.Connection, key: int, units: Sequence[TimelineUnit]) -> None:
