@@ -61,6 +61,13 @@ sure thrilled excited english american british french german from in at on with 
 _NOT_CAPTIONS = frozenset("""end news breaking live update report weather sport sports episode part chapter
 welcome thanks thank you subscribe follow more next coming soon hello world""".split())
 
+# what a lower third says after a name, when OCR loses the separator before it
+_TITLES = frozenset("""reporter correspondent anchor host presenter guest driver director producer editor
+writer author actor actress singer chef doctor professor president minister ceo cto founder chairman
+chairwoman manager coach captain player expert analyst spokesperson spokesman spokeswoman senator mayor
+governor officer engineer scientist researcher student teacher artist musician dancer narrator interviewer
+commentator journalist admiral general colonel""".split())
+
 
 @dataclass
 class _Open:
@@ -151,8 +158,12 @@ def caption_name(text: str, known: Sequence[str] = ()) -> str | None:
         head = re.split(r"(?<=[a-z])(?=[A-Z])", head, maxsplit=1)[0]
     if head.isupper() and len(head) > 3:
         head = head.title()
-    m = _CAPTION.match(head)
-    if not m or any(w.lower() in _NOT_NAMES or w.lower() in _NOT_CAPTIONS for w in m.group(1).split()):
+    words = head.split()
+    while len(words) > 2 and words[-1].lower().strip(".") in _TITLES:  # "John Carter Driver": the "|" was lost
+        words.pop()
+    m = _CAPTION.match(" ".join(words))
+    if not m or any(w.lower() in _NOT_NAMES or w.lower() in _NOT_CAPTIONS or w.lower() in _TITLES
+                    for w in m.group(1).split()):
         return None
     return m.group(1)
 

@@ -57,6 +57,8 @@ def test_names_in_captions_and_speech():
     assert caption_name("GRACEHOPPER", known=["Grace Hopper"]) == "Grace Hopper"
     assert caption_name("GraceHopper") == "Grace Hopper"
     assert caption_name("John CarterDriver") == "John Carter"  # OCR lost " | " before the title
+    assert caption_name("John Carter Driver") == "John Carter"
+    assert caption_name("Ada Lovelace Reporter") == "Ada Lovelace"
     for not_a_name in ("Breaking News", "THE END", "00:00:01.400", "subscribe for more", "Hello World"):
         assert caption_name(not_a_name) is None, not_a_name
     assert [n for n, _, _ in spoken_names("Hi, my name is Jane Smith and I work here.")] == ["Jane Smith"]
