@@ -4,13 +4,18 @@ scope, edits ``ingest``; everything is the caller's tenant's (another tenant's
 identity answers 404 like a missing one)."""
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Body, Depends, FastAPI, File, Path, Query, Request, UploadFile
+from pydantic import Field
 
 from api.auth import Principal
 from api.deps import INT64_MAX, require, service
 from engine.identities import IdentityStore
 
 router = APIRouter(prefix="/v1", tags=["identities"])
+
+AnId = Annotated[int, Field(ge=0, le=INT64_MAX)]
 
 
 def _ident(store: IdentityStore, iid: int, tenant: str, appearances: int = 50) -> dict:
@@ -56,7 +61,7 @@ def rename(request: Request, identity_id: int = Path(ge=0, le=INT64_MAX),
 
 
 @router.post("/identities/merge", summary="Merge identities into the first one")
-def merge(request: Request, ids: list[int] = Body(..., embed=True, min_length=2, max_length=100),
+def merge(request: Request, ids: list[AnId] = Body(..., embed=True, min_length=2, max_length=100),
           p: Principal = Depends(require("ingest"))) -> dict:
     with service(request).writer.locked() as w:
         store = IdentityStore(w.catalog)
@@ -66,7 +71,7 @@ def merge(request: Request, ids: list[int] = Body(..., embed=True, min_length=2,
 
 @router.post("/identities/{identity_id}/split", summary="Move some tracks (or videos) into a new identity")
 def split(request: Request, identity_id: int = Path(ge=0, le=INT64_MAX),
-          tracks: list[int] = Body([], embed=True, max_length=10_000),
+          tracks: list[AnId] = Body([], embed=True, max_length=10_000),
           video_ids: list[str] = Body([], embed=True, max_length=10_000),
           name: str | None = Body(None, embed=True, max_length=200), p: Principal = Depends(require("ingest"))) -> dict:
     with service(request).writer.locked() as w:
