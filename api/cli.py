@@ -258,6 +258,9 @@ def cmd_info(args: argparse.Namespace) -> int:
           f" ({enc['image']['dim']}-d); joint {info['joint_dim']}-d over {info['config']['shards']} shards")
     print(f"vectors: {info['vectors'].get('count', '?')} live; lexical docs: {info['lexical']['docs']}")
     print(_derived_line(info["derived"]))
+    ids = info.get("identities") or {}
+    print(f"face identity: {'on' if ids.get('enabled', True) else 'off (no face descriptor is stored)'};"
+          f" {ids.get('identities', 0)} identities, {ids.get('named', 0)} named")
     for v in videos:
         damage = (v.get("stats") or {}).get("damage")
         print(f"  {v['video_id']}  {_line(v['source'])}  {v['duration'] or 0:.1f}s  {v['width']}x{v['height']}"
@@ -326,7 +329,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 _CLI_PLUGINS = ("api.cli_covers", "api.cli_graph", "api.cli_labels", "api.cli_production", "api.cli_learn",
-                "api.cli_models", "api.cli_live", "benchmarks.cli")
+                "api.cli_models", "api.cli_live", "benchmarks.cli", "api.cli_identities")
 
 
 def _add_server_flags(s, *, what: str) -> None:

@@ -69,6 +69,9 @@ class HitOut(BaseModel):
     confidence_score: float | None = Field(None, description="calibrated probability that the moment answers"
                                            " the query", examples=[0.83])
     live: bool = Field(False, description="the video is still being indexed from a live stream (vidseek live)")
+    on_screen: list[dict] = Field([], description="face identities on screen in the moment: identity, name (null:"
+                                  " unnamed), start, end (docs/identities.md)",
+                                  examples=[[{"identity": 3, "name": "Grace Hopper", "start": 0.0, "end": 4.0}]])
 
 
 class SearchOut(BaseModel):
@@ -193,6 +196,9 @@ def _load_query_image(svc, upload) -> Any:
             why = e.message.replace(tmp.name + ": ", "").replace(tmp.name, "the image")
             raise MediaError(f"the uploaded image cannot be read: {why}",
                              hint="send a JPEG, PNG or WebP picture") from e
+
+
+load_query_image = _load_query_image  # public: the identity routes take a query image the same way
 
 
 def _bool_field(v: Any, default: bool) -> bool:

@@ -431,6 +431,7 @@ class VideoIndex:
                         "saved_seq": self.lexical.applied_seq},
             "derived": self.derived_state(counts["seq"]),
             "failures": [f.__dict__ for f in self.catalog.failures()],
+            "identities": _identity_counts(self.catalog),
         }
 
     def derived_state(self, catalog_seq: int | None = None) -> dict:
@@ -556,3 +557,11 @@ def _retry_open(fn, attempts: int = 5):
             if i == attempts - 1:
                 raise
             time.sleep(0.05 * (i + 1))
+
+
+def _identity_counts(catalog) -> dict:
+    """Face identity: the privacy switch (``enabled``) and how many identities, named
+    ones, tracks and stored descriptors (docs/identities.md)."""
+    from engine.identities import IdentityStore
+
+    return IdentityStore(catalog).counts()

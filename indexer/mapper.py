@@ -116,7 +116,7 @@ def assemble(work: Work, timings: dict[str, float]) -> NewVideo:
             **work.stats,
         },
         shots=[(float(a.start), float(a.end)) for a in work.shots], segments=segs, timeline=list(work.timeline),
-        labels=labels, faces=faces,
+        labels=labels, faces=faces, face_tracks=list(work.face_tracks),
     )
 
 

@@ -30,6 +30,7 @@ from query.intent import IntentClassifier, get_intent_classifier
 from query.confidence import ConfidenceModel, QueryContext, default_model, features, shown
 from query.moments import moments, term_coverage
 from query.parse import ParsedQuery, parse
+from query.people import describe_people, person_moments, with_faces
 from query.plan import DEFAULT_FUSION, Plan, SearchOptions, make_plan
 from query.results import Hit, SearchResponse
 from query.retrieve import retrieve
@@ -141,7 +142,11 @@ class Searcher:
                                   min_confidence=opts.min_confidence)
         plan, blocks = self.plan(query, image=image, options=opts, parsed=parsed)
         retrieved = retrieve(self.index, plan, blocks)
-        found = gather(self.index, plan, retrieved, self._videos_by_keys)
+        fetch = self._videos_by_keys
+        if parsed.filters.people or parsed.filters.exclude_people:  # person:"X" also holds where X's face is seen
+            def fetch(keys, _f=self._videos_by_keys):
+                return with_faces(self.index, _f, keys)
+        found = gather(self.index, plan, retrieved, fetch)
         expl = replace(plan.explanation, phrase_missing=found.phrase_missing)
         if plan.entity is not None and retrieved.runs():
             expl = replace(expl, entities=plan.entity.to_dict()["entities"])
@@ -201,6 +206,8 @@ class Searcher:
                 for key, score in labels.get(i, {}).items():
                     have[key] = max(have.get(key, 0.0), score)
             h.seen = describe(have)
+        describe_people(self.index, hits)  # who is on screen, named first in "seen"
+        for h in hits:
             if h.seen and h.snippet.startswith("seen: "):
                 h.snippet = "seen: " + h.seen
                 h.highlights = []  # offsets into the old snippet no longer apply
@@ -226,6 +233,10 @@ class Searcher:
             raise InputError("empty query", hint="type words to search for, or filters such as duration>10s")
         if parsed.filters.has_labels:
             return self._label_filter_only(parsed, opts)
+        if parsed.filters.people:  # the moments where the person's face is on screen
+            hits = person_moments(self.index, parsed, opts.k, opts.tenant, self._videos_by_keys)
+            describe_people(self.index, hits)
+            return hits
         hits = []
         for v in self.index.list_videos(tenant=opts.tenant, limit=100_000):
             if video_passes(v, parsed):

@@ -35,6 +35,8 @@ class Hit:
     confidence_score: float | None = None  # the calibrated probability that this moment answers the query
     features: dict[str, float] = field(default_factory=dict, repr=False)  # the confidence model's inputs
     live: bool = False  # the video is still being indexed from a live stream (indexer.live)
+    # who is on screen in the moment: [{identity, name (None: unnamed), start, end}] (query.people)
+    on_screen: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         seg = self.segments_range or (self.start, self.end)
@@ -45,7 +47,7 @@ class Hit:
             "highlights": [list(h) for h in self.highlights],
             "title": self.title, "segment_ids": self.segment_ids, "range_from": self.range_from,
             "segments_start": round(seg[0], 3), "segments_end": round(seg[1], 3), "seen": self.seen,
-            "live": self.live,
+            "live": self.live, "on_screen": self.on_screen,
             "thumbnail_segment": self.thumbnail_segment, "confidence": self.confidence,
             "confidence_score": None if self.confidence_score is None else round(self.confidence_score, 4),
         }

@@ -293,6 +293,35 @@ class Index:
         return covers
 
     # -- async -------------------------------------------------------------------------
+    # -- people (docs/identities.md) ----------------------------------------------------
+    def identities(self, *, tenant: str | None = None, named: bool | None = None, limit: int = 100) -> list[dict]:
+        """The people seen in the library, most on screen first."""
+        from engine.identities import IdentityStore
+
+        return [i.to_dict() for i in IdentityStore(self._read().catalog).list(tenant=tenant, named=named, limit=limit)]
+
+    def edit_identities(self, action: str, *args, **kw) -> Any:
+        """One edit through ``engine.identities.IdentityStore`` in a writer: ``rename``
+        (id, name), ``merge`` ([ids]), ``split`` (id, tracks=..., video_ids=...),
+        ``delete`` (id) or ``set_enabled`` (bool, the privacy switch)."""
+        from engine.errors import InputError
+        from engine.identities import IdentityStore
+        from engine.index import VideoIndex
+
+        if action not in ("rename", "merge", "split", "delete", "set_enabled"):
+            raise InputError(f"unknown identity action {action!r}",
+                             hint="use rename, merge, split, delete or set_enabled")
+        with VideoIndex.open(self.path, writer=True) as w:
+            return getattr(IdentityStore(w.catalog), action)(*args, **kw)
+
+    def find_face(self, image: str | os.PathLike, *, k: int = 10, tenant: str | None = None) -> list[Hit]:
+        """A face image as a query: the moments where that person is on screen."""
+        from indexer.media import load_image
+        from query.people import face_query
+
+        hits, _ = face_query(self._read(), load_image(str(image), max_side=1024), k=k, tenant=tenant)
+        return [Hit.from_dict(h.to_dict()) for h in hits]
+
     async def asearch(self, query: str = "", **kw) -> SearchResult:
         """``search`` on a worker thread, for asyncio programs."""
         return await asyncio.to_thread(self.search, query, **kw)

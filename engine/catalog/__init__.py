@@ -1,4 +1,5 @@
 """The SQLite catalog: videos, shots, segments, keyframes, vectors, the op log."""
+from engine.catalog.identities import FaceTrack, NameEvidence
 from engine.catalog.labels import FaceRecord, FrameLabel
 from engine.catalog.store import (
     MODALITIES,
@@ -15,6 +16,8 @@ from engine.catalog.store import (
 
 __all__ = [
     "FaceRecord",
+    "FaceTrack",
+    "NameEvidence",
     "FrameLabel",
     "MODALITIES",
     "Catalog",

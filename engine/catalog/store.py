@@ -15,13 +15,15 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 
+from engine.catalog import identities as _identities
 from engine.catalog import labels as _labels
+from engine.catalog.identities import FaceTrack
 from engine.catalog.labels import FaceRecord, FrameLabel
 from engine.catalog.schema import MIGRATIONS, SCHEMA_VERSION
 from engine.catalog.schema_graph import GC_ORPHAN_ENTITIES
@@ -117,6 +119,7 @@ class NewVideo:
     timeline: list[TimelineUnit] = field(default_factory=list)
     labels: list[FrameLabel] = field(default_factory=list)  # segment = index into ``segments``
     faces: list[FaceRecord] = field(default_factory=list)
+    face_tracks: list[FaceTrack] = field(default_factory=list)  # segment = index into ``segments``
     # the public id to keep (a finalised live video keeps the id it had while live);
     # None: derived from tenant and content hash (``make_video_id``)
     video_id: str | None = None
@@ -296,6 +299,21 @@ def _insert_segment(c: sqlite3.Connection, key: int, idx: int, seg: NewSegment, 
     return sid
 
 
+def _write_faces(c: sqlite3.Connection, key: int, tenant: str, seg_ids: Sequence[int], video: NewVideo) -> None:
+    """A video's (or a live window's) faces and face tracks; the tracks join the
+    tenant's identities. With face identity off no descriptor is stored."""
+    enabled = _identities.identity_enabled(c)
+    faces = video.faces if enabled else [replace(f, descriptor=None) for f in video.faces]
+    before = int(c.execute("SELECT COALESCE(MAX(id), 0) FROM faces").fetchone()[0])
+    _labels.insert_faces(c, key, seg_ids, faces)
+    if not video.face_tracks:
+        return
+    rows = c.execute("SELECT id, t, box FROM faces WHERE video = ? AND id > ? ORDER BY id", (key, before)).fetchall()
+    face_ids = {(round(float(t), 4), tuple(round(float(b), 4) for b in json.loads(box))): int(i) for i, t, box in rows}
+    touched = _identities.insert_tracks(c, key, tenant, seg_ids, video.face_tracks, face_ids, video.people)
+    _identities.refresh(c, touched, recompute=False)  # assign kept the centroids current
+
+
 def _insert_timeline(c: sqlite3.Connection, key: int, units: Sequence[TimelineUnit]) -> None:
     c.executemany(
         "INSERT INTO timeline (video, kind, start, end, text, vector) VALUES (?,?,?,?,?,?)",
@@ -415,7 +433,7 @@ class Catalog:
                 seg_ids.append(_insert_segment(c, key, i, seg, shot))
             _insert_timeline(c, key, video.timeline)
             _labels.insert_labels(c, key, seg_ids, video.labels)
-            _labels.insert_faces(c, key, seg_ids, video.faces)
+            _write_faces(c, key, video.tenant, seg_ids, video)
             c.execute("DELETE FROM failures WHERE tenant = ? AND source = ?", (video.tenant, video.source))
             seq = int(c.execute(
                 "INSERT INTO ops (op, video, segments, created_at) VALUES ('add', ?, ?, ?)",
@@ -450,7 +468,8 @@ class Catalog:
             ]
             _insert_timeline(c, key, part.timeline)
             _labels.insert_labels(c, key, seg_ids, part.labels)  # a window's frame labels and faces too
-            _labels.insert_faces(c, key, seg_ids, part.faces)
+            tenant = c.execute("SELECT tenant FROM videos WHERE id = ?", (key,)).fetchone()[0]
+            _write_faces(c, key, tenant, seg_ids, part)
             c.execute("UPDATE videos SET duration = ?, stats = ?, status = ?, updated_at = ? WHERE id = ?",
                       (part.duration, json.dumps(stats, default=str), status, now, key))
             seq = int(c.execute(
@@ -461,7 +480,9 @@ class Catalog:
 
     def _delete_in_txn(self, c: sqlite3.Connection, key: int, now: float) -> int:
         ids = [r[0] for r in c.execute("SELECT id FROM segments WHERE video = ?", (key,))]
+        touched = _identities.forget_video(c, key)
         c.execute("DELETE FROM videos WHERE id = ?", (key,))
+        _identities.refresh(c, touched)  # its tracks are gone: centroids and names of their identities again
         c.execute(GC_ORPHAN_ENTITIES)  # knowledge graph: edges cascaded; drop entities left without one
         return int(c.execute(
             "INSERT INTO ops (op, video, segments, created_at) VALUES ('delete', ?, ?, ?)",

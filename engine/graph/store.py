@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import sqlite3
 import time
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 import numpy as np
 
 from engine.catalog import Catalog
+from engine.catalog.identities import FACE_EXTRACTOR
 from engine.catalog.schema_graph import ENTITY_TYPES, GC_ORPHAN_ENTITIES, RELATIONS
+from engine.names import normalise_alias, script_of
 from engine.errors import InputError, NotFoundError, UnknownNameError
 
 __all__ = [
@@ -53,35 +53,6 @@ __all__ = [
 # Types that name something (a query naming one is an "entity" query); topics and
 # visual concepts are common words ("cooking", "bicycle") that must not hijack intent.
 NAMED_TYPES: tuple[str, ...] = ("person", "title", "organisation", "place")
-
-_HAN = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_KANA_HANGUL = r"\u3040-\u30ff\uac00-\ud7af"
-_CJK_GAP = re.compile(rf"(?<=[{_HAN}{_KANA_HANGUL}]) (?=[{_HAN}{_KANA_HANGUL}])")
-_NON_WORD = re.compile(r"[^\w]+", re.UNICODE)
-
-
-def normalise_alias(text: str) -> str:
-    """The matching form of a name: NFKC, case-folded, punctuation and separators
-    (hyphens, the middle dot of transliterated names) as single spaces, and no space
-    between two CJK characters ("成 龙" and "成龙" are one alias)."""
-    s = unicodedata.normalize("NFKC", text).casefold()
-    s = _NON_WORD.sub(" ", s).replace("_", " ")
-    s = " ".join(s.split())
-    return _CJK_GAP.sub("", s)
-
-
-def script_of(text: str) -> str:
-    """han | latin | other | mixed: which writing system an alias is in."""
-    han = bool(re.search(f"[{_HAN}]", text))
-    latin = bool(re.search(r"[A-Za-z\u00c0-\u024f]", text))
-    if han and latin:
-        return "mixed"
-    if han:
-        return "han"
-    if latin:
-        return "latin"
-    return "other"
-
 
 # -- what extractors hand in ---------------------------------------------------------------
 @dataclass(frozen=True)
@@ -296,7 +267,8 @@ class GraphStore:
             if row is None:
                 raise NotFoundError(f"no video with key {video_key} in the catalog", hint="it was deleted meanwhile")
             tenant = row[0]
-            c.execute("DELETE FROM edges WHERE video = ?", (video_key,))
+            # face-identity edges are the identities' own (engine.catalog.identities), not this extraction's
+            c.execute("DELETE FROM edges WHERE video = ? AND extractor != ?", (video_key, FACE_EXTRACTOR))
             ids: dict[tuple[str, str], int] = {}
             for ent in graph.entities:
                 eid = self._upsert_entity(c, tenant, ent, now)

@@ -12,6 +12,7 @@ from typing import Sequence
 from engine.errors import InputError
 from indexer.options import IndexOptions
 from indexer.stages.base import INITIAL_FIELDS, ProgressFn, Stage, Work
+from indexer.stages.face_tracks import FaceTracksStage
 from indexer.stages.faces import FacesStage
 from indexer.stages.keyframes import KeyframesStage
 from indexer.stages.objects import ObjectsStage
@@ -41,6 +42,7 @@ STAGES: tuple[type[Stage], ...] = (
     SpeechStage,
     TextEmbedStage,
     TimelineStage,
+    FaceTracksStage,
     ThumbnailsStage,
 )
 

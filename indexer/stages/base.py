@@ -63,6 +63,7 @@ class Work:
     # frame labellers: [(kind, label, score, box in 0..1 or None)] and detected faces
     frame_labels: dict[float, list] = field(default_factory=dict)
     faces: dict[float, list] = field(default_factory=dict)  # engine.catalog.FaceRecord (segment unset)
+    face_tracks: list = field(default_factory=list)  # engine.catalog.FaceTrack (segment = index into segments)
     # audio and speech
     audio: np.ndarray | None = None
     transcripts: list[str] = field(default_factory=list)  # per segment

