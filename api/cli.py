@@ -66,7 +66,7 @@ def cmd_index(args: argparse.Namespace) -> int:
             args.paths, metadata=args.metadata, workers=args.workers, tenant=args.tenant,
             speech=not args.no_speech, ocr=not args.no_ocr, visual=not args.no_visual, language=args.language,
             objects=not args.no_objects, faces=not args.no_faces, picture=not args.no_picture,
-            max_bytes=args.max_bytes, progress=bars)
+            max_bytes=args.max_bytes, progress=bars, ray=getattr(args, "ray", None))
     finally:
         bars.close()
     summary = report.summary
@@ -346,6 +346,9 @@ def _add_index(sub) -> None:
     s.add_argument("--workers", type=int, default=None,
                    help="parallel worker processes (default: one per core, as memory allows; 1.5 GB each)")
     s.add_argument("--tenant", default="default")
+    s.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="analyse on a Ray cluster: ADDRESS of its head (host:port, or 'auto'); without one, a"
+                        " local Ray instance (docs/scale.md). Commits stay in this process")
     s.add_argument("--config", metavar="FILE.toml",
                    help="index settings for a new index (an existing index keeps its own: a different one is refused)")
     s.add_argument("--text-encoder", help="text encoder for a new index (default minilm; refused if an existing"
@@ -405,6 +408,11 @@ def _add_admin(sub) -> None:
     s.add_argument("--webhook-secret-file", metavar="FILE",
                    help="the webhook signing secret (default: one kept in the index's service database,"
                         " printed by `python -m api.keys webhook-secret --index DIR`)")
+    s.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="search on replicas on a Ray cluster (ADDRESS of its head, or 'auto'; without one, a"
+                        " local Ray instance); each replica loads the index from DIR (docs/scale.md)")
+    s.add_argument("--replicas", type=int, default=2, metavar="N",
+                   help="search replicas with --ray (default 2); a dead one is restarted, its searches retried")
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("delete", help="delete a video from an index")
