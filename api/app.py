@@ -132,6 +132,7 @@ def settings_from_args(args) -> Settings:
         webhook=webhook, webhook_secret=secret, advertise=True,
         ray_address=getattr(args, "ray", None),
         replicas=(getattr(args, "replicas", 2) or 0) if getattr(args, "ray", None) is not None else 0,
+        shard_groups=getattr(args, "shard_groups", 1) or 1,
     )
     return settings
 

@@ -409,10 +409,13 @@ def _add_admin(sub) -> None:
                    help="the webhook signing secret (default: one kept in the index's service database,"
                         " printed by `python -m api.keys webhook-secret --index DIR`)")
     s.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                   help="search on replicas on a Ray cluster (ADDRESS of its head, or 'auto'; without one, a"
-                        " local Ray instance); each replica loads the index from DIR (docs/scale.md)")
+                   help="serve the vector shards from replicas on a Ray cluster (ADDRESS of its head, or 'auto';"
+                        " without one, a local Ray instance); each loads its shards from DIR (docs/scale.md)")
+    s.add_argument("--shard-groups", type=int, default=1, metavar="G",
+                   help="with --ray: split the index's vector shards into G groups (default 1)")
     s.add_argument("--replicas", type=int, default=2, metavar="N",
-                   help="search replicas with --ray (default 2); a dead one is restarted, its searches retried")
+                   help="with --ray: replicas per shard group (default 2); a dead one is restarted and its"
+                        " calls retried on another")
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("delete", help="delete a video from an index")

@@ -57,9 +57,11 @@ class Settings:
     # Browser-playable previews of videos a browser cannot play as they are
     # (indexer.previews): the most bytes <index>/previews may hold (LRU eviction).
     preview_budget_bytes: int = 2 * 1024**3
-    # Searches go to this many replicas on a Ray cluster (query.replicas.ReplicaRouter)
-    # at ray_address ("local": a Ray instance on this machine); 0: in this process.
+    # Searches fan out to shard_groups groups of the vector shards, each served by this
+    # many replicas on a Ray cluster (query.shards.ShardedSearcher) at ray_address
+    # ("local": a Ray instance on this machine); replicas 0: all in this process.
     replicas: int = 0
+    shard_groups: int = 1
     ray_address: str | None = None
 
     def __post_init__(self) -> None:

@@ -111,7 +111,7 @@ class ServiceState:
         self._closed = False
         self._lock = threading.RLock()
         self._searcher: Any = None  # query.planner.Searcher over the handle index() gave last
-        self.router: Any = None  # query.replicas.ReplicaRouter when searches run on Ray replicas
+        self.router: Any = None  # query.shards.ShardedSearcher when searches run on Ray replicas
         from query.learn.service import LearningService
 
         self.learning = LearningService(index_dir)  # feedback store, learned ranking, retrain schedule
@@ -143,10 +143,12 @@ class ServiceState:
         """Open the search side (the encoders, loaded now when ``warm_models``, so that
         ready means "a search will not stall"), then start the job worker; returns how
         many unfinished jobs of an earlier run were queued again."""
-        if self.settings.replicas > 0:  # searches on Ray replicas; each loads the index itself
-            from query.replicas import ReplicaRouter
+        if self.settings.replicas > 0:  # vector shards on Ray replicas; this process routes
+            from query.shards import ShardedSearcher
 
-            self.router = ReplicaRouter(self.index_dir, self.settings.replicas, address=self.settings.ray_address)
+            self.router = ShardedSearcher(self.index_dir, groups=self.settings.shard_groups,
+                                          replicas=self.settings.replicas, address=self.settings.ray_address,
+                                          ranking=self.learning.ranking, warm=self.settings.warm_models)
         else:
             searcher = self.searcher()
             if self.settings.warm_models:
