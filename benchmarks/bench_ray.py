@@ -144,8 +144,9 @@ def _clips(media: Path, n: int) -> list[str]:
 
 def _summary(report, wall: float) -> dict:
     s = report.summary()
+    writer = {k: round(v, 2) for k, v in s["stage_seconds"].items() if k in ("write", "graph", "thumbnail_files")}
     return {"wall_s": round(wall, 1), "x_realtime": s["speed_x_realtime"], "media_s": s["media_seconds"],
-            "by_status": s["by_status"]}
+            "by_status": s["by_status"], "writer_stage_s": writer}
 
 
 def bench_ingest(media: Path, clips: int, scratch: Path) -> dict:
@@ -384,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.machine import machine_info
 
     p = entry_parser("bench_ray", __doc__)
-    p.add_argument("--parts", default="ingest,serve,failure")
+    p.add_argument("--parts", default="ingest,serve,failure",
+                   help="any of ingest, serve, failure (= fail_ingest + fail_serve)")
     p.add_argument("--media", type=Path, default=SHARED_DIR / "media")
     p.add_argument("--clips", type=int, default=0, help="the first N files of --media (0: all)")
     p.add_argument("--n", type=int, default=100_000, help="synthetic segments of the serving index")
@@ -413,10 +415,11 @@ def main(argv: list[str] | None = None) -> int:
         result["serve"] = bench_serve(args.index_dir, args.n, args.queries, args.warmup, args.clients, layouts,
                                       args.node_cpus)
         write_json(args.out, result)
-    if "failure" in parts:
+    if parts & {"failure", "fail_ingest"}:
         result["fail_ingest"] = bench_fail_ingest(args.media, args.kill_clips, args.scratch)
         print(json.dumps({"fail_ingest": result["fail_ingest"]}), flush=True)
         write_json(args.out, result)
+    if parts & {"failure", "fail_serve"}:
         result["fail_serve"] = bench_fail_serve(args.index_dir, args.queries, args.kill_seconds, 3)
         print(json.dumps({"fail_serve": result["fail_serve"]}), flush=True)
     write_json(args.out, result)
