@@ -182,6 +182,10 @@ def _run(todo: list[Todo], index, options: IndexOptions, stages: list[Stage], re
     config_ref, options_ref = ray.put(index.config), ray.put(options)
     workers: list[_Worker] = []
 
+    if int(cluster.get("CPU", 0) // resources.num_cpus) < 1:
+        raise InputError(f"the Ray cluster has {cluster.get('CPU', 0):g} CPU slots; an analysis worker needs"
+                         f" {resources.num_cpus:g}", hint="start a worker node: `ray start --address HEAD:6379`")
+
     def top_up() -> None:
         slots = int(ray.cluster_resources().get("CPU", 0) // resources.num_cpus)
         want = max(1, min(slots, len(todo)))

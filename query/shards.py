@@ -39,9 +39,9 @@ the catalog, whose op log the replay reads). docs/scale.md has the layout.
 """
 from __future__ import annotations
 
-import heapq
 import itertools
 import logging
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -55,9 +55,11 @@ from engine.index import VideoIndex
 from query.plan import SearchOptions
 from query.results import SearchResponse
 
-__all__ = ["ShardGroup", "ShardedIndex", "ShardedSearcher", "NoReplicaError", "group_shards", "merge_top_k"]
+__all__ = ["ShardGroup", "ShardedIndex", "ShardedSearcher", "NoReplicaError", "group_shards", "merge_top_k", "UNKNOWN_SHARD"]
 
 log = logging.getLogger("vidseek.query")
+
+UNKNOWN_SHARD = 1 << 30  # a hit whose segment was deleted since: sorts after the known ones
 
 
 class NoReplicaError(VidseekError):
@@ -72,23 +74,32 @@ def group_shards(num_shards: int, groups: int, group: int) -> list[int]:
     return [s for s in range(num_shards) if s % groups == group]
 
 
-def merge_top_k(results: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Merge per-group top-k lists (each row sorted by descending score, padded with id
-    -1) into one top-k, as the vector store merges its shards' lists."""
+def merge_top_k(results: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], k: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Merge per-group top-k lists into one top-k in exactly the order one process gives.
+
+    Each result is (scores, ids, shards): rows sorted by descending score, padded with
+    id -1, and the vector shard of each id. One process heap-merges its shards' lists in
+    shard order, so equal scores (common: a one-modality query scores 0 on every segment
+    without that modality) come shard by shard, each shard's in its own order; sorting
+    by (score descending, shard, place within the shard's list) reproduces that."""
     nq = len(results[0][0]) if results else 0
     scores = np.full((nq, k), -np.inf, dtype=np.float32)
     ids = np.full((nq, k), -1, dtype=np.int64)
     for q in range(nq):
-        streams = [zip(d[q].tolist(), i[q].tolist()) for d, i in results]
-        j = 0
-        for score, gid in heapq.merge(*streams, key=lambda t: -t[0]):
-            if gid < 0:
-                continue
-            scores[q, j] = score
+        items = []
+        for d, i, sh in results:
+            seen: dict[int, int] = {}
+            for score, gid, shard in zip(d[q].tolist(), i[q].tolist(), sh[q].tolist()):
+                if gid < 0:
+                    continue
+                pos = seen.get(shard, 0)
+                seen[shard] = pos + 1
+                items.append((-score, shard, pos, gid))
+        items.sort()
+        for j, (neg, _, _, gid) in enumerate(items[:k]):
+            scores[q, j] = -neg
             ids[q, j] = gid
-            j += 1
-            if j == k:
-                break
     return scores, ids
 
 
@@ -101,9 +112,17 @@ class ShardGroup:
         self.shards = list(shards)
         self.index = VideoIndex.open(index_dir, vector_shards=self.shards)
 
-    def search_vectors(self, queries: np.ndarray, params) -> tuple[np.ndarray, np.ndarray]:
+    def search_vectors(self, queries: np.ndarray, params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(scores, ids, the vector shard of each id; unknown: ``UNKNOWN_SHARD``)."""
         self.index.sync()
-        return self.index.search_vectors(queries, params)
+        scores, ids = self.index.search_vectors(queries, params)
+        found = np.unique(ids[ids >= 0]).tolist()
+        segs = self.index.segments(found) if found else {}
+        n = self.index.config.shards
+        shard_of = {i: seg.video % n for i, seg in segs.items()}
+        shards = np.array([[shard_of.get(i, UNKNOWN_SHARD) for i in row] for row in ids.tolist()],
+                          dtype=np.int64).reshape(ids.shape)
+        return scores, ids, shards
 
     def modality_vectors(self, segment_ids: Sequence[int], modalities: Sequence[str]
                          ) -> dict[str, dict[int, np.ndarray]]:
@@ -161,11 +180,18 @@ class ShardedIndex:
             return out
         results = self._call_all("modality_vectors", [(per_group[g], mods) if per_group[g] else None
                                                       for g in range(self._groups)])
+        merged: dict[str, dict[int, np.ndarray]] = {}
         for res in results:
             if res is None:
                 continue
             for m, vecs in res.items():
-                out.setdefault(m, {}).update(vecs)
+                merged.setdefault(m, {}).update(vecs)
+        # In the order one process reads them from its store (shard by shard, each in the
+        # order asked), so the exact rescoring multiplies the same rows in the same order
+        # and gets the same float32 cosines.
+        place = {int(i): (segs[i].video % self._num_shards, n) for n, i in enumerate(segment_ids) if i in segs}
+        for m, vecs in merged.items():
+            out[m] = dict(sorted(vecs.items(), key=lambda kv: place.get(kv[0], (UNKNOWN_SHARD, 0))))
         return out
 
 
@@ -206,7 +232,16 @@ class ShardedSearcher:
 
                 from engine.cluster import connect
 
-                self._connected = connect(address)
+                need = groups * replicas * num_cpus
+                # a local instance gets a slot for every replica (they share the cores)
+                self._connected = connect(address, num_cpus=max(os.cpu_count() or 1, math.ceil(need))
+                                          if address in (None, "", "local") else None)
+                have = ray_.cluster_resources().get("CPU", 0.0)
+                if have < need:
+                    raise InputError(f"{groups} shard groups x {replicas} replicas need {need:g} CPU slots; the Ray"
+                                     f" cluster has {have:g}",
+                                     hint="start more nodes (`ray start --address HEAD:6379 --num-cpus N`), or ask"
+                                          " for fewer --shard-groups or --replicas")
                 actor = ray_.remote(ShardGroup).options(
                     num_cpus=num_cpus, max_restarts=-1, max_task_retries=0, max_concurrency=concurrency)
                 self._slots = [[_Slot(actor.remote(self.index_dir, self.shards[g])) for _ in range(replicas)]

@@ -216,6 +216,14 @@ def test_sharded_search_on_ray_equals_single_process(ray_ingest, cluster):
     _assert_same_ranking(got, want)
 
 
+def test_more_replicas_than_the_cluster_has_slots_is_refused_with_the_numbers(ray_ingest, cluster):
+    from engine.errors import InputError
+    from query.shards import ShardedSearcher
+
+    with pytest.raises(InputError, match="2 shard groups x 3 replicas need 6 CPU slots; the Ray cluster has 2"):
+        ShardedSearcher(ray_ingest[0], groups=2, replicas=3, warm=False)
+
+
 def test_killed_replica_is_replaced_and_searches_keep_succeeding(ray_ingest, cluster):
     from query.shards import ShardedSearcher
 
