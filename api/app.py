@@ -135,6 +135,9 @@ def settings_from_args(args) -> Settings:
         max_upload_bytes=getattr(args, "max_upload_bytes", None) or Settings.max_upload_bytes,
         rate=rate,  # None: no limit in local mode, DEFAULT_RATE with keys; 0: off
         webhook=webhook, webhook_secret=secret, advertise=True,
+        ray_address=getattr(args, "ray", None),
+        replicas=(getattr(args, "replicas", 2) or 0) if getattr(args, "ray", None) is not None else 0,
+        shard_groups=getattr(args, "shard_groups", 1) or 1,
     )
     return settings
 

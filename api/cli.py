@@ -66,7 +66,7 @@ def cmd_index(args: argparse.Namespace) -> int:
             args.paths, metadata=args.metadata, workers=args.workers, tenant=args.tenant,
             speech=not args.no_speech, ocr=not args.no_ocr, visual=not args.no_visual, language=args.language,
             objects=not args.no_objects, faces=not args.no_faces, picture=not args.no_picture,
-            max_bytes=args.max_bytes, progress=bars)
+            max_bytes=args.max_bytes, progress=bars, ray=getattr(args, "ray", None))
     finally:
         bars.close()
     summary = report.summary
@@ -349,6 +349,9 @@ def _add_index(sub) -> None:
     s.add_argument("--workers", type=int, default=None,
                    help="parallel worker processes (default: one per core, as memory allows; 1.5 GB each)")
     s.add_argument("--tenant", default="default")
+    s.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="analyse on a Ray cluster: ADDRESS of its head (host:port, or 'auto'); without one, a"
+                        " local Ray instance (docs/scale.md). Commits stay in this process")
     s.add_argument("--config", metavar="FILE.toml",
                    help="index settings for a new index (an existing index keeps its own: a different one is refused)")
     s.add_argument("--text-encoder", help="text encoder for a new index (default minilm; refused if an existing"
@@ -408,6 +411,14 @@ def _add_admin(sub) -> None:
     s.add_argument("--webhook-secret-file", metavar="FILE",
                    help="the webhook signing secret (default: one kept in the index's service database,"
                         " printed by `python -m api.keys webhook-secret --index DIR`)")
+    s.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="serve the vector shards from replicas on a Ray cluster (ADDRESS of its head, or 'auto';"
+                        " without one, a local Ray instance); each loads its shards from DIR (docs/scale.md)")
+    s.add_argument("--shard-groups", type=int, default=1, metavar="G",
+                   help="with --ray: split the index's vector shards into G groups (default 1)")
+    s.add_argument("--replicas", type=int, default=2, metavar="N",
+                   help="with --ray: replicas per shard group (default 2); a dead one is restarted and its"
+                        " calls retried on another")
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("delete", help="delete a video from an index")

@@ -90,7 +90,7 @@ def learn_status(request: Request, p: Principal = Depends(require("admin"))) -> 
 @router.post("/learn/retrain", summary="Retrain the ranker from feedback now (it goes live only past the gate)")
 def learn_retrain(request: Request, p: Principal = Depends(require("admin"))) -> dict[str, Any]:
     svc = service(request)
-    return svc.learning.retrain(svc.searcher())
+    return svc.learning.retrain(svc.local_searcher())
 
 
 @router.post("/learn/freeze", summary="Freeze (or resume) learning: no new model goes live while frozen")

@@ -57,12 +57,20 @@ class Settings:
     # Browser-playable previews of videos a browser cannot play as they are
     # (indexer.previews): the most bytes <index>/previews may hold (LRU eviction).
     preview_budget_bytes: int = 2 * 1024**3
+    # Searches fan out to shard_groups groups of the vector shards, each served by this
+    # many replicas on a Ray cluster (query.shards.ShardedSearcher) at ray_address
+    # ("local": a Ray instance on this machine); replicas 0: all in this process.
+    replicas: int = 0
+    shard_groups: int = 1
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_upload_bytes < 1 or self.max_image_bytes < 1:
             raise ValueError("upload limits must be positive")
         if not 1 <= self.max_k <= 1000:
             raise ValueError(f"max_k must be in 1..1000, got {self.max_k}")
+        if self.replicas < 0:
+            raise ValueError(f"replicas must be >= 0, got {self.replicas}")
         if isinstance(self.allowed_roots, str):
             raise ValueError("allowed_roots is a tuple of folders, not one string")
         for tenant, roots in self.tenant_roots.items():

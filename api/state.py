@@ -111,6 +111,7 @@ class ServiceState:
         self._closed = False
         self._lock = threading.RLock()
         self._searcher: Any = None  # query.planner.Searcher over the handle index() gave last
+        self.router: Any = None  # query.shards.ShardedSearcher when searches run on Ray replicas
         from query.learn.service import LearningService
 
         self.learning = LearningService(index_dir)  # feedback store, learned ranking, retrain schedule
@@ -142,11 +143,18 @@ class ServiceState:
         """Open the search side (the encoders, loaded now when ``warm_models``, so that
         ready means "a search will not stall"), then start the job worker; returns how
         many unfinished jobs of an earlier run were queued again."""
-        searcher = self.searcher()
-        if self.settings.warm_models:
-            searcher.warm_up()
+        if self.settings.replicas > 0:  # vector shards on Ray replicas; this process routes
+            from query.shards import ShardedSearcher
+
+            self.router = ShardedSearcher(self.index_dir, groups=self.settings.shard_groups,
+                                          replicas=self.settings.replicas, address=self.settings.ray_address,
+                                          ranking=self.learning.ranking, warm=self.settings.warm_models)
+        else:
+            searcher = self.searcher()
+            if self.settings.warm_models:
+                searcher.warm_up()
         self.ready = True
-        self.learning.start(self.searcher)
+        self.learning.start(self.local_searcher)
         return self.jobs.start()
 
     def close(self) -> None:
@@ -168,6 +176,9 @@ class ServiceState:
                     self.reader.close()
                     self.reader = None
                 self._searcher = None
+                if self.router is not None:
+                    self.router.close()
+                    self.router = None
             self.learning.close()
             self.writer.close()
             self.keys.close()
@@ -205,7 +216,7 @@ class ServiceState:
 
     @property
     def models_loaded(self) -> bool:
-        return self._searcher is not None
+        return self._searcher is not None or self.router is not None
 
     def index(self):
         """The handle reads and searches use (an ``engine.index.VideoIndex``): the
@@ -224,6 +235,13 @@ class ServiceState:
             return self.reader
 
     def searcher(self):
+        """What searches go to: the Ray replicas' router (``vidseek serve --ray``: each
+        replica syncs with the op log before a search), else ``local_searcher()``."""
+        if self.router is not None:
+            return self.router
+        return self.local_searcher()
+
+    def local_searcher(self):
         """The query planner (``query.planner.Searcher``) over ``index()``, after
         ``sync()`` on that handle: the state refreshes the index it searches, so a
         search sees every video committed before it (by this process or another)."""

@@ -97,8 +97,13 @@ class VideoIndex:
         writer: bool = False,
         config: IndexConfig | None = None,
         encoders: dict[str, EncoderInfo] | None = None,
+        vector_shards: Sequence[int] | None = None,
     ) -> "VideoIndex":
+        """``vector_shards`` (readers): load only these vector shards (a shard group of
+        ``query.shards``; ``()``: none, for a router that fans vector reads out)."""
         path = Path(path)
+        if writer and vector_shards is not None:
+            raise ValueError("vector_shards is for readers: the writer holds every shard")
         mpath = path / "manifest.json"
         lock_fd = None
         if writer:
@@ -129,7 +134,8 @@ class VideoIndex:
             if writer and not (vdir / "manifest.json").exists():
                 vectors = VectorStore.create(vdir, vec_settings)
             else:
-                vectors = _retry_open(lambda: VectorStore.open(vdir, expected=vec_settings, read_only=not writer))
+                vectors = _retry_open(lambda: VectorStore.open(vdir, expected=vec_settings, read_only=not writer,
+                                                               only_shards=None if writer else vector_shards))
             lexical = _retry_open(lambda: open_lexical(path / "lexical", create=writer, read_only=not writer))
             if writer:
                 manifest["updated_at"] = time.time()

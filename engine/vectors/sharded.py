@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import faiss
 import numpy as np
@@ -158,8 +158,12 @@ class VectorStore:
         manifest: dict,
         read_only: bool,
         lock_fd: int | None,
+        only_shards: frozenset[int] | None = None,
     ) -> None:
         self.path = path
+        # Shard-group serving (query.shards): the shards this handle loaded; vectors
+        # routed to any other shard (a replayed commit) are dropped. None: all.
+        self.only_shards = only_shards
         self.settings = settings
         self.read_only = read_only
         self._shards = shards
@@ -209,14 +213,20 @@ class VectorStore:
 
     @classmethod
     def open(
-        cls, path: str | Path, expected: VectorSettings | None = None, read_only: bool = False
+        cls, path: str | Path, expected: VectorSettings | None = None, read_only: bool = False,
+        *, only_shards: Iterable[int] | None = None,
     ) -> VectorStore:
         """Open a store, verifying every file's checksum and the settings against ``expected``.
 
         ``dim``, ``num_shards`` and ``approx_factory`` must equal ``expected``'s
         (``IndexMismatchError`` names each difference); the other fields are tuning
         knobs taken from ``expected`` when given and recorded at the next save.
+        ``only_shards`` (read-only): load just these shards; the others stay empty and
+        vectors added for them are dropped (one shard group of ``query.shards``).
         """
+        only = None if only_shards is None else frozenset(int(s) for s in only_shards)
+        if only is not None and not read_only:
+            raise InputError("only_shards needs read_only=True (a writer holds every shard)")
         path = Path(path)
         manifest_path = path / MANIFEST_NAME
         if not manifest_path.exists():
@@ -232,7 +242,7 @@ class VectorStore:
             while True:
                 manifest = _read_manifest(manifest_path)
                 try:
-                    return cls._load(path, manifest, expected, read_only, lock_fd)
+                    return cls._load(path, manifest, expected, read_only, lock_fd, only)
                 except _MissingFile:
                     attempts += 1
                     if attempts >= 3 or _read_manifest(manifest_path) == manifest:
@@ -255,6 +265,7 @@ class VectorStore:
         expected: VectorSettings | None,
         read_only: bool,
         lock_fd: int | None,
+        only: frozenset[int] | None = None,
     ) -> VectorStore:
         manifest_path = path / MANIFEST_NAME
         if manifest.get("format") != FORMAT_NAME:
@@ -286,18 +297,22 @@ class VectorStore:
                 f"expected {settings.num_shards}",
                 hint="restore the index folder or rebuild it",
             )
-        for entry in entries:
-            _verify_entry(path, entry)
+        for i, entry in enumerate(entries):
+            if only is None or i in only:
+                _verify_entry(path, entry)
         gpu = GpuContext(settings.use_gpu)
         shards: list[FaissShard] = []
         try:
             for i in range(settings.num_shards):
+                if only is not None and i not in only:
+                    shards.append(FaissShard(i, settings, gpu=gpu, folder=path))
+                    continue
                 shards.append(FaissShard.read(path, i, settings, entries[i], gpu, writable=not read_only))
         except BaseException:
             for shard in shards:
                 shard.close()
             raise
-        store = cls(path, settings, shards, manifest, read_only=read_only, lock_fd=lock_fd)
+        store = cls(path, settings, shards, manifest, read_only=read_only, lock_fd=lock_fd, only_shards=only)
         if not read_only:
             store._remove_orphans()
         return store
@@ -398,6 +413,8 @@ class VectorStore:
                 )
             target = self.shard_of(keys)
             for no in np.unique(target):
+                if self.only_shards is not None and int(no) not in self.only_shards:
+                    continue
                 rows = np.flatnonzero(target == no)
                 self._shards[no].add(ids[rows], vectors[rows])
 
