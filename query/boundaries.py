@@ -193,8 +193,28 @@ def text_range(units: Sequence[TimelineUnit], q: np.ndarray | None, text: str) -
     fuzzy = np.array([containment(qg, u.text) for u in units], dtype=np.float32)
     scores = cos + fuzzy
     best = int(np.argmax(scores))
-    lo, hi = _run(scores, best, units, EXTEND * float(scores[best]))
-    return Range(units[lo].start, units[hi].end, "text", " | ".join(dict.fromkeys(u.text for u in units[lo : hi + 1])))
+    keep = _chain(units, scores >= EXTEND * float(scores[best]), best)
+    return Range(min(units[i].start for i in keep), max(units[i].end for i in keep), "text",
+                 " | ".join(dict.fromkeys(units[i].text for i in keep)))
+
+
+def _chain(units: Sequence[TimelineUnit], ok: np.ndarray, best: int) -> list[int]:
+    """The units marked ``ok`` that connect to ``best`` in time: each overlaps, or
+    lies within MAX_GAP of, the span the chain covers so far. Lines of text shown
+    together (a title in two lines, a word read apart from its neighbour) are listed
+    one after the other by their start and interleave with lines that do not match;
+    what joins them is their time on screen, not their place in the list."""
+    keep = [best]
+    lo, hi = units[best].start, units[best].end
+    grew = True
+    while grew:
+        grew = False
+        for i, u in enumerate(units):
+            if ok[i] and i not in keep and u.start <= hi + MAX_GAP and u.end >= lo - MAX_GAP:
+                keep.append(i)
+                lo, hi = min(lo, u.start), max(hi, u.end)
+                grew = True
+    return sorted(keep)
 
 
 def _shot_at(t: float, shots: Sequence[tuple[float, float]]) -> tuple[float, float] | None:
@@ -245,8 +265,13 @@ def visual_range(units: Sequence[TimelineUnit], q: np.ndarray | None, around: tu
         if shown:
             best = max(shown, key=lambda i: cos[i])
             lo, hi = _run(has, best, units, 1.0)
+            # a run of a colour across a cut is two scenes that share a colour: it stays
+            # in the shot of its best frame
+            shot = _shot_at(units[best].start, shots)
             start, end = units[lo].start, units[hi].end
-            return (_filled_shot(start, end, _shot_at(units[best].start, shots))
+            if shot is not None:
+                start, end = max(start, shot[0]), min(end, shot[1])
+            return (_filled_shot(start, end, shot)
                     or Range(start, max(end, start + MIN_LEN), "visual", " ".join(colours)))
     best = max(inside, key=lambda i: cos[i])
     floor = float(np.median(cos))
