@@ -53,6 +53,12 @@ def test_text_range_follows_the_span_of_the_matching_text():
              _unit("text", 5.5, 9.0, "THANK YOU", [0, 1])]
     r = text_range(units, q, "grand opening sale")
     assert (r.start, r.end, r.source) == (2.0, 5.5, "text")
+    # a title read as two lines with a line that does not match in between (in start
+    # order): the two join by their time on screen; a match far away stays out
+    units = [_unit("text", 0.0, 6.1, "Polynomials", [1, 0]), _unit("text", 4.9, 8.1, "(X+", [0, 1]),
+             _unit("text", 6.7, 14.0, "Factoring", [1, 0]), _unit("text", 30.0, 32.0, "Factoring", [1, 0])]
+    r = text_range(units, q, "Factoring Polynomials on the whiteboard")
+    assert (r.start, r.end) == (0.0, 14.0) and "(X+" not in r.text
 
 
 def test_visual_range_cuts_a_standing_out_run_and_otherwise_keeps_to_a_shot():
@@ -77,6 +83,10 @@ def test_colour_evidence_sets_a_visual_run():
     r = visual_range(units, q, (0.0, 10.0), [(0.0, 10.0)], ["red"])
     assert (r.start, r.end, r.source) == (3.0, 7.0, "visual")
     assert visual_range(units, q, (0.0, 10.0), [(0.0, 10.0)], ["blue"]) is None  # no such colour: no evidence
+    # a colour seen across a cut is two scenes: the run stays in the best frame's shot
+    grey = [_unit("visual", t, t + 1, "grey", [0.5 if t == 4 else 0.3, 0.8]) for t in range(10)]
+    assert visual_range(grey, q, (3.2, 5.4), [(0.0, 3.2), (3.2, 5.4), (5.4, 10.0)], ["grey"]) == \
+        type(r)(3.2, 5.4, "shot")
 
 
 def test_text_spans_track_the_text_boxes_over_the_screen_thumbnails():
