@@ -305,7 +305,10 @@ def label_run(index, concepts: Sequence[Concept], limit: int) -> list[tuple[int,
 # cut (query.boundaries): a keyframe's dominant colours rarely say the colour of the
 # thing a query describes ("a man in a red bow tie"); measured, colour evidence moved
 # the written moment set's visual MRR from 0.384 down to 0.362 (docs/labels.md).
-RANKING_KINDS = frozenset({"object", "people", "face", "emotion", "style", "scene", "action"})
+# Actions (the opt-in pose labeller) do not rank: with them the public visual queries'
+# R@5 fell from 0.714 to 0.643 (a finger to the lips the pose model missed while it
+# saw hands at faces elsewhere); they serve ``action:`` filters and the "seen" line.
+RANKING_KINDS = frozenset({"object", "people", "face", "emotion", "style", "scene"})
 
 
 def add_evidence(concepts: Sequence[Concept], visual_weight: float, scores: Mapping[int, float],

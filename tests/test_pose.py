@@ -21,7 +21,7 @@ from query.parse import parse
 from query.planner import Searcher, SearchOptions
 from tests import synth
 
-OPTS = IndexOptions(speech=False, ocr=False, graph=False, timeline=False, faces=False)
+OPTS = IndexOptions(speech=False, ocr=False, graph=False, timeline=False, faces=False, pose=True)
 
 
 def person(**points) -> pose.Person:
@@ -95,6 +95,11 @@ def test_the_concept_bank_reads_verbs_as_actions():
     assert labels_pass({("action", "arms raised"): 0.6}, parse("action:arms-raised"))
     assert not labels_pass({("action", "arms raised"): 0.3}, parse("action:arms-raised"))  # below the shown score
     assert describe({("people", "1"): 0.8, ("action", "arms raised"): 0.6}) == "1 person, arms raised"
+    # actions are evidence for filters and the "seen" line, not for ranking (measured)
+    from query.concepts import add_evidence
+
+    assert add_evidence(find_concepts("a man raising both fists"), 1.0, {1: 0.5},
+                        {1: {("action", "arms raised"): 0.9}}, (10, {})) == {1: 0.5}
 
 
 def _figure(arms_up: bool, size=(640, 480)) -> np.ndarray:
@@ -194,4 +199,4 @@ def test_without_the_pose_model_the_stage_warns_and_the_rest_runs(tmp_path, tool
         rec = idx.catalog.find_by_source(str(clip))
         assert "pose: model not installed" in rec.stats.get("skipped_stages", [])
         assert ("object", "person") in {(x.kind, x.label) for x in idx.catalog.labels_of(rec.key)}
-    assert "pose" not in [st.name for st in build_stages(IndexOptions(pose=False))]
+    assert "pose" not in [st.name for st in build_stages(IndexOptions())]  # opt-in
