@@ -16,6 +16,7 @@ well enough) the range stays the segments'. Pure functions: the caller reads uni
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -27,7 +28,7 @@ from engine.lexical import tokenize
 from query.filters import containment, norm, trigrams
 
 __all__ = ["Range", "speech_range", "speech_ranges", "quote_range", "text_range", "visual_range", "query_colours",
-           "lead_modalities", "NEAR"]
+           "lead_modalities", "spoken_clause", "NEAR"]
 
 NEAR = 3.0  # s around the hit's segments where its evidence is looked for
 LEXICAL = 0.5  # weight of the share of query words a unit contains, beside its cosine
@@ -293,6 +294,23 @@ def visual_range(units: Sequence[TimelineUnit], q: np.ndarray | None, around: tu
         if b - a >= MIN_LEN:
             return Range(a, b, "shot")
     return None
+
+
+# "... while she explains it locks in her foundation": what follows a verb of saying is
+# what was said. Such a query's moment is when it was said (what is seen holds then too).
+_SAYING = re.compile(r"\b(?:says|said|saying|explains|explaining|tells|telling|mentions|mentioning|announces|"
+                     r"announcing|asks|asking|talks about|talking about|speaks about|speaking about)\b\s+"
+                     r"(?:that\s+|about\s+)?(.+)$", re.IGNORECASE)
+
+
+def spoken_clause(text: str) -> str | None:
+    """The part of a query that says what was said (the words after "says", "explains",
+    "talks about", ...), when it holds at least two words; else None."""
+    m = _SAYING.search(text)
+    if m is None:
+        return None
+    clause = m.group(1).strip(" .,!?\"'")
+    return clause if len(tokenize(clause)) >= 2 else None
 
 
 def lead_modalities(label: str, phrase_in: Mapping[str, bool], word_share: Mapping[str, float]) -> list[str]:

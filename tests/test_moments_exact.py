@@ -11,7 +11,7 @@ from engine.catalog import TimelineUnit
 from engine.index import VideoIndex
 from indexer.pipeline import IndexOptions, index_paths
 from indexer.stages.timeline import ScreenTap, phrases, text_spans
-from query.boundaries import query_colours, speech_range, text_range, visual_range
+from query.boundaries import query_colours, speech_range, spoken_clause, text_range, visual_range
 from query.planner import SearchOptions, Searcher
 from tests import synth
 
@@ -45,6 +45,16 @@ def test_speech_range_takes_the_matching_phrases_and_pads_into_pauses():
     assert "red boat" in r.text and "goodbye" not in r.text
     # nothing lexical and nothing close in meaning: no range (the segments' stands)
     assert speech_range(units, np.array([0.0, -1.0], np.float32), {"zebra"}) is None
+
+
+def test_a_query_says_what_was_said_after_a_verb_of_saying():
+    assert spoken_clause("girl with a powder puff explains it locks in her foundation") == \
+        "it locks in her foundation"
+    assert spoken_clause("host in an armchair talking about mental disorders") == "mental disorders"
+    assert spoken_clause("mom says that they're going to dry it.") == "they're going to dry it"
+    assert spoken_clause("man in a bow tie talking and pulling faces") is None  # no words said
+    assert spoken_clause("she says hi") is None  # too little to match
+    assert spoken_clause("a red balloon over a field") is None
 
 
 def test_text_range_follows_the_span_of_the_matching_text():
@@ -176,6 +186,14 @@ def test_a_spoken_sentence_is_found_at_its_time(exact_index):
     assert hit.source == str(talk) and hit.range_from == "words"
     assert iou((hit.start, hit.end), said[0]) >= 0.7, (hit.start, hit.end, said[0])
     assert hit.to_dict()["range_from"] == "words"
+
+
+def test_what_a_query_says_was_said_sets_the_moment(exact_index):
+    talk, said = exact_index["talk"]
+    hit = _top(exact_index["idx"], f"a grey picture while a man says it will rain tomorrow source:{talk}",
+               min_confidence="low")[0]
+    assert hit.source == str(talk) and hit.range_from == "words", hit
+    assert iou((hit.start, hit.end), said[1]) >= 0.7, (hit.start, hit.end, said[1])
 
 
 def test_a_caption_is_found_for_the_span_it_is_shown(exact_index):
