@@ -65,7 +65,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         report = Index(args.index, config=_index_config(args)).add(
             args.paths, metadata=args.metadata, workers=args.workers, tenant=args.tenant,
             speech=not args.no_speech, ocr=not args.no_ocr, visual=not args.no_visual, language=args.language,
-            objects=not args.no_objects, faces=not args.no_faces, picture=not args.no_picture,
+            objects=not args.no_objects, faces=not args.no_faces, picture=not args.no_picture, pose=args.pose,
             max_bytes=args.max_bytes, progress=bars, ray=getattr(args, "ray", None))
     finally:
         bars.close()
@@ -162,6 +162,7 @@ def _index_via_server(args: argparse.Namespace, server) -> int:
     unsupported = [flag for flag, on in (("--config", args.config), ("--text-encoder", args.text_encoder),
                                          ("--image-encoder", args.image_encoder), ("--no-objects", args.no_objects),
                                          ("--no-faces", args.no_faces), ("--no-picture", args.no_picture),
+                                         ("--pose", args.pose),
                                          ("--language", args.language), ("--max-bytes", args.max_bytes),
                                          ("--no-visual", args.no_visual)) if on]
     if unsupported:
@@ -365,6 +366,7 @@ def _add_index(sub) -> None:
     s.add_argument("--no-objects", action="store_true", help="no COCO object labels on keyframes")
     s.add_argument("--no-faces", action="store_true", help="no face detection (gender, age, expression, descriptor)")
     s.add_argument("--no-picture", action="store_true", help="no style, light and colour labels")
+    s.add_argument("--pose", action="store_true", help="also label actions from pose (MoveNet; opt-in, docs/labels.md)")
     s.add_argument("--max-bytes", type=int, help="refuse files larger than this")
     s.add_argument("--accept-damage", action="store_true",
                    help="exit 0 when videos are damaged (indexed as far as they decode); failures still exit 1")

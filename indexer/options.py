@@ -55,6 +55,7 @@ class IndexOptions:
     visual_labels: int = 5
     objects: bool = True  # COCO objects on keyframes (models: scripts/human-models-onnx.sh; absent -> warning)
     faces: bool = True  # faces: gender, age, expression, descriptor (MTCNN + FaceRes/emotion; absent -> warning)
+    pose: bool = False  # actions from pose (MoveNet; opt-in: measured weak on real clips, docs/labels.md)
     picture: bool = True  # style (black and white, test pattern, cartoon, screen), scene light, colours
     max_bytes: int | None = None  # refuse files larger than this
     flush_every: int = 25  # save derived indexes every N committed videos

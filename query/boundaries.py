@@ -16,6 +16,7 @@ well enough) the range stays the segments'. Pure functions: the caller reads uni
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -27,7 +28,7 @@ from engine.lexical import tokenize
 from query.filters import containment, norm, trigrams
 
 __all__ = ["Range", "speech_range", "speech_ranges", "quote_range", "text_range", "visual_range", "query_colours",
-           "lead_modalities", "NEAR"]
+           "lead_modalities", "spoken_clause", "NEAR"]
 
 NEAR = 3.0  # s around the hit's segments where its evidence is looked for
 LEXICAL = 0.5  # weight of the share of query words a unit contains, beside its cosine
@@ -193,8 +194,28 @@ def text_range(units: Sequence[TimelineUnit], q: np.ndarray | None, text: str) -
     fuzzy = np.array([containment(qg, u.text) for u in units], dtype=np.float32)
     scores = cos + fuzzy
     best = int(np.argmax(scores))
-    lo, hi = _run(scores, best, units, EXTEND * float(scores[best]))
-    return Range(units[lo].start, units[hi].end, "text", " | ".join(dict.fromkeys(u.text for u in units[lo : hi + 1])))
+    keep = _chain(units, scores >= EXTEND * float(scores[best]), best)
+    return Range(min(units[i].start for i in keep), max(units[i].end for i in keep), "text",
+                 " | ".join(dict.fromkeys(units[i].text for i in keep)))
+
+
+def _chain(units: Sequence[TimelineUnit], ok: np.ndarray, best: int) -> list[int]:
+    """The units marked ``ok`` that connect to ``best`` in time: each overlaps, or
+    lies within MAX_GAP of, the span the chain covers so far. Lines of text shown
+    together (a title in two lines, a word read apart from its neighbour) are listed
+    one after the other by their start and interleave with lines that do not match;
+    what joins them is their time on screen, not their place in the list."""
+    keep = [best]
+    lo, hi = units[best].start, units[best].end
+    grew = True
+    while grew:
+        grew = False
+        for i, u in enumerate(units):
+            if ok[i] and i not in keep and u.start <= hi + MAX_GAP and u.end >= lo - MAX_GAP:
+                keep.append(i)
+                lo, hi = min(lo, u.start), max(hi, u.end)
+                grew = True
+    return sorted(keep)
 
 
 def _shot_at(t: float, shots: Sequence[tuple[float, float]]) -> tuple[float, float] | None:
@@ -245,8 +266,13 @@ def visual_range(units: Sequence[TimelineUnit], q: np.ndarray | None, around: tu
         if shown:
             best = max(shown, key=lambda i: cos[i])
             lo, hi = _run(has, best, units, 1.0)
+            # a run of a colour across a cut is two scenes that share a colour: it stays
+            # in the shot of its best frame
+            shot = _shot_at(units[best].start, shots)
             start, end = units[lo].start, units[hi].end
-            return (_filled_shot(start, end, _shot_at(units[best].start, shots))
+            if shot is not None:
+                start, end = max(start, shot[0]), min(end, shot[1])
+            return (_filled_shot(start, end, shot)
                     or Range(start, max(end, start + MIN_LEN), "visual", " ".join(colours)))
     best = max(inside, key=lambda i: cos[i])
     floor = float(np.median(cos))
@@ -268,6 +294,23 @@ def visual_range(units: Sequence[TimelineUnit], q: np.ndarray | None, around: tu
         if b - a >= MIN_LEN:
             return Range(a, b, "shot")
     return None
+
+
+# "... while she explains it locks in her foundation": what follows a verb of saying is
+# what was said. Such a query's moment is when it was said (what is seen holds then too).
+_SAYING = re.compile(r"\b(?:says|said|saying|explains|explaining|tells|telling|mentions|mentioning|announces|"
+                     r"announcing|asks|asking|talks about|talking about|speaks about|speaking about)\b\s+"
+                     r"(?:that\s+|about\s+)?(.+)$", re.IGNORECASE)
+
+
+def spoken_clause(text: str) -> str | None:
+    """The part of a query that says what was said (the words after "says", "explains",
+    "talks about", ...), when it holds at least two words; else None."""
+    m = _SAYING.search(text)
+    if m is None:
+        return None
+    clause = m.group(1).strip(" .,!?\"'")
+    return clause if len(tokenize(clause)) >= 2 else None
 
 
 def lead_modalities(label: str, phrase_in: Mapping[str, bool], word_share: Mapping[str, float]) -> list[str]:

@@ -2,7 +2,9 @@
 
 ``find_concepts(text)`` maps the words of a query to concepts: people and how many
 (``two girls`` -> a people count of 2 and girl faces), who (woman, man, child, baby,
-elderly), expressions (smiling -> happy), COCO objects with their common names
+elderly), expressions (smiling -> happy), what a pose shows (``raising both fists`` ->
+arms raised, ``drinking`` -> a hand at the face, ``hugging`` -> two people together),
+COCO objects with their common names
 (``sofa`` -> couch, ``longboard`` -> skateboard), how the picture is made (cartoon,
 black and white, test pattern, screen capture), light (night -> dark) and colours.
 Each concept lists the ``(kind, label, weight)`` labels that are evidence for it.
@@ -32,7 +34,7 @@ __all__ = ["Concept", "find_concepts", "evidence", "label_run", "add_evidence", 
 # labels reaches 0.8 (python -m benchmarks.bench_labels; docs/labels.md). Colour: a
 # share of the frame of 0.3 or more (score = share / 0.3).
 LABEL_FILTER_MIN = {"object": 0.5, "people": 0.4, "face": 0.8, "emotion": 0.85, "style": 0.5, "scene": 0.5,
-                    "colour": 1.0}
+                    "colour": 1.0, "action": 0.4}
 
 LABEL_WEIGHT = 0.35  # x the plan's visual weight x evidence (0..1), added to the fused score
 MIN_SUPPORT = 0.3  # label runs keep segments with at least this support
@@ -123,6 +125,31 @@ _STYLE = {
     "screen recording": "screen", "screencast": "screen", "screen capture": "screen", "screenshot": "screen",
     "terminal": "screen", "command line": "screen", "slide": "screen", "slides": "screen", "desktop": "screen",
 }
+# What people do, as the poses show it (indexer.pose.ACTIONS): phrases and words ->
+# ((action, weight), ...). A still pose is weaker evidence for some verbs than for
+# others ("drinking" is a hand at the face; so are eating and a phone call).
+_ACTION = {
+    "arms raised": (("arms raised", 1.0),), "raising": (("arms raised", 1.0),), "raises": (("arms raised", 1.0),),
+    "raised": (("arms raised", 1.0),), "raise": (("arms raised", 1.0),), "hands up": (("arms raised", 1.0),),
+    "arms up": (("arms raised", 1.0),), "cheering": (("arms raised", 1.0),), "cheers": (("arms raised", 0.8),),
+    "arms out": (("arms out", 1.0),), "outstretched": (("arms out", 1.0),), "stretched out": (("arms out", 1.0),),
+    "arms stretched": (("arms out", 1.0),), "arms spread": (("arms out", 1.0),),
+    "yoga": (("arms out", 0.8), ("arms raised", 0.6)), "stretching": (("arms out", 0.8), ("arms raised", 0.8)),
+    "flailing": (("arms out", 0.7), ("arms raised", 0.7)),
+    "drinking": (("hand to face", 1.0),), "drink": (("hand to face", 1.0),), "drinks": (("hand to face", 1.0),),
+    "sipping": (("hand to face", 1.0),), "eating": (("hand to face", 0.8),), "eats": (("hand to face", 0.8),),
+    "biting": (("hand to face", 0.8),), "on the phone": (("hand to face", 0.8),),
+    "to her lips": (("hand to face", 1.0),), "to his lips": (("hand to face", 1.0),),
+    "to her cheek": (("hand to face", 1.0),), "to his cheek": (("hand to face", 1.0),),
+    "to her face": (("hand to face", 1.0),), "to his face": (("hand to face", 1.0),),
+    "sitting": (("sitting", 1.0),), "sits": (("sitting", 1.0),), "seated": (("sitting", 1.0),),
+    "lying": (("lying", 1.0),), "lies": (("lying", 0.8),), "laying": (("lying", 1.0),), "asleep": (("lying", 0.8),),
+    "sleeping": (("lying", 0.8),),
+    "hugging": (("together", 1.0),), "hug": (("together", 1.0),), "hugs": (("together", 1.0),),
+    "embracing": (("together", 1.0),), "embrace": (("together", 1.0),), "arm wrestling": (("together", 1.0),),
+    "wrestling": (("together", 0.8),), "handshake": (("together", 1.0),), "shaking hands": (("together", 1.0),),
+    "holding hands": (("together", 1.0),),
+}
 _SCENE = {"night": "dark", "at night": "dark", "dark": "dark", "darkness": "dark", "dimly lit": "dark",
           "nighttime": "dark"}
 _COLOURS = {"red": "red", "orange": "orange", "yellow": "yellow", "golden": "yellow", "green": "green",
@@ -137,8 +164,9 @@ VOCABULARY: dict[str, tuple[str, ...]] = {
     "style": tuple(sorted(set(_STYLE.values()))),
     "scene": ("dark",),
     "colour": tuple(sorted(set(_COLOURS.values()))),
+    "action": ("arms raised", "arms out", "hand to face", "sitting", "lying", "together"),
 }
-_PHRASES = sorted({*_OBJECTS, *_STYLE, *_SCENE}, key=lambda p: -len(p))
+_PHRASES = sorted({*_OBJECTS, *_STYLE, *_SCENE, *_ACTION}, key=lambda p: -len(p))
 _WORD_RE = re.compile(r"[a-z0-9&+]+")
 
 
@@ -204,6 +232,8 @@ def find_concepts(text: str) -> list[Concept]:
             add(Concept("group of people", tuple(("people", str(k), 1.0) for k in range(3, _MAX_COUNT + 1))))
         elif w in _EMOTION:
             add(Concept(w, (("emotion", _EMOTION[w], 1.0),)))
+        elif w in _ACTION:
+            add(_phrase_concept(w))
         elif w in _OBJECTS and w != "orange":
             add(_phrase_concept(w))
         elif w in _STYLE or w in _SCENE:
@@ -229,6 +259,8 @@ def _phrase_concept(p: str) -> Concept:
         return Concept(p, (("style", _STYLE[p], 1.0),))
     if p in _SCENE:
         return Concept(p, (("scene", _SCENE[p], 1.0),))
+    if p in _ACTION:
+        return Concept(p, tuple(("action", a, wt) for a, wt in _ACTION[p]))
     return Concept(p, (("object", _OBJECTS[p], 1.0),))
 
 
@@ -273,6 +305,9 @@ def label_run(index, concepts: Sequence[Concept], limit: int) -> list[tuple[int,
 # cut (query.boundaries): a keyframe's dominant colours rarely say the colour of the
 # thing a query describes ("a man in a red bow tie"); measured, colour evidence moved
 # the written moment set's visual MRR from 0.384 down to 0.362 (docs/labels.md).
+# Actions (the opt-in pose labeller) do not rank: with them the public visual queries'
+# R@5 fell from 0.714 to 0.643 (a finger to the lips the pose model missed while it
+# saw hands at faces elsewhere); they serve ``action:`` filters and the "seen" line.
 RANKING_KINDS = frozenset({"object", "people", "face", "emotion", "style", "scene"})
 
 
@@ -301,6 +336,7 @@ def describe(have: Mapping[tuple[str, str], float]) -> str:
     who = [w for w in pick("face") if not w[0].isdigit()]
     emo = pick("emotion")
     parts += who[:3] + emo[:2]
+    parts += pick("action")[:2]
     parts += [o for o in pick("object") if o != "person"][:4]
     parts += pick("style") + pick("scene") + pick("colour")[:3]
     return ", ".join(parts)

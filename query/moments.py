@@ -9,7 +9,7 @@ import numpy as np
 
 from engine.lexical import tokenize
 from query.boundaries import (
-    NEAR, Range, lead_modalities, query_colours, quote_range, speech_ranges, text_range, visual_range,
+    NEAR, Range, lead_modalities, query_colours, quote_range, speech_ranges, spoken_clause, text_range, visual_range,
 )
 from query.filters import norm
 from query.plan import Plan
@@ -191,15 +191,29 @@ def exact_ranges(plan: Plan, blocks: Mapping[str, np.ndarray], top: Candidate, c
                  "ocr": bool(quoted) and all(p in norm(top.seg.ocr_text) for p in quoted)}
     seg_toks = {"speech": set(tokenize(top.seg.transcript)), "ocr": set(tokenize(top.seg.ocr_text))}
     share = {m: len(terms & t) / len(terms) if terms else 0.0 for m, t in seg_toks.items()}
-    for m in lead_modalities(plan.label, phrase_in, share):
+    order = lead_modalities(plan.label, phrase_in, share)
+    said = spoken_clause(plan.text)
+    speech_terms = terms
+    widen = False
+    if said is not None:  # "... while she says X": X is matched against the speech
+        speech_terms = set(tokenize(said))
+        if order[0] != "speech":
+            # what is seen leads this query; the moment must cover both: the words that
+            # were said and the segments where the search saw the rest
+            order = ["speech"] + [m for m in order if m != "speech"]
+            widen = True
+    for m in order:
         if m == "speech":
             if plan.parsed.phrases:
                 words = evidence.words_between(top.seg.video, lo, hi)
                 found = [r for p in plan.parsed.phrases if (r := quote_range(words, p)) is not None][:1]
                 if found:
                     return found
-            found = speech_ranges([u for u in units if u.kind == "phrase"], blocks.get("speech"), terms,
+            found = speech_ranges([u for u in units if u.kind == "phrase"], blocks.get("speech"), speech_terms,
                                   plan.parsed.phrases, plan.options.per_video)
+            if found and widen:
+                found = [Range(min(r.start, seg.start), max(r.end, seg.end), r.source, r.text, r.weight)
+                         for r in found[:1]]
             if found:
                 return found
         elif m == "ocr":

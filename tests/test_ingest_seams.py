@@ -49,7 +49,8 @@ def _names(stages) -> list[str]:
 
 
 def test_builder_lists_the_stages_the_options_ask_for_in_order():
-    assert _names(build_stages(IndexOptions())) == [cls.name for cls in STAGES]  # every labeller on
+    assert _names(build_stages(IndexOptions(pose=True))) == [cls.name for cls in STAGES]  # every labeller on
+    assert "pose" not in _names(build_stages(IndexOptions()))  # the pose labeller is opt-in
     assert "objects" not in _names(build_stages(IndexOptions(objects=False)))
     assert _names(build_stages(IndexOptions(speech=False))) == [
         "probe", "shots", "keyframes", "visual", "objects", "faces", "ocr", "picture", "text_embed", "timeline",

@@ -11,7 +11,7 @@ from engine.catalog import TimelineUnit
 from engine.index import VideoIndex
 from indexer.pipeline import IndexOptions, index_paths
 from indexer.stages.timeline import ScreenTap, phrases, text_spans
-from query.boundaries import query_colours, speech_range, text_range, visual_range
+from query.boundaries import query_colours, speech_range, spoken_clause, text_range, visual_range
 from query.planner import SearchOptions, Searcher
 from tests import synth
 
@@ -47,12 +47,28 @@ def test_speech_range_takes_the_matching_phrases_and_pads_into_pauses():
     assert speech_range(units, np.array([0.0, -1.0], np.float32), {"zebra"}) is None
 
 
+def test_a_query_says_what_was_said_after_a_verb_of_saying():
+    assert spoken_clause("girl with a powder puff explains it locks in her foundation") == \
+        "it locks in her foundation"
+    assert spoken_clause("host in an armchair talking about mental disorders") == "mental disorders"
+    assert spoken_clause("mom says that they're going to dry it.") == "they're going to dry it"
+    assert spoken_clause("man in a bow tie talking and pulling faces") is None  # no words said
+    assert spoken_clause("she says hi") is None  # too little to match
+    assert spoken_clause("a red balloon over a field") is None
+
+
 def test_text_range_follows_the_span_of_the_matching_text():
     q = np.array([1.0, 0.0], dtype=np.float32)
     units = [_unit("text", 0.0, 2.0, "WELCOME", [0, 1]), _unit("text", 2.0, 5.5, "GRAND OPENING SALE", [1, 0]),
              _unit("text", 5.5, 9.0, "THANK YOU", [0, 1])]
     r = text_range(units, q, "grand opening sale")
     assert (r.start, r.end, r.source) == (2.0, 5.5, "text")
+    # a title read as two lines with a line that does not match in between (in start
+    # order): the two join by their time on screen; a match far away stays out
+    units = [_unit("text", 0.0, 6.1, "Polynomials", [1, 0]), _unit("text", 4.9, 8.1, "(X+", [0, 1]),
+             _unit("text", 6.7, 14.0, "Factoring", [1, 0]), _unit("text", 30.0, 32.0, "Factoring", [1, 0])]
+    r = text_range(units, q, "Factoring Polynomials on the whiteboard")
+    assert (r.start, r.end) == (0.0, 14.0) and "(X+" not in r.text
 
 
 def test_visual_range_cuts_a_standing_out_run_and_otherwise_keeps_to_a_shot():
@@ -77,6 +93,10 @@ def test_colour_evidence_sets_a_visual_run():
     r = visual_range(units, q, (0.0, 10.0), [(0.0, 10.0)], ["red"])
     assert (r.start, r.end, r.source) == (3.0, 7.0, "visual")
     assert visual_range(units, q, (0.0, 10.0), [(0.0, 10.0)], ["blue"]) is None  # no such colour: no evidence
+    # a colour seen across a cut is two scenes: the run stays in the best frame's shot
+    grey = [_unit("visual", t, t + 1, "grey", [0.5 if t == 4 else 0.3, 0.8]) for t in range(10)]
+    assert visual_range(grey, q, (3.2, 5.4), [(0.0, 3.2), (3.2, 5.4), (5.4, 10.0)], ["grey"]) == \
+        type(r)(3.2, 5.4, "shot")
 
 
 def test_text_spans_track_the_text_boxes_over_the_screen_thumbnails():
@@ -166,6 +186,14 @@ def test_a_spoken_sentence_is_found_at_its_time(exact_index):
     assert hit.source == str(talk) and hit.range_from == "words"
     assert iou((hit.start, hit.end), said[0]) >= 0.7, (hit.start, hit.end, said[0])
     assert hit.to_dict()["range_from"] == "words"
+
+
+def test_what_a_query_says_was_said_sets_the_moment(exact_index):
+    talk, said = exact_index["talk"]
+    hit = _top(exact_index["idx"], f"a grey picture while a man says it will rain tomorrow source:{talk}",
+               min_confidence="low")[0]
+    assert hit.source == str(talk) and hit.range_from == "words", hit
+    assert iou((hit.start, hit.end), said[1]) >= 0.7, (hit.start, hit.end, said[1])
 
 
 def test_a_caption_is_found_for_the_span_it_is_shown(exact_index):

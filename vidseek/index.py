@@ -178,8 +178,8 @@ class Index:
     def add(self, paths: str | os.PathLike | Sequence[str | os.PathLike], *, metadata: Metadata = None,
             workers: int | None = None, tenant: str = "default", speech: bool = True, ocr: bool = True,
             visual: bool = True, language: str | None = None, objects: bool = True, faces: bool = True,
-            picture: bool = True, max_bytes: int | None = None, progress: Callable | None = None,
-            ray: str | None = None) -> AddReport:
+            picture: bool = True, pose: bool = False, max_bytes: int | None = None,
+            progress: Callable | None = None, ray: str | None = None) -> AddReport:
         """Index files and folders (folders recursively). ``metadata``: a JSONL sidecar
         path or ``{source: {"title", "description", "tags", "people", ...}}``; a file
         whose metadata changed is re-indexed with it. ``workers``: None picks from the
@@ -199,7 +199,7 @@ class Index:
             side = Sidecar.from_mapping(metadata)
         options = IndexOptions(tenant=tenant, workers=workers or default_workers(), speech=speech, ocr=ocr,
                                visual=visual, language=language, objects=objects, faces=faces, picture=picture,
-                               max_bytes=max_bytes)
+                               pose=pose, max_bytes=max_bytes)
         if ray is not None:
             from indexer.distributed import index_paths_ray
 

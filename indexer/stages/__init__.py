@@ -18,6 +18,7 @@ from indexer.stages.keyframes import KeyframesStage
 from indexer.stages.objects import ObjectsStage
 from indexer.stages.ocr import OcrStage
 from indexer.stages.picture import PictureStage
+from indexer.stages.pose import PoseStage
 from indexer.stages.probe import ProbeStage
 from indexer.stages.shots import ShotsStage
 from indexer.stages.speech import AudioStage, SpeechStage
@@ -36,6 +37,7 @@ STAGES: tuple[type[Stage], ...] = (
     VisualStage,
     ObjectsStage,
     FacesStage,
+    PoseStage,
     OcrStage,
     PictureStage,
     AudioStage,
