@@ -107,6 +107,7 @@ from engine.catalog.schema_graph import GRAPH_V2  # noqa: E402  (knowledge graph
 from engine.catalog.schema_covers import COVERS_V3  # noqa: E402  (covers: variants, bandit events)
 from engine.catalog.schema_timeline import TIMELINE_V4  # noqa: E402  (evidence timeline: phrases, text spans, frames)
 from engine.catalog.schema_labels import LABELS_V5  # noqa: E402  (frame labels and faces)
+from engine.catalog.schema_vectors import VECTORS_V7  # noqa: E402  (pending vector rows, pruned once stored)
 
-MIGRATIONS: list[str] = [_V1, GRAPH_V2, COVERS_V3, TIMELINE_V4, LABELS_V5]
+MIGRATIONS: list[str] = [_V1, GRAPH_V2, COVERS_V3, TIMELINE_V4, LABELS_V5, VECTORS_V7]
 SCHEMA_VERSION = len(MIGRATIONS)

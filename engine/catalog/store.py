@@ -17,7 +17,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -314,6 +314,9 @@ class Catalog:
     def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self.path = Path(path)
         self.read_only = read_only
+        # Where rows pruned from ``vectors`` are read back (the index's vector store):
+        # callable(segment_ids, modalities) -> {modality: {segment: unit vector}}.
+        self.vector_source: Callable[[list[int], list[str]], dict[str, dict[int, np.ndarray]]] | None = None
         self._local = threading.local()
         if read_only and not self.path.exists():
             raise NotFoundError(
@@ -577,27 +580,88 @@ class Catalog:
 
     def vectors(self, segment_ids: Sequence[int], modality: str) -> dict[int, np.ndarray]:
         """Stored unit vectors of one modality for those segments (absent where missing)."""
-        out: dict[int, np.ndarray] = {}
-        for chunk in _chunks([int(i) for i in segment_ids], 500):
-            for seg, data in self._conn().execute(
-                f"SELECT segment, data FROM vectors WHERE modality = ? AND segment IN ({','.join('?' * len(chunk))})",
-                [modality, *chunk],
-            ):
-                out[seg] = _f32(data)
-        return out
+        return self.vectors_many(segment_ids, [modality])[modality]
 
-    def vectors_many(self, segment_ids: Sequence[int], modalities: Sequence[str]) -> dict[str, dict[int, np.ndarray]]:
-        """``vectors`` for several modalities in one pass (a search needs all of them)."""
+    def vectors_many(self, segment_ids: Sequence[int], modalities: Sequence[str], *,
+                     pending_only: bool = False) -> dict[str, dict[int, np.ndarray]]:
+        """``vectors`` for several modalities in one pass (a search needs all of them).
+
+        Rows pruned once the vector store saved them (``schema_vectors``) are read back
+        from the store through ``vector_source`` (set by ``engine.index.VideoIndex``);
+        ``pending_only`` reads only the rows the catalog still holds (op-log replay)."""
         out: dict[str, dict[int, np.ndarray]] = {m: {} for m in modalities}
         mods = list(modalities)
-        for chunk in _chunks([int(i) for i in segment_ids], 500):
+        ids = [int(i) for i in segment_ids]
+        for chunk in _chunks(ids, 500):
             for seg, mod, data in self._conn().execute(
                 f"SELECT segment, modality, data FROM vectors WHERE segment IN ({','.join('?' * len(chunk))})"
                 f" AND modality IN ({','.join('?' * len(mods))})",
                 [*chunk, *mods],
             ):
                 out[mod][seg] = _f32(data)
+        source = self.vector_source
+        if source is not None and not pending_only and ids:
+            missing = [i for i in ids if any(i not in out[m] for m in mods)]
+            if missing:
+                for m, got in source(missing, mods).items():
+                    for seg, vec in got.items():
+                        out[m].setdefault(seg, vec)
         return out
+
+    # -- pending vector rows (schema_vectors) ----------------------------------------------
+    def vector_prune_seq(self) -> int:
+        """The last op whose segments' pending vector rows were pruned (0: none)."""
+        try:
+            row = self._conn().execute("SELECT seq FROM vector_prune WHERE id = 1").fetchone()
+        except sqlite3.OperationalError:  # a catalog from before schema_vectors: nothing pruned
+            return 0
+        return int(row[0]) if row else 0
+
+    def prune_vectors(self, through_seq: int, modalities: Sequence[str], *, older_than: float | None = None
+                      ) -> tuple[int, int]:
+        """Delete the pending ``modalities`` rows of segments added by ops up to
+        ``through_seq`` (and, with ``older_than``, committed before that time): the
+        caller's vector store has saved them. Returns (new prune seq, rows deleted)."""
+        mods = list(modalities)
+        done = self.vector_prune_seq()
+        c = self._conn()
+        sql, args = "SELECT MAX(seq) FROM ops WHERE seq <= ?", [int(through_seq)]
+        if older_than is not None:
+            sql += " AND created_at <= ?"
+            args.append(float(older_than))
+        cutoff = int(c.execute(sql, args).fetchone()[0] or 0)
+        if cutoff <= done or not mods:
+            return done, 0
+        deleted = 0
+        with self.transaction() as t:
+            for (blob,) in t.execute("SELECT segments FROM ops WHERE op = 'add' AND seq > ? AND seq <= ?",
+                                     (done, cutoff)).fetchall():
+                seg_ids = np.frombuffer(blob, dtype=np.int64).tolist()
+                for chunk in _chunks(seg_ids, 500):
+                    deleted += t.execute(
+                        f"DELETE FROM vectors WHERE segment IN ({','.join('?' * len(chunk))})"
+                        f" AND modality IN ({','.join('?' * len(mods))})", [*chunk, *mods]).rowcount
+            t.execute("UPDATE vector_prune SET seq = ? WHERE id = 1", (cutoff,))
+        return cutoff, deleted
+
+    def reclaim_space(self, min_free_share: float = 0.5, min_free_bytes: int = 64 << 20) -> int:
+        """``VACUUM`` when at least ``min_free_share`` of the file (and ``min_free_bytes``)
+        is free pages, e.g. after the first prune of an index from before schema_vectors.
+        Returns the bytes given back (0 when not worth it or the database is busy)."""
+        c = self._conn()
+        page = int(c.execute("PRAGMA page_size").fetchone()[0])
+        total = int(c.execute("PRAGMA page_count").fetchone()[0]) * page
+        free = int(c.execute("PRAGMA freelist_count").fetchone()[0]) * page
+        if free < min_free_bytes or free < min_free_share * total:
+            return 0
+        try:
+            c.execute("VACUUM")
+        except sqlite3.OperationalError as e:  # readers hold it: a later writer open retries
+            import logging
+
+            logging.getLogger(__name__).warning("catalog %s: VACUUM deferred (%s)", self.path, e)
+            return 0
+        return total - int(c.execute("PRAGMA page_count").fetchone()[0]) * page
 
     def keyframe_vectors(self, segment_ids: Sequence[int]) -> dict[int, list[tuple[float, np.ndarray]]]:
         out: dict[int, list[tuple[float, np.ndarray]]] = {}

@@ -624,6 +624,7 @@ def _shard_entry(shard: FaissShard, files: ShardFiles) -> dict:
         "vec_rows": files.vec_rows,
         "vec_bytes": files.vec_bytes,
         "vec_sha256": files.vec_sha256,
+        **({"tuned": shard.tuned} if shard.tuned else {}),
     }
 
 
