@@ -297,7 +297,10 @@ class FaissShard:
             return self.tuned
         defaults = SearchDefaults.from_settings(self.settings)
         try:
-            self.tuned = tune_shard(self, lambda q, k, sp: self.search(q, k, sp, defaults, cpu=True)[1])
+            nlist = self.ivf_nlist or 1
+            floor_kf = defaults.disk_k_factor if self._vecs is not None else defaults.k_factor
+            self.tuned = tune_shard(self, lambda q, k, sp: self.search(q, k, sp, defaults, cpu=True)[1],
+                                    floor_nprobe=defaults.nprobe_for(nlist), floor_k_factor=floor_kf)
         except (RuntimeError, ValueError, MemoryError) as e:  # tuning is an optimisation: keep serving
             log.warning("shard %d: tuning failed (%s); default search settings apply", self.shard_no, e)
             self.tuned = None

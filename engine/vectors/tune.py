@@ -11,8 +11,11 @@ doubled since), which ``(nprobe, k_factor)`` reach ``TARGET_RECALL`` on its own 
   seeded generator, serve as queries; each one's exact top 10 among the *other* live
   vectors (itself excluded, so the sample is held out) is found by brute force over
   the stored vectors, read back in chunks.
-- **Ladder.** Probe shares from 1/32 of the lists to all of them, ``k_factor`` 4 to 64
-  (only for factories with a refine stage), tried in order of an estimated cost (codes
+- **Ladder.** Probe shares from the untuned default (a sixth of the lists, 16 to 384)
+  to all of them, ``k_factor`` from its default (8 in RAM, 16 on disk) to 64 (only for
+  factories with a refine stage): tuning only ever raises them, because queries from
+  another distribution than the data (``tests/test_vectors.py`` draws its queries from
+  other cluster centres) can need more than the sample does. Tried in order of an estimated cost (codes
   scanned plus refine rows scored, disk rows weighted as random reads); a setting
   no better on both knobs than one that already missed the target is skipped. The
   first that reaches the target wins; if none does, the best recall found.
@@ -57,10 +60,12 @@ def tuning_enabled(extra: dict | None) -> bool:
     return value not in (False, 0, "false", "no", "off")
 
 
-def tune_shard(shard: FaissShard, search: Callable[[np.ndarray, int, SearchParams], np.ndarray]) -> dict | None:
+def tune_shard(shard: FaissShard, search: Callable[[np.ndarray, int, SearchParams], np.ndarray],
+               floor_nprobe: int = 1, floor_k_factor: int = 1) -> dict | None:
     """Tune ``shard`` (see the module doc); ``search(queries, k, params)`` returns the
-    global ids (nq, k) of a CPU search of the shard. None when the shard has no IVF
-    knob to tune or too few live vectors."""
+    global ids (nq, k) of a CPU search of the shard. Settings below ``floor_nprobe`` /
+    ``floor_k_factor`` (the untuned defaults) are never chosen: tuning only raises them.
+    None when the shard has no IVF knob to tune or too few live vectors."""
     ivf_nlist = shard.ivf_nlist
     if ivf_nlist is None:
         return None
@@ -79,8 +84,10 @@ def tune_shard(shard: FaissShard, search: Callable[[np.ndarray, int, SearchParam
     self_ids = id_map[q_pos]
 
     refine = shard.has_refine
-    k_factors: tuple[int | None, ...] = K_FACTORS if refine else (None,)
-    nprobes = sorted({max(1, min(ivf_nlist, int(round(ivf_nlist * s)))) for s in PROBE_SHARES})
+    k_factors: tuple[int | None, ...] = (
+        tuple(sorted({floor_k_factor, *(kf for kf in K_FACTORS if kf > floor_k_factor)})) if refine else (None,))
+    floor_p = max(1, min(ivf_nlist, floor_nprobe))
+    nprobes = sorted({max(floor_p, min(ivf_nlist, int(round(ivf_nlist * s)))) for s in PROBE_SHARES})
     n = len(live)
     code = max(1, shard.code_bytes)
     row = 2 * shard.dim * (DISK_ROW_WEIGHT if shard.refine_on_disk else 1)
