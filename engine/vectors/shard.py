@@ -283,6 +283,14 @@ class FaissShard:
         """Stored vectors at ``positions`` (see :meth:`_reconstruct`)."""
         return self._reconstruct(positions)
 
+    def flat_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """(global ids, their float32 rows) of a Flat shard, as copies (the node index)."""
+        n = self.ntotal
+        if n == 0 or self.kind != "flat":
+            return np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32)
+        xb = faiss.rev_swig_ptr(self.inner.get_xb(), n * self.dim).reshape(n, self.dim)
+        return self._id_map().copy(), np.array(xb, dtype=np.float32)
+
     def id_map(self) -> np.ndarray:
         """Position -> global id (a view valid until the next mutation)."""
         return self._id_map()
