@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
+
 
 from engine.catalog import labels as _labels
 from engine.catalog.labels import FaceRecord, FrameLabel
@@ -39,6 +41,8 @@ __all__ = [
     "TimelineUnit",
     "make_video_id",
 ]
+
+_log = logging.getLogger(__name__)
 
 # The modalities of a segment, in the joint vector's block order: the one definition
 # (engine.catalog.MODALITIES), imported by the index config, the index, intents and the planner.
@@ -633,6 +637,9 @@ class Catalog:
         if cutoff <= done or not mods:
             return done, 0
         deleted = 0
+        if cutoff - done > 1000:  # e.g. the first writer open of an index from before schema_vectors
+            _log.info("catalog %s: dropping the vector rows of ops %d..%d that the vector store holds",
+                      self.path, done + 1, cutoff)
         with self.transaction() as t:
             for (blob,) in t.execute("SELECT segments FROM ops WHERE op = 'add' AND seq > ? AND seq <= ?",
                                      (done, cutoff)).fetchall():
@@ -644,7 +651,7 @@ class Catalog:
             t.execute("UPDATE vector_prune SET seq = ? WHERE id = 1", (cutoff,))
         return cutoff, deleted
 
-    def reclaim_space(self, min_free_share: float = 0.5, min_free_bytes: int = 64 << 20) -> int:
+    def reclaim_space(self, min_free_share: float = 0.5, min_free_bytes: int = 1 << 20) -> int:
         """``VACUUM`` when at least ``min_free_share`` of the file (and ``min_free_bytes``)
         is free pages, e.g. after the first prune of an index from before schema_vectors.
         Returns the bytes given back (0 when not worth it or the database is busy)."""
@@ -654,12 +661,12 @@ class Catalog:
         free = int(c.execute("PRAGMA freelist_count").fetchone()[0]) * page
         if free < min_free_bytes or free < min_free_share * total:
             return 0
+        _log.info("catalog %s: %.1f of %.1f GB are free pages: VACUUM (once; it rewrites the file)",
+                  self.path, free / 1e9, total / 1e9)
         try:
             c.execute("VACUUM")
         except sqlite3.OperationalError as e:  # readers hold it: a later writer open retries
-            import logging
-
-            logging.getLogger(__name__).warning("catalog %s: VACUUM deferred (%s)", self.path, e)
+            _log.warning("catalog %s: VACUUM deferred (%s)", self.path, e)
             return 0
         return total - int(c.execute("PRAGMA page_count").fetchone()[0]) * page
 
