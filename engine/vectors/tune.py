@@ -31,15 +31,17 @@ the target (0.97) sits above the product's promise (0.95). ``settings.extra`` ke
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import faiss
 import numpy as np
 
 from engine.vectors.base import SearchParams
 
-if TYPE_CHECKING:
-    from engine.vectors.shard import FaissShard
+# The shard is duck-typed (engine.vectors.shard.FaissShard: ivf_nlist, has_refine,
+# refine_on_disk, code_bytes, live_positions, reconstruct, id_map, settings, dim,
+# shard_no, ntotal); importing it here would make a cycle.
+FaissShard = Any
 
 __all__ = ["TARGET_RECALL", "TUNE_QUERIES", "PROBE_SHARES", "K_FACTORS", "tune_shard", "tuning_enabled"]
 
