@@ -181,3 +181,26 @@ def test_kill_while_pruning_leaves_every_committed_video_searchable(tmp_path, de
             got = idx.modality_vectors([s.id for s in segs], ["visual"])["visual"]
             for s, want in zip(segs, _originals(i, 4)):
                 np.testing.assert_allclose(got[s.id], want["visual"], atol=1e-6)
+
+
+def test_a_bulk_prune_keeps_recent_and_unstored_rows(tmp_path, monkeypatch):
+    """Many ops at once (an old index's first writer open) take the copy-and-drop path:
+    the same rows go as with the row-wise prune, the table keeps its constraints."""
+    import engine.catalog.store as store_mod
+
+    cfg = IndexConfig(shards=2, flat_max=1000, block_weights={"visual": 1.0, "speech": 0.0, "ocr": 1.0,
+                                                               "metadata": 1.0})
+    with VideoIndex.open(tmp_path, writer=True, config=cfg, encoders=ENC) as idx:
+        recs = [idx.add_video(make_video(i)) for i in range(5)]
+        monkeypatch.setattr(store_mod, "BULK_PRUNE_OPS", 2)
+        cutoff = idx.catalog.ops_since(0)
+        seqs = [op.seq for op in cutoff]
+        seq, deleted = idx.catalog.prune_vectors(seqs[2], ["visual"])  # ops 1..3: bulk path
+        assert (seq, deleted) == (seqs[2], 9)
+        assert _rows(tmp_path) == {"visual": 6, "speech": 15}
+        with pytest.raises(sqlite3.IntegrityError):  # UNIQUE (segment, modality) is back
+            seg = idx.catalog.segments_of(recs[4].key)[0].id
+            idx.catalog._conn().execute("INSERT INTO vectors (segment, modality, data) VALUES (?, 'visual', x'00')",
+                                        (seg,))
+        idx.delete_video(recs[4].video_id)  # ON DELETE CASCADE is back too
+        assert _rows(tmp_path) == {"visual": 3, "speech": 12}

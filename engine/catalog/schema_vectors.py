@@ -19,7 +19,17 @@ ones before it (v6, face identities, is another branch's).
 """
 from __future__ import annotations
 
-__all__ = ["VECTORS_V7"]
+__all__ = ["VECTORS_V7", "VECTORS_TABLE"]
+
+# The ``vectors`` table as schema v1 defines it: recreated by a bulk prune (Catalog.prune_vectors).
+VECTORS_TABLE = """
+CREATE TABLE vectors (
+    segment   INTEGER NOT NULL REFERENCES segments (id) ON DELETE CASCADE,
+    modality  TEXT NOT NULL,
+    data      BLOB NOT NULL,
+    UNIQUE (segment, modality)
+)
+"""
 
 VECTORS_V7 = """
 CREATE TABLE IF NOT EXISTS vector_prune (
