@@ -6,6 +6,10 @@ commit point of an ingest or a delete. The vector and lexical indexes are derive
 state that remember the last ``ops.seq`` they reflect and replay the rest
 (``engine.index``), so a crash between the catalog commit and their save loses
 nothing and never shows half a video.
+
+Per-modality vectors are held here only until the vector store has saved them
+(``engine.catalog.schema_vectors``): the store is their one copy, read back through
+``vector_source``.
 """
 from __future__ import annotations
 
