@@ -127,8 +127,10 @@ def plot(files: list[Path], png: Path) -> Path:
         ax.legend(fontsize=7)
     ax_r.set_ylabel("recall@10")
     ax_r.set_title("recall@10 of the default settings")
-    ax_l.set_ylabel("ms per query (one at a time)")
-    ax_l.set_title("single-query latency, engine defaults")
+    ax_l.set_yscale("log")
+    ax_l.set_ylabel("ms per query (one at a time, log scale)")
+    ax_l.set_title("single-query latency, engine defaults\n(shared 2-core machine: compare with the load in the table)",
+                   fontsize=9)
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=110)
