@@ -204,3 +204,22 @@ def test_a_bulk_prune_keeps_recent_and_unstored_rows(tmp_path, monkeypatch):
                                         (seg,))
         idx.delete_video(recs[4].video_id)  # ON DELETE CASCADE is back too
         assert _rows(tmp_path) == {"visual": 3, "speech": 12}
+
+
+def test_the_cover_service_reads_pruned_vectors_through_the_index(tmp_path, no_retention):
+    from indexer.covers.service import CoverService
+
+    with open_writer(tmp_path) as w:
+        rec = w.add_video(make_video(0))
+    with VideoIndex.open(tmp_path) as r:
+        ids = [s.id for s in r.catalog.segments_of(rec.key)]
+        bare = CoverService(tmp_path)
+        wired = CoverService(tmp_path, vector_source=r.modality_vectors)
+        try:
+            assert bare.catalog.vectors(ids, "visual") == {}  # the catalog alone no longer has them
+            got = wired.catalog.vectors(ids, "visual")
+            for sid, want in zip(ids, _originals(0)):
+                np.testing.assert_allclose(got[sid], want["visual"], atol=1e-6)
+        finally:
+            bare.close()
+            wired.close()
