@@ -20,6 +20,7 @@ from engine.errors import InputError
 from api import (routes, routes_covers, routes_feedback, routes_graph, routes_labels, routes_live, routes_media,
                  routes_production)
 from api import routes_identities
+from api import routes_batch  # noqa: E402  (POST /v1/search/batch)
 from api.conventions import install_rate_headers
 from api.discovery import advertise, withdraw
 from api.errors import STATUS_BY_CODE, ApiError, ErrorBody, install_error_handlers
@@ -36,7 +37,7 @@ log = logging.getLogger("vidseek.api")
 
 # The route modules, installed in this order; each has install(app).
 ROUTE_MODULES = (routes, routes_covers, routes_graph, routes_production, routes_feedback, routes_labels,
-                 routes_media, routes_live, routes_identities)
+                 routes_media, routes_live, routes_identities, routes_batch)
 
 
 def _log_start(state: ServiceState, requeued: int) -> None:

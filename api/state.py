@@ -271,5 +271,6 @@ class ServiceState:
             if self.cover_service is None:
                 from indexer.covers.service import CoverService
 
-                self.cover_service = CoverService(self.index_dir)
+                self.cover_service = CoverService(
+                    self.index_dir, vector_source=lambda ids, mods: self.index().modality_vectors(ids, mods))
             return self.cover_service

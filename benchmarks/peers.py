@@ -326,6 +326,9 @@ class RawShardsPeer:
             raise InputError(f"the vector store in {store_dir} has tombstones, which raw FAISS would return",
                              hint="compact it first")
         self.indexes = [faiss.read_index(str(store_dir / f)) for f in files]
+        # Each shard's tuned search defaults (engine.vectors.tune), so that the raw
+        # peer resolves "default" parameters as the store does.
+        self.tuned = [e.get("tuned") for e in manifest["shards"] if e.get("file")]
 
     def nlists(self) -> list[int | None]:
         """``nlist`` of each shard's IVF stage (``None`` where there is none)."""

@@ -14,6 +14,12 @@ record the last op seq they reflect (saved atomically with their state); whoever
 opens the directory replays the ops after that seq (a writer saves the result, a
 reader keeps it in memory). So after a crash at any point the directory reads as
 the old or the new state, never a mix, and nothing committed is lost.
+
+One copy of each vector: a segment's per-modality vectors are written to the catalog
+in its commit transaction (what a replay needs) and pruned from it once the vector
+store has saved that op and ``VECTOR_RETENTION_S`` has passed; from then on the store
+(float16 refine rows, or float32 Flat shards) is their only copy, and
+``Catalog.vectors_many`` reads them back through it (``engine.catalog.schema_vectors``).
 """
 from __future__ import annotations
 
@@ -39,6 +45,10 @@ __all__ = ["VideoIndex", "Block", "FORMAT_VERSION", "lexical_fields"]
 
 FORMAT_VERSION = 1
 _REPLAY_BATCH = 2048
+# Pending vector rows stay in the catalog this long after their commit even once the
+# store has saved them, so that a reader that last synced within this window replays
+# in memory instead of reloading the saved store.
+VECTOR_RETENTION_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,8 @@ class VideoIndex:
         self.dim = off
         self._vec_seq = vectors.applied_seq
         self._lex_seq = lexical.applied_seq
+        self._retired: list[VectorStore] = []  # stores a reader replaced; closed at its next sync
+        catalog.vector_source = self._store_vectors
 
     # -- opening ---------------------------------------------------------------------
     @classmethod
@@ -142,6 +154,9 @@ class VideoIndex:
                 atomic_write_json(mpath, manifest)
             idx = cls(path, manifest, catalog, vectors, lexical, writer=writer, lock_fd=lock_fd)
             idx.sync()
+            if writer:
+                idx.prune_vectors()  # also moves an index from before schema_vectors to one copy
+                idx.catalog.reclaim_space()
             return idx
         except BaseException:
             if lock_fd is not None:
@@ -163,6 +178,9 @@ class VideoIndex:
                     self.flush()
             finally:
                 self.vectors.close()
+                for old in self._retired:
+                    old.close()
+                self._retired.clear()
                 self.lexical.close()
                 self.catalog.close()
             if self._lock_fd is not None:
@@ -234,6 +252,29 @@ class VideoIndex:
         with self._mutex:
             self.vectors.save(self._vec_seq)
             self.lexical.save(self._lex_seq)
+            self.prune_vectors()
+
+    def prune_vectors(self, retention_s: float | None = None) -> int:
+        """Drop the catalog's pending vector rows that the saved vector store holds and
+        that are older than ``retention_s`` (default ``VECTOR_RETENTION_S``); returns
+        how many rows went. Modalities the store cannot give back are kept."""
+        self._require_writer()
+        mods = self._prunable_modalities()
+        if not mods:
+            return 0
+        keep = VECTOR_RETENTION_S if retention_s is None else float(retention_s)
+        with self._mutex:
+            _seq, deleted = self.catalog.prune_vectors(self.vectors.applied_seq, mods, older_than=time.time() - keep)
+        return deleted
+
+    def _prunable_modalities(self) -> list[str]:
+        """Modalities whose vectors the store gives back (its factory stores them exactly
+        and their block weight is not 0: the block is the unit vector times the weight)."""
+        from engine.vectors.factory import stores_exactly
+
+        if not stores_exactly(self.vectors.settings.approx_factory, self.dim):
+            return []
+        return [m for m in self.blocks if float(self.config.block_weights.get(m, 0.0)) > 0]
 
     @property
     def seq(self) -> int:
@@ -254,6 +295,7 @@ class VideoIndex:
             n = 0
             if not self.writer:
                 self._reload_saved_lexical()
+            self._check_pruned_vectors()
             start = min(self._vec_seq, self._lex_seq)
             pending_ids: list[np.ndarray] = []
             pending_vecs: list[np.ndarray] = []
@@ -283,7 +325,7 @@ class VideoIndex:
                     if do_lex:
                         lex_delete(op.video)
                 else:
-                    ids, vecs, docs = self._materialise(op.video, op.segment_ids)
+                    ids, vecs, docs = self._materialise(op.video, op.segment_ids, vectors=do_vec, docs=do_lex)
                     if do_vec and len(ids):
                         pending_ids.append(ids)
                         pending_vecs.append(vecs)
@@ -301,6 +343,36 @@ class VideoIndex:
                 self.flush()
             return n
 
+    def _check_pruned_vectors(self) -> None:
+        """The catalog no longer holds the vectors of ops up to its prune mark: a reader
+        behind it reloads the saved store (which reaches past it); a writer behind it has
+        a store folder older than its catalog, which the catalog cannot rebuild."""
+        for old in self._retired:  # searches that held a replaced store have finished by now
+            old.close()
+        self._retired.clear()
+        pruned = self.catalog.vector_prune_seq()
+        if self._vec_seq >= pruned:
+            return
+        vdir = self.path / "vectors"
+        if self.writer:
+            raise CorruptIndexError(
+                f"{vdir} reflects catalog op {self._vec_seq}, but the catalog keeps vectors only after op {pruned}"
+                " (the store is their one copy): the vector folder is older than the catalog",
+                hint="restore the whole index folder from one backup, or re-index into a new folder",
+            )
+        # a shard-group reader (query.shards) reloads its own group only
+        fresh = _retry_open(lambda: VectorStore.open(vdir, expected=self.vectors.settings, read_only=True,
+                                                     only_shards=self.vectors.only_shards))
+        if fresh.applied_seq < pruned:
+            fresh.close()
+            raise CorruptIndexError(
+                f"{vdir} was saved at op {fresh.applied_seq}, before the catalog pruned vectors up to op {pruned}",
+                hint="restore the whole index folder from one backup, or re-index into a new folder",
+            )
+        self._retired.append(self.vectors)
+        self.vectors = fresh
+        self._vec_seq = fresh.applied_seq
+
     def _reload_saved_lexical(self) -> None:
         """Readers: reload the saved BM25 state (a writer may have saved since, which drops
         the in-memory tail); ``sync`` replays the ops after it, in memory."""
@@ -314,23 +386,29 @@ class VideoIndex:
             return self.lexical.add, self.lexical.delete_video
         return self.lexical.add_in_memory, self.lexical.delete_video_in_memory
 
-    def _materialise(self, video_key: int, seg_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[LexicalDoc]]:
-        """Joint vectors and lexical docs of an added video, read back from the catalog.
+    def _materialise(self, video_key: int, seg_ids: np.ndarray, *, vectors: bool = True, docs: bool = True
+                     ) -> tuple[np.ndarray, np.ndarray, list[LexicalDoc]]:
+        """Joint vectors and lexical docs of an added video, read back from the catalog
+        (its pending vector rows: ``sync`` made sure they are there when ``vectors``).
         Segments deleted since (a later op) are simply absent."""
         segs = self.catalog.get_segments(seg_ids.tolist())
         if not segs:
             return np.empty(0, np.int64), np.empty((0, self.dim), np.float32), []
         video = self.catalog.get_video_by_key(video_key)
         ids = np.array(sorted(segs), dtype=np.int64)
-        per_mod = self.catalog.vectors_many(ids.tolist(), list(self.blocks))
-        vecs = np.stack(
-            [self.joint_vector({m: per_mod[m][i] for m in self.blocks if i in per_mod[m]}) for i in ids.tolist()]
-        )
-        docs = [
+        vecs = np.empty((0, self.dim), np.float32)
+        if vectors:
+            per_mod = self.catalog.vectors_many(ids.tolist(), list(self.blocks), pending_only=True)
+            vecs = np.stack(
+                [self.joint_vector({m: per_mod[m][i] for m in self.blocks if i in per_mod[m]}) for i in ids.tolist()]
+            )
+        if not docs:
+            return ids, vecs, []
+        docs_out = [
             LexicalDoc(int(i), video_key, lexical_fields(video, segs[i].transcript, segs[i].ocr_text, segs[i].labels))
             for i in ids.tolist()
         ]
-        return ids, vecs, docs
+        return ids, vecs, docs_out
 
     # -- reads -------------------------------------------------------------------------
     def search_vectors(self, queries: np.ndarray, params: SearchParams) -> tuple[np.ndarray, np.ndarray]:
@@ -341,29 +419,40 @@ class VideoIndex:
 
         Read back from the joint vectors in the vector store when it stores them
         exactly (Flat shards, or an fp16 refine stage: cosines then agree with the
-        catalog's float32 copy to about 1e-3), since each block there is the unit
-        modality vector times its fixed block weight; from the catalog otherwise, and
-        for modalities whose block weight is zero.
+        float32 vectors to about 1e-3), since each block there is the unit modality
+        vector times its fixed block weight; from the catalog otherwise, and for
+        modalities whose block weight is zero (the catalog keeps those rows).
         """
         mods = list(modalities)
         out: dict[str, dict[int, np.ndarray]] = {m: {} for m in mods}
-        from_store = [m for m in mods if m in self.blocks and float(self.config.block_weights.get(m, 0.0)) > 0]
-        got = self.vectors.stored_vectors(np.asarray(list(segment_ids), dtype=np.int64)) if from_store else None
-        if got is None:
-            from_store = []
-        else:
-            ids, joint = got
-            id_list = ids.tolist()
-            for m in from_store:
-                b = self.blocks[m]
-                block = joint[:, b.offset:b.offset + b.dim]
-                norms = np.linalg.norm(block, axis=1)
-                present = norms > 1e-6 * float(self.config.block_weights[m])
-                unit = block / np.where(present, norms, 1.0)[:, None]
-                out[m] = {id_list[r]: unit[r] for r in np.flatnonzero(present)}
-        rest = [m for m in mods if m not in from_store]
+        got = self._store_vectors(list(segment_ids), mods, complete=True)
+        out.update(got)
+        rest = [m for m in mods if m not in got]
         if rest:
-            out.update(self.catalog.vectors_many(segment_ids, rest))
+            out.update(self.catalog.vectors_many(segment_ids, rest, pending_only=True))
+        return out
+
+    def _store_vectors(self, segment_ids: Sequence[int], modalities: Sequence[str], *, complete: bool = False
+                       ) -> dict[str, dict[int, np.ndarray]]:
+        """Per modality with a non-zero block weight, the unit vectors the store holds for
+        ``segment_ids`` (the catalog's ``vector_source``). Empty when the store does
+        not store exactly; ``complete`` also lists such modalities when nothing is found."""
+        mods = [m for m in modalities if m in self.blocks and float(self.config.block_weights.get(m, 0.0)) > 0]
+        if not mods or not len(segment_ids):
+            return {m: {} for m in mods} if complete and mods else {}
+        got = self.vectors.stored_vectors(np.asarray(list(segment_ids), dtype=np.int64))
+        if got is None:
+            return {}
+        ids, joint = got
+        id_list = ids.tolist()
+        out: dict[str, dict[int, np.ndarray]] = {}
+        for m in mods:
+            b = self.blocks[m]
+            block = joint[:, b.offset:b.offset + b.dim]
+            norms = np.linalg.norm(block, axis=1)
+            present = norms > 1e-6 * float(self.config.block_weights[m])
+            unit = block / np.where(present, norms, 1.0)[:, None]
+            out[m] = {id_list[r]: unit[r] for r in np.flatnonzero(present)}
         return out
 
     # -- reads a search makes (so that callers need not reach into the parts) ------------

@@ -33,7 +33,7 @@ from query.parse import ParsedQuery, parse
 from query.people import describe_people, person_moments, with_faces
 from query.plan import DEFAULT_FUSION, Plan, SearchOptions, make_plan
 from query.results import Hit, SearchResponse
-from query.retrieve import retrieve
+from query.retrieve import dense_runs_many, retrieve
 from query.scoring import exact_scores, fuse, gather, rerank
 
 __all__ = ["SearchOptions", "Hit", "SearchResponse", "Searcher", "DEFAULT_FUSION", "Plan"]
@@ -141,7 +141,33 @@ class Searcher:
                                   (time.perf_counter() - t0) * 1000, hits, parsed.to_dict(), search_id,
                                   min_confidence=opts.min_confidence)
         plan, blocks = self.plan(query, image=image, options=opts, parsed=parsed)
-        retrieved = retrieve(self.index, plan, blocks)
+        return self._respond(query, parsed, plan, blocks, opts, search_id, t0)
+
+    def search_many(self, queries: list[str], *, options: SearchOptions | None = None) -> list[SearchResponse]:
+        """Several text queries with the same options: each planned as ``search`` does,
+        their dense runs made in one vector search (``query.retrieve.dense_runs_many``),
+        then each finished as ``search`` does. Response i equals ``search(queries[i])``
+        but for ``search_id`` and ``took_ms`` (the batch's time so far)."""
+        t0 = time.perf_counter()
+        opts = options or SearchOptions()
+        parsed = [parse(q) for q in queries]
+        planned = [(i, *self.plan(q, options=opts, parsed=pq)) for i, (q, pq) in enumerate(zip(queries, parsed))
+                   if pq.search_text]
+        dense = dense_runs_many(self.index, [p for _i, p, _b in planned], [b for _i, _p, b in planned])
+        done = {i: (p, b, d) for (i, p, b), d in zip(planned, dense)}
+        out = []
+        for i, (q, pq) in enumerate(zip(queries, parsed)):
+            if i in done:
+                p, b, d = done[i]
+                out.append(self._respond(q, pq, p, b, opts, uuid.uuid4().hex, t0, dense=d))
+            else:  # a filter-only query: no vectors to batch
+                out.append(self.search(q, options=opts))
+        return out
+
+    def _respond(self, query: str, parsed: ParsedQuery, plan: Plan, blocks: dict[str, np.ndarray],
+                 opts: SearchOptions, search_id: str, t0: float, dense: list | None = None) -> SearchResponse:
+        """A planned search, from retrieval to the response (``dense``: its dense runs, made already)."""
+        retrieved = retrieve(self.index, plan, blocks, dense=dense if "dense" in plan.retrievers else None)
         fetch = self._videos_by_keys
         if parsed.filters.people or parsed.filters.exclude_people:  # person:"X" also holds where X's face is seen
             def fetch(keys, _f=self._videos_by_keys):

@@ -432,3 +432,25 @@ def test_orphans_from_a_crashed_save_are_removed(tmp_path: Path) -> None:
     names = {p.name for p in tmp_path.iterdir()}
     assert "shard-000.000002.faiss" not in names and ".shard-001.000002.faiss.tmp" not in names
     assert "notes.txt" in names
+
+
+# -- the node index (issue 17: a GPU node holds its shards as one index; this is its CPU twin) --
+def test_the_node_index_answers_as_the_shards_do(tmp_path: Path) -> None:
+    x, ids, keys = X[:6000], IDS[:6000], KEYS[:6000]
+    with build(tmp_path / "shards", x, ids, keys, flat_max=10_000) as per_shard, \
+            build(tmp_path / "node", x, ids, keys, flat_max=10_000, extra={"node_index": True}) as node:
+        assert all(s["kind"] == "flat" for s in node.info()["shards"])
+        want = per_shard.search(QUERIES, SearchParams(k=10))
+        got = node.search(QUERIES, SearchParams(k=10))
+        assert node._node is not None  # served by the node index
+        np.testing.assert_array_equal(got[1], want[1])
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
+        # a change rebuilds it: removed ids vanish, added ones appear
+        gone = ids[keys % 4 == 1][:50]
+        node.remove(gone, keys[np.isin(ids, gone)])
+        per_shard.remove(gone, keys[np.isin(ids, gone)])
+        node.add(np.array([10**9]), QUERIES[:1], np.array([5]))
+        per_shard.add(np.array([10**9]), QUERIES[:1], np.array([5]))
+        got = node.search(QUERIES, SearchParams(k=10))
+        np.testing.assert_array_equal(got[1], per_shard.search(QUERIES, SearchParams(k=10))[1])
+        assert got[1][0, 0] == 10**9 and not np.isin(got[1], gone).any()

@@ -43,10 +43,11 @@ __all__ = ["run"]
 def _raw_params(peer: RawShardsPeer, defaults: SearchDefaults, point: SweepPoint, k: int) -> list[Any]:
     """Per-shard FAISS parameters equal to what the engine resolves for ``point``."""
     out = []
-    for idx, nlist in zip(peer.indexes, peer.nlists()):
-        nprobe = point.nprobe or (defaults.nprobe_for(nlist) if nlist else None)
-        out.append(raw_search_params(idx, k, nprobe=nprobe, ef_search=point.ef_search or defaults.ef_search,
-                                     k_factor=point.k_factor or defaults.k_factor))
+    for idx, nlist, tuned in zip(peer.indexes, peer.nlists(), peer.tuned):
+        shard_defaults = defaults.tuned(tuned)  # the shard's tuned values, as the store applies them
+        nprobe = point.nprobe or (shard_defaults.nprobe_for(nlist) if nlist else None)
+        out.append(raw_search_params(idx, k, nprobe=nprobe, ef_search=point.ef_search or shard_defaults.ef_search,
+                                     k_factor=point.k_factor or shard_defaults.k_factor))
     return out
 
 

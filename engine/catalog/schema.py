@@ -108,6 +108,7 @@ from engine.catalog.schema_covers import COVERS_V3  # noqa: E402  (covers: varia
 from engine.catalog.schema_timeline import TIMELINE_V4  # noqa: E402  (evidence timeline: phrases, text spans, frames)
 from engine.catalog.schema_labels import LABELS_V5  # noqa: E402  (frame labels and faces)
 from engine.catalog.schema_identities import IDENTITIES_V6  # noqa: E402  (face tracks, identities, names)
+from engine.catalog.schema_vectors import VECTORS_V7  # noqa: E402  (pending vector rows, pruned once stored)
 
-MIGRATIONS: list[str] = [_V1, GRAPH_V2, COVERS_V3, TIMELINE_V4, LABELS_V5, IDENTITIES_V6]
+MIGRATIONS: list[str] = [_V1, GRAPH_V2, COVERS_V3, TIMELINE_V4, LABELS_V5, IDENTITIES_V6, VECTORS_V7]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -6,18 +6,23 @@ commit point of an ingest or a delete. The vector and lexical indexes are derive
 state that remember the last ``ops.seq`` they reflect and replay the rest
 (``engine.index``), so a crash between the catalog commit and their save loses
 nothing and never shows half a video.
+
+Per-modality vectors are held here only until the vector store has saved them
+(``engine.catalog.schema_vectors``): the store is their one copy, read back through
+``vector_source``.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sqlite3
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -26,6 +31,7 @@ from engine.catalog import labels as _labels
 from engine.catalog.identities import FaceTrack
 from engine.catalog.labels import FaceRecord, FrameLabel
 from engine.catalog.schema import MIGRATIONS, SCHEMA_VERSION
+from engine.catalog.schema_vectors import VECTORS_TABLE
 from engine.catalog.schema_graph import GC_ORPHAN_ENTITIES
 from engine.errors import CorruptIndexError, IndexMismatchError, NotFoundError
 
@@ -41,6 +47,10 @@ __all__ = [
     "TimelineUnit",
     "make_video_id",
 ]
+
+_log = logging.getLogger(__name__)
+# A prune of more ops than this at once copies the rows to keep instead of deleting the rest.
+BULK_PRUNE_OPS = 1000
 
 # The modalities of a segment, in the joint vector's block order: the one definition
 # (engine.catalog.MODALITIES), imported by the index config, the index, intents and the planner.
@@ -332,6 +342,9 @@ class Catalog:
     def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self.path = Path(path)
         self.read_only = read_only
+        # Where rows pruned from ``vectors`` are read back (the index's vector store):
+        # callable(segment_ids, modalities) -> {modality: {segment: unit vector}}.
+        self.vector_source: Callable[[list[int], list[str]], dict[str, dict[int, np.ndarray]]] | None = None
         self._local = threading.local()
         if read_only and not self.path.exists():
             raise NotFoundError(
@@ -598,27 +611,123 @@ class Catalog:
 
     def vectors(self, segment_ids: Sequence[int], modality: str) -> dict[int, np.ndarray]:
         """Stored unit vectors of one modality for those segments (absent where missing)."""
-        out: dict[int, np.ndarray] = {}
-        for chunk in _chunks([int(i) for i in segment_ids], 500):
-            for seg, data in self._conn().execute(
-                f"SELECT segment, data FROM vectors WHERE modality = ? AND segment IN ({','.join('?' * len(chunk))})",
-                [modality, *chunk],
-            ):
-                out[seg] = _f32(data)
-        return out
+        return self.vectors_many(segment_ids, [modality])[modality]
 
-    def vectors_many(self, segment_ids: Sequence[int], modalities: Sequence[str]) -> dict[str, dict[int, np.ndarray]]:
-        """``vectors`` for several modalities in one pass (a search needs all of them)."""
+    def vectors_many(self, segment_ids: Sequence[int], modalities: Sequence[str], *,
+                     pending_only: bool = False) -> dict[str, dict[int, np.ndarray]]:
+        """``vectors`` for several modalities in one pass (a search needs all of them).
+
+        Rows pruned once the vector store saved them (``schema_vectors``) are read back
+        from the store through ``vector_source`` (set by ``engine.index.VideoIndex``);
+        ``pending_only`` reads only the rows the catalog still holds (op-log replay)."""
         out: dict[str, dict[int, np.ndarray]] = {m: {} for m in modalities}
         mods = list(modalities)
-        for chunk in _chunks([int(i) for i in segment_ids], 500):
+        ids = [int(i) for i in segment_ids]
+        for chunk in _chunks(ids, 500):
             for seg, mod, data in self._conn().execute(
                 f"SELECT segment, modality, data FROM vectors WHERE segment IN ({','.join('?' * len(chunk))})"
                 f" AND modality IN ({','.join('?' * len(mods))})",
                 [*chunk, *mods],
             ):
                 out[mod][seg] = _f32(data)
+        source = self.vector_source
+        if source is not None and not pending_only and ids:
+            missing = [i for i in ids if any(i not in out[m] for m in mods)]
+            if missing:
+                for m, got in source(missing, mods).items():
+                    for seg, vec in got.items():
+                        out[m].setdefault(seg, vec)
         return out
+
+    # -- pending vector rows (schema_vectors) ----------------------------------------------
+    def vector_prune_seq(self) -> int:
+        """The last op whose segments' pending vector rows were pruned (0: none)."""
+        try:
+            row = self._conn().execute("SELECT seq FROM vector_prune WHERE id = 1").fetchone()
+        except sqlite3.OperationalError:  # a catalog from before schema_vectors: nothing pruned
+            return 0
+        return int(row[0]) if row else 0
+
+    def prune_vectors(self, through_seq: int, modalities: Sequence[str], *, older_than: float | None = None
+                      ) -> tuple[int, int]:
+        """Delete the pending ``modalities`` rows of segments added by ops up to
+        ``through_seq`` (and, with ``older_than``, committed before that time): the
+        caller's vector store has saved them. Returns (new prune seq, rows deleted)."""
+        mods = list(modalities)
+        done = self.vector_prune_seq()
+        c = self._conn()
+        sql, args = "SELECT MAX(seq) FROM ops WHERE seq <= ?", [int(through_seq)]
+        if older_than is not None:
+            sql += " AND created_at <= ?"
+            args.append(float(older_than))
+        cutoff = int(c.execute(sql, args).fetchone()[0] or 0)
+        if cutoff <= done or not mods:
+            return done, 0
+        deleted = 0
+        if cutoff - done > BULK_PRUNE_OPS:  # e.g. the first writer open of an index from before schema_vectors
+            _log.info("catalog %s: dropping the vector rows of ops %d..%d that the vector store holds",
+                      self.path, done + 1, cutoff)
+            return cutoff, self._bulk_prune(cutoff, mods)
+        with self.transaction() as t:
+            for (blob,) in t.execute("SELECT segments FROM ops WHERE op = 'add' AND seq > ? AND seq <= ?",
+                                     (done, cutoff)).fetchall():
+                seg_ids = np.frombuffer(blob, dtype=np.int64).tolist()
+                for chunk in _chunks(seg_ids, 500):
+                    deleted += t.execute(
+                        f"DELETE FROM vectors WHERE segment IN ({','.join('?' * len(chunk))})"
+                        f" AND modality IN ({','.join('?' * len(mods))})", [*chunk, *mods]).rowcount
+            t.execute("UPDATE vector_prune SET seq = ? WHERE id = 1", (cutoff,))
+        return cutoff, deleted
+
+    def _bulk_prune(self, cutoff: int, mods: list[str]) -> int:
+        """``prune_vectors`` for many ops at once: copy the rows to keep into a new table
+        and drop the old one. Deleting row by row rewrote every page of a 7.6 GB table
+        through the WAL (5 GB of WAL within ten minutes at 1M segments); dropping a table
+        only moves its pages to the free list. One transaction, as the row-wise prune."""
+        c = self._conn()
+        keep: list[int] = []
+        for (blob,) in c.execute("SELECT segments FROM ops WHERE op = 'add' AND seq > ?", (cutoff,)):
+            keep.extend(np.frombuffer(blob, dtype=np.int64).tolist())
+        # DROP TABLE with foreign keys on runs an implicit DELETE first (every page again);
+        # the pragma only takes effect outside a transaction.
+        c.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with self.transaction() as t:
+                before = int(t.execute("SELECT COUNT(*) FROM vectors").fetchone()[0])
+                t.execute("CREATE TEMP TABLE prune_keep (id INTEGER PRIMARY KEY)")
+                t.executemany("INSERT OR IGNORE INTO prune_keep (id) VALUES (?)", [(i,) for i in keep])
+                t.execute(f"CREATE TABLE vectors_keep AS SELECT segment, modality, data FROM vectors"
+                          f" WHERE modality NOT IN ({','.join('?' * len(mods))})"
+                          f" OR segment IN (SELECT id FROM prune_keep)", mods)
+                t.execute("DROP TABLE vectors")
+                t.execute(VECTORS_TABLE)
+                t.execute("INSERT INTO vectors (segment, modality, data) SELECT segment, modality, data FROM vectors_keep")
+                t.execute("DROP TABLE vectors_keep")
+                t.execute("DROP TABLE temp.prune_keep")
+                after = int(t.execute("SELECT COUNT(*) FROM vectors").fetchone()[0])
+                t.execute("UPDATE vector_prune SET seq = ? WHERE id = 1", (cutoff,))
+        finally:
+            c.execute("PRAGMA foreign_keys=ON")
+        return before - after
+
+    def reclaim_space(self, min_free_share: float = 0.5, min_free_bytes: int = 1 << 20) -> int:
+        """``VACUUM`` when at least ``min_free_share`` of the file (and ``min_free_bytes``)
+        is free pages, e.g. after the first prune of an index from before schema_vectors.
+        Returns the bytes given back (0 when not worth it or the database is busy)."""
+        c = self._conn()
+        page = int(c.execute("PRAGMA page_size").fetchone()[0])
+        total = int(c.execute("PRAGMA page_count").fetchone()[0]) * page
+        free = int(c.execute("PRAGMA freelist_count").fetchone()[0]) * page
+        if free < min_free_bytes or free < min_free_share * total:
+            return 0
+        _log.info("catalog %s: %.1f of %.1f GB are free pages: VACUUM (once; it rewrites the file)",
+                  self.path, free / 1e9, total / 1e9)
+        try:
+            c.execute("VACUUM")
+        except sqlite3.OperationalError as e:  # readers hold it: a later writer open retries
+            _log.warning("catalog %s: VACUUM deferred (%s)", self.path, e)
+            return 0
+        return total - int(c.execute("PRAGMA page_count").fetchone()[0]) * page
 
     def keyframe_vectors(self, segment_ids: Sequence[int]) -> dict[int, list[tuple[float, np.ndarray]]]:
         out: dict[int, list[tuple[float, np.ndarray]]] = {}

@@ -26,6 +26,7 @@ __all__ = [
     "resolve_factory",
     "check_factory",
     "faiss_version",
+    "stores_exactly",
 ]
 
 FLAT_FACTORY = "Flat"
@@ -130,3 +131,21 @@ def check_factory(template: str, dim: int) -> None:
             f"{str(e).splitlines()[-1]}",
             hint='use "auto", "compressed" or a string such as "IVF{nlist},PQ96x4fs,Refine(SQfp16)" or "HNSW32,Flat"',
         ) from e
+
+
+def stores_exactly(template: str, dim: int) -> bool:
+    """Whether every shard of this factory gives its vectors back as added (Flat
+    exactly; float16 refine rows, in RAM or on disk, rounded to float16), so that the
+    store can be the one copy of them (the catalog then prunes its own; ``engine.index``).
+
+    True for ``"auto"``, ``"compressed"``, factories ending in a ``Refine(SQfp16)``,
+    ``Refine(SQfp16@disk)``, ``Refine(Flat)`` or ``RFlat`` stage, and IVF/HNSW over
+    ``Flat`` codes without a transform; False for lossy codes (PQ, SQ8, PCA, OPQ ...)."""
+    desc = resolve_factory(template, dim, n=10_000, train_n=10_000)
+    if desc == FLAT_FACTORY:
+        return True
+    if desc.endswith(("Refine(SQfp16)", "Refine(SQfp16@disk)", "Refine(Flat)", ",RFlat")):
+        return True
+    parts = desc.split(",")
+    lossy_prefix = ("PCA", "OPQ", "ITQ", "RR", "L2norm")
+    return parts[-1] == "Flat" and not any(p.startswith(lossy_prefix) for p in parts[:-1])

@@ -15,10 +15,11 @@ import threading
 from typing import Any
 
 import faiss
+import numpy as np
 
 from engine.errors import InputError
 
-__all__ = ["GpuContext", "GPU_MAX_K", "gpu_count"]
+__all__ = ["GpuContext", "NodeIndex", "GPU_MAX_K", "gpu_count", "node_index_wanted"]
 
 log = logging.getLogger(__name__)
 
@@ -82,3 +83,66 @@ def _has_gpu_part(index: Any) -> bool:
         sub = getattr(index, "index", None) or getattr(index, "base_index", None)
         index = faiss.downcast_index(sub) if sub is not None else None
     return False
+
+
+def node_index_wanted(gpu: GpuContext | None, extra: dict | None) -> bool:
+    """Whether a store serves its exact (Flat) shards as one :class:`NodeIndex`: on a GPU,
+    or on the CPU when ``settings.extra`` sets ``node_index`` (the CPU twin: one BLAS
+    call for a batch over every shard, and what the tests check the GPU form against)."""
+    flag = (extra or {}).get("node_index")
+    if flag in (False, 0, "false", "no", "off"):
+        return False
+    return bool(flag) or (gpu is not None and gpu.enabled)
+
+
+class NodeIndex:
+    """Every Flat shard of a store as one index: on a GPU one ``GpuIndexFlatIP`` per
+    device (``index_cpu_to_all_gpus``, rows split across devices), else one CPU
+    ``IndexFlatIP``. A query batch is one search call whatever the number of shards,
+    instead of one call a shard taking turns on one ``StandardGpuResources`` under
+    the context's lock. Built from the shards' rows (ids kept beside), rebuilt by the
+    store after any change; searches of one node index are serialised by its own
+    lock when it lives on a GPU (FAISS GPU resources are not thread-safe)."""
+
+    def __init__(self, dim: int, ids: list[np.ndarray], rows: list[np.ndarray], gpu: GpuContext | None) -> None:
+        self.ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+        flat = faiss.IndexFlatIP(dim)
+        for x in rows:
+            if len(x):
+                flat.add(np.ascontiguousarray(x, dtype=np.float32))
+        self.on_gpu = False
+        self.index: Any = flat
+        if gpu is not None and gpu.enabled and len(self.ids):
+            try:
+                co = faiss.GpuMultipleClonerOptions()
+                co.shard = True  # one part of the rows per device
+                self.index = faiss.index_cpu_to_all_gpus(flat, co=co)
+                self.on_gpu = True
+            except RuntimeError as e:  # out of GPU memory, a build without GPU Flat: serve from the CPU
+                log.warning("node index stays on CPU: %s", str(e).splitlines()[-1])
+        self._lock = threading.Lock() if self.on_gpu else None
+
+    @property
+    def ntotal(self) -> int:
+        return len(self.ids)
+
+    def max_k(self) -> int:
+        return GPU_MAX_K if self.on_gpu else max(1, self.ntotal)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k``: scores (nq, k) descending and global ids, padded -inf / -1."""
+        nq = len(queries)
+        scores = np.full((nq, k), -np.inf, dtype=np.float32)
+        ids = np.full((nq, k), -1, dtype=np.int64)
+        kk = min(k, self.ntotal)
+        if kk == 0:
+            return scores, ids
+        if self._lock is not None:
+            with self._lock:
+                d, pos = self.index.search(queries, kk)
+        else:
+            d, pos = self.index.search(queries, kk)
+        valid = pos >= 0
+        ids[:, :kk] = np.where(valid, self.ids[np.where(valid, pos, 0)], -1)
+        scores[:, :kk] = np.where(valid, d, -np.inf)
+        return scores, ids

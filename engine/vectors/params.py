@@ -7,8 +7,8 @@ shard, so concurrent searches with different parameters share nothing mutable.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Mapping
 
 import faiss
 
@@ -38,6 +38,7 @@ class SearchDefaults:
     ef_search: int = 128
     k_factor: int = 8
     disk_k_factor: int = 16
+    user_k_factor: int | None = None  # a k_factor set in settings.extra (beats a shard's tuning)
 
     @classmethod
     def from_settings(cls, settings: VectorSettings) -> SearchDefaults:
@@ -49,7 +50,20 @@ class SearchDefaults:
             ef_search=extra_int(extra, "ef_search") or cls.ef_search,
             k_factor=k_factor or cls.k_factor,
             disk_k_factor=k_factor or cls.disk_k_factor,
+            user_k_factor=k_factor,
         )
+
+    def tuned(self, tuning: Mapping[str, Any] | None) -> SearchDefaults:
+        """These defaults with a shard's tuned ``nprobe`` / ``k_factor`` filled in
+        (``engine.vectors.tune``), except where ``settings.extra`` sets them."""
+        if not tuning:
+            return self
+        nprobe = self.nprobe if self.nprobe is not None else tuning.get("nprobe")
+        k_factor = self.user_k_factor or tuning.get("k_factor")
+        if nprobe == self.nprobe and not k_factor:
+            return self
+        return replace(self, nprobe=nprobe, k_factor=k_factor or self.k_factor,
+                       disk_k_factor=k_factor or self.disk_k_factor)
 
     def probes(self, nlist: int, sp: SearchParams) -> int:
         """Lists to probe for this query: its nprobe, else its probe_share, else the default."""

@@ -67,6 +67,7 @@ from engine.vectors.base import SearchParams, VectorSettings
 from engine.vectors.factory import FLAT_FACTORY, REFINE_RE, nlist_for, resolve_factory, split_disk_refine
 from engine.vectors.gpu import GPU_MAX_K, GpuContext
 from engine.vectors.params import SearchDefaults, search_parameters
+from engine.vectors.tune import describe, tune_shard, tuning_enabled
 from engine.vectors.vecfile import VectorFile
 
 __all__ = ["FaissShard", "ShardFiles", "DEFAULT_RETRAIN_GROWTH"]
@@ -131,6 +132,7 @@ class FaissShard:
         vecs: VectorFile | None = None,
         folder: Path | None = None,
         writable: bool = True,
+        tuned: dict | None = None,
     ) -> None:
         self.shard_no = shard_no
         self.settings = settings
@@ -142,6 +144,8 @@ class FaissShard:
         self.trained_n = trained_n
         self.factory = factory
         self.dirty = False
+        # Search defaults measured on this shard's data (engine.vectors.tune); None: untuned.
+        self.tuned = dict(tuned) if tuned else None
         # On-disk refine rows (``Refine(SQfp16@disk)`` factories): row i = position i.
         # ``_folder`` is where rebuilds write new files; None keeps them in memory
         # (read-only stores never write). ``_committed_vec`` is the file the saved
@@ -248,7 +252,69 @@ class FaissShard:
             "trained_n": self.trained_n,
             "refine_on_disk": self._vecs is not None,
             "on_gpu": self._replica is not None and self._replica is not False,
+            "tuned": self.tuned,
         }
+
+    # Facts the tuner (engine.vectors.tune) reads.
+    @property
+    def ivf_nlist(self) -> int | None:
+        """Lists of an approximate shard's IVF leaf (None: Flat, HNSW, ...)."""
+        return self._structure.nlist if self.kind == "approx" else None
+
+    @property
+    def has_refine(self) -> bool:
+        """Whether searches re-rank ``k * k_factor`` candidates (in RAM or on disk)."""
+        return self._structure.refine or self._vecs is not None
+
+    @property
+    def refine_on_disk(self) -> bool:
+        return self._vecs is not None
+
+    @property
+    def code_bytes(self) -> int:
+        """Bytes of a vector's code in the IVF leaf (what a probe scans)."""
+        return int(getattr(self._structure.leaf, "code_size", 0) or 0)
+
+    def live_positions(self) -> np.ndarray:
+        """Positions of live vectors, ascending."""
+        return np.flatnonzero(~self._tomb_mask) if self._n_tomb else np.arange(self.ntotal)
+
+    def reconstruct(self, positions: np.ndarray) -> np.ndarray:
+        """Stored vectors at ``positions`` (see :meth:`_reconstruct`)."""
+        return self._reconstruct(positions)
+
+    def flat_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """(global ids, their float32 rows) of a Flat shard, as copies (the node index)."""
+        n = self.ntotal
+        if n == 0 or self.kind != "flat":
+            return np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32)
+        xb = faiss.rev_swig_ptr(self.inner.get_xb(), n * self.dim).reshape(n, self.dim)
+        return self._id_map().copy(), np.array(xb, dtype=np.float32)
+
+    def id_map(self) -> np.ndarray:
+        """Position -> global id (a view valid until the next mutation)."""
+        return self._id_map()
+
+    def tune(self, force: bool = False) -> dict | None:
+        """Measure this shard's search defaults (``engine.vectors.tune``) when it has none,
+        ``force``, or it has doubled since they were measured; returns them."""
+        if self.kind != "approx" or not tuning_enabled(self.settings.extra):
+            self.tuned = None
+            return None
+        if not force and self.tuned and self.ntotal < 2 * int(self.tuned.get("at_n") or 0):
+            return self.tuned
+        defaults = SearchDefaults.from_settings(self.settings)
+        try:
+            nlist = self.ivf_nlist or 1
+            floor_kf = defaults.disk_k_factor if self._vecs is not None else defaults.k_factor
+            self.tuned = tune_shard(self, lambda q, k, sp: self.search(q, k, sp, defaults, cpu=True)[1],
+                                    floor_nprobe=defaults.nprobe_for(nlist), floor_k_factor=floor_kf)
+        except (RuntimeError, ValueError, MemoryError) as e:  # tuning is an optimisation: keep serving
+            log.warning("shard %d: tuning failed (%s); default search settings apply", self.shard_no, e)
+            self.tuned = None
+        log.info("shard %d (%d vectors) tuned: %s", self.shard_no, self.ntotal, describe(self.tuned))
+        self.dirty = True
+        return self.tuned
 
     def _id_map(self) -> np.ndarray:
         """Position -> global id, as a zero-copy view valid until the next mutation."""
@@ -269,6 +335,7 @@ class FaissShard:
         live_after = self.count() + len(ids)
         if self.kind == "flat" and live_after > self.settings.flat_max:
             self._rebuild(extra_ids=ids, extra_vectors=vectors, retrain=True)
+            self.tune(force=True)
             return
         if self._vecs is not None:
             before = self._vecs.rows
@@ -283,6 +350,9 @@ class FaissShard:
         self._after_mutation(added=ids)
         if self._should_retrain():
             self._rebuild(retrain=True)
+            self.tune(force=True)
+        elif self.tuned is None or self.ntotal >= 2 * int(self.tuned.get("at_n") or 0):
+            self.tune()
 
     def remove(self, ids: np.ndarray) -> int:
         """Remove ``ids`` (unknown ones are ignored); returns how many were live."""
@@ -471,6 +541,8 @@ class FaissShard:
         self.inner = faiss.downcast_index(new_index.index)
         self.factory = factory
         self.trained_n = trained_n
+        if factory == FLAT_FACTORY:
+            self.tuned = None
         self._structure = _Structure(self.inner)
         self._sorted_ids = np.sort(self._id_map())
         self._set_tombstones(np.zeros(0, dtype=np.int64))
@@ -527,16 +599,20 @@ class FaissShard:
 
     # ---------------------------------------------------------------- search
     def search(
-        self, queries: np.ndarray, k: int, sp: SearchParams, defaults: SearchDefaults
+        self, queries: np.ndarray, k: int, sp: SearchParams, defaults: SearchDefaults, cpu: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``k`` of this shard: scores (nq, k) descending and global ids, padded -inf / -1."""
+        """Top ``k`` of this shard: scores (nq, k) descending and global ids, padded -inf / -1.
+
+        ``defaults`` are the store's; this shard's tuned values fill the knobs they leave
+        unset. ``cpu`` searches the CPU index even where a GPU replica exists (tuning)."""
+        defaults = defaults.tuned(self.tuned)
         nq = len(queries)
         scores = np.full((nq, k), -np.inf, dtype=np.float32)
         ids = np.full((nq, k), -1, dtype=np.int64)
         n = self.ntotal
         if n == 0 or self.count() == 0:
             return scores, ids
-        index = self._search_index()
+        index = self.inner if cpu else self._search_index()
         on_gpu = index is not self.inner
         kk = min(k, n)
         k_out = kk
@@ -703,6 +779,7 @@ class FaissShard:
                 vecs=vecs,
                 folder=folder,
                 writable=writable,
+                tuned=meta.get("tuned") if isinstance(meta.get("tuned"), dict) else None,
             )
         except BaseException:
             if vecs is not None:

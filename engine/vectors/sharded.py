@@ -44,7 +44,7 @@ from engine.errors import CorruptIndexError, IndexMismatchError, InputError, Not
 from engine.locks import acquire_writer_lock, release_lock
 from engine.vectors.base import SearchParams, VectorSettings
 from engine.vectors.factory import check_factory, faiss_version
-from engine.vectors.gpu import GpuContext
+from engine.vectors.gpu import GpuContext, NodeIndex, node_index_wanted
 from engine.vectors.params import SearchDefaults
 from engine.vectors.shard import FaissShard, ShardFiles
 
@@ -159,6 +159,7 @@ class VectorStore:
         read_only: bool,
         lock_fd: int | None,
         only_shards: frozenset[int] | None = None,
+        gpu: GpuContext | None = None,
     ) -> None:
         self.path = path
         # Shard-group serving (query.shards): the shards this handle loaded; vectors
@@ -175,6 +176,12 @@ class VectorStore:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         self._closed = False
+        # The Flat shards as one index (engine.vectors.gpu.NodeIndex): on a GPU, or the
+        # CPU twin with extra node_index; keyed by the mutation count it was built at.
+        self._gpu = gpu
+        self._mutations = 0
+        self._node: tuple[int, NodeIndex] | None = None
+        self._node_lock = threading.Lock()
 
     # ------------------------------------------------------------ lifecycle
     @classmethod
@@ -209,7 +216,7 @@ class VectorStore:
         except BaseException:
             _release_lock(lock_fd)
             raise
-        return cls(path, settings, shards, manifest, read_only=False, lock_fd=lock_fd)
+        return cls(path, settings, shards, manifest, read_only=False, lock_fd=lock_fd, gpu=gpu)
 
     @classmethod
     def open(
@@ -312,7 +319,8 @@ class VectorStore:
             for shard in shards:
                 shard.close()
             raise
-        store = cls(path, settings, shards, manifest, read_only=read_only, lock_fd=lock_fd, only_shards=only)
+        store = cls(path, settings, shards, manifest, read_only=read_only, lock_fd=lock_fd, only_shards=only,
+                    gpu=gpu)
         if not read_only:
             store._remove_orphans()
         return store
@@ -412,6 +420,7 @@ class VectorStore:
                     hint="remove them first to replace their vectors",
                 )
             target = self.shard_of(keys)
+            self._mutations += 1
             for no in np.unique(target):
                 if self.only_shards is not None and int(no) not in self.only_shards:
                     continue
@@ -430,6 +439,7 @@ class VectorStore:
             raise InputError(f"remove: ids ({len(ids)}) and shard_keys ({len(keys)}) differ in length")
         with self._rw.write():
             self._check_open("remove")
+            self._mutations += 1
             target = self.shard_of(keys)
             for no in np.unique(target):
                 shard = self._shards[no]
@@ -440,6 +450,7 @@ class VectorStore:
         """Rebuild shards whose tombstones pass ``compact_ratio`` (all with any, if ``force``)."""
         with self._rw.write():
             self._check_writable("compact")
+            self._mutations += 1
             return sum(1 for shard in self._shards if shard.compact(force=force))
 
     # --------------------------------------------------------------- search
@@ -456,12 +467,30 @@ class VectorStore:
                     np.full((len(queries), k), -np.inf, dtype=np.float32),
                     np.full((len(queries), k), -1, dtype=np.int64),
                 )
+            node = self._node_index(active, k)
+            if node is not None:
+                return node.search(queries, k)
             if len(active) == 1:
                 return active[0].search(queries, k, params, self._defaults)
             pool = self._executor()
             futures = [pool.submit(s.search, queries, k, params, self._defaults) for s in active]
             results = [f.result() for f in futures]
         return _merge(results, len(queries), k)
+
+    def _node_index(self, active: list[FaissShard], k: int) -> NodeIndex | None:
+        """The node index over ``active`` when wanted and every shard is Flat (called
+        under the read lock: no mutation runs meanwhile); None: search shard by shard."""
+        if not node_index_wanted(self._gpu, self.settings.extra) or any(s.kind != "flat" for s in active):
+            return None
+        with self._node_lock:
+            cached = self._node
+            if cached is None or cached[0] != self._mutations:
+                rows = [s.flat_rows() for s in active]
+                cached = (self._mutations, NodeIndex(self.settings.dim, [r[0] for r in rows], [r[1] for r in rows],
+                                                     self._gpu))
+                self._node = cached
+        node = cached[1]
+        return node if k <= node.max_k() else None
 
     def stored_vectors(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """(ids found live, their vectors as stored), or None when a shard stores
@@ -641,6 +670,7 @@ def _shard_entry(shard: FaissShard, files: ShardFiles) -> dict:
         "vec_rows": files.vec_rows,
         "vec_bytes": files.vec_bytes,
         "vec_sha256": files.vec_sha256,
+        **({"tuned": shard.tuned} if shard.tuned else {}),
     }
 
 

@@ -67,9 +67,13 @@ class CoverService:
 
     def __init__(self, index_dir: str | Path, *, options: CoverOptions | None = None,
                  thompson: ThompsonSampling | None = None, linucb: LinUCB | None = None,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, vector_source: Any = None) -> None:
         self.index_dir = Path(index_dir)
         self.catalog = Catalog(self.index_dir / "catalog.sqlite")
+        # Segment vectors the catalog no longer holds (the vector store is their one copy,
+        # engine.catalog.schema_vectors): ``vector_source(ids, modalities)``, e.g. the
+        # open index's ``modality_vectors``. Without it covers lose the video-vector term.
+        self.catalog.vector_source = vector_source
         self.store = CoverStore(self.catalog)
         self.options = options or CoverOptions()
         self.thompson = thompson or ThompsonSampling()
