@@ -75,7 +75,7 @@ def known_ids(tmp_path_factory, tools) -> dict[str, Any]:
             assert r.status_code == 202, r.text
             job = _wait_job(c, r.json()["job_id"], h)
             assert job["status"] == "done", job
-            segs = c.get(f"/v1/videos/{job['video_id']}/segments", headers=h).json()
+            segs = c.get(f"/v1/videos/{job['video_id']}/segments", headers=h).json()["segments"]
             out[t] = {"video_id": job["video_id"], "job_id": job["job_id"], "segment_id": segs[0]["segment_id"]}
     return out
 
