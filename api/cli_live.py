@@ -69,7 +69,8 @@ def register(sub) -> None:
                    help=f"longest window (default {d.max_window:g})")
     s.add_argument("--segment-max", type=float, default=d.segment_max, metavar="S",
                    help=f"longest segment while live: a moment in a long shot waits at most this for its segment"
-                        f" to close (default {d.segment_max:g}; the finalised video uses the index's own)")
+                        f" to close; shorter is fresher but loses more words at the seams (default"
+                        f" {d.segment_max:g}; the finalised video uses the index's own)")
     s.add_argument("--stall-after", type=float, default=d.stall_after, metavar="S",
                    help=f"report a stall after this many quiet seconds (default {d.stall_after:g})")
     s.add_argument("--end-after", type=float, default=d.end_after, metavar="S",

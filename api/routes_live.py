@@ -61,7 +61,8 @@ class LiveBody(BaseModel):
     source: str = Field(..., max_length=4096, examples=["/streams/match/live.m3u8"],
                         description="growing .ts/.mp4 file, local .m3u8 playlist or folder of chunks (absolute)")
     min_window: float = Field(4.0, gt=0, le=600)
-    segment_max: float = Field(5.0, gt=0, le=600, description="longest segment while live (seconds)")
+    segment_max: float = Field(10.0, gt=0, le=600, description="longest segment while live (seconds): shorter is"
+                               " fresher but loses more words at window seams (docs/live.md)")
     end_after: float = Field(60.0, ge=0, le=86400, description="quiet seconds that end the stream (0: never)")
     stall_after: float = Field(10.0, gt=0, le=86400)
     finalise: Literal["reanalyse", "keep"] = "reanalyse"
