@@ -40,11 +40,11 @@ from typing import Any, Sequence
 from engine.cluster import LOCAL, connect
 from engine.config import IndexConfig
 from engine.errors import InputError
-from indexer.ingest import EventFn, IndexReport, IngestEvent, commit, discover, open_writer, record_failure
+from indexer.ingest import EventFn, IndexReport, IngestEvent, commit, open_writer
 from indexer.mapper import Analysis, analyse_file, set_threads
-from indexer.metadata import Sidecar, load_sidecar
+from indexer.metadata import Sidecar
 from indexer.options import IndexOptions
-from indexer.pipeline import Todo, decide_all
+from indexer.pipeline import Todo, plan_paths
 from indexer.stages import Stage, build_stages
 
 __all__ = ["index_paths_ray", "RayIngestSettings", "DEFAULT_MAX_RETRIES"]
@@ -119,19 +119,11 @@ def index_paths_ray(
     emit = progress or (lambda event: None)
     t_start = time.perf_counter()
     report = IndexReport()
-    sidecar: Sidecar | None = metadata if isinstance(metadata, Sidecar) else (
-        load_sidecar(metadata) if metadata else None)
     stages = list(stages) if stages is not None else build_stages(options)
     index = open_writer(index_dir, config)
     connected = False
     try:
-        sources, refused = discover(paths)
-        for r in refused:
-            record_failure(index, r.source, r.code, r.reason, tenant=options.tenant)
-        report.results.extend(refused)
-        todo = decide_all(index, sources, options, sidecar, report)
-        if sidecar is not None:
-            report.unmatched_metadata = sidecar.unmatched()
+        todo = plan_paths(index, paths, metadata, options, report)
         if todo:
             connected = connect(address, num_cpus=options.workers if address in (None, "", LOCAL) else None)
             _run(todo, index, options, stages, resources, report, emit)

@@ -39,7 +39,7 @@ from indexer.options import IndexOptions
 from indexer.stages import Stage, build_stages
 
 __all__ = ["IndexOptions", "FileResult", "IndexReport", "IngestEvent", "discover", "analyse", "index_paths",
-           "file_hash", "MEDIA_EXTENSIONS", "die_with_parent", "Todo", "decide_all"]
+           "plan_paths", "file_hash", "MEDIA_EXTENSIONS", "die_with_parent", "Todo", "decide_all"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,24 @@ def _media_seconds(path: str) -> float:
     return 0.0
 
 
+def plan_paths(index: VideoIndex, paths: Sequence[str], metadata: str | Path | Sidecar | None,
+               options: IndexOptions, report: IndexReport) -> list[Todo]:
+    """The files under ``paths`` that need analysis, each decided once (new, changed,
+    unchanged, duplicate) against ``index``: missing paths, FIFOs, devices and symlink
+    loops are reported and recorded as failures; sidecar lines matching no file are
+    reported. The single-process and the Ray paths both start here."""
+    sidecar: Sidecar | None = metadata if isinstance(metadata, Sidecar) else (
+        load_sidecar(metadata) if metadata else None)
+    sources, refused = discover(paths)
+    for r in refused:
+        record_failure(index, r.source, r.code, r.reason, tenant=options.tenant)
+    report.results.extend(refused)
+    todo = decide_all(index, sources, options, sidecar, report)
+    if sidecar is not None:
+        report.unmatched_metadata = sidecar.unmatched()
+    return todo
+
+
 def index_paths(
     paths: Sequence[str],
     index_dir: str | Path,
@@ -89,18 +107,10 @@ def index_paths(
     emit = progress or (lambda event: None)
     t_start = time.perf_counter()
     report = IndexReport()
-    sidecar: Sidecar | None = metadata if isinstance(metadata, Sidecar) else (
-        load_sidecar(metadata) if metadata else None)
     stages = list(stages) if stages is not None else build_stages(options)
     index = open_writer(index_dir, config)
     try:
-        sources, refused = discover(paths)  # missing paths, FIFOs, devices, symlink loops: reported
-        for r in refused:
-            record_failure(index, r.source, r.code, r.reason, tenant=options.tenant)
-        report.results.extend(refused)
-        todo = decide_all(index, sources, options, sidecar, report)
-        if sidecar is not None:
-            report.unmatched_metadata = sidecar.unmatched()
+        todo = plan_paths(index, paths, metadata, options, report)
         _run(todo, index, options, stages, report, emit)
         index.flush()
     finally:
