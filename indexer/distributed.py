@@ -40,11 +40,11 @@ from typing import Any, Sequence
 from engine.cluster import LOCAL, connect
 from engine.config import IndexConfig
 from engine.errors import InputError
-from indexer.ingest import EventFn, IndexReport, IngestEvent, commit, open_writer
+from indexer.ingest import EventFn, IndexReport, IngestEvent, open_writer
 from indexer.mapper import Analysis, analyse_file, set_threads
 from indexer.metadata import Sidecar
 from indexer.options import IndexOptions
-from indexer.pipeline import Todo, plan_paths
+from indexer.pipeline import Todo, commit_todo, plan_paths
 from indexer.stages import Stage, build_stages
 
 __all__ = ["index_paths_ray", "RayIngestSettings", "DEFAULT_MAX_RETRIES"]
@@ -229,7 +229,7 @@ def _run(todo: list[Todo], index, options: IndexOptions, stages: list[Stage], re
                         continue
                     analysis = Analysis(item.decision.source, None, code="worker_crash",
                                         reason=f"its worker died {tries + 1} times ({type(e).__name__})")
-                _finish(index, item, analysis, options, report, state, len(todo), emit)
+                commit_todo(index, item, analysis, options, report, state, len(todo), emit)
         _drain(queue, emit, seconds)
     finally:
         for w in workers:  # done, or the driver is leaving early (an error, Ctrl-C)
@@ -239,19 +239,6 @@ def _run(todo: list[Todo], index, options: IndexOptions, stages: list[Stage], re
                 pass
         queue.shutdown()
     emit(IngestEvent("end", done=state["done"], failed=len(report.failed), total=len(todo)))
-
-
-def _finish(index, item: Todo, analysis: Analysis, options: IndexOptions, report: IndexReport, state: dict,
-            total: int, emit: EventFn) -> None:
-    res = commit(index, item.decision, analysis, options, save=False)
-    report.results.append(res)
-    state["done"] += 1
-    if res.status != "failed":
-        state["committed"] += 1
-        if state["committed"] % options.flush_every == 0:
-            index.flush()
-    emit(IngestEvent("file", source=item.decision.source, result=res, done=state["done"],
-                     failed=len(report.failed), total=total, bytes=item.size, seconds=item.seconds))
 
 
 def _drain(queue, emit: EventFn, seconds: dict[str, float]) -> None:

@@ -39,7 +39,7 @@ from indexer.options import IndexOptions
 from indexer.stages import Stage, build_stages
 
 __all__ = ["IndexOptions", "FileResult", "IndexReport", "IngestEvent", "discover", "analyse", "index_paths",
-           "plan_paths", "file_hash", "MEDIA_EXTENSIONS", "die_with_parent", "Todo", "decide_all"]
+           "plan_paths", "commit_todo", "file_hash", "MEDIA_EXTENSIONS", "die_with_parent", "Todo", "decide_all"]
 
 
 @dataclass(frozen=True)
@@ -212,16 +212,7 @@ def _run(todo: list[Todo], index: VideoIndex, options: IndexOptions, stages: lis
     state = {"done": 0, "committed": 0}
 
     def finish(item: Todo, analysis: Analysis) -> None:
-        res = commit(index, item.decision, analysis, options, save=False)
-        report.results.append(res)
-        state["done"] += 1
-        if res.status != "failed":
-            state["committed"] += 1
-            if state["committed"] % options.flush_every == 0:
-                index.flush()
-        emit(IngestEvent("file", source=item.decision.source, result=res, done=state["done"],
-                         failed=len(report.failed), total=len(todo), bytes=item.size,
-                         seconds=item.seconds))
+        commit_todo(index, item, analysis, options, report, state, len(todo), emit)
 
     if workers == 1:
         set_threads(threads, stages)
@@ -237,6 +228,22 @@ def _run(todo: list[Todo], index: VideoIndex, options: IndexOptions, stages: lis
     else:
         _run_pool(todo, config, options, stages, workers, threads, emit, finish)
     emit(IngestEvent("end", done=state["done"], failed=len(report.failed), total=len(todo)))
+
+
+def commit_todo(index: VideoIndex, item: Todo, analysis: Analysis, options: IndexOptions, report: IndexReport,
+                state: dict, total: int, emit: EventFn) -> None:
+    """Commit one analysed file on the single writer (no save), count it in ``state``
+    (``done``, ``committed``), flush every ``options.flush_every`` commits, and emit
+    its ``file`` event. The single-process and the Ray ingest both commit here."""
+    res = commit(index, item.decision, analysis, options, save=False)
+    report.results.append(res)
+    state["done"] += 1
+    if res.status != "failed":
+        state["committed"] += 1
+        if state["committed"] % options.flush_every == 0:
+            index.flush()
+    emit(IngestEvent("file", source=item.decision.source, result=res, done=state["done"],
+                     failed=len(report.failed), total=total, bytes=item.size, seconds=item.seconds))
 
 
 def _drain(queue, emit: EventFn, seconds: dict[str, float]) -> None:
