@@ -39,7 +39,8 @@ from indexer.options import IndexOptions
 from indexer.stages import Stage, build_stages
 
 __all__ = ["IndexOptions", "FileResult", "IndexReport", "IngestEvent", "discover", "analyse", "index_paths",
-           "plan_paths", "commit_todo", "file_hash", "MEDIA_EXTENSIONS", "die_with_parent", "Todo", "decide_all"]
+           "plan_paths", "commit_todo", "file_hash", "MEDIA_EXTENSIONS", "die_with_parent", "Todo", "decide_all",
+           "dispatch_order"]
 
 
 @dataclass(frozen=True)
@@ -256,6 +257,13 @@ def _drain(queue, emit: EventFn, seconds: dict[str, float]) -> None:
         emit(IngestEvent("stage", source=src, stage=stage, fraction=frac, worker=pid, seconds=seconds.get(src, 0.0)))
 
 
+def dispatch_order(todo: list[Todo]) -> list[Todo]:
+    """The order files go to the worker pool: longest media first (then largest). The
+    pool hands the next file to whichever worker frees up, so a long file started last
+    would leave the other workers idle at the end (longest-processing-time-first)."""
+    return sorted(todo, key=lambda t: (-t.seconds, -t.size))
+
+
 def _run_pool(todo: list[Todo], config: IndexConfig, options: IndexOptions, stages: list[Stage], workers: int,
               threads: int, emit: EventFn, finish) -> None:
     ctx = mp.get_context("spawn")  # fork + torch/onnx thread pools deadlock
@@ -266,7 +274,7 @@ def _run_pool(todo: list[Todo], config: IndexConfig, options: IndexOptions, stag
         with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
                                     initargs=(os.getpid(), threads, stages, queue)) as pool:
             futs = {pool.submit(_work, (t.decision.source, t.decision.content_hash, config, options, t.meta,
-                                        stages)): t for t in todo}
+                                        stages)): t for t in dispatch_order(todo)}
             pending = set(futs)
             seconds = {t.decision.source: t.seconds for t in todo}
             while pending:

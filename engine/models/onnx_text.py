@@ -39,13 +39,11 @@ OPSET = 17
 
 
 def onnx_available() -> bool:
-    """True when ONNX Runtime and the exporter's ``onnx`` package can be imported."""
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """True when ONNX Runtime and the exporter's ``onnx`` package are installed (found,
+    not imported: importing ``onnx`` costs 0.5 s and only the one-time export needs it)."""
+    from importlib.util import find_spec
+
+    return all(find_spec(name) is not None for name in ("onnx", "onnxruntime"))
 
 
 def _check_pipeline(model_dir: Path) -> int:
