@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 
-__all__ = ["Concept", "find_concepts", "evidence", "label_run", "add_evidence", "describe", "LABEL_WEIGHT",
+__all__ = ["Concept", "find_concepts", "coverage", "label_weight", "evidence", "label_run", "add_evidence", "describe", "LABEL_WEIGHT",
            "VOCABULARY", "label_filter_values", "filter_concepts", "LABEL_FILTER_MIN"]
 
 # The score at which each kind of frame label is shown ("seen:" lines, the label
@@ -246,6 +246,39 @@ def find_concepts(text: str) -> list[Concept]:
     return out
 
 
+# Words that carry no content of their own (for coverage).
+_STOP = frozenset(
+    "a an the and or of in on at to from with without by for into onto over under near next behind beside"
+    " above below across along around through while as is are was were be being been it its his her their"
+    " this that these those there here some any who which what where when how one's very just".split())
+
+
+def coverage(text: str) -> float:
+    """The share of a query's content words (not function words) that name a concept of
+    ``RANKING_KINDS``: 1.0 for "colour bars test pattern" (all of it is what the frame
+    labellers see), 0.25 for "a man in a bow tie pulling faces in a car" (man, tie,
+    car of ... ). The planner trusts label evidence more the more of the query it
+    explains (add_evidence)."""
+    words = _WORD_RE.findall(text.lower().replace("color", "colour"))
+    content = [w for w in words if w not in _STOP]
+    if not content:
+        return 0.0
+    ranking = lambda cs: any(k in RANKING_KINDS for c in cs for k, _, _ in c.labels)  # noqa: E731
+    covered = 0
+    rest = " " + " ".join(words) + " "
+    for p in _PHRASES:  # multi-word names first, as find_concepts takes them
+        if " " in p and f" {p} " in rest and ranking(find_concepts(p)):
+            covered += sum(1 for w in p.split() if w not in _STOP)
+            rest = rest.replace(f" {p} ", " ")
+    people = ranking([c for c in find_concepts(text) if c.labels and c.labels[0][0] in ("people", "face")])
+    for w in rest.split():
+        if w in _STOP:
+            continue
+        if ranking(find_concepts(w)) or (people and (w in _NUMBERS or w in _AGE_ADJ)):
+            covered += 1
+    return min(1.0, covered / len(content))
+
+
 _BODY_WORDS = {"haired", "hair", "skinned", "skin", "eyed", "eyes", "coat", "suit", "jacket", "shirt", "dress"}
 
 
@@ -311,14 +344,23 @@ def label_run(index, concepts: Sequence[Concept], limit: int) -> list[tuple[int,
 RANKING_KINDS = frozenset({"object", "people", "face", "emotion", "style", "scene"})
 
 
+def label_weight(visual_weight: float, coverage: float = 0.0) -> float:
+    """How much label evidence adds to a fused score: ``LABEL_WEIGHT`` of the visual
+    weight for a query the concepts explain little of, rising to all of it for a
+    query they explain entirely (``coverage`` 1: "colour bars test pattern", "a
+    cartoon dog"), where the labels are the best evidence there is."""
+    c = min(1.0, max(0.0, coverage))
+    return visual_weight * (LABEL_WEIGHT + (1.0 - LABEL_WEIGHT) * c * c)
+
+
 def add_evidence(concepts: Sequence[Concept], visual_weight: float, scores: Mapping[int, float],
-                 labels: Mapping[int, Mapping[tuple[str, str], float]], frequency: tuple[int, Mapping]
-                 ) -> dict[int, float]:
-    """The fusion stage's scores plus ``LABEL_WEIGHT x visual_weight x evidence`` of the
-    concepts of ``RANKING_KINDS``."""
+                 labels: Mapping[int, Mapping[tuple[str, str], float]], frequency: tuple[int, Mapping],
+                 coverage: float = 0.0) -> dict[int, float]:
+    """The fusion stage's scores plus ``label_weight(visual_weight, coverage) x
+    evidence`` of the concepts of ``RANKING_KINDS``."""
     concepts = [c for c in concepts if any(k in RANKING_KINDS for k, _, _ in c.labels)]
     ev = evidence({i: labels.get(i, {}) for i in scores}, concepts, frequency)
-    w = LABEL_WEIGHT * visual_weight
+    w = label_weight(visual_weight, coverage)
     return {i: s + w * ev.get(i, 0.0) for i, s in scores.items()}
 
 

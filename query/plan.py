@@ -17,7 +17,7 @@ from engine.errors import InputError
 from engine.vectors import SearchParams
 from query.entities import EntityMatch
 from query.fusion import FUSION_METHODS
-from query.concepts import filter_concepts, find_concepts
+from query.concepts import coverage, filter_concepts, find_concepts
 from query.levels import CONFIDENCE_LEVELS
 from query.parse import ParsedQuery
 
@@ -145,6 +145,7 @@ class Plan:
     options: SearchOptions
     explanation: Explanation = field(compare=False)
     concepts: tuple = ()  # query.concepts.Concept: what the query asks to see (frame labels)
+    concept_coverage: float = 0.0  # query.concepts.coverage of the text: how much of it the concepts say
 
 
 def _fusion_for(label: str, opts: SearchOptions) -> tuple[str, float]:
@@ -186,4 +187,5 @@ def make_plan(query: str, parsed: ParsedQuery, intent, entity: EntityMatch | Non
         explanation=Explanation(intent_dict, fusion, share),
         concepts=tuple((find_concepts(text) if text and weights.get("visual", 0.0) > 0 else [])
                        + filter_concepts(parsed.filters)),
+        concept_coverage=coverage(text) if text else 0.0,
     )

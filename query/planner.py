@@ -185,7 +185,8 @@ class Searcher:
             scores = fuse(plan, cands, dense, retrieved)
             if plan.concepts:
                 scores = add_evidence(plan.concepts, plan.weights.get("visual", 0.0), scores,
-                                      self.index.segment_labels(list(cands)), self.index.label_frequency())
+                                      self.index.segment_labels(list(cands)), self.index.label_frequency(),
+                                      coverage=plan.concept_coverage)
             if opts.rerank:
                 scores = rerank(plan, cands, cos, scores)
 

@@ -188,6 +188,9 @@ def test_training_examples_are_learned(toy: IntentClassifier) -> None:
         ('person:"Ada Lovelace" lecture', "person_filter"),
         ("interview has:speech", "has_speech_filter"),
         ("news has:text", "has_text_filter"),
+        ("colour bars test pattern", "picture_style"),
+        ("a black and white film of a street", "picture_style"),
+        ("cartoon dog chasing a ball", "picture_style"),
     ],
 )
 def test_rules_fire(toy: IntentClassifier, query: str, rule: str) -> None:
@@ -201,6 +204,12 @@ def test_rules_fire(toy: IntentClassifier, query: str, rule: str) -> None:
 def test_cue_words_need_word_boundaries(toy: IntentClassifier, query: str) -> None:
     fired = toy.classify(query).rules_fired
     assert "ocr_cue" not in fired and "speech_cue" not in fired
+
+
+@pytest.mark.parametrize("query", ["subtitle over a test pattern", "screen recording of a terminal",
+                                   "a black and white dog", "red bars on a chart"])
+def test_picture_style_rule_needs_a_style_and_no_text_cue(toy: IntentClassifier, query: str) -> None:
+    assert "picture_style" not in toy.classify(query).rules_fired
 
 
 def test_rules_raise_their_intent(toy: IntentClassifier) -> None:

@@ -18,7 +18,7 @@ from indexer.pipeline import index_paths
 from indexer.stages import build_stages
 from indexer.stages.faces import FacesStage
 from indexer.stages.objects import ObjectsStage
-from query.concepts import describe, evidence, find_concepts
+from query.concepts import LABEL_WEIGHT, coverage, describe, evidence, find_concepts, label_weight
 from query.filters import labels_pass
 from query.parse import parse
 from query.planner import Searcher, SearchOptions
@@ -134,6 +134,26 @@ def test_concept_bank_on_golden_queries():
     assert describe({("people", "2"): 0.8, ("face", "woman"): 0.95, ("face", "30-39"): 0.99,
                      ("emotion", "happy"): 0.9, ("object", "dog"): 0.5, ("object", "cup"): 0.31,
                      ("colour", "red"): 1.0, ("colour", "blue"): 0.9}) == "2 people, woman, happy, dog, red"
+
+
+@pytest.mark.parametrize("query, low, high", [
+    ("colour bars test pattern", 1.0, 1.0),  # every word is a style label
+    ("a cartoon dog", 1.0, 1.0),
+    ("two girls", 1.0, 1.0),  # the count and who
+    ("man in a red bow tie talking and pulling faces inside a car", 0.3, 0.6),  # man, bow tie, car
+    ("baby next to a fireplace and a blue balloon", 0.1, 0.3),  # baby (colours do not rank)
+    ("close-up of fingers pressing the frets of a bass guitar", 0.0, 0.0),
+    ("the of and", 0.0, 0.0),  # no content word
+])
+def test_coverage_is_the_share_of_content_words_the_concepts_explain(query, low, high):
+    assert low <= coverage(query) <= high
+
+
+def test_label_weight_grows_with_coverage():
+    assert label_weight(0.8, 0.0) == pytest.approx(0.8 * LABEL_WEIGHT)
+    assert label_weight(0.8, 1.0) == pytest.approx(0.8)
+    assert label_weight(0.8, 0.3) < label_weight(0.8, 0.6) < label_weight(0.8, 1.0)
+    assert label_weight(0.0, 1.0) == 0.0  # a query with no visual side gains nothing from labels
 
 
 def test_label_filters_parse_and_apply():
