@@ -216,12 +216,11 @@ class AnalysisPool:
     Nothing here touches an index: the caller commits.
 
     One thread drives ``step`` (the CLI's loop, or the pump thread of ``start_pump``);
-    ``submit`` and ``cancel`` may come from any thread. ``reserve_used``: the CPU slots
-    already held when the pool starts (e.g. the service's search replicas) are left to
-    their holders, so the pool counts only the rest (plus nodes that join later)."""
+    ``submit`` and ``cancel`` may come from any thread. ``reserved_cpus``: CPU slots of
+    the cluster the pool leaves to others (the service's search replicas)."""
 
     def __init__(self, resources: RayIngestSettings | None = None, stages: Sequence[Stage] | None = None,
-                 threads: int | None = None, *, max_actors: int | None = None, reserve_used: bool = False) -> None:
+                 threads: int | None = None, *, max_actors: int | None = None, reserved_cpus: float = 0.0) -> None:
         import ray
         from ray.util.queue import Queue
 
@@ -231,9 +230,9 @@ class AnalysisPool:
         self.max_actors = max_actors
         cluster = ray.cluster_resources()
         total = cluster.get("CPU", 0.0)
-        self._reserved = max(0.0, total - ray.available_resources().get("CPU", 0.0)) if reserve_used else 0.0
+        self._reserved = max(0.0, float(reserved_cpus))
         if self.slots() < 1:
-            held = f", {self._reserved:g} of them held already (search replicas)" if self._reserved else ""
+            held = f", {self._reserved:g} of them left to the search replicas" if self._reserved else ""
             raise InputError(f"the Ray cluster has {total:g} CPU slots{held}; an analysis worker needs"
                              f" {self.resources.num_cpus:g}", hint="start a worker node: `ray start --address HEAD:6379`")
         self._actor = ray.remote(_Analyser).options(
@@ -253,8 +252,8 @@ class AnalysisPool:
 
     # -- capacity ----------------------------------------------------------------------
     def slots(self) -> int:
-        """Videos the pool analyses at once now: the cluster's CPU slots (less those
-        reserved at start) over ``num_cpus``, at most ``max_actors``."""
+        """Videos the pool analyses at once now: the cluster's CPU slots (less the
+        reserved ones) over ``num_cpus``, at most ``max_actors``."""
         import ray
 
         n = int(max(0.0, ray.cluster_resources().get("CPU", 0.0) - self._reserved) // self.resources.num_cpus)
