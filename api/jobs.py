@@ -353,7 +353,6 @@ class JobQueue:
                  int(req.owns_file), now, now, req.kind, req.params, req.metadata),
             )
         self._lane(req.kind).put(job_id)
-        self._grow()
         return self.get(job_id, tenant=req.tenant)
 
     def _lane(self, kind: str) -> queue.Queue[str | None]:
@@ -376,7 +375,8 @@ class JobQueue:
         return len(rows)
 
     def _grow(self) -> None:
-        """One thread of the cluster's lane per slot of the pool (nodes that joined add slots)."""
+        """One thread of the cluster's lane per slot of the pool: at start, and after each
+        job of the lane (so nodes that joined add threads as jobs finish)."""
         if self.cluster is None or self._thread is None or self._stop.is_set():
             return
         try:

@@ -132,6 +132,22 @@ def _with_stages(c: TestClient, extra: list[Stage]) -> None:
     pool.stages = build_stages(JOB, extra=extra)
 
 
+def test_serve_ray_without_an_address_starts_and_ends_its_own_local_instance(media, tmp_path):
+    """`vidseek serve --ray` with no address: the service starts a local Ray instance (a
+    slot per core for the analyses), runs the job there, and shuts Ray down at exit.
+    First in the file: the module's cluster fixture is not connected yet."""
+    if ray.is_initialized():
+        pytest.skip("this process is connected to Ray already (another test module's cluster)")
+    try:
+        with TestClient(create_app(tmp_path / "idx", _settings(media, ray_ingest=True))) as c:
+            assert ray.is_initialized() and c.app.state.svc.ingest_pool.slots() == (os.cpu_count() or 1)
+            (job,) = _follow(c, [_submit(c, media / "silent.mp4")]).values()
+            assert job["status"] == "done" and WORKER.match(job["worker"] or ""), job
+        assert not ray.is_initialized()
+    finally:
+        ray.shutdown()
+
+
 def test_ray_job_equals_the_in_process_job_and_shows_the_workers_stages(media, cluster, tmp_path):
     """One clip (OCR on) as a job in the server's own process and as a job on the cluster:
     the same video and segments; the Ray job's rows show the worker's stages and pid."""
