@@ -32,6 +32,7 @@ from api.discovery import new_owner_token
 from api.webhooks import Webhooks
 from api.metrics import Metrics
 from api.settings import Settings
+from engine.errors import InputError
 
 __all__ = ["ServiceState", "LruCache", "is_loopback"]
 
@@ -169,7 +170,13 @@ class ServiceState:
         if s.ray_ingest:  # ingest jobs analysed on the cluster, committed here
             from indexer.distributed import AnalysisPool
 
-            self.ingest_pool = AnalysisPool(max_actors=s.ingest_slots, reserved_cpus=replica_cpus)
+            try:
+                self.ingest_pool = AnalysisPool(max_actors=s.ingest_slots, reserved_cpus=replica_cpus)
+            except InputError as e:  # no CPU slot left for an analysis worker
+                raise InputError(f"ingest jobs on Ray: {e.message}",
+                                 hint="start another node (`ray start --address HEAD:6379`), ask for fewer"
+                                      " --replicas, or pass --ingest-slots 0 to run ingest jobs in the server"
+                                 ) from None
             self.ingest_pool.start_pump()
             self.jobs.cluster = self.ingest_pool
             log.info("ingest jobs are analysed on the Ray cluster: up to %d at once", self.ingest_pool.slots())

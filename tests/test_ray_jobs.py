@@ -260,6 +260,20 @@ def test_jobs_in_flight_at_shutdown_are_abandoned_and_done_after_restart(media, 
         assert [os.path.basename(v.source) for v in index.list_videos()] == ["victim.mp4"]
 
 
+def test_no_slot_left_for_ingest_is_refused_at_start_with_the_numbers(media, cluster, tmp_path):
+    from engine.errors import InputError
+
+    with pytest.raises(InputError, match="has 2 CPU slots, 2 of them left to the search replicas") as e:
+        with TestClient(create_app(tmp_path / "idx", _ray(media, cluster, replicas=2))):
+            pass
+    assert "--ingest-slots 0" in str(e.value)
+    for _ in range(600):  # the replicas started are ended again (Ray frees their slots shortly after)
+        if ray.available_resources().get("CPU") == 2:
+            break
+        time.sleep(0.05)
+    assert ray.available_resources().get("CPU") == 2
+
+
 def test_serve_flags():
     from api.app import settings_from_args
     from api.cli import build_parser
