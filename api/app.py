@@ -131,14 +131,19 @@ def settings_from_args(args) -> Settings:
                 raise InputError(f"--webhook-secret-file {args.webhook_secret_file} holds under 16 bytes",
                                  hint="use a long random secret, e.g. `openssl rand -hex 32`")
     rate = getattr(args, "rate", None)
+    on_ray = getattr(args, "ray", None) is not None
+    slots = getattr(args, "ingest_slots", None)
+    if slots is not None and slots < 0:
+        raise InputError(f"--ingest-slots must be >= 0, got {slots}", hint="0 keeps ingest jobs in this process")
     settings = Settings(
         host=args.host, port=args.port, allowed_roots=roots, tenant_roots=tenant_roots,
         max_upload_bytes=getattr(args, "max_upload_bytes", None) or Settings.max_upload_bytes,
         rate=rate,  # None: no limit in local mode, DEFAULT_RATE with keys; 0: off
         webhook=webhook, webhook_secret=secret, advertise=True,
         ray_address=getattr(args, "ray", None),
-        replicas=(getattr(args, "replicas", 2) or 0) if getattr(args, "ray", None) is not None else 0,
+        replicas=(getattr(args, "replicas", 2) or 0) if on_ray else 0,
         shard_groups=getattr(args, "shard_groups", 1) or 1,
+        ray_ingest=on_ray and slots != 0, ingest_slots=slots or None,
     )
     return settings
 

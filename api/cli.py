@@ -414,13 +414,19 @@ def _add_admin(sub) -> None:
                    help="the webhook signing secret (default: one kept in the index's service database,"
                         " printed by `python -m api.keys webhook-secret --index DIR`)")
     s.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                   help="serve the vector shards from replicas on a Ray cluster (ADDRESS of its head, or 'auto';"
-                        " without one, a local Ray instance); each loads its shards from DIR (docs/scale.md)")
+                   help="use a Ray cluster (ADDRESS of its head, or 'auto'; without one, a local Ray instance):"
+                        " searches go to replicas holding the vector shards (each loads its shards from DIR), and"
+                        " ingest jobs (POST /v1/ingest, PATCH /v1/videos/ID) are analysed on the cluster, several"
+                        " at once, each committed here whole (docs/scale.md)")
     s.add_argument("--shard-groups", type=int, default=1, metavar="G",
                    help="with --ray: split the index's vector shards into G groups (default 1)")
     s.add_argument("--replicas", type=int, default=2, metavar="N",
                    help="with --ray: replicas per shard group (default 2); a dead one is restarted and its"
-                        " calls retried on another")
+                        " calls retried on another. 0: searches run in this process")
+    s.add_argument("--ingest-slots", type=int, metavar="N",
+                   help="with --ray: at most N ingest jobs analysed at once on the cluster (default: one per CPU"
+                        " slot the replicas leave, more as nodes join; a job whose worker dies is retried on"
+                        " another). 0: ingest jobs run in this process, one at a time")
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("delete", help="delete a video from an index")

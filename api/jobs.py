@@ -13,6 +13,15 @@ shutdown the worker finishes its job within a grace period; past it the job is
 stopped at its next progress point and marked ``abandoned`` before anything is
 committed. On start, ``queued``, ``running`` (a crash) and ``abandoned`` jobs are
 queued again.
+
+On a Ray cluster (``vidseek serve --ray``: ``JobQueue.cluster`` is an
+``indexer.distributed.AnalysisPool``), ingest jobs run in a lane of their own, one
+thread per CPU slot of the cluster: each thread hashes and decides its file here,
+sends the analysis to the pool (the same actors as ``vidseek index --ray``; a call
+whose worker dies is sent again, ``worker_crash`` once the retries run out), shows
+the worker's stage and progress on the job row, and commits here under the writer
+lock, deciding again first, since another job may have committed the same file
+meanwhile. Other job kinds stay on the one local worker thread.
 """
 from __future__ import annotations
 
@@ -27,14 +36,14 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from api.errors import redact_paths
 from engine.errors import IndexLockedError, NotFoundError, UnknownNameError, VidseekError
 from engine.index import VideoIndex
 
 __all__ = ["JOB_STATES", "Job", "JobRequest", "SharedWriter", "JobQueue", "ingest_file", "open_or_create_writer",
-           "JobRunner"]
+           "JobRunner", "AnalyseFn", "AnalysisFailed"]
 
 log = logging.getLogger("vidseek.api.jobs")
 
@@ -65,7 +74,10 @@ CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
 # Columns added after the first release: ALTERed into an existing service.sqlite.
 # ``kind``: ingest or another kind the queue was given (see JobQueue); ``params``: JSON.
 # ``metadata``: JSON of the video's metadata (indexer.metadata.VideoMetadata.as_dict()).
-_ADDED_COLUMNS = (("kind", "TEXT NOT NULL DEFAULT 'ingest'"), ("params", "TEXT"), ("metadata", "TEXT"))
+# ``worker``: where the analysis runs ("<Ray node id prefix>/<pid>"; NULL in this process);
+# ``attempt``: the analysis attempt (above 1 after a Ray worker died and it was sent again).
+_ADDED_COLUMNS = (("kind", "TEXT NOT NULL DEFAULT 'ingest'"), ("params", "TEXT"), ("metadata", "TEXT"),
+                  ("worker", "TEXT"), ("attempt", "INTEGER NOT NULL DEFAULT 0"))
 
 
 @dataclass(frozen=True)
@@ -102,6 +114,8 @@ class Job:
     updated_at: float
     source_name: str
     kind: str = "ingest"
+    worker: str | None = None  # "<Ray node id prefix>/<pid>" of the analysis (None: this process)
+    attempt: int = 0  # 1 once it runs; more after a Ray worker died mid-analysis and it was sent again
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -112,6 +126,15 @@ class Job:
 
 class _Abandoned(Exception):
     """Raised inside a job's progress callback when the service stops past its grace."""
+
+
+class AnalysisFailed(VidseekError):
+    """An analysis that failed on the Ray cluster, with the code and message its worker
+    gave (``bad_media``, ..., or ``worker_crash`` when every attempt's worker died)."""
+
+    def __init__(self, code: str | None, message: str | None) -> None:
+        super().__init__(message or "the analysis failed")
+        self.code = code or "internal_error"
 
 
 def open_or_create_writer(index_dir: str | Path) -> VideoIndex:
@@ -169,12 +192,17 @@ class SharedWriter:
 
 
 ProgressFn = Callable[[str, float], None]
+# (path, content hash, config, options, metadata) -> indexer.mapper.Analysis, a failure as a value
+AnalyseFn = Callable[..., Any]
 
 
 def ingest_file(writer: SharedWriter, req: JobRequest, progress: ProgressFn,
-                should_commit: Callable[[], bool] = lambda: True) -> tuple[str, str]:
+                should_commit: Callable[[], bool] = lambda: True, analyse: AnalyseFn | None = None
+                ) -> tuple[str, str]:
     """Analyse one file outside the writer lock and commit it whole under it, through the
-    same ``decide`` and ``commit`` as ``vidseek index``.
+    same ``decide`` and ``commit`` as ``vidseek index``. ``analyse``: where the analysis
+    runs (None: here, ``analyse_file``; the Ray lane: the cluster's pool, after which
+    the file is decided again under the lock, as jobs then run side by side).
 
     Returns (result, video_id): ``unchanged`` (same source and bytes already indexed),
     ``duplicate`` (the same bytes under another source), ``replaced`` or ``indexed``.
@@ -199,10 +227,19 @@ def ingest_file(writer: SharedWriter, req: JobRequest, progress: ProgressFn,
     if not decision.needs_analysis:
         return decision.action, decision.video_id
     options = IndexOptions(tenant=req.tenant, speech=req.speech, ocr=req.ocr, visual=req.visual)
-    analysis = analyse_file(req.path, h, config, options, meta, progress, catch=False)
+    if analyse is None:
+        analysis = analyse_file(req.path, h, config, options, meta, progress, catch=False)
+    else:
+        analysis = analyse(req.path, h, config, options, meta)
+        if not analysis.ok:
+            raise AnalysisFailed(analysis.code, analysis.reason)
     with writer.locked() as idx:
         if not should_commit():
             raise _Abandoned()
+        if analyse is not None:  # another job may have committed this file, or these bytes, since
+            decision = decide(idx.catalog, req.path, h, tenant=req.tenant, meta=given)
+            if not decision.needs_analysis:
+                return decision.action, decision.video_id
         res = commit(idx, decision, analysis, options, reraise=True)
     return res.status, res.video_id
 
@@ -215,7 +252,12 @@ JobRunner = Callable[[SharedWriter, str, JobRequest, ProgressFn, Callable[[], bo
 class JobQueue:
     """Persisted jobs run one at a time by a background thread: ``ingest`` (built in) and
     the kinds of ``kinds`` (kind -> runner; the mapping is read at each job, so its
-    owner, the service state, may add kinds after the queue is made)."""
+    owner, the service state, may add kinds after the queue is made).
+
+    ``cluster`` (set before ``start``; None: every job in this process, one at a time):
+    an ``indexer.distributed.AnalysisPool``; ingest jobs then run on threads of their
+    own, as many at once as the pool has slots (more threads start when nodes join),
+    each analysing on the cluster and committing here."""
 
     def __init__(self, db_path: str | Path, writer: SharedWriter,
                  kinds: Mapping[str, JobRunner] | None = None,
@@ -239,7 +281,11 @@ class JobQueue:
         self._stop = threading.Event()
         self._abort = threading.Event()
         self._thread: threading.Thread | None = None
-        self.current: str | None = None
+        self.cluster: Any = None  # indexer.distributed.AnalysisPool: ingest jobs analysed on Ray
+        self._cluster_queue: queue.Queue[str | None] = queue.Queue()
+        self._cluster_threads: list[threading.Thread] = []
+        self._threads_lock = threading.Lock()
+        self._running: set[str] = set()  # the jobs a thread runs now
 
     # -- rows ------------------------------------------------------------------------
     def _row(self, job_id: str) -> sqlite3.Row | None:
@@ -256,7 +302,7 @@ class JobQueue:
     def _job(r: sqlite3.Row) -> Job:
         return Job(r["job_id"], r["tenant"], r["status"], r["stage"], float(r["progress"]), r["result"],
                    r["video_id"], r["error_code"], r["error_message"], r["created_at"], r["updated_at"],
-                   r["title"] or os.path.basename(r["path"]), r["kind"])
+                   r["title"] or os.path.basename(r["path"]), r["kind"], r["worker"], int(r["attempt"] or 0))
 
     def get(self, job_id: str, *, tenant: str) -> Job:
         """A tenant's job; another tenant's id is simply not found."""
@@ -306,46 +352,75 @@ class JobQueue:
                 (job_id, req.tenant, req.path, req.title, int(req.speech), int(req.ocr), int(req.visual),
                  int(req.owns_file), now, now, req.kind, req.params, req.metadata),
             )
-        self._queue.put(job_id)
+        self._lane(req.kind).put(job_id)
         return self.get(job_id, tenant=req.tenant)
+
+    def _lane(self, kind: str) -> queue.Queue[str | None]:
+        """The queue a job of ``kind`` waits in: ingest goes to the cluster's lane when there is one."""
+        return self._cluster_queue if self.cluster is not None and kind == "ingest" else self._queue
 
     def start(self) -> int:
         """Requeue unfinished jobs of an earlier run and start the worker; returns how many."""
         with self._db_lock:
             rows = self._conn.execute(
-                "SELECT job_id FROM jobs WHERE status IN ('queued', 'running', 'abandoned') ORDER BY created_at"
+                "SELECT job_id, kind FROM jobs WHERE status IN ('queued', 'running', 'abandoned') ORDER BY created_at"
             ).fetchall()
-            self._conn.execute("UPDATE jobs SET status = 'queued', stage = NULL, progress = 0"
-                               " WHERE status IN ('running', 'abandoned')")
-        for (job_id,) in rows:
-            self._queue.put(job_id)
-        self._thread = threading.Thread(target=self._loop, name="vidseek-ingest", daemon=True)
+            self._conn.execute("UPDATE jobs SET status = 'queued', stage = NULL, progress = 0, worker = NULL,"
+                               " attempt = 0 WHERE status IN ('running', 'abandoned')")
+        for job_id, kind in rows:
+            self._lane(kind).put(job_id)
+        self._thread = threading.Thread(target=self._loop, args=(self._queue,), name="vidseek-ingest", daemon=True)
         self._thread.start()
+        self._grow()
         return len(rows)
 
+    def _grow(self) -> None:
+        """One thread of the cluster's lane per slot of the pool: at start, and after each
+        job of the lane (so nodes that joined add threads as jobs finish)."""
+        if self.cluster is None or self._thread is None or self._stop.is_set():
+            return
+        try:
+            want = max(1, self.cluster.slots())
+        except Exception:  # the cluster does not answer now: the threads there keep working
+            want = 1
+        with self._threads_lock:
+            while len(self._cluster_threads) < want:
+                t = threading.Thread(target=self._loop, args=(self._cluster_queue,), daemon=True,
+                                     name=f"vidseek-ingest-ray-{len(self._cluster_threads)}")
+                self._cluster_threads.append(t)
+                t.start()
+
     def shutdown(self, grace_s: float = 30.0) -> None:
-        """Finish the running job within ``grace_s``, else abandon it (nothing committed)."""
+        """Finish the running jobs within ``grace_s``, else abandon them (nothing committed)."""
         self._stop.set()
         self._queue.put(None)
         if self._thread is None:
             return
-        self._thread.join(grace_s)
-        if self._thread.is_alive():
+        with self._threads_lock:
+            threads = [self._thread, *self._cluster_threads]
+            for _ in self._cluster_threads:
+                self._cluster_queue.put(None)
+        deadline = time.monotonic() + grace_s
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        if any(t.is_alive() for t in threads):
             self._abort.set()
-            self._thread.join(5.0)
-        current = self.current
-        if current is not None:  # still in a stage without progress points: leave it for a restart
+            for t in threads:
+                t.join(5.0)
+        for current in list(self._running):  # still in a stage without progress points: leave it for a restart
             self._update(current, status="abandoned", stage=None)
             log.warning("ingest job %s abandoned at shutdown; it is requeued on the next start", current)
         with self._db_lock:
             self._conn.close()
 
-    def _loop(self) -> None:
+    def _loop(self, lane: queue.Queue[str | None]) -> None:
         while not self._stop.is_set():
-            job_id = self._queue.get()
+            job_id = lane.get()
             if job_id is None or self._stop.is_set():
                 break
             self._run(job_id)
+            if lane is self._cluster_queue:
+                self._grow()
 
     def _run(self, job_id: str) -> None:
         r = self._row(job_id)
@@ -353,8 +428,8 @@ class JobQueue:
             return
         req = JobRequest(r["tenant"], r["path"], r["title"], bool(r["speech"]), bool(r["ocr"]), bool(r["visual"]),
                          bool(r["owns_file"]), r["kind"], r["params"], r["metadata"])
-        self.current = job_id
-        self._update(job_id, status="running", stage="start", progress=0.0)
+        self._running.add(job_id)
+        self._update(job_id, status="running", stage="start", progress=0.0, attempt=1)
         last = [0.0]
 
         def progress(stage: str, frac: float) -> None:
@@ -368,7 +443,9 @@ class JobQueue:
         t0 = time.perf_counter()
         try:
             if req.kind == "ingest":
-                result, video_id = ingest_file(self.writer, req, progress, lambda: not self._abort.is_set())
+                on_cluster = self._on_cluster(job_id) if self.cluster is not None else None
+                result, video_id = ingest_file(self.writer, req, progress, lambda: not self._abort.is_set(),
+                                               on_cluster)
             elif req.kind in self.kinds:
                 result, video_id = self.kinds[req.kind](self.writer, job_id, req, progress,
                                                         lambda: not self._abort.is_set())
@@ -388,8 +465,40 @@ class JobQueue:
                 Path(req.path).unlink(missing_ok=True)
             log.info("ingest job %s %s %s in %.1f s", job_id, result, video_id, time.perf_counter() - t0)
         finally:
-            self.current = None
+            self._running.discard(job_id)
         self._finished(job_id)
+
+    def _on_cluster(self, job_id: str) -> AnalyseFn:
+        """The analysis step of an ingest job on the cluster: the video goes to the pool,
+        the worker's stage events and retries go to the job's row, and the job thread
+        waits (and gives up at an abort past the shutdown grace: abandoned, requeued at
+        the next start)."""
+        last = [0.0]
+
+        def on_stage(stage: str, frac: float, worker: int, label: str) -> None:  # on the pool's thread
+            now = time.monotonic()
+            if job_id in self._running and (now - last[0] > 0.2 or frac >= 1.0):  # throttle row updates
+                last[0] = now
+                try:
+                    self._update(job_id, stage=stage, progress=round(float(frac), 3), worker=label)
+                except sqlite3.ProgrammingError:  # the queue closed meanwhile (shutdown)
+                    pass
+
+        def on_retry(attempt: int, why: str) -> None:
+            log.warning("ingest job %s: its Ray worker died (%s); analysis attempt %d", job_id, why, attempt)
+            self._update(job_id, stage="retrying", progress=0.0, attempt=attempt)
+
+        def analyse(path: str, content_hash: str, config, options, meta):
+            self._update(job_id, stage="dispatched", progress=0.0)  # waiting for a free worker
+            call = self.cluster.submit(path, content_hash, config, options, meta, on_stage=on_stage,
+                                       on_retry=on_retry)
+            analysis = call.wait(self._abort.is_set)
+            if analysis is None or analysis.code == "cancelled":  # stopping: nothing is committed
+                self.cluster.cancel(call)
+                raise _Abandoned()
+            return analysis
+
+        return analyse
 
     def _finished(self, job_id: str) -> None:
         if self.on_finish is None:

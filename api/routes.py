@@ -128,15 +128,24 @@ class JobOut(BaseModel):
     job_id: str = Field(examples=["j5c1e0d7a9b2f4e86"])
     tenant: str
     status: str = Field(examples=["running"])
-    stage: str | None = Field(None, examples=["visual"])
+    stage: str | None = Field(None, examples=["visual"],
+                              description="the step running now: `hash`, then the analysis stages (`shots`, `visual`,"
+                                          " `speech`, ...) as the worker reports them; with Ray ingest also"
+                                          " `dispatched` (waiting for a free worker) and `retrying` (its worker died)")
     progress: float = Field(examples=[0.3])
     result: str | None = Field(None, examples=["indexed"])
     video_id: str | None = None
-    error: ErrorDetail | None = None
+    error: ErrorDetail | None = Field(None, description="why it failed: e.g. `bad_media`, or `worker_crash` when"
+                                                        " every Ray worker that analysed it died (nothing committed)")
     created_at: float
     updated_at: float
     source_name: str
     kind: str = Field("ingest", examples=["ingest", "highlight"])
+    worker: str | None = Field(None, examples=["3f9a02c1/48213"],
+                               description="where the analysis runs: Ray node id prefix / process id (`vidseek serve"
+                                           " --ray`); null in the server's own process")
+    attempt: int = Field(0, examples=[1], description="analysis attempt: 1 once running, more after a Ray worker"
+                                                      " died mid-video and the video was sent to another")
 
 
 class SegmentOut(BaseModel):
@@ -537,7 +546,10 @@ def list_jobs(request: Request, status: str | None = Query(None, description="qu
     return {"jobs": [j.as_dict() for j in jobs], **page_info(total, offset, len(jobs))}
 
 
-@v1.get("/jobs/{job_id}", response_model=JobOut, summary="An ingest job's status and progress")
+@v1.get("/jobs/{job_id}", response_model=JobOut, summary="An ingest job's status and progress",
+        description="`stage` and `progress` are reported by the process that analyses the video: the server's own,"
+                    " or, under `vidseek serve --ray`, the Ray worker named in `worker` (a worker that dies"
+                    " mid-video: the video is sent to another, `attempt` counts up, nothing is half-committed).")
 def get_job(request: Request, job_id: str, p: Principal = Depends(require("ingest"))) -> dict:
     return service(request).jobs.get(job_id, tenant=p.tenant).as_dict()
 
@@ -682,6 +694,9 @@ def metrics(request: Request) -> PlainTextResponse:
     }
     for status, n in svc.jobs.counts().items():
         gauges[f"vidseek_ingest_jobs_{status}"] = (f"Ingest jobs now {status}.", n)
+    if svc.ingest_pool is not None:  # vidseek serve --ray: the analyses run on the cluster
+        gauges["vidseek_ingest_ray_slots"] = ("Ingest analyses the Ray cluster runs at once.", svc.ingest_pool.slots())
+        gauges["vidseek_ingest_ray_workers"] = ("Ray analysis actors started.", svc.ingest_pool.actors)
     return PlainTextResponse(svc.metrics.render(gauges), media_type="text/plain; version=0.0.4")
 
 

@@ -63,6 +63,12 @@ class Settings:
     replicas: int = 0
     shard_groups: int = 1
     ray_address: str | None = None
+    # Ingest jobs analysed on the Ray cluster at ray_address (indexer.distributed.AnalysisPool,
+    # the actors of `vidseek index --ray`), up to ingest_slots at once (None: every CPU slot
+    # the search replicas leave, more as nodes join), each committed in this process; False:
+    # in this process, one job at a time.
+    ray_ingest: bool = False
+    ingest_slots: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_upload_bytes < 1 or self.max_image_bytes < 1:
@@ -71,6 +77,8 @@ class Settings:
             raise ValueError(f"max_k must be in 1..1000, got {self.max_k}")
         if self.replicas < 0:
             raise ValueError(f"replicas must be >= 0, got {self.replicas}")
+        if self.ingest_slots is not None and self.ingest_slots < 1:
+            raise ValueError(f"ingest_slots must be >= 1 (or None: every free slot), got {self.ingest_slots}")
         if isinstance(self.allowed_roots, str):
             raise ValueError("allowed_roots is a tuple of folders, not one string")
         for tenant, roots in self.tenant_roots.items():

@@ -7,7 +7,9 @@ and closed with it. It owns everything the routes share:
   ``index()`` hands out the handle that reads use and ``searcher()`` the query
   planner over it, synced first so that it sees every commit;
 - the key store, link signer and rate limiter; the job queue and its job kinds
-  (``job_kinds``: kind -> runner, besides the built-in ``ingest``);
+  (``job_kinds``: kind -> runner, besides the built-in ``ingest``); with
+  ``Settings.ray_ingest`` the Ray analysis pool its ingest jobs use (``ingest_pool``)
+  and, when the state started Ray, the connection;
 - the cover service (its own writable catalog connection, made on first use), the
   thumbnail and context-vector caches, the limits of clips and reels, the metrics.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -29,6 +32,7 @@ from api.discovery import new_owner_token
 from api.webhooks import Webhooks
 from api.metrics import Metrics
 from api.settings import Settings
+from engine.errors import InputError
 
 __all__ = ["ServiceState", "LruCache", "is_loopback"]
 
@@ -112,6 +116,8 @@ class ServiceState:
         self._lock = threading.RLock()
         self._searcher: Any = None  # query.planner.Searcher over the handle index() gave last
         self.router: Any = None  # query.shards.ShardedSearcher when searches run on Ray replicas
+        self.ingest_pool: Any = None  # indexer.distributed.AnalysisPool when ingest jobs run on Ray
+        self._ray_connected = False  # this state started or joined Ray (it disconnects at close)
         from query.learn.service import LearningService
 
         self.learning = LearningService(index_dir)  # feedback store, learned ranking, retrain schedule
@@ -143,16 +149,37 @@ class ServiceState:
         """Open the search side (the encoders, loaded now when ``warm_models``, so that
         ready means "a search will not stall"), then start the job worker; returns how
         many unfinished jobs of an earlier run were queued again."""
-        if self.settings.replicas > 0:  # vector shards on Ray replicas; this process routes
+        s = self.settings
+        replica_cpus = s.shard_groups * s.replicas if s.replicas > 0 else 0  # one CPU slot a replica
+        if s.ray_ingest:
+            from engine.cluster import LOCAL, connect
+
+            # a local instance: a slot per core for the analyses, plus one per search replica
+            local = s.ray_address in (None, "", LOCAL)
+            self._ray_connected = connect(s.ray_address, num_cpus=(os.cpu_count() or 1) + replica_cpus
+                                          if local else None)
+        if s.replicas > 0:  # vector shards on Ray replicas; this process routes
             from query.shards import ShardedSearcher
 
-            self.router = ShardedSearcher(self.index_dir, groups=self.settings.shard_groups,
-                                          replicas=self.settings.replicas, address=self.settings.ray_address,
-                                          ranking=self.learning.ranking, warm=self.settings.warm_models)
+            self.router = ShardedSearcher(self.index_dir, groups=s.shard_groups, replicas=s.replicas,
+                                          address=s.ray_address, ranking=self.learning.ranking, warm=s.warm_models)
         else:
             searcher = self.searcher()
-            if self.settings.warm_models:
+            if s.warm_models:
                 searcher.warm_up()
+        if s.ray_ingest:  # ingest jobs analysed on the cluster, committed here
+            from indexer.distributed import AnalysisPool
+
+            try:
+                self.ingest_pool = AnalysisPool(max_actors=s.ingest_slots, reserved_cpus=replica_cpus)
+            except InputError as e:  # no CPU slot left for an analysis worker
+                raise InputError(f"ingest jobs on Ray: {e.message}",
+                                 hint="start another node (`ray start --address HEAD:6379`), ask for fewer"
+                                      " --replicas, or pass --ingest-slots 0 to run ingest jobs in the server"
+                                 ) from None
+            self.ingest_pool.start_pump()
+            self.jobs.cluster = self.ingest_pool
+            log.info("ingest jobs are analysed on the Ray cluster: up to %d at once", self.ingest_pool.slots())
         self.ready = True
         self.learning.start(self.local_searcher)
         return self.jobs.start()
@@ -167,6 +194,9 @@ class ServiceState:
             if self.webhooks is not None:
                 self.webhooks.close()
         finally:
+            if self.ingest_pool is not None:  # after the jobs: what they had in flight is abandoned now
+                self.ingest_pool.close()
+                self.ingest_pool = None
             self.idempotency.close()
             with self._lock:
                 if self.cover_service is not None:
@@ -179,6 +209,11 @@ class ServiceState:
                 if self.router is not None:
                     self.router.close()
                     self.router = None
+            if self._ray_connected:
+                import ray
+
+                ray.shutdown()
+                self._ray_connected = False
             self.learning.close()
             self.writer.close()
             self.keys.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -58,8 +59,10 @@ class KillOnce(Stage):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-@pytest.fixture(scope="module")
-def cluster():
+@contextmanager
+def two_node_cluster():
+    """A local Ray cluster of two nodes with one CPU each, this process connected (the
+    test skips with the reason when Ray does not start here)."""
     from ray.cluster_utils import Cluster
 
     from engine.cluster import connect
@@ -75,6 +78,12 @@ def cluster():
     finally:
         ray.shutdown()
         c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with two_node_cluster() as c:
+        yield c
 
 
 @pytest.fixture(scope="module")
