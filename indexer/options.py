@@ -12,10 +12,10 @@ __all__ = ["IndexOptions", "default_workers", "WORKER_RSS_BYTES"]
 # 1175 MiB, the larger of the two workers' peaks over all 71 clips of ../shared/media
 # (`python -m benchmarks.bench_workers --workers 2 --limit 100 --every 0.25`: sampled
 # every 0.25 s, 2026-12-06), rounded up, so that the default never pushes a machine
-# into swap. Before workers stopped
-# importing torch and sentence-transformers, which no default stage uses, the same
-# measurement gave 2122 MiB; the 1.5 GiB used until then rounded up 1.41 GB from
-# `/usr/bin/time -v` on two clips. docs/ingest.md, "Worker start-up and memory".
+# into swap. Before workers stopped importing torch and sentence-transformers, which
+# no default stage uses, the same measurement gave 2122 MiB; the 1.5 GiB used until
+# then rounded up 1.41 GB from `/usr/bin/time -v` on two clips. docs/ingest.md,
+# "Worker start-up and memory".
 WORKER_RSS_BYTES = int(1.25 * 1024**3)
 # What the parent process keeps for itself (catalog, vectors, graph) beside the
 # workers, and the workers' fork server (150 MB resident, most of it shared with them).
