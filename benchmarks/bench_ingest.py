@@ -10,8 +10,8 @@ where the time goes (stage seconds summed over workers, and their share).
 Stage seconds are wall seconds inside each worker, so on a shared machine they
 grow with the load: the 1-minute load average before and after the run is
 recorded beside them (``load_before``/``load_after``), and the CPU seconds of this
-process and its finished workers (``cpu_seconds``), which the load inflates far
-less. The ``graph`` stage runs in the parent process after each commit. See
+process and every process under it, the workers and their fork server included
+(``cpu_seconds``, ``benchmarks.core.TreeCpu``), which the load inflates far less. The ``graph`` stage runs in the parent process after each commit. See
 docs/ingest.md for measured numbers.
 
 The measurement is ``benchmarks.suites.ingest.measure_library`` (the ingest suite of

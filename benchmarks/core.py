@@ -32,6 +32,9 @@ __all__ = [
     "time_each",
     "latency_summary",
     "knn_recall",
+    "TreeCpu",
+    "descendants",
+    "proc_stat",
 ]
 
 T = TypeVar("T")
@@ -148,3 +151,97 @@ def knn_recall(found: np.ndarray, truth: np.ndarray) -> float:
     hits = sum(len(np.intersect1d(f[f >= 0], t)) for f, t in zip(found, truth))
     return float(hits / (k * len(truth)))
 
+
+
+# -- CPU of a process tree ----------------------------------------------------------------
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def proc_stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, user + system CPU seconds) of ``pid`` from ``/proc/PID/stat``; None
+    when it is gone or there is no ``/proc``."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return int(fields[1]), (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(x) for x in fh.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process under ``pid`` (``/proc``; empty where there is none)."""
+    out, todo = [], [pid]
+    while todo:
+        kids = _children(todo.pop())
+        out.extend(kids)
+        todo.extend(kids)
+    return out
+
+
+class TreeCpu:
+    """CPU seconds (user + system) of this process and every process started under it
+    while the ``with`` block runs.
+
+    ``getrusage(RUSAGE_CHILDREN)`` counts only children this process has waited for:
+    the ingest workers that a ``forkserver`` forks are its grandchildren, reaped by the
+    fork server, and would be missed. So a thread also reads each descendant's CPU
+    from ``/proc`` every ``every`` seconds and keeps the last reading; a direct child
+    that has ended by the end is taken from ``RUSAGE_CHILDREN`` instead (no double
+    count). A descendant's CPU after its last reading (at most ``every`` seconds of
+    it) is missed. ``seconds`` holds the total after the block."""
+
+    def __init__(self, every: float = 0.1) -> None:
+        import threading
+
+        self.every = every
+        self.seconds = 0.0
+        self._last: dict[int, tuple[int, float]] = {}
+        self._first: dict[int, float] = {}
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tree-cpu", daemon=True)
+
+    @staticmethod
+    def _own() -> float:
+        import resource
+
+        me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+    def _sample(self) -> None:
+        for pid in descendants(os.getpid()):
+            st = proc_stat(pid)
+            if st is not None:
+                self._last[pid] = st
+
+    def _run(self) -> None:
+        while not self._halt.wait(self.every):
+            self._sample()
+
+    def __enter__(self) -> "TreeCpu":
+        for pid in descendants(os.getpid()):  # already running: count only what they spend from now
+            st = proc_stat(pid)
+            if st is not None:
+                self._first[pid] = st[1]
+        self._own0 = self._own()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._halt.set()
+        self._thread.join()
+        self._sample()
+        me = os.getpid()
+        total = self._own() - self._own0
+        for pid, (ppid, cpu) in self._last.items():
+            if ppid == me and proc_stat(pid) is None:
+                continue  # an ended child of ours: RUSAGE_CHILDREN has it
+            total += cpu - self._first.get(pid, 0.0)
+        self.seconds = total

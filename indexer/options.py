@@ -8,19 +8,26 @@ from dataclasses import dataclass
 
 __all__ = ["IndexOptions", "default_workers", "WORKER_RSS_BYTES"]
 
-# Peak resident memory of one process analysing videos with every default stage and
-# model loaded: 1.41 GB measured (`/usr/bin/time -v`, two clips of ../shared/media,
-# 2026-12-06), rounded up, so that the default never pushes a machine into swap.
-WORKER_RSS_BYTES = int(1.5 * 1024**3)
-# What the parent process keeps for itself (catalog, vectors, graph) beside the workers.
+# Peak resident memory of one ingest worker with every default stage and model loaded:
+# 1175 MiB, the larger of the two workers' peaks over all 71 clips of ../shared/media
+# (`python -m benchmarks.bench_workers --workers 2 --limit 100 --every 0.25`: sampled
+# every 0.25 s, 2026-12-06), rounded up, so that the default never pushes a machine
+# into swap. Before workers stopped importing torch and sentence-transformers, which
+# no default stage uses, the same measurement gave 2122 MiB; the 1.5 GiB used until
+# then rounded up 1.41 GB from `/usr/bin/time -v` on two clips. docs/ingest.md,
+# "Worker start-up and memory".
+WORKER_RSS_BYTES = int(1.25 * 1024**3)
+# What the parent process keeps for itself (catalog, vectors, graph) beside the
+# workers, and the workers' fork server (150 MB resident, most of it shared with them).
 PARENT_RESERVE_BYTES = 1024**3
 
 
 def default_workers(cores: int | None = None, available_bytes: int | None = None) -> int:
     """Worker processes for ``vidseek index`` when ``--workers`` is not given: one per
     core this process may run on, as far as the available memory holds one worker's
-    models each. On 2 cores, 8 real clips indexed at 12.5x real time with 2 workers
-    against 7.2x with 1 (issue 22), so the default takes every core."""
+    models each (``WORKER_RSS_BYTES``: each worker loads its own, see
+    ``indexer.pipeline._pool_context``). On 2 cores, 8 real clips indexed at 12.5x real
+    time with 2 workers against 7.2x with 1 (issue 22), so the default takes every core."""
     if cores is None:
         try:
             cores = len(os.sched_getaffinity(0))

@@ -4,7 +4,9 @@
   ``ingest.decide`` what it needs: new, unchanged (skip), changed (re-index and drop the
   old version in the same transaction), or a duplicate of content already indexed.
 - **mapper** (``indexer.mapper.analyse``): one video -> ``NewVideo`` through the stages
-  (``indexer.stages``), in this process or in worker processes.
+  (``indexer.stages``), in this process or in worker processes. On Linux the workers
+  are forks of a fork server that imported what they need once (``WORKER_PRELOAD``);
+  each loads its own models, and each dies with this process (``die_with_parent``).
 - **writer**: ``ingest.commit`` commits each analysed video whole, records failures and
   runs the optional steps after it; the derived indexes are flushed every
   ``flush_every`` videos and at the end.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import ctypes
 import multiprocessing as mp
+import multiprocessing.connection
 import os
 import signal
 import sys
@@ -150,25 +153,91 @@ _worker_queue = None
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _WATCH_PARENT_S = 1.0
 
+# What a worker imports, imported once in the fork server (``_pool_context``) so that
+# each worker starts as a fork of it instead of importing them again: the executor's
+# entry points, the stages, the modules the stages import when they first run, and the
+# model runtimes under them. A name missing here is imported by the worker itself
+# (slower, never wrong); a name that fails to import is skipped by the fork server.
+# Not here on purpose: torch and sentence-transformers, which no default stage uses.
+WORKER_PRELOAD: tuple[str, ...] = (
+    "indexer.pipeline", "indexer.stages", "indexer.mapper",
+    "indexer.media", "indexer.shots", "indexer.reuse", "indexer.ocr", "indexer.speech",
+    "indexer.human_models", "indexer.covers.faces", "indexer.picture", "indexer.thumbs",
+    "indexer.labels", "indexer.face_tracks", "indexer.colours",
+    "engine.models.registry", "engine.models.imagenet", "engine.models.text", "engine.models.onnx_text",
+    "numpy", "av", "cv2", "PIL.Image", "onnx", "onnxruntime", "rapidocr_onnxruntime", "ctranslate2",
+    "faster_whisper", "tokenizers",
+)
+
+
+def _pool_context():
+    """The multiprocessing context of the worker pool: ``forkserver`` on Linux,
+    ``spawn`` elsewhere; never plain ``fork`` of this process, which may have run
+    models (their thread pools do not survive a fork).
+
+    The fork server is started once per process (by multiprocessing, at the first
+    pool) and imports ``WORKER_PRELOAD``; each worker is a fork of it, so the imports
+    are done once instead of once per worker, and their pages are shared until a
+    worker writes them. It loads no model: a model is loaded in each worker, after the
+    fork, as under spawn. Loading them in the server to share their weights was
+    measured and not done (docs/ingest.md, "Worker start-up and memory"): a Whisper
+    model loaded before a fork hangs the child's first transcription, and ONNX
+    Runtime supports no session carried across a fork."""
+    if sys.platform.startswith("linux") and "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        # Read when the server starts; a later pool of this process reuses that server.
+        ctx.set_forkserver_preload(list(WORKER_PRELOAD))
+        return ctx
+    return mp.get_context("spawn")
+
 
 def die_with_parent(parent_pid: int) -> None:
-    """Make this (child) process end when ``parent_pid`` does, even by SIGKILL.
+    """Make this (worker) process end when the process ``parent_pid`` that started it
+    does, even by SIGKILL, so a killed ``vidseek index`` leaves no worker decoding on.
 
-    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, delivered by the kernel when the parent
-    dies (strictly: when the parent's thread that started this process ends, so
-    ``_run_pool`` starts and joins its workers in one thread). Everywhere, and as the
-    fallback where prctl is missing: a daemon thread that polls the parent's pid and
-    exits this process when the parent is gone. So a killed ``vidseek index`` leaves no
-    worker decoding on."""
+    - ``parent_pid`` is watched through ``multiprocessing.parent_process()``'s
+      sentinel: a pipe whose other end only that process holds, so it reads as closed
+      the moment the process dies, whoever this process's OS parent is (under
+      ``forkserver`` that is the fork server, not ``parent_pid``). A daemon thread
+      waits on it and ends this process.
+    - Linux, as well: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, delivered by the kernel
+      when the OS parent dies (strictly: when the parent's thread that started this
+      process ends; ``_run_pool`` starts and joins its workers in one thread, the fork
+      server forks from its only thread). The fork server itself ends once the pool's
+      process and every worker are gone (multiprocessing's "alive" pipe).
+    - A process that multiprocessing did not start (no sentinel): a daemon thread
+      polls the OS parent's pid, as the fallback."""
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         except (OSError, AttributeError):  # no prctl in this libc: the watchdog below still runs
             pass
+    sentinel = _parent_sentinel(parent_pid)
+    if sentinel is not None:
+        if mp.connection.wait([sentinel], timeout=0):  # it died before we looked
+            os._exit(1)
+        threading.Thread(target=_wait_parent, args=(sentinel,), name="vidseek-parent-watch", daemon=True).start()
+        return
     if not _parent_alive(parent_pid):  # it died before prctl took effect
         os._exit(1)
     threading.Thread(target=_watch_parent, args=(parent_pid,), name="vidseek-parent-watch", daemon=True).start()
+
+
+def _parent_sentinel(parent_pid: int):
+    """The sentinel of ``parent_pid`` when multiprocessing started this process from it."""
+    parent = mp.parent_process()
+    if parent is None or parent.pid != parent_pid:
+        return None
+    try:
+        return parent.sentinel
+    except ValueError:
+        return None
+
+
+def _wait_parent(sentinel) -> None:
+    mp.connection.wait([sentinel])
+    os._exit(1)
 
 
 def _parent_alive(parent_pid: int) -> bool:
@@ -266,9 +335,10 @@ def dispatch_order(todo: list[Todo]) -> list[Todo]:
 
 def _run_pool(todo: list[Todo], config: IndexConfig, options: IndexOptions, stages: list[Stage], workers: int,
               threads: int, emit: EventFn, finish) -> None:
-    ctx = mp.get_context("spawn")  # fork + torch/onnx thread pools deadlock
+    ctx = _pool_context()  # forkserver on Linux (imports shared), else spawn; never plain fork
     # A plain queue inherited by the workers (no manager process that could outlive us);
-    # the workers die with this process, even on kill -9 (die_with_parent).
+    # the workers die with this process, even on kill -9 (die_with_parent), and then
+    # the fork server does.
     queue = ctx.Queue()
     try:
         with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from benchmarks import compare as cmp
-from benchmarks.core import knn_recall, latency_summary, percentile, time_each, write_json
+from benchmarks.core import TreeCpu, knn_recall, latency_summary, percentile, time_each, write_json
 from benchmarks.metrics import Relevant
 from benchmarks.peers import RankBM25Peer, SegmentText, make_quality_peer, raw_search_params
 from benchmarks.presets import PRESETS, SUITES, get_preset
@@ -88,6 +88,27 @@ def test_write_json_is_atomic_and_writes_what_json_cannot_hold_as_text(tmp_path:
     assert text.endswith("\n") and "成龙" in text
     assert json.loads(text) == {"path": str(tmp_path), "zh": "成龙", "n": 1}
     assert [p.name for p in out.parent.iterdir()] == ["r.json"]  # no temporary file left
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_tree_cpu_counts_a_grandchild_that_a_running_child_reaps() -> None:
+    """The fork server's workers are grandchildren it reaps while it still runs:
+    RUSAGE_CHILDREN never sees them, TreeCpu must."""
+    import subprocess
+    import sys
+
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 1.0: pass"
+    child = ("import subprocess, sys, time\n"
+             f"subprocess.run([sys.executable, '-c', {burn!r}])\n"
+             "print('done', flush=True)\n"
+             "time.sleep(30)")
+    with TreeCpu(every=0.05) as meter:
+        proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
+        line = proc.stdout.readline().strip()
+    proc.kill()
+    proc.wait()
+    assert line == "done"
+    assert meter.seconds >= 0.8  # the grandchild's 1 s, less what it spent after the last look
 
 
 def test_stream_batches_ground_truth_is_exact_and_generation_is_timed() -> None:

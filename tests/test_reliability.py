@@ -171,13 +171,14 @@ def test_killed_indexer_leaves_no_worker_processes(tmp_path, tools):
     try:
         for _ in range(int(_HANG_S / 0.05)):
             children = parent.children(recursive=True)
-            workers = [c for c in children if "spawn_main" in " ".join(_cmdline(c))]
+            workers = [c for c in children if _is_worker(c, proc.pid)]
             if len(workers) >= 2:
                 break
             assert proc.poll() is None, "the indexer ended before its workers were seen"
             time.sleep(0.05)
         else:
             pytest.fail("no worker processes appeared")
+        children = parent.children(recursive=True)  # the fork server and workers, the resource tracker
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         alive = _wait_gone(children, psutil)
@@ -187,6 +188,19 @@ def test_killed_indexer_leaves_no_worker_processes(tmp_path, tools):
             proc.kill()
         for c in children:
             _kill_quietly(c)
+
+
+def _is_worker(p, indexer_pid: int) -> bool:
+    """A pool worker: a spawned interpreter, or a fork of the fork server (whose
+    command line it keeps; the server itself is the indexer's child, a worker is the
+    server's)."""
+    cmd = " ".join(_cmdline(p))
+    if "spawn_main" in cmd:
+        return True
+    try:
+        return "forkserver" in cmd and p.ppid() != indexer_pid
+    except Exception:  # noqa: BLE001 - gone
+        return False
 
 
 def _cmdline(p) -> list[str]:

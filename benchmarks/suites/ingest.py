@@ -14,7 +14,6 @@ text embedding, write).
 from __future__ import annotations
 
 import os
-import resource
 import statistics
 import sys
 import tempfile
@@ -22,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from benchmarks.core import TreeCpu
 from benchmarks.machine import machine_info
 from benchmarks.presets import IngestConfig
 from benchmarks.suites.common import Metric, Progress, SuiteResult
@@ -76,13 +76,6 @@ def _ingest_once(clips: Sequence[Path], workers: int) -> dict[str, Any]:
     return {"wall_s": wall, "media_s": float(s["media_seconds"]), "stages": dict(s["stage_seconds"])}
 
 
-def _cpu_seconds() -> float:
-    """User + system CPU of this process and of its children that have ended (the
-    worker pool is shut down by the time the run returns)."""
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-
-
 def measure_library(media: Path, *, workers: int, speech: bool, ocr: bool, visual: bool,
                     limit: int | None) -> dict[str, Any]:
     """Index every clip of ``media`` (the first ``limit``) once into a fresh index:
@@ -90,7 +83,7 @@ def measure_library(media: Path, *, workers: int, speech: bool, ocr: bool, visua
 
     Stage seconds are wall seconds inside each worker, so on a shared machine they grow
     with the load: the 1-minute load average before and after is recorded beside them,
-    and the CPU seconds of this process and its finished workers, which the load
+    and the CPU seconds of this process and every process under it, which the load
     inflates far less."""
     from indexer.pipeline import IndexOptions, discover
 
@@ -99,9 +92,11 @@ def measure_library(media: Path, *, workers: int, speech: bool, ocr: bool, visua
         sources = sources[:limit]
     opts = IndexOptions(workers=workers, speech=speech, ocr=ocr, visual=visual)
     load_before = os.getloadavg()[0]
-    cpu0 = _cpu_seconds()
-    wall, report = index_into_temp(sources, opts, show_progress=sys.stderr.isatty())
-    cpu = _cpu_seconds() - cpu0
+    # This process, its workers and the fork server they are forked from
+    # (benchmarks.core.TreeCpu: RUSAGE_CHILDREN alone misses forked-server workers).
+    with TreeCpu() as cpu_meter:
+        wall, report = index_into_temp(sources, opts, show_progress=sys.stderr.isatty())
+    cpu = cpu_meter.seconds
     load_after = os.getloadavg()[0]
     s = report.summary()
     stages = s["stage_seconds"]

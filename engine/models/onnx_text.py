@@ -139,10 +139,15 @@ class OnnxSentenceEncoder:
         self._session = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
 
     @staticmethod
+    def exported_path(cache_key: str) -> Path:
+        """Where the export of ``cache_key`` is (or will be) in the model cache."""
+        return cache_root() / "onnx" / f"{cache_key}.opset{OPSET}.onnx"
+
+    @staticmethod
     def _ensure_exported(model_dir: Path, cache_key: str) -> Path:
-        folder = cache_root() / "onnx"
+        path = OnnxSentenceEncoder.exported_path(cache_key)
+        folder = path.parent
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{cache_key}.opset{OPSET}.onnx"
         if path.exists():
             return path
         with open(folder / f".{cache_key}.lock", "w") as lock:

@@ -197,10 +197,12 @@ class MiniLMEncoder(_LazyModel):
         if self.backend == "onnx":
             from engine.models.onnx_text import OnnxSentenceEncoder
 
-            # sentence-transformers (and torch) are imported only by the one-time export
-            # (onnx_text.export_onnx, which names them when missing): importing them on
-            # every load cost each ingest worker 5.7 s.
-            return OnnxSentenceEncoder(path, f"minilm-{self.version}", batch_size=self.batch_size)
+            key = f"minilm-{self.version}"
+            if not OnnxSentenceEncoder.exported_path(key).exists():
+                # Only the one-time export needs it (torch, transformers: 4 s and about
+                # 700 MB in every process that imports them, e.g. each ingest worker).
+                _import_sentence_transformers("the 'minilm' text encoder")
+            return OnnxSentenceEncoder(path, key, batch_size=self.batch_size)
         st = _import_sentence_transformers("the 'minilm' text encoder")
         model = st.SentenceTransformer(str(path), device=self.device, local_files_only=True)
         _check_dim("minilm", MINILM_DIM, model.get_embedding_dimension(), MINILM_PACKAGE)
