@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 
-__all__ = ["Concept", "find_concepts", "coverage", "label_weight", "evidence", "label_run", "add_evidence", "describe", "LABEL_WEIGHT",
+__all__ = ["Concept", "find_concepts", "coverage", "read_concepts", "label_weight", "evidence", "label_run", "add_evidence", "describe", "LABEL_WEIGHT",
            "VOCABULARY", "label_filter_values", "filter_concepts", "LABEL_FILTER_MIN"]
 
 # The score at which each kind of frame label is shown ("seen:" lines, the label
@@ -194,15 +194,36 @@ def _people(n: int) -> Concept:
 
 def find_concepts(text: str) -> list[Concept]:
     """The concepts a query's words name, in order, each once."""
-    low = " " + " ".join(_WORD_RE.findall(text.lower().replace("color", "colour"))) + " "
+    return read_concepts(text)[0]
+
+
+def coverage(text: str) -> float:
+    """The share of a query's content words (not function words) that name a concept of
+    ``RANKING_KINDS``: 1.0 for "colour bars test pattern" (all of it is what the frame
+    labellers see), 0.44 for "man in a red bow tie talking and pulling faces inside a
+    car" (man, bow tie, car: 4 of 9). The planner trusts label evidence more the more of
+    the query it explains (add_evidence)."""
+    return read_concepts(text)[1]
+
+
+def read_concepts(text: str) -> tuple[list[Concept], float]:
+    """``find_concepts`` and ``coverage`` of ``text`` from one reading: the concepts, and
+    the share of content words that went into one of ``RANKING_KINDS`` (a number or an
+    age before a person word counts with it)."""
+    words_all = _WORD_RE.findall(text.lower().replace("color", "colour"))
+    low = " " + " ".join(words_all) + " "
     out: list[Concept] = []
     seen: set[str] = set()
+    phrase_words = 0  # content words of the multi-word names that rank
+    covered: set[int] = set()  # positions in ``words`` that rank
 
-    def add(c: Concept) -> None:
+    def add(c: Concept, *at: int) -> None:
         key = repr(sorted(c.labels))
         if key not in seen:
             seen.add(key)
             out.append(c)
+        if _ranks(c):
+            covered.update(at)
 
     rest = low
     for p in _PHRASES:  # multi-word names first, then taken out of the text
@@ -210,7 +231,10 @@ def find_concepts(text: str) -> list[Concept]:
             after = rest.split(f" {p} ", 1)[1].split()
             if p in _STYLE and _STYLE[p] == "black and white" and after and _describes_a_thing(after[0]):
                 continue  # "a black and white dog": the dog's colours, not the picture's
-            add(_phrase_concept(p))
+            c = _phrase_concept(p)
+            add(c)
+            if _ranks(c):
+                phrase_words += sum(1 for w in p.split() if w not in _STOP)
             rest = rest.replace(f" {p} ", " ")
     words = rest.split()
     for i, w in enumerate(words):
@@ -218,32 +242,40 @@ def find_concepts(text: str) -> list[Concept]:
         if w in _PEOPLE_NOUNS:
             n = _NUMBERS.get(prev)
             if prev in _NUMBERS and n and n >= 2 or w in ("couple",) and prev in ("a", "the"):
-                add(_people(n if prev in _NUMBERS and n and n >= 2 else 2))
+                add(_people(n if prev in _NUMBERS and n and n >= 2 else 2), i - 1, i)
             elif (w in ("people", "persons", "friends", "players", "dancers", "family") and prev not in _NUMBERS
                   and words[max(0, i - 2):i] not in (["group", "of"], ["crowd", "of"])):
-                add(Concept("people", tuple(("people", str(k), 1.0) for k in range(2, _MAX_COUNT + 1))))
+                add(Concept("people", tuple(("people", str(k), 1.0) for k in range(2, _MAX_COUNT + 1))), i)
             if w in _WHO:
                 if prev in _AGE_ADJ:
-                    add(Concept(prev, (_AGE_ADJ[prev],)))
-                add(Concept(w, _WHO[w]))
+                    add(Concept(prev, (_AGE_ADJ[prev],)), i - 1)
+                add(Concept(w, _WHO[w]), *((i - 1, i) if prev in _NUMBERS else (i,)))
             elif w in ("person", "someone", "somebody"):
-                add(Concept("person", (("object", "person", 1.0),)))
+                add(Concept("person", (("object", "person", 1.0),)), *((i - 1, i) if prev in _NUMBERS else (i,)))
         elif w in ("crowd", "group") and (i + 1 == len(words) or words[i + 1] in ("of",)):
-            add(Concept("group of people", tuple(("people", str(k), 1.0) for k in range(3, _MAX_COUNT + 1))))
+            whom = i + 2 if i + 2 < len(words) and words[i + 2] in _PEOPLE_NOUNS else i  # "group of people"
+            add(Concept("group of people", tuple(("people", str(k), 1.0) for k in range(3, _MAX_COUNT + 1))), i, whom)
         elif w in _EMOTION:
-            add(Concept(w, (("emotion", _EMOTION[w], 1.0),)))
+            add(Concept(w, (("emotion", _EMOTION[w], 1.0),)), i)
         elif w in _ACTION:
-            add(_phrase_concept(w))
+            add(_phrase_concept(w), i)
         elif w in _OBJECTS and w != "orange":
-            add(_phrase_concept(w))
+            add(_phrase_concept(w), i)
         elif w in _STYLE or w in _SCENE:
             nxt = words[i + 1] if i + 1 < len(words) else ""
             if w in _SCENE and (nxt in _COLOURS or nxt in _BODY_WORDS):
                 continue  # "dark green", "dark-haired": not a dark scene
-            add(_phrase_concept(w))
+            add(_phrase_concept(w), i)
         elif w in _COLOURS:
-            add(Concept(w, (("colour", _COLOURS[w], 1.0),)))
-    return out
+            add(Concept(w, (("colour", _COLOURS[w], 1.0),)), i)
+    content = sum(1 for w in words_all if w not in _STOP)
+    explained = phrase_words + sum(1 for i in covered if i >= 0 and words[i] not in _STOP)
+    return out, (min(1.0, explained / content) if content else 0.0)
+
+
+def _ranks(c: Concept) -> bool:
+    """Whether ``c`` has labels of the kinds that rank (``RANKING_KINDS``)."""
+    return any(k in RANKING_KINDS for k, _, _ in c.labels)
 
 
 # Words that carry no content of their own (for coverage).
@@ -251,32 +283,6 @@ _STOP = frozenset(
     "a an the and or of in on at to from with without by for into onto over under near next behind beside"
     " above below across along around through while as is are was were be being been it its his her their"
     " this that these those there here some any who which what where when how one's very just".split())
-
-
-def coverage(text: str) -> float:
-    """The share of a query's content words (not function words) that name a concept of
-    ``RANKING_KINDS``: 1.0 for "colour bars test pattern" (all of it is what the frame
-    labellers see), 0.25 for "a man in a bow tie pulling faces in a car" (man, tie,
-    car of ... ). The planner trusts label evidence more the more of the query it
-    explains (add_evidence)."""
-    words = _WORD_RE.findall(text.lower().replace("color", "colour"))
-    content = [w for w in words if w not in _STOP]
-    if not content:
-        return 0.0
-    ranking = lambda cs: any(k in RANKING_KINDS for c in cs for k, _, _ in c.labels)  # noqa: E731
-    covered = 0
-    rest = " " + " ".join(words) + " "
-    for p in _PHRASES:  # multi-word names first, as find_concepts takes them
-        if " " in p and f" {p} " in rest and ranking(find_concepts(p)):
-            covered += sum(1 for w in p.split() if w not in _STOP)
-            rest = rest.replace(f" {p} ", " ")
-    people = ranking([c for c in find_concepts(text) if c.labels and c.labels[0][0] in ("people", "face")])
-    for w in rest.split():
-        if w in _STOP:
-            continue
-        if ranking(find_concepts(w)) or (people and (w in _NUMBERS or w in _AGE_ADJ)):
-            covered += 1
-    return min(1.0, covered / len(content))
 
 
 _BODY_WORDS = {"haired", "hair", "skinned", "skin", "eyed", "eyes", "coat", "suit", "jacket", "shirt", "dress"}
@@ -358,7 +364,7 @@ def add_evidence(concepts: Sequence[Concept], visual_weight: float, scores: Mapp
                  coverage: float = 0.0) -> dict[int, float]:
     """The fusion stage's scores plus ``label_weight(visual_weight, coverage) x
     evidence`` of the concepts of ``RANKING_KINDS``."""
-    concepts = [c for c in concepts if any(k in RANKING_KINDS for k, _, _ in c.labels)]
+    concepts = [c for c in concepts if _ranks(c)]
     ev = evidence({i: labels.get(i, {}) for i in scores}, concepts, frequency)
     w = label_weight(visual_weight, coverage)
     return {i: s + w * ev.get(i, 0.0) for i, s in scores.items()}

@@ -189,21 +189,24 @@ def _no_name(q: ParsedQuery) -> bool:
     return bool(cased) and not any(c.isupper() for c in cased) and len(cased) == sum(c.isalpha() for c in text)
 
 
+_ocr_cue = _words(_OCR_CUES)
+
+
 def _names_picture_style(q: ParsedQuery) -> bool:
     """The query names how the picture is made (cartoon, black and white, test pattern:
     the concept bank's style labels, query.concepts) and asks for no on-screen text. A
     screen capture is left out: people look for those by the text on them."""
-    text = q.search_text
-    if re.search(_OCR_CUES, text, re.IGNORECASE):
+    if _ocr_cue(q):
         return False
-    return any(kind == "style" and label != "screen" for c in find_concepts(text) for kind, label, _ in c.labels)
+    return any(kind == "style" and label != "screen"
+               for c in find_concepts(q.search_text) for kind, label, _ in c.labels)
 
 
 DEFAULT_RULES: tuple[Rule, ...] = (
     # Quoted text must match in speech or on screen: favour both, let the model split.
     Rule("quoted_phrase", lambda q: bool(q.phrases), {"speech": 1.0, "ocr": 1.0}),
     Rule("speech_cue", _words(_SPEECH_CUES), {"speech": 1.5}),
-    Rule("ocr_cue", _words(_OCR_CUES), {"ocr": 1.5}),
+    Rule("ocr_cue", _ocr_cue, {"ocr": 1.5}),
     # The intent examples hold no style queries, and "colour bars test pattern" read as
     # on-screen text (ocr 0.78); the frame labellers see styles (indexer.picture).
     Rule("picture_style", _names_picture_style, {"visual": 2.0}),

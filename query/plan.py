@@ -17,7 +17,7 @@ from engine.errors import InputError
 from engine.vectors import SearchParams
 from query.entities import EntityMatch
 from query.fusion import FUSION_METHODS
-from query.concepts import coverage, filter_concepts, find_concepts
+from query.concepts import filter_concepts, read_concepts
 from query.levels import CONFIDENCE_LEVELS
 from query.parse import ParsedQuery
 
@@ -173,6 +173,7 @@ def make_plan(query: str, parsed: ParsedQuery, intent, entity: EntityMatch | Non
     if has_image and text:
         weights["visual"] = max(weights.get("visual", 0.0), 0.5)
     weights = {m: float(weights.get(m, 0.0)) for m in MODALITIES if m in blocks}
+    seen, seen_share = read_concepts(text) if text else ([], 0.0)  # what the text asks to see, and how much of it
     fusion, share = _fusion_for(label, opts)
     narrowed = not parsed.filters.is_empty or parsed.negated_terms
     fields = sorted({f for m, w in weights.items() if w > LEXICAL_MIN_WEIGHT for f in LEXICAL_FIELDS_FOR[m]})
@@ -185,7 +186,6 @@ def make_plan(query: str, parsed: ParsedQuery, intent, entity: EntityMatch | Non
         lexical_text=entity.expand(text) if entity else text, lexical_fields=tuple(fields) or None,
         params=params, entity=entity, options=opts,
         explanation=Explanation(intent_dict, fusion, share),
-        concepts=tuple((find_concepts(text) if text and weights.get("visual", 0.0) > 0 else [])
-                       + filter_concepts(parsed.filters)),
-        concept_coverage=coverage(text) if text else 0.0,
+        concepts=tuple((seen if weights.get("visual", 0.0) > 0 else []) + filter_concepts(parsed.filters)),
+        concept_coverage=seen_share,
     )
