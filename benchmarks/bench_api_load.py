@@ -29,16 +29,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Sequence
 
-from benchmarks.core import add_out, entry_parser, percentile, write_json
+from benchmarks.core import add_out, entry_parser, free_port, percentile, write_json
 
 __all__ = ["Sample", "PhaseStats", "LoadResult", "build_index", "start_server", "run_load", "main"]
 
@@ -135,20 +134,17 @@ def build_index(work: Path) -> tuple[Path, Path, Path]:
     return index, clips, new_clip
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(index: Path, root: Path, port: int, log: IO[bytes]) -> subprocess.Popen:
+def start_server(index: Path, root: Path, port: int, log: IO[bytes], *, extra: Sequence[str] = (),
+                 new_session: bool = False) -> subprocess.Popen:
     """``vidseek serve`` in a child process; its log (one JSON line per request) goes to
     ``log``. The rate limit is set far above what the run sends: this measures the
-    service, not the limiter (``--rate 0`` would fall back to the default)."""
+    service, not the limiter (``--rate 0`` would fall back to the default). ``extra``:
+    more ``serve`` options; ``new_session``: its own process group, so that the caller
+    can stop it with every child it starts (a local Ray instance)."""
     cmd = [sys.executable, "-m", "api.cli", "serve", "--index", str(index), "--host", "127.0.0.1",
-           "--port", str(port), "--allow-root", str(root), "--rate", "1000000"]
+           "--port", str(port), "--allow-root", str(root), "--rate", "1000000", *extra]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=new_session)
 
 
 async def _wait_ready(client, proc: subprocess.Popen, limit_s: float) -> None:
@@ -335,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         index, root, new_clip = build_index(work)
         build_s = time.perf_counter() - t_build
         print(f"index of 4 synthetic clips built in {build_s:.1f} s", file=sys.stderr)
-        port = _free_port()
+        port = free_port()
         log_path = work / "server.log"
         log = open(log_path, "wb")  # noqa: SIM115 (closed in the finally below, after the server)
         proc = start_server(index, root, port, log)

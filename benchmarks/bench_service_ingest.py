@@ -17,22 +17,16 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
-from benchmarks.core import SHARED_MEDIA, add_media, add_out, entry_parser, write_json
+from benchmarks.bench_api_load import start_server
+from benchmarks.core import SHARED_MEDIA, add_media, add_out, entry_parser, free_port, write_json
 
 __all__ = ["main", "run"]
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _call(base: str, method: str, path: str, body: dict | None = None) -> dict:
@@ -56,13 +50,10 @@ def run(mode: str, media: Path, clips: int, scratch: Path, start_timeout: float 
     idx = scratch / f"service-{mode}"
     shutil.rmtree(idx, ignore_errors=True)
     idx.parent.mkdir(parents=True, exist_ok=True)
-    port = _port()
-    cmd = [sys.executable, "-m", "api.cli", "serve", "--index", str(idx), "--port", str(port),
-           "--allow-root", str(media.resolve())]
-    if mode == "ray":
-        cmd += ["--ray", "--replicas", "0"]
-    log = open(scratch / f"service-{mode}.log", "w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    port = free_port()
+    log = open(scratch / f"service-{mode}.log", "wb")
+    proc = start_server(idx, media.resolve(), port, log, extra=["--ray", "--replicas", "0"] if mode == "ray" else (),
+                        new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + start_timeout

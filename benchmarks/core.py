@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
@@ -18,6 +19,7 @@ import numpy as np
 from engine.errors import InputError
 
 __all__ = [
+    "free_port",
     "REPO_ROOT",
     "SHARED_DIR",
     "SHARED_MEDIA",
@@ -70,6 +72,13 @@ def add_out(p: argparse.ArgumentParser, default: str | Path | None, what: str = 
 def add_media(p: argparse.ArgumentParser, default: Path = SHARED_MEDIA) -> None:
     """``--media DIR``: the folder of real clips."""
     p.add_argument("--media", type=Path, default=default, metavar="DIR", help=f"folder of clips (default {default})")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a server the benchmark starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 # -- results ------------------------------------------------------------------------------
