@@ -193,18 +193,25 @@ _CHILD = textwrap.dedent(
 )
 
 
+def kill_writer_after(child: str, path, lines: int) -> None:
+    """Create the index at ``path``, run ``child`` (a script with ``{root}`` and
+    ``{path}`` to fill in) in a fresh interpreter on it, read ``lines`` lines of its
+    output, then SIGKILL it."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    open_writer(path).close()
+    proc = subprocess.Popen([sys.executable, "-c", child.format(root=root, path=str(path))],
+                            stdout=subprocess.PIPE, text=True)
+    for _ in range(lines):
+        proc.stdout.readline()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 @pytest.mark.parametrize("delay_lines", [1, 3, 6])
 def test_kill_during_ingest_leaves_a_consistent_index(tmp_path, delay_lines):
     """SIGKILL a writer mid-stream; every committed video is fully searchable and
     nothing of an uncommitted one is visible."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    open_writer(tmp_path).close()
-    proc = subprocess.Popen([sys.executable, "-c", _CHILD.format(root=root, path=str(tmp_path))],
-                            stdout=subprocess.PIPE, text=True)
-    for _ in range(delay_lines):
-        proc.stdout.readline()
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_writer_after(_CHILD, tmp_path, delay_lines)
     with open_writer(tmp_path) as idx:
         counts = idx.catalog.counts()
         assert counts["videos"] >= delay_lines

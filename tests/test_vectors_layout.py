@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import sqlite3
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -18,7 +15,7 @@ from engine.config import IndexConfig
 from engine.errors import CorruptIndexError
 from engine.index import VideoIndex
 from engine.vectors import SearchParams
-from tests.test_index import CFG, ENC, make_video, open_writer
+from tests.test_index import CFG, ENC, kill_writer_after, make_video, open_writer
 
 
 @pytest.fixture
@@ -163,14 +160,7 @@ _CHILD = textwrap.dedent(
 
 @pytest.mark.parametrize("delay_lines", [2, 5])
 def test_kill_while_pruning_leaves_every_committed_video_searchable(tmp_path, delay_lines, no_retention):
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    open_writer(tmp_path).close()
-    proc = subprocess.Popen([sys.executable, "-c", _CHILD.format(root=root, path=str(tmp_path))],
-                            stdout=subprocess.PIPE, text=True)
-    for _ in range(delay_lines):
-        proc.stdout.readline()
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_writer_after(_CHILD, tmp_path, delay_lines)
     with open_writer(tmp_path) as idx:
         counts = idx.catalog.counts()
         assert counts["segments"] == 4 * counts["videos"] >= 4 * delay_lines
