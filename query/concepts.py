@@ -214,7 +214,6 @@ def read_concepts(text: str) -> tuple[list[Concept], float]:
     low = " " + " ".join(words_all) + " "
     out: list[Concept] = []
     seen: set[str] = set()
-    phrase_words = 0  # content words of the multi-word names that rank
     covered: set[int] = set()  # positions in ``words`` that rank
 
     def add(c: Concept, *at: int) -> None:
@@ -225,17 +224,7 @@ def read_concepts(text: str) -> tuple[list[Concept], float]:
         if _ranks(c):
             covered.update(at)
 
-    rest = low
-    for p in _PHRASES:  # multi-word names first, then taken out of the text
-        if " " in p and f" {p} " in rest:
-            after = rest.split(f" {p} ", 1)[1].split()
-            if p in _STYLE and _STYLE[p] == "black and white" and after and _describes_a_thing(after[0]):
-                continue  # "a black and white dog": the dog's colours, not the picture's
-            c = _phrase_concept(p)
-            add(c)
-            if _ranks(c):
-                phrase_words += sum(1 for w in p.split() if w not in _STOP)
-            rest = rest.replace(f" {p} ", " ")
+    rest, phrase_words = _take_phrases(low, add)
     words = rest.split()
     for i, w in enumerate(words):
         prev = words[i - 1] if i else ""
@@ -271,6 +260,24 @@ def read_concepts(text: str) -> tuple[list[Concept], float]:
     content = sum(1 for w in words_all if w not in _STOP)
     explained = phrase_words + sum(1 for i in covered if i >= 0 and words[i] not in _STOP)
     return out, (min(1.0, explained / content) if content else 0.0)
+
+
+def _take_phrases(low: str, add) -> tuple[str, int]:
+    """The multi-word names in ``low`` (" words joined by spaces "), longest first, each
+    passed to ``add`` and taken out of the text: the rest, and how many content words
+    the names of ``RANKING_KINDS`` held."""
+    rest, explained = low, 0
+    for p in _PHRASES:
+        if " " in p and f" {p} " in rest:
+            after = rest.split(f" {p} ", 1)[1].split()
+            if p in _STYLE and _STYLE[p] == "black and white" and after and _describes_a_thing(after[0]):
+                continue  # "a black and white dog": the dog's colours, not the picture's
+            c = _phrase_concept(p)
+            add(c)
+            if _ranks(c):
+                explained += sum(1 for w in p.split() if w not in _STOP)
+            rest = rest.replace(f" {p} ", " ")
+    return rest, explained
 
 
 def _ranks(c: Concept) -> bool:
