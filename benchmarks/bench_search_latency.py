@@ -29,7 +29,14 @@ __all__ = ["build", "measure", "main"]
 VIDEO_SIZE = 50
 
 
-def build(index_dir: Path, n: int, *, shards: int, seed: int = 0) -> dict:
+def build(index_dir: Path, n: int, *, shards: int, seed: int = 0, chunk: int = 0, factory: str | None = None) -> dict:
+    """Commit ``n`` synthetic segments, then replay them into the vectors and BM25.
+
+    ``chunk`` > 0 replays and settles every ``chunk`` segments, as a long-running writer
+    does, so the catalog never holds more than ``chunk`` segments' pending vector rows
+    (at 10M, all of them at once would be 61 GB of float32 rows). ``factory`` sets the
+    vector store's ``approx_factory`` (``compressed`` keeps the refine rows on disk).
+    """
     from benchmarks.synthetic import SyntheticJoint, make_corpus
     from engine.catalog import MODALITIES, NewSegment, NewVideo
     from engine.config import IndexConfig
@@ -37,7 +44,7 @@ def build(index_dir: Path, n: int, *, shards: int, seed: int = 0) -> dict:
     from engine.models.registry import get_image_encoder, get_text_encoder
     from tqdm.auto import tqdm
 
-    config = IndexConfig(shards=shards)
+    config = IndexConfig(shards=shards) if factory is None else IndexConfig(shards=shards, approx_factory=factory)
     enc = {"text": get_text_encoder(config.text_encoder).info,
            "image": get_image_encoder(config.image_encoder).info}
     gen = SyntheticJoint(dim=4 * 384, block=384, seed=seed)
@@ -45,6 +52,8 @@ def build(index_dir: Path, n: int, *, shards: int, seed: int = 0) -> dict:
     t0 = time.perf_counter()
     idx = VideoIndex.open(index_dir, writer=True, config=config, encoders=enc)
     n_videos = (n + VIDEO_SIZE - 1) // VIDEO_SIZE
+    t_sync = t_settle = 0.0
+    since = 0
     for v in tqdm(range(n_videos), desc="catalog", unit="video", disable=not sys.stderr.isatty()):
         lo, hi = v * VIDEO_SIZE, min(n, (v + 1) * VIDEO_SIZE)
         joint = gen.batch(lo, hi - lo)
@@ -66,24 +75,44 @@ def build(index_dir: Path, n: int, *, shards: int, seed: int = 0) -> dict:
             source=f"synthetic/video{v:07d}.mp4", content_hash=f"synthetic-{seed}-{v}", title=corpus.docs[lo].fields["metadata"],
             duration=2.0 * (hi - lo), width=1280, height=720, fps=25.0, shots=[(0.0, 2.0 * (hi - lo))], segments=segs,
         ))
-    t_catalog = time.perf_counter() - t0
+        since += hi - lo
+        if chunk and since >= chunk and hi < n:
+            t_sync, t_settle = _settle(idx, t_sync, t_settle)
+            since = 0
+            print(f"{time.strftime('%H:%M:%S')} {hi:,} segments committed, replayed and settled "
+                  f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+    t_catalog = time.perf_counter() - t0 - t_sync - t_settle
     t1 = time.perf_counter()
     idx.sync()  # vectors + BM25 from the op log, then save
-    t_sync = time.perf_counter() - t1
+    t_sync += time.perf_counter() - t1
     # This build commits every video before the one replay, so the catalog's pending
     # vector rows all wait for that replay's save; settle them as a writer does once
     # VECTOR_RETENTION_S has passed (engine.catalog.schema_vectors), then reclaim the pages.
     t2 = time.perf_counter()
     idx.prune_vectors(retention_s=0)
     idx.catalog.reclaim_space()
-    t_settle = time.perf_counter() - t2
+    t_settle += time.perf_counter() - t2
     info = idx.info()
     idx.close()
     from benchmarks.bench_bytes import index_bytes
 
-    return {"n": n, "videos": n_videos, "catalog_seconds": round(t_catalog, 1), "index_seconds": round(t_sync, 1),
+    import resource
+
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    return {"n": n, "videos": n_videos, "approx_factory": config.approx_factory, "chunk": chunk,
+            "peak_rss_gib": round(peak_gib, 2), "catalog_seconds": round(t_catalog, 1), "index_seconds": round(t_sync, 1),
             "settle_seconds": round(t_settle, 1), "vectors": info["vectors"].get("count"),
             "lexical_docs": info["lexical"]["docs"], "bytes": index_bytes(index_dir)}
+
+
+def _settle(idx, t_sync: float, t_settle: float) -> tuple[float, float]:
+    """One replay (vectors + BM25, saved) and the prune of the rows it settled."""
+    t = time.perf_counter()
+    idx.sync()
+    t_sync += time.perf_counter() - t
+    t = time.perf_counter()
+    idx.prune_vectors(retention_s=0)
+    return t_sync, t_settle + time.perf_counter() - t
 
 
 def measure(index_dir: Path, queries: list[str], *, warmup: int = 20, intent_clf=None, fast_intent=None) -> dict:
@@ -145,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--index-dir", type=Path, default=Path("bench-results/latency-index"))
     p.add_argument("--reuse", action="store_true", help="reuse an index built by an earlier run")
     p.add_argument("--build-only", action="store_true", help="build (and report its bytes per segment), no queries")
+    p.add_argument("--chunk", type=int, default=0, help="replay and settle every N segments while building (0: once)")
+    p.add_argument("--factory", default=None, help="the vector store's approx_factory (default: the config's)")
     add_out(p, "bench-results/search-latency.json")
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -153,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         if (args.index_dir / "manifest.json").exists():
             print(f"{args.index_dir} exists: pass --reuse or remove it", file=sys.stderr)
             return 2
-        built = build(args.index_dir, args.n, shards=args.shards)
+        built = build(args.index_dir, args.n, shards=args.shards, chunk=args.chunk, factory=args.factory)
         b = built["bytes"]["per_segment"]
         print(f"built {args.n:,} segments: B/segment catalog {b['catalog']} + vectors {b['vectors']} + lexical "
               f"{b['lexical']} + thumbnails {b['thumbnails']} = {b['total']}")
