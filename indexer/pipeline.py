@@ -163,10 +163,10 @@ WORKER_PRELOAD: tuple[str, ...] = (
     "indexer.pipeline", "indexer.stages", "indexer.mapper",
     "indexer.media", "indexer.shots", "indexer.reuse", "indexer.ocr", "indexer.speech",
     "indexer.human_models", "indexer.covers.faces", "indexer.picture", "indexer.thumbs",
-    "indexer.labels", "indexer.face_tracks", "indexer.colours",
+    "indexer.labels", "indexer.face_tracks", "indexer.colours", "indexer.ocr_words",
     "engine.models.registry", "engine.models.imagenet", "engine.models.text", "engine.models.onnx_text",
     "numpy", "av", "cv2", "PIL.Image", "onnx", "onnxruntime", "rapidocr_onnxruntime", "ctranslate2",
-    "faster_whisper", "tokenizers",
+    "faster_whisper", "tokenizers", "wordninja",
 )
 
 

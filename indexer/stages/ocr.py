@@ -1,4 +1,5 @@
-"""On-screen text: RapidOCR on the keyframes that the text-likelihood gate lets through."""
+"""On-screen text: RapidOCR on the keyframes that the text-likelihood gate lets through;
+words the reader ran together are split back (``indexer.ocr_words``)."""
 from __future__ import annotations
 
 from engine.config import IndexConfig
@@ -26,11 +27,14 @@ class OcrStage(Stage):
 
     def run(self, work: Work) -> None:
         from indexer import ocr
+        from indexer.ocr_words import respace
 
         shapes = {t: f.shape[:2] for t, f in work.frames}
         for t, lines in ocr.ocr_frames(work.frames):
-            work.keyframe_text[t] = " ".join(line.text for line in lines)
+            texts = [respace(line.text) for line in lines]
+            work.keyframe_text[t] = " ".join(texts)
             h, w = shapes.get(t, (1, 1))
             work.keyframe_lines[t] = [
-                (ln.text, [min(x for x, _ in ln.box) / w, min(y for _, y in ln.box) / h,
-                           max(x for x, _ in ln.box) / w, max(y for _, y in ln.box) / h]) for ln in lines]
+                (text, [min(x for x, _ in ln.box) / w, min(y for _, y in ln.box) / h,
+                        max(x for x, _ in ln.box) / w, max(y for _, y in ln.box) / h])
+                for text, ln in zip(texts, lines)]
