@@ -5,7 +5,8 @@ each label is shown and filtered at (``query.concepts.LABEL_FILTER_MIN``).
 Per labeller: objects (COCO classes, micro over classes), people (present; two or
 more; the exact count, 3 meaning 3+), faces (woman, man, child or baby, elderly, on
 frames whose visible faces were readable), expression (happy = smiling), style
-classes, scene (dark), colours, actions (arms raised, arms out, hand to face, sitting,
+classes, scene (dark; indoor and outdoor on frames whose hand label says where they are),
+colours, actions (arms raised, arms out, hand to face, sitting,
 lying, together). A hand-labelled frame is matched to the index's
 keyframe of the same clip within 0.05 s.
 """
@@ -116,6 +117,9 @@ def evaluate(index_dir: Path, hand: list[dict] | None = None) -> dict[str, Any]:
         for style in ("test pattern", "cartoon", "black and white", "screen", "video game"):
             counts[f"style: {style}"].add(has("style", style), style in h["style"])
         counts["scene: dark"].add(has("scene", "dark"), "dark" in h["scene"])
+        if h.get("place"):  # where the frame is, when it shows it; absent from older label files
+            for place in ("indoor", "outdoor"):
+                counts[f"scene: {place}"].add(has("scene", place), h["place"] == place)
         if "actions" in h:  # what people do (the pose labeller); absent from older label files
             for action in ("arms raised", "arms out", "hand to face", "sitting", "lying", "together"):
                 counts[f"action: {action}"].add(has("action", action), action in h["actions"])

@@ -6,7 +6,8 @@ elderly), expressions (smiling -> happy), what a pose shows (``raising both fist
 arms raised, ``drinking`` -> a hand at the face, ``hugging`` -> two people together),
 COCO objects with their common names
 (``sofa`` -> couch, ``longboard`` -> skateboard), how the picture is made (cartoon,
-black and white, test pattern, screen capture), light (night -> dark) and colours.
+black and white, test pattern, screen capture), light (night -> dark), where (indoors,
+outdoors, and places that imply one: a kitchen, a lawn) and colours.
 Each concept lists the ``(kind, label, weight)`` labels that are evidence for it.
 
 At search time (``evidence``) a segment's support for a concept is the best
@@ -26,7 +27,8 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 
-__all__ = ["Concept", "find_concepts", "coverage", "read_concepts", "label_weight", "evidence", "label_run", "add_evidence", "describe", "LABEL_WEIGHT",
+__all__ = ["Concept", "find_concepts", "coverage", "read_concepts", "ranking_concepts", "label_weight", "evidence", "label_run",
+           "add_evidence", "describe", "LABEL_WEIGHT",
            "VOCABULARY", "label_filter_values", "filter_concepts", "LABEL_FILTER_MIN"]
 
 # The score at which each kind of frame label is shown ("seen:" lines, the label
@@ -151,7 +153,19 @@ _ACTION = {
     "holding hands": (("together", 1.0),),
 }
 _SCENE = {"night": "dark", "at night": "dark", "dark": "dark", "darkness": "dark", "dimly lit": "dark",
-          "nighttime": "dark"}
+          "nighttime": "dark",
+          **dict.fromkeys(("indoors", "indoor", "inside", "interior", "room", "living room", "bedroom", "kitchen",
+                           "office", "classroom", "studio", "restaurant", "cafeteria", "gym", "bathroom", "hallway",
+                           "corridor", "shop", "library", "garage", "at home"), "indoor"),
+          **dict.fromkeys(("outdoors", "outdoor", "outside", "open air", "street", "road", "park", "garden", "yard",
+                           "backyard", "lawn", "field", "meadow", "forest", "woods", "beach", "sea", "ocean", "lake",
+                           "river", "mountain", "mountains", "sky", "city", "rooftop", "terrace", "countryside",
+                           "desert", "snow", "snowstorm", "blizzard", "playground", "island", "sidewalk", "harbour",
+                           "harbor", "glacier"), "outdoor")}
+# A place names where a frame is only by implication ("a kitchen" is indoors): less than
+# the words that say it ("indoors", "outside").
+_SCENE_SAYS = {"indoors", "indoor", "interior", "outdoors", "outdoor", "outside", "open air"}
+_IMPLIED_SCENE_WEIGHT = 0.7
 _COLOURS = {"red": "red", "orange": "orange", "yellow": "yellow", "golden": "yellow", "green": "green",
             "cyan": "cyan", "turquoise": "cyan", "blue": "blue", "purple": "purple", "violet": "purple",
             "pink": "pink", "brown": "brown", "black": "black", "white": "white", "grey": "grey", "gray": "grey"}
@@ -162,7 +176,7 @@ VOCABULARY: dict[str, tuple[str, ...]] = {
     "emotion": ("happy", "sad", "angry", "surprise", "fear", "disgust"),
     "object": tuple(sorted(set(_OBJECTS.values()) | {"person", "mouse"})),
     "style": tuple(sorted(set(_STYLE.values()))),
-    "scene": ("dark",),
+    "scene": ("dark", "indoor", "outdoor"),
     "colour": tuple(sorted(set(_COLOURS.values()))),
     "action": ("arms raised", "arms out", "hand to face", "sitting", "lying", "together"),
 }
@@ -217,7 +231,9 @@ def read_concepts(text: str) -> tuple[list[Concept], float]:
     covered: set[int] = set()  # positions in ``words`` that rank
 
     def add(c: Concept, *at: int) -> None:
-        key = repr(sorted(c.labels))
+        # one concept a label set; a place said twice ("outside on a lawn") counts once
+        scene = all(k == "scene" for k, _, _ in c.labels)
+        key = repr(sorted((k, lab) for k, lab, _ in c.labels) if scene else sorted(c.labels))
         if key not in seen:
             seen.add(key)
             out.append(c)
@@ -252,7 +268,7 @@ def read_concepts(text: str) -> tuple[list[Concept], float]:
             add(_phrase_concept(w), i)
         elif w in _STYLE or w in _SCENE:
             nxt = words[i + 1] if i + 1 < len(words) else ""
-            if w in _SCENE and (nxt in _COLOURS or nxt in _BODY_WORDS):
+            if w in _SCENE and _SCENE[w] == "dark" and (nxt in _COLOURS or nxt in _BODY_WORDS):
                 continue  # "dark green", "dark-haired": not a dark scene
             add(_phrase_concept(w), i)
         elif w in _COLOURS:
@@ -282,7 +298,7 @@ def _take_phrases(low: str, add) -> tuple[str, int]:
 
 def _ranks(c: Concept) -> bool:
     """Whether ``c`` has labels of the kinds that rank (``RANKING_KINDS``)."""
-    return any(k in RANKING_KINDS for k, _, _ in c.labels)
+    return any(k in RANKING_KINDS and (k, lab) not in _PLACES for k, lab, _ in c.labels)
 
 
 # Words that carry no content of their own (for coverage).
@@ -304,7 +320,8 @@ def _phrase_concept(p: str) -> Concept:
     if p in _STYLE:
         return Concept(p, (("style", _STYLE[p], 1.0),))
     if p in _SCENE:
-        return Concept(p, (("scene", _SCENE[p], 1.0),))
+        weight = 1.0 if _SCENE[p] == "dark" or p in _SCENE_SAYS else _IMPLIED_SCENE_WEIGHT
+        return Concept(p, (("scene", _SCENE[p], weight),))
     if p in _ACTION:
         return Concept(p, tuple(("action", a, wt) for a, wt in _ACTION[p]))
     return Concept(p, (("object", _OBJECTS[p], 1.0),))
@@ -354,7 +371,17 @@ def label_run(index, concepts: Sequence[Concept], limit: int) -> list[tuple[int,
 # Actions (the opt-in pose labeller) do not rank: with them the public visual queries'
 # R@5 fell from 0.714 to 0.643 (a finger to the lips the pose model missed while it
 # saw hands at faces elsewhere); they serve ``action:`` filters and the "seen" line.
+# Where a frame is (indoors, outdoors: the scene stage) does not rank either: with it the
+# written moment set's visual MRR fell from 0.382 to 0.372 (a snowstorm query 4 -> 10:
+# most frames of a library are one or the other, so the concept says little); it serves
+# ``scene:`` filters and the "seen" line.
 RANKING_KINDS = frozenset({"object", "people", "face", "emotion", "style", "scene"})
+_PLACES = frozenset({("scene", "indoor"), ("scene", "outdoor")})
+
+
+def ranking_concepts(concepts: Sequence[Concept]) -> list[Concept]:
+    """``concepts`` less those that only say where a frame is (they do not rank)."""
+    return [c for c in concepts if not all((k, lab) in _PLACES for k, lab, _ in c.labels)]
 
 
 def label_weight(visual_weight: float, coverage: float = 0.0) -> float:
@@ -379,7 +406,7 @@ def add_evidence(concepts: Sequence[Concept], visual_weight: float, scores: Mapp
 
 def describe(have: Mapping[tuple[str, str], float]) -> str:
     """The "seen:" line of a segment: people count, who, expressions, objects, style,
-    light, colours, each at the score the product shows (``LABEL_FILTER_MIN``)."""
+    light and place, colours, each at the score the product shows (``LABEL_FILTER_MIN``)."""
     def pick(kind: str) -> list[str]:
         return [lab for (k, lab), s in sorted(have.items(), key=lambda x: -x[1]) if k == kind and s >= LABEL_FILTER_MIN[kind]]
 
@@ -393,5 +420,8 @@ def describe(have: Mapping[tuple[str, str], float]) -> str:
     parts += who[:3] + emo[:2]
     parts += pick("action")[:2]
     parts += [o for o in pick("object") if o != "person"][:4]
-    parts += pick("style") + pick("scene") + pick("colour")[:3]
+    scene = pick("scene")
+    places = [x for x in scene if ("scene", x) in _PLACES]
+    scene = [x for x in scene if x not in places[1:]]  # frames both in and out: the surer one
+    parts += pick("style") + scene + pick("colour")[:3]
     return ", ".join(parts)

@@ -17,7 +17,7 @@ from engine.errors import InputError
 from engine.vectors import SearchParams
 from query.entities import EntityMatch
 from query.fusion import FUSION_METHODS
-from query.concepts import filter_concepts, read_concepts
+from query.concepts import filter_concepts, ranking_concepts, read_concepts
 from query.levels import CONFIDENCE_LEVELS
 from query.parse import ParsedQuery
 
@@ -174,6 +174,7 @@ def make_plan(query: str, parsed: ParsedQuery, intent, entity: EntityMatch | Non
         weights["visual"] = max(weights.get("visual", 0.0), 0.5)
     weights = {m: float(weights.get(m, 0.0)) for m in MODALITIES if m in blocks}
     seen, seen_share = read_concepts(text) if text else ([], 0.0)  # what the text asks to see, and how much of it
+    seen = ranking_concepts(seen)
     fusion, share = _fusion_for(label, opts)
     narrowed = not parsed.filters.is_empty or parsed.negated_terms
     fields = sorted({f for m, w in weights.items() if w > LEXICAL_MIN_WEIGHT for f in LEXICAL_FIELDS_FOR[m]})

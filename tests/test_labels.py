@@ -121,7 +121,9 @@ def test_concept_bank_on_golden_queries():
     assert names("a smiling old man with a dog on the sofa") == [
         [("emotion", "happy")], [("face", "elderly")], [("face", "man")], [("object", "dog")], [("object", "couch")]]
     assert names("black-and-white footage of a street at night") == [
-        [("style", "black and white")], [("scene", "dark")]]  # not the colours black and white
+        [("style", "black and white")], [("scene", "dark")], []]  # not the colours black and white; [] the street
+    assert find_concepts("a street at night")[-1].labels == (("scene", "outdoor", 0.7),)  # outdoors by implication
+
     assert names("color bars test pattern") == [[("style", "test pattern")]]
     assert names("a red balloon") == [[("colour", "red")]]
     assert names("a group of people") == [sorted(("people", str(k)) for k in range(3, 11))]
@@ -346,3 +348,15 @@ def test_faces_are_searched_only_beside_a_person_tall_enough_to_show_one():
     FacesStage(detect, smiling_woman).run(work)
     assert len(calls) == 1 and list(work.faces) == [0.0]
     assert work.stats["faces"] == {"frames_scanned": 1, "faces": 1}
+
+
+def test_concept_bank_reads_where_a_query_is():
+    def scenes(q):
+        return [lab for c in find_concepts(q) for lab in c.labels if lab[0] == "scene"]
+
+    assert scenes("a man dancing in a kitchen") == [("scene", "indoor", 0.7)]
+    assert scenes("kids playing outdoors") == [("scene", "outdoor", 1.0)]
+    assert scenes("people walking outside on a lawn") == [("scene", "outdoor", 1.0)]  # one place concept
+    assert scenes("a dark room") == [("scene", "dark", 1.0), ("scene", "indoor", 0.7)]
+    assert scenes("a dark green shirt in a bright living room") == [("scene", "indoor", 0.7)]  # not a dark scene
+    assert scenes("a dog on a sofa") == []

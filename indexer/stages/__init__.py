@@ -20,6 +20,7 @@ from indexer.stages.ocr import OcrStage
 from indexer.stages.picture import PictureStage
 from indexer.stages.pose import PoseStage
 from indexer.stages.probe import ProbeStage
+from indexer.stages.scene import SceneStage
 from indexer.stages.shots import ShotsStage
 from indexer.stages.speech import AudioStage, SpeechStage
 from indexer.stages.text import TextEmbedStage
@@ -40,6 +41,7 @@ STAGES: tuple[type[Stage], ...] = (
     PoseStage,
     OcrStage,
     PictureStage,
+    SceneStage,
     AudioStage,
     SpeechStage,
     TextEmbedStage,
