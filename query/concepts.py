@@ -244,6 +244,8 @@ def read_concepts(text: str) -> tuple[list[Concept], float]:
     words = rest.split()
     for i, w in enumerate(words):
         prev = words[i - 1] if i else ""
+        if w in _PEOPLE_NOUNS and prev in _MADE_OF:
+            continue  # "a fondant baby", "a plastic man": a thing shaped like a person, no face to see
         if w in _PEOPLE_NOUNS:
             n = _NUMBERS.get(prev)
             if prev in _NUMBERS and n and n >= 2 or w in ("couple",) and prev in ("a", "the"):
@@ -307,6 +309,11 @@ _STOP = frozenset(
     " above below across along around through while as is are was were be being been it its his her their"
     " this that these those there here some any who which what where when how one's very just".split())
 
+
+# What a figure can be made of: before a person word it names a thing, not a person.
+_MADE_OF = frozenset("toy fondant sugar marzipan clay plasticine plastic paper cardboard lego wooden stone marble"
+                     " bronze wax snow chocolate gingerbread plush stuffed porcelain ceramic rubber inflatable"
+                     " balloon origami puppet".split())
 
 _BODY_WORDS = {"haired", "hair", "skinned", "skin", "eyed", "eyes", "coat", "suit", "jacket", "shirt", "dress"}
 

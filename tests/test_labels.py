@@ -360,3 +360,13 @@ def test_concept_bank_reads_where_a_query_is():
     assert scenes("a dark room") == [("scene", "dark", 1.0), ("scene", "indoor", 0.7)]
     assert scenes("a dark green shirt in a bright living room") == [("scene", "indoor", 0.7)]  # not a dark scene
     assert scenes("a dog on a sofa") == []
+
+
+def test_a_figure_made_of_something_is_not_a_person():
+    def who(q):
+        return [lab for c in find_concepts(q) for lab in c.labels if lab[0] in ("face", "people")]
+
+    assert who("a gingerbread man on a plate") == []
+    assert who("kids building a snow man") == [("face", "child", 1.0)]  # the kids are people, the snow man not
+    assert who("a clay woman and a plastic baby") == []
+    assert who("a woman holding a baby") == [("face", "woman", 1.0), ("face", "baby", 1.0), ("face", "child", 0.7)]
