@@ -104,15 +104,20 @@ def cmd_models(args: argparse.Namespace) -> int:
     if rc != 0:
         print(f"vidseek models fetch: pip failed (exit {rc}); the command above says what was asked", file=sys.stderr)
         return 1
+    skipped = []
     for p in todo:
         if p.then:
             then = [sys.executable, *p.then]
             print("$ " + " ".join(then), flush=True)
             rc = subprocess.call(then)
-            if rc != 0:
+            if rc != 0 and p.required:
                 print(f"vidseek models fetch: {' '.join(p.then)} failed (exit {rc})", file=sys.stderr)
                 return 1
-    still = missing(include_optional=not args.required_only)
+            if rc != 0:  # e.g. a light install without timm: the rest is still usable
+                print(f"vidseek models fetch: warning: {' '.join(p.then)} failed (exit {rc}); "
+                      f"{p.model} stays unavailable ({p.used_for})", file=sys.stderr)
+                skipped.append(p)
+    still = [p for p in missing(include_optional=not args.required_only) if p not in skipped]
     if still:
         print(f"vidseek models fetch: still missing after pip: {', '.join(p.pin for p in still)}", file=sys.stderr)
         return 1
