@@ -126,12 +126,10 @@ def find_effnet_onnx(folder: Path | None = None, feature: str = "EfficientNet-Li
 
 def effnet_preprocess(image: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 RGB -> (3, 224, 224) float32: shorter side to 256 (bicubic),
-    centre crop 224, ``(v - 127) / 128``."""
+    centre crop 224, ``(v - 127) / 128``. The caller checks the array
+    (``engine.models.imagenet.check_rgb_image``, as ``probabilities`` does)."""
     from PIL import Image
 
-    from engine.models.imagenet import check_rgb_image
-
-    image = check_rgb_image(image, 0)
     h, w = image.shape[:2]
     scale = RESIZE_SHORTER / min(h, w)
     new_w = max(RESIZE_SHORTER, round(w * scale))
