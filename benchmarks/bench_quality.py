@@ -3,7 +3,8 @@
     python -m benchmarks.bench_quality --media ../shared/media \\
         --queries ../shared/bench/queries-public.jsonl \\
         --index-dir bench-results/quality-index --out bench-results/quality.json \\
-        [--reuse-index] [--workers 2] [--methods bm25,dense,default] [--check-default]
+        [--reuse-index] [--workers 2] [--methods bm25,dense,default] [--check-default] \\
+        [--image-encoder imagenet-ensemble-minilm]
 
 What it does:
 
@@ -13,7 +14,8 @@ What it does:
    (an incomplete one is completed: the pipeline skips what it holds). The ingest
    summary (media seconds, wall seconds, speed x real time, seconds per stage) goes
    into the JSON and beside the index (``<index-dir>.ingest.json``) so a reuse still
-   reports how the index was built.
+   reports how the index was built. ``--image-encoder NAME`` builds it with another
+   registered visual encoder (the index's config records it; a reuse checks it).
 2. **Search.** Runs every query through every method (``judged.METHODS``): BM25 alone, dense
    alone, RRF and convex fusion without the reranker (convex at dense shares 0.5,
    0.7, 0.9), both fusions with the reranker, and the planner's defaults. The single
@@ -66,6 +68,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--index-dir", type=Path, default=REPO_ROOT / "bench-results" / "quality-index")
     add_out(p, REPO_ROOT / "bench-results" / "quality.json", "the JSON report (Markdown and PNG beside it)")
     p.add_argument("--reuse-index", action="store_true", help="use an existing index that holds every clip")
+    p.add_argument("--image-encoder", default=None, metavar="NAME",
+                   help="build the index with this registered image encoder (default: the config's, "
+                        "imagenet-minilm); a reused index must have been built with it")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="ingest worker processes")
     p.add_argument("--methods", default=None,
                    help=f"comma-separated subset of: {', '.join(m.name for m in judged.METHODS)} (default all)")
@@ -87,7 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if unknown:
             raise InputError(f"the queries name clips that are not in {args.media}: {unknown}",
                              hint="point --media at the folder the queries were judged on")
-        ingest = judged.ensure_index(clips, args.index_dir, reuse=args.reuse_index, workers=args.workers)
+        ingest = judged.ensure_index(clips, args.index_dir, reuse=args.reuse_index, workers=args.workers,
+                                     image_encoder=args.image_encoder)
         missing = sorted(set(clips) - judged.indexed_clips(args.index_dir))
         if missing:
             print(f"warning: {len(missing)} clips are not in the index (see ingest failures): {missing}",

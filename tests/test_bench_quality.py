@@ -240,7 +240,7 @@ def _patch_backend(monkeypatch: pytest.MonkeyPatch, rankings: dict) -> None:
     everything else is the real main()."""
     clips = {f"c{i}": f"/media/c{i}.mp4" for i in range(1, 10)}
     monkeypatch.setattr(judged, "list_clips", lambda media: clips)
-    monkeypatch.setattr(judged, "ensure_index", lambda c, d, reuse, workers: {"reused": True, "built": None})
+    monkeypatch.setattr(judged, "ensure_index", lambda c, d, reuse, workers, image_encoder=None: {"reused": True, "built": None})
     monkeypatch.setattr(judged, "indexed_clips", lambda d: set(clips))
     monkeypatch.setattr(judged, "open_search", lambda d: (fake_search(rankings), lambda: None, 0.0))
 

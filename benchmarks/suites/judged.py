@@ -434,9 +434,15 @@ def indexed_clips(index_dir: Path) -> set[str]:
         idx.close()
 
 
-def ensure_index(clips: Mapping[str, str], index_dir: Path, *, reuse: bool, workers: int) -> dict[str, Any]:
-    """Build (or reuse) the benchmark index; returns the ingest record for the report."""
+def ensure_index(clips: Mapping[str, str], index_dir: Path, *, reuse: bool, workers: int,
+                 image_encoder: str | None = None) -> dict[str, Any]:
+    """Build (or reuse) the benchmark index; returns the ingest record for the report.
+
+    ``image_encoder`` (a registry name) builds a new index with that visual encoder
+    instead of the default; a reused index must have been built with it."""
     from api.progress import TerminalProgress
+    from engine.config import IndexConfig
+    from engine.index import VideoIndex
     from indexer.pipeline import IndexOptions, index_paths
 
     sidecar = index_dir.with_name(index_dir.name + ".ingest.json")
@@ -444,6 +450,12 @@ def ensure_index(clips: Mapping[str, str], index_dir: Path, *, reuse: bool, work
     if exists and not reuse:
         raise InputError(f"index {index_dir} already exists",
                          hint="pass --reuse-index to use it, or delete the folder to measure a fresh ingest")
+    config = IndexConfig(image_encoder=image_encoder) if image_encoder else IndexConfig()
+    if exists and image_encoder:
+        built_with = VideoIndex.read_config(index_dir)
+        if built_with is not None and built_with.image_encoder != image_encoder:
+            raise InputError(f"index {index_dir} was built with image encoder {built_with.image_encoder!r}, "
+                             f"not {image_encoder!r}", hint="pick another --index-dir")
     if exists:
         missing = sorted(set(clips) - indexed_clips(index_dir))
         if not missing:
@@ -456,12 +468,13 @@ def ensure_index(clips: Mapping[str, str], index_dir: Path, *, reuse: bool, work
     t0 = time.perf_counter()
     bars = TerminalProgress(show=True)
     try:
-        report = index_paths(sorted(clips.values()), index_dir, options=options, progress=bars)
+        report = index_paths(sorted(clips.values()), index_dir, config=config, options=options, progress=bars)
     finally:
         bars.close()
     record = {
         "reused": "partial" if exists else False,
         "workers": workers,
+        "image_encoder": config.image_encoder,
         "clips": len(clips),
         "options": asdict(options),
         "summary": report.summary(),

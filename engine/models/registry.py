@@ -185,6 +185,10 @@ def _ensure_builtins() -> None:
     }
     builtin_image = {
         "imagenet-minilm": _lazy("engine.models.imagenet", "ImageNetConSEEncoder"),
+        # Need EfficientNet-Lite0 converted once to ONNX (scripts/setup.sh); measured in
+        # docs/labels.md before either may become the default.
+        "imagenet-effnet-minilm": _lazy("engine.models.imagenet", "EfficientNetConSEEncoder"),
+        "imagenet-ensemble-minilm": _lazy("engine.models.imagenet", "ImageNetEnsembleEncoder"),
         "open_clip": _lazy("engine.models.openclip", "OpenClipEncoder"),
     }
     _factories["text"].update(builtin_text)

