@@ -39,11 +39,13 @@ the catalog, whose op log the replay reads). docs/scale.md has the layout.
 """
 from __future__ import annotations
 
+import heapq
 import itertools
 import logging
 import math
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -52,14 +54,21 @@ import numpy as np
 
 from engine.errors import InputError, VidseekError
 from engine.index import VideoIndex
+from engine.lexical import Bm25Stats, LexicalHit, LexicalQuery, LexicalShard
 from query.plan import SearchOptions
 from query.results import SearchResponse
 
-__all__ = ["ShardGroup", "ShardedIndex", "ShardedSearcher", "NoReplicaError", "group_shards", "merge_top_k", "UNKNOWN_SHARD"]
+__all__ = ["ShardGroup", "ShardedIndex", "ShardedSearcher", "NoReplicaError", "group_shards", "merge_top_k",
+           "merge_lexical", "UNKNOWN_SHARD", "REBUILD_DELETED_SHARE", "REBUILD_MIN_DELETED"]
 
 log = logging.getLogger("vidseek.query")
 
 UNKNOWN_SHARD = 1 << 30  # a hit whose segment was deleted since: sorts after the known ones
+# A group's BM25 shard keeps deleted videos' documents (hidden; see engine.lexical.shard)
+# and is rebuilt from the catalog once they pass this share of its documents.
+REBUILD_DELETED_SHARE = 0.25
+REBUILD_MIN_DELETED = 1000
+_LEXICAL_BATCH = 2048
 
 
 class NoReplicaError(VidseekError):
@@ -103,15 +112,76 @@ def merge_top_k(results: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], k:
     return scores, ids
 
 
+def merge_lexical(lists: Sequence[Sequence[LexicalHit]], k: int) -> list[LexicalHit]:
+    """The groups' BM25 top-k lists (disjoint documents, global scores) as one top ``k``,
+    by descending score, ties by segment id (each group's list is in that order too)."""
+    return heapq.nsmallest(k, (h for hits in lists for h in hits), key=lambda h: (-h.score, h.id))
+
+
 class ShardGroup:
     """One shard group's data: the index folder opened with only ``shards`` of its
-    vector shards. The body of a replica actor (``ray.remote(ShardGroup)``), and usable
-    in process (tests, the single-machine comparison)."""
+    vector shards, and the BM25 shard of the same videos (``LexicalShard``, in RAM,
+    built at open from the catalog's op log and kept current from it). The body of a
+    replica actor (``ray.remote(ShardGroup)``), and usable in process (tests, the
+    single-machine comparison)."""
 
     def __init__(self, index_dir: str, shards: Sequence[int]) -> None:
         self.shards = list(shards)
         self.index = VideoIndex.open(index_dir, vector_shards=self.shards)
+        self._lex_lock = threading.Lock()
+        t0 = time.perf_counter()
+        self.lexical, self._lex_seq = self._build_lexical()
+        self.lexical_open_s = time.perf_counter() - t0
 
+    # -- the BM25 shard --------------------------------------------------------------------
+    def _build_lexical(self) -> tuple[LexicalShard, int]:
+        shard = LexicalShard()
+        return shard, self._replay_lexical(shard, 0)
+
+    def _replay_lexical(self, shard: LexicalShard, after: int) -> int:
+        """Apply the catalog's ops after ``after`` that concern this group's videos to
+        ``shard``; returns the last op seen."""
+        n, own = self.index.config.shards, set(self.shards)
+        seq = after
+        pending: list = []
+        for op in self.index.catalog.ops_since(after):
+            seq = op.seq
+            if op.video % n not in own:
+                continue
+            if op.op == "delete":
+                shard.add(pending)
+                pending = []
+                shard.delete_video(op.video)
+            else:
+                pending.extend(self.index.lexical_docs(op.video, op.segment_ids.tolist()))
+                if len(pending) >= _LEXICAL_BATCH:
+                    shard.add(pending)
+                    pending = []
+        shard.add(pending)
+        return seq
+
+    def _sync_lexical(self) -> LexicalShard:
+        """The BM25 shard with every op committed so far; rebuilt from the catalog once
+        deleted videos' documents (which it keeps hidden) outgrow ``REBUILD_DELETED_SHARE``."""
+        with self._lex_lock:
+            if self.index.catalog.max_seq() > self._lex_seq:
+                self._lex_seq = self._replay_lexical(self.lexical, self._lex_seq)
+                shard = self.lexical
+                if shard.deleted_docs > max(REBUILD_MIN_DELETED, REBUILD_DELETED_SHARE * (shard.num_docs +
+                                                                                       shard.deleted_docs)):
+                    self.lexical, self._lex_seq = self._build_lexical()
+                    shard.close()
+            return self.lexical
+
+    def bm25_stats(self, query: LexicalQuery) -> Bm25Stats:
+        """Phase 1 of a sharded BM25 search: this group's statistics for ``query``."""
+        return self._sync_lexical().stats(query)
+
+    def bm25_search(self, query: LexicalQuery, k: int, stats: Bm25Stats) -> list[LexicalHit]:
+        """Phase 2: this group's top ``k`` scored with ``stats`` (the sum over groups)."""
+        return self._sync_lexical().search(query, k, stats)
+
+    # -- vectors ---------------------------------------------------------------------------
     def search_vectors(self, queries: np.ndarray, params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(scores, ids, the vector shard of each id; unknown: ``UNKNOWN_SHARD``)."""
         self.index.sync()
@@ -139,9 +209,11 @@ class ShardGroup:
         except Exception:  # not in a Ray worker
             pass
         return {"pid": os.getpid(), "node": node, "shards": self.shards, "seq": self.index.seq,
-                "vectors": self.index.vectors.count()}
+                "vectors": self.index.vectors.count(), "bm25": self.lexical.info(),
+                "bm25_open_s": round(self.lexical_open_s, 3)}
 
     def close(self) -> None:
+        self.lexical.close()
         self.index.close()
 
 
@@ -164,6 +236,19 @@ class ShardedIndex:
         q = np.ascontiguousarray(queries, dtype=np.float32)
         results = self._call_all("search_vectors", [(q, params)] * self._groups)
         return merge_top_k(results, params.k)
+
+    def lexical_search(self, text: str, *, k: int, fields: Sequence[str] | None = None,
+                       phrases: Sequence[str] = ()) -> list[LexicalHit]:
+        """BM25 over the groups' shards with global statistics, in two rounds (the
+        distributed-frequencies search): every group's statistics for the query's
+        (field, term) clauses, summed; then every group's top ``k`` scored with the sums,
+        merged by score (ties by id). The router's own lexical index is not read."""
+        query = LexicalQuery.parse(text, list(fields) if fields else None, list(phrases))
+        if not query.terms:
+            return []
+        stats = Bm25Stats.sum(self._call_all("bm25_stats", [(query,)] * self._groups))
+        lists = self._call_all("bm25_search", [(query, k, stats)] * self._groups)
+        return merge_lexical(lists, k)
 
     def modality_vectors(self, segment_ids: Sequence[int], modalities: Sequence[str]
                          ) -> dict[str, dict[int, np.ndarray]]:

@@ -1,0 +1,255 @@
+"""A BM25 shard in RAM that scores with global statistics (the distributed-frequencies
+search of ``query.shards``).
+
+A ``LexicalShard`` holds the segments of some videos in a tantivy index with no path
+(RAM), built from the same ``LexicalDoc`` rows as the saved lexical index
+(``engine.index.VideoIndex.lexical_docs``; the saved index's format does not change).
+A sharded search runs in two phases over every shard:
+
+1. ``stats(query)``: this shard's ``Bm25Stats`` for the query's (field, term) clauses
+   (live documents, tokens per field, document frequencies); the caller sums them.
+2. ``search(query, k, stats)``: the shard's top ``k`` scored with the summed (global)
+   statistics (``engine.lexical.bm25``), so that the shards' lists merge by score into
+   the single-index list.
+
+Tantivy scores with its own statistics only, so phase 2 retrieves candidates with
+tantivy, each (field, term) clause boosted by global weight / local weight (so that the
+local score differs from the global one only by the average field lengths), and
+computes each candidate's global score from its term frequencies and field lengths
+(tantivy's ``explain``). A bound makes the top ``k`` exact: a clause's score with
+average length ``a_G`` is at most ``max(1, a_G / a_L)`` times its score with ``a_L``
+(the normalisation ``1 - b + b * dl / avg`` changes by at most that ratio), so no
+document outside the fetched candidates can score more than ``rho`` (the largest such
+ratio over the searched fields) times the lowest fetched local score. Candidates are
+rescored in local order until that bound falls below the ``k``-th global score; when it
+does not within the fetch, the shard fetches four times more and goes on.
+
+Deletions: tantivy counts deleted documents in its statistics until a merge drops them,
+which would make the local statistics unknowable. So the shard never deletes from
+tantivy: a deleted video's documents stay there and are excluded from every search
+(``MustNot`` on their video keys), and the shard's live statistics subtract them (the
+document frequencies by counting, in tantivy, the deleted documents with the term).
+``deleted_docs`` says how many it carries; the owner rebuilds the shard when they grow.
+"""
+from __future__ import annotations
+
+import heapq
+import json
+import re
+import threading
+from typing import Any, Sequence
+
+import tantivy
+
+from engine.errors import CorruptIndexError, InputError
+from engine.lexical.base import FIELDS, LexicalDoc, LexicalHit
+from engine.lexical.bm25 import Bm25Stats, ClauseWeights, TermMatch
+from engine.lexical.tantivy_index import (
+    ID_FIELD,
+    MAX_K,
+    VIDEO_KEY_FIELD,
+    LexicalQuery,
+    bm25_query,
+    doc_tokens,
+    lexical_schema,
+    tantivy_document,
+)
+
+__all__ = ["LexicalShard", "SLACK"]
+
+# tantivy's arena minimum for one indexing thread
+_WRITER_HEAP = 15_000_000
+# float32 rounding of the boosted local scores (a few ulps) against the bound's ratio
+SLACK = 1.0 + 1e-4
+_TERM_CONTEXT = re.compile(r'^Term=Term\(field=(\d+), type=Str, "(.*)"\)$', re.S)
+
+
+class LexicalShard:
+    """The BM25 shard of some videos, in RAM. Not persistent: its owner builds it from
+    the catalog and keeps it current (``add``, ``delete_video``). Thread-safe."""
+
+    def __init__(self) -> None:
+        self._schema = lexical_schema()
+        self._index = tantivy.Index(self._schema)  # no path: in RAM
+        self._writer = self._index.writer(heap_size=_WRITER_HEAP, num_threads=1)
+        self._lock = threading.RLock()
+        self._dirty = False
+        self._ids: set[int] = set()  # every doc id tantivy holds (deleted ones too)
+        self._tantivy_docs = 0  # tantivy's N: documents ever added
+        self._tantivy_tokens = {f: 0 for f in FIELDS}
+        self._videos: dict[int, list[int]] = {}  # live video key -> [docs, tokens of each field]
+        self._deleted: dict[int, list[int]] = {}  # deleted video key -> the same counts
+
+    # -- writes --------------------------------------------------------------------------
+    def add(self, docs: Sequence[LexicalDoc]) -> int:
+        """Index ``docs`` (a doc id the shard holds already is skipped: replays are
+        harmless; a deleted video's key cannot come back: catalog keys are never
+        reused). Returns how many were added."""
+        prepared = [(d, doc_tokens(d)) for d in docs]  # validate the batch before any write
+        with self._lock:
+            added = 0
+            for doc, tokens in prepared:
+                if doc.id in self._ids:
+                    continue
+                if doc.video_key in self._deleted:
+                    raise InputError(f"video {doc.video_key} was deleted from this BM25 shard; it cannot be re-added")
+                self._writer.add_document(tantivy_document(doc, tokens))
+                self._ids.add(doc.id)
+                counts = self._videos.setdefault(doc.video_key, [0] * (1 + len(FIELDS)))
+                counts[0] += 1
+                self._tantivy_docs += 1
+                for j, name in enumerate(FIELDS, 1):
+                    n = len(tokens.get(name, ()))
+                    counts[j] += n
+                    self._tantivy_tokens[name] += n
+                added += 1
+            self._dirty = self._dirty or added > 0
+            return added
+
+    def delete_video(self, video_key: int) -> None:
+        """Hide every doc of ``video_key`` from searches and statistics (a no-op when the
+        shard holds none)."""
+        with self._lock:
+            counts = self._videos.pop(int(video_key), None)
+            if counts is not None:
+                self._deleted[int(video_key)] = counts
+
+    def _searcher(self) -> tantivy.Searcher:
+        with self._lock:
+            if self._dirty:
+                self._writer.commit()
+                self._index.reload()
+                self._dirty = False
+            return self._index.searcher()
+
+    # -- counts --------------------------------------------------------------------------
+    @property
+    def num_docs(self) -> int:
+        """Live documents."""
+        with self._lock:
+            return self._tantivy_docs - self.deleted_docs
+
+    @property
+    def deleted_docs(self) -> int:
+        """Documents of deleted videos that tantivy still holds (hidden)."""
+        with self._lock:
+            return sum(c[0] for c in self._deleted.values())
+
+    def _local_stats(self, query: LexicalQuery, searcher: tantivy.Searcher) -> Bm25Stats:
+        """What tantivy itself scores with: every document it holds, deleted ones too."""
+        df = {(f, t): int(searcher.doc_freq(f, t)) for f, t in query.clauses}
+        return Bm25Stats(self._tantivy_docs, dict(self._tantivy_tokens), df)
+
+    def stats(self, query: LexicalQuery) -> Bm25Stats:
+        """Phase 1: this shard's live statistics for ``query``'s clauses."""
+        searcher = self._searcher()
+        with self._lock:
+            deleted = sorted(self._deleted)
+            gone = [sum(c[j] for c in self._deleted.values()) for j in range(1 + len(FIELDS))]
+        local = self._local_stats(query, searcher)
+        tokens = {f: local.total_tokens[f] - gone[j] for j, f in enumerate(FIELDS, 1)}
+        df = dict(local.doc_freq)
+        if deleted:
+            hidden = tantivy.Query.term_set_query(self._schema, VIDEO_KEY_FIELD, deleted)
+            for (f, t), n in df.items():
+                if n:
+                    q = tantivy.Query.boolean_query([(tantivy.Occur.Must, tantivy.Query.term_query(self._schema, f, t)),
+                                                     (tantivy.Occur.Must, hidden)])
+                    df[(f, t)] = n - int(searcher.search(q, limit=1, count=True).count)
+        return Bm25Stats(local.num_docs - gone[0], tokens, df)
+
+    # -- phase 2 ---------------------------------------------------------------------------
+    def search(self, query: LexicalQuery, k: int, stats: Bm25Stats) -> list[LexicalHit]:
+        """Phase 2: the top ``k`` live docs of this shard scored with ``stats`` (the sum
+        of every shard's ``stats``), by descending score, ties by id."""
+        if isinstance(k, bool) or not isinstance(k, int) or not (1 <= k <= MAX_K):
+            raise InputError(f"k must be an int in 1..{MAX_K}, got {k!r}")
+        if not query.terms:
+            return []
+        searcher = self._searcher()
+        with self._lock:
+            deleted = sorted(self._deleted)
+        local = ClauseWeights(self._local_stats(query, searcher), query.clauses)
+        wanted = ClauseWeights(stats, query.clauses)
+        boosts = {c: float(wanted.weight[c] / local.weight[c]) for c in query.clauses if local.weight[c] > 0}
+        rho = SLACK * max(1.0, *(float(stats.avgdl(f) / local_avg) for f in query.names
+                                 if (local_avg := self._local_avgdl(f)) > 0))
+        retrieve = bm25_query(self._schema, query, boosts)
+        if deleted:
+            hidden = tantivy.Query.term_set_query(self._schema, VIDEO_KEY_FIELD, deleted)
+            retrieve = tantivy.Query.boolean_query([(tantivy.Occur.Must, retrieve), (tantivy.Occur.MustNot, hidden)])
+        explain = bm25_query(self._schema, LexicalQuery(query.names, query.terms, ()))
+        fetch = max(2 * k, k + 16)
+        while True:
+            hits = searcher.search(retrieve, limit=fetch, count=False).hits
+            top, exact = self._rescore(searcher, explain, hits, wanted, k, rho)
+            if exact or len(hits) < fetch:
+                break
+            fetch *= 4
+        return [LexicalHit(i, s) for s, i in sorted(((s, i) for s, i in top), key=lambda x: (-x[0], x[1]))]
+
+    def _local_avgdl(self, name: str) -> float:
+        return self._tantivy_tokens[name] / self._tantivy_docs if self._tantivy_docs else 0.0
+
+    def _rescore(self, searcher: tantivy.Searcher, explain: tantivy.Query, hits: list, wanted: ClauseWeights,
+                 k: int, rho: float) -> tuple[list[tuple[float, int]], bool]:
+        """The global top ``k`` of ``hits`` (in descending local score) as (score, id),
+        and whether it is exact for the whole shard: the bound ``rho * local`` of the
+        next hit (and of every doc after it) fell below the ``k``-th global score."""
+        heap: list[tuple[float, int]] = []  # the k best as (score, -id): the root is the one to drop
+        if not hits:
+            return [], True
+        ids = searcher.fast_field_values(ID_FIELD, [addr for _, addr in hits])
+        for (local_score, addr), doc_id in zip(hits, ids):
+            if len(heap) == k and rho * local_score < heap[0][0]:
+                return [(s, -n) for s, n in heap], True
+            if doc_id is None:
+                raise CorruptIndexError("a BM25 shard hit has no id", hint="restart the shard group")
+            score = wanted.score(self._matches(explain, searcher, addr))
+            item = (score, -int(doc_id))
+            if len(heap) < k:
+                heapq.heappush(heap, item)
+            elif item > heap[0]:
+                heapq.heapreplace(heap, item)
+        return [(s, -n) for s, n in heap], False
+
+    def _matches(self, explain: tantivy.Query, searcher: tantivy.Searcher, addr) -> list[TermMatch]:
+        """The (field, term) clauses a doc matches, with term frequency and field length,
+        read from tantivy's explanation of the unboosted term clauses."""
+        tree = json.loads(explain.explain(searcher, addr).to_json())
+        out = []
+        for node in [tree] if "context" in tree else tree.get("details", []):
+            context = (node.get("context") or [""])[0]
+            m = _TERM_CONTEXT.match(context)
+            if m is None:
+                raise CorruptIndexError(f"unexpected tantivy explanation of a BM25 clause: {context!r}",
+                                        hint="the tantivy version's explain format changed; pin tantivy")
+            values = _explain_values(node)
+            term = m.group(2).replace('\\"', '"').replace("\\\\", "\\")
+            out.append(TermMatch(FIELDS[int(m.group(1))], term, int(values["freq"]), int(values["dl"])))
+        return out
+
+    def info(self) -> dict[str, Any]:
+        with self._lock:
+            return {"docs": self._tantivy_docs - self.deleted_docs, "deleted_docs": self.deleted_docs,
+                    "videos": len(self._videos), "deleted_videos": len(self._deleted),
+                    "tokens": dict(self._tantivy_tokens)}
+
+    def close(self) -> None:
+        with self._lock:
+            self._writer.rollback()
+            self._writer.wait_merging_threads()
+
+
+def _explain_values(node: dict) -> dict[str, float]:
+    """freq and dl of one TermQuery explanation: its third detail (the tf factor) lists
+    freq, k1, b, dl, avgdl (tantivy's ``Bm25Weight::explain``); checked by their texts."""
+    try:
+        leaves = node["details"][2]["details"]
+        freq, dl = leaves[0], leaves[3]
+        if freq["description"].startswith("freq, ") and dl["description"].startswith("dl, "):
+            return {"freq": freq["value"], "dl": dl["value"]}
+    except (KeyError, IndexError, TypeError):
+        pass
+    raise CorruptIndexError(f"a tantivy explanation lacks freq or dl: {node.get('description')!r}",
+                            hint="the tantivy version's explain format changed; pin tantivy")
