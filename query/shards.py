@@ -59,7 +59,7 @@ from query.plan import SearchOptions
 from query.results import SearchResponse
 
 __all__ = ["ShardGroup", "ShardedIndex", "ShardedSearcher", "NoReplicaError", "group_shards", "merge_top_k",
-           "merge_lexical", "UNKNOWN_SHARD", "REBUILD_DELETED_SHARE", "REBUILD_MIN_DELETED"]
+           "merge_lexical", "build_lexical_shard", "replay_lexical", "UNKNOWN_SHARD", "REBUILD_DELETED_SHARE", "REBUILD_MIN_DELETED"]
 
 log = logging.getLogger("vidseek.query")
 
@@ -118,6 +118,37 @@ def merge_lexical(lists: Sequence[Sequence[LexicalHit]], k: int) -> list[Lexical
     return heapq.nsmallest(k, (h for hits in lists for h in hits), key=lambda h: (-h.score, h.id))
 
 
+def build_lexical_shard(index: VideoIndex, shards: Sequence[int]) -> tuple[LexicalShard, int]:
+    """The BM25 shard of the videos in vector shards ``shards`` of ``index``, built in
+    RAM from the catalog's op log; with the last op it reflects."""
+    shard = LexicalShard()
+    return shard, replay_lexical(index, shards, shard, 0)
+
+
+def replay_lexical(index: VideoIndex, shards: Sequence[int], shard: LexicalShard, after: int) -> int:
+    """Apply to ``shard`` the catalog ops after ``after`` on videos of the vector shards
+    ``shards`` (the same documents ``VideoIndex.sync`` gives the lexical index); returns
+    the last op seen."""
+    n, own = index.config.shards, set(shards)
+    seq = after
+    pending: list = []
+    for op in index.catalog.ops_since(after):
+        seq = op.seq
+        if op.video % n not in own:
+            continue
+        if op.op == "delete":
+            shard.add(pending)
+            pending = []
+            shard.delete_video(op.video)
+        else:
+            pending.extend(index.lexical_docs(op.video, op.segment_ids.tolist()))
+            if len(pending) >= _LEXICAL_BATCH:
+                shard.add(pending)
+                pending = []
+    shard.add(pending)
+    return seq
+
+
 class ShardGroup:
     """One shard group's data: the index folder opened with only ``shards`` of its
     vector shards, and the BM25 shard of the same videos (``LexicalShard``, in RAM,
@@ -130,46 +161,20 @@ class ShardGroup:
         self.index = VideoIndex.open(index_dir, vector_shards=self.shards)
         self._lex_lock = threading.Lock()
         t0 = time.perf_counter()
-        self.lexical, self._lex_seq = self._build_lexical()
+        self.lexical, self._lex_seq = build_lexical_shard(self.index, self.shards)
         self.lexical_open_s = time.perf_counter() - t0
 
     # -- the BM25 shard --------------------------------------------------------------------
-    def _build_lexical(self) -> tuple[LexicalShard, int]:
-        shard = LexicalShard()
-        return shard, self._replay_lexical(shard, 0)
-
-    def _replay_lexical(self, shard: LexicalShard, after: int) -> int:
-        """Apply the catalog's ops after ``after`` that concern this group's videos to
-        ``shard``; returns the last op seen."""
-        n, own = self.index.config.shards, set(self.shards)
-        seq = after
-        pending: list = []
-        for op in self.index.catalog.ops_since(after):
-            seq = op.seq
-            if op.video % n not in own:
-                continue
-            if op.op == "delete":
-                shard.add(pending)
-                pending = []
-                shard.delete_video(op.video)
-            else:
-                pending.extend(self.index.lexical_docs(op.video, op.segment_ids.tolist()))
-                if len(pending) >= _LEXICAL_BATCH:
-                    shard.add(pending)
-                    pending = []
-        shard.add(pending)
-        return seq
-
     def _sync_lexical(self) -> LexicalShard:
         """The BM25 shard with every op committed so far; rebuilt from the catalog once
         deleted videos' documents (which it keeps hidden) outgrow ``REBUILD_DELETED_SHARE``."""
         with self._lex_lock:
             if self.index.catalog.max_seq() > self._lex_seq:
-                self._lex_seq = self._replay_lexical(self.lexical, self._lex_seq)
+                self._lex_seq = replay_lexical(self.index, self.shards, self.lexical, self._lex_seq)
                 shard = self.lexical
                 if shard.deleted_docs > max(REBUILD_MIN_DELETED, REBUILD_DELETED_SHARE * (shard.num_docs +
                                                                                        shard.deleted_docs)):
-                    self.lexical, self._lex_seq = self._build_lexical()
+                    self.lexical, self._lex_seq = build_lexical_shard(self.index, self.shards)
                     shard.close()
             return self.lexical
 

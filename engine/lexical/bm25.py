@@ -119,10 +119,14 @@ class ClauseWeights:
             with np.errstate(divide="ignore", invalid="ignore"):  # no tokens anywhere: never matched
                 self._norms[name] = (K1 * ((_ONE - B) + (B * lengths) / avg)).astype(np.float32)
 
+    def clause_score(self, clause: tuple[str, str], tf: int, length: int) -> np.float32:
+        """One clause's score for a term frequency and field length (float32)."""
+        f = np.float32(tf)
+        return np.float32(self.weight[clause] * (f / (f + self._norms[clause[0]][fieldnorm_id(length)])))
+
     def score(self, matches: Iterable[TermMatch]) -> float:
+        """A document's score: its matched clauses' scores summed in clause order."""
         total = np.float32(0.0)
         for m in sorted(matches, key=lambda m: self.order[(m.name, m.term)]):
-            tf = np.float32(m.tf)
-            norm = self._norms[m.name][fieldnorm_id(m.length)]
-            total = np.float32(total + self.weight[(m.name, m.term)] * (tf / (tf + norm)))
+            total = np.float32(total + self.clause_score((m.name, m.term), m.tf, m.length))
         return float(total)

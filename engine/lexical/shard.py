@@ -15,8 +15,9 @@ A sharded search runs in two phases over every shard:
 Tantivy scores with its own statistics only, so phase 2 retrieves candidates with
 tantivy, each (field, term) clause boosted by global weight / local weight (so that the
 local score differs from the global one only by the average field lengths), and
-computes each candidate's global score from its term frequencies and field lengths
-(tantivy's ``explain``). A bound makes the top ``k`` exact: a clause's score with
+computes each candidate's global score from its term frequencies and field lengths,
+read from the candidate's tokenised text, which the shard stores (a RAM shard only: the
+lexical index on disk stores no text and keeps its format). A bound makes the top ``k`` exact: a clause's score with
 average length ``a_G`` is at most ``max(1, a_G / a_L)`` times its score with ``a_L``
 (the normalisation ``1 - b + b * dl / avg`` changes by at most that ratio), so no
 document outside the fetched candidates can score more than ``rho`` (the largest such
@@ -34,9 +35,8 @@ document frequencies by counting, in tantivy, the deleted documents with the ter
 from __future__ import annotations
 
 import heapq
-import json
-import re
 import threading
+from collections import Counter
 from typing import Any, Sequence
 
 import tantivy
@@ -51,7 +51,6 @@ from engine.lexical.tantivy_index import (
     LexicalQuery,
     bm25_query,
     doc_tokens,
-    lexical_schema,
     tantivy_document,
 )
 
@@ -61,7 +60,18 @@ __all__ = ["LexicalShard", "SLACK"]
 _WRITER_HEAP = 15_000_000
 # float32 rounding of the boosted local scores (a few ulps) against the bound's ratio
 SLACK = 1.0 + 1e-4
-_TERM_CONTEXT = re.compile(r'^Term=Term\(field=(\d+), type=Str, "(.*)"\)$', re.S)
+
+
+def _shard_schema() -> tantivy.Schema:
+    """The lexical index's schema with the (tokenised) text stored: the shard reads a
+    candidate's term frequencies and field lengths back from it. The RAM shard is never
+    saved, so the lexical index on disk keeps its format."""
+    sb = tantivy.SchemaBuilder()
+    for name in FIELDS:
+        sb.add_text_field(name, stored=True, tokenizer_name="whitespace", index_option="position")
+    sb.add_integer_field(ID_FIELD, stored=False, indexed=True, fast=True)
+    sb.add_integer_field(VIDEO_KEY_FIELD, stored=False, indexed=True, fast=True)
+    return sb.build()
 
 
 class LexicalShard:
@@ -69,7 +79,7 @@ class LexicalShard:
     the catalog and keeps it current (``add``, ``delete_video``). Thread-safe."""
 
     def __init__(self) -> None:
-        self._schema = lexical_schema()
+        self._schema = _shard_schema()
         self._index = tantivy.Index(self._schema)  # no path: in RAM
         self._writer = self._index.writer(heap_size=_WRITER_HEAP, num_threads=1)
         self._lock = threading.RLock()
@@ -171,63 +181,50 @@ class LexicalShard:
             deleted = sorted(self._deleted)
         local = ClauseWeights(self._local_stats(query, searcher), query.clauses)
         wanted = ClauseWeights(stats, query.clauses)
-        boosts = {c: float(wanted.weight[c] / local.weight[c]) for c in query.clauses if local.weight[c] > 0}
-        rho = SLACK * max(1.0, *(float(stats.avgdl(f) / local_avg) for f in query.names
-                                 if (local_avg := self._local_avgdl(f)) > 0))
+        boosts = {c: float(wanted.weight[c] / local.weight[c]) for c in query.clauses}
+        ratios = [float(stats.avgdl(f)) / a for f in query.names if (a := self._local_avgdl(f)) > 0]
+        rho = SLACK * max([1.0, *ratios])
         retrieve = bm25_query(self._schema, query, boosts)
         if deleted:
             hidden = tantivy.Query.term_set_query(self._schema, VIDEO_KEY_FIELD, deleted)
             retrieve = tantivy.Query.boolean_query([(tantivy.Occur.Must, retrieve), (tantivy.Occur.MustNot, hidden)])
-        explain = bm25_query(self._schema, LexicalQuery(query.names, query.terms, ()))
+        scored: dict[int, float] = {}  # id -> global score, kept across refetches
         fetch = max(2 * k, k + 16)
         while True:
             hits = searcher.search(retrieve, limit=fetch, count=False).hits
-            top, exact = self._rescore(searcher, explain, hits, wanted, k, rho)
-            if exact or len(hits) < fetch:
+            if self._rescore(searcher, query, hits, (local, wanted), k, rho, scored) or len(hits) < fetch:
                 break
             fetch *= 4
-        return [LexicalHit(i, s) for s, i in sorted(((s, i) for s, i in top), key=lambda x: (-x[0], x[1]))]
+        top = heapq.nsmallest(k, scored.items(), key=lambda kv: (-kv[1], kv[0]))
+        return [LexicalHit(i, s) for i, s in top]
 
     def _local_avgdl(self, name: str) -> float:
         return self._tantivy_tokens[name] / self._tantivy_docs if self._tantivy_docs else 0.0
 
-    def _rescore(self, searcher: tantivy.Searcher, explain: tantivy.Query, hits: list, wanted: ClauseWeights,
-                 k: int, rho: float) -> tuple[list[tuple[float, int]], bool]:
-        """The global top ``k`` of ``hits`` (in descending local score) as (score, id),
-        and whether it is exact for the whole shard: the bound ``rho * local`` of the
-        next hit (and of every doc after it) fell below the ``k``-th global score."""
-        heap: list[tuple[float, int]] = []  # the k best as (score, -id): the root is the one to drop
+    def _rescore(self, searcher: tantivy.Searcher, query: LexicalQuery, hits: list,
+                 weights: tuple[ClauseWeights, ClauseWeights], k: int, rho: float, scored: dict[int, float]) -> bool:
+        """Global scores (into ``scored``) of ``hits``, in descending local score, until
+        the bound ``rho * local`` of the next hit (and so of every doc after it) falls
+        below the ``k``-th global score: then the top ``k`` is exact for the whole shard
+        (True). False when the hits ran out first."""
         if not hits:
-            return [], True
+            return True
+        wanted = weights[1]
         ids = searcher.fast_field_values(ID_FIELD, [addr for _, addr in hits])
+        best: list[float] = []  # the k best global scores so far, a min-heap
         for (local_score, addr), doc_id in zip(hits, ids):
-            if len(heap) == k and rho * local_score < heap[0][0]:
-                return [(s, -n) for s, n in heap], True
+            if len(best) == k and rho * local_score < best[0]:
+                return True
             if doc_id is None:
                 raise CorruptIndexError("a BM25 shard hit has no id", hint="restart the shard group")
-            score = wanted.score(self._matches(explain, searcher, addr))
-            item = (score, -int(doc_id))
-            if len(heap) < k:
-                heapq.heappush(heap, item)
-            elif item > heap[0]:
-                heapq.heapreplace(heap, item)
-        return [(s, -n) for s, n in heap], False
-
-    def _matches(self, explain: tantivy.Query, searcher: tantivy.Searcher, addr) -> list[TermMatch]:
-        """The (field, term) clauses a doc matches, with term frequency and field length,
-        read from tantivy's explanation of the unboosted term clauses."""
-        tree = json.loads(explain.explain(searcher, addr).to_json())
-        out = []
-        for node in [tree] if "context" in tree else tree.get("details", []):
-            context = (node.get("context") or [""])[0]
-            m = _TERM_CONTEXT.match(context)
-            if m is None:
-                raise CorruptIndexError(f"unexpected tantivy explanation of a BM25 clause: {context!r}",
-                                        hint="the tantivy version's explain format changed; pin tantivy")
-            values = _explain_values(node)
-            term = m.group(2).replace('\\"', '"').replace("\\\\", "\\")
-            out.append(TermMatch(FIELDS[int(m.group(1))], term, int(values["freq"]), int(values["dl"])))
-        return out
+            score = scored.get(int(doc_id))
+            if score is None:
+                score = scored[int(doc_id)] = wanted.score(_matches(searcher.doc(addr).to_dict(), query))
+            if len(best) < k:
+                heapq.heappush(best, score)
+            elif score > best[0]:
+                heapq.heapreplace(best, score)
+        return False
 
     def info(self) -> dict[str, Any]:
         with self._lock:
@@ -241,15 +238,15 @@ class LexicalShard:
             self._writer.wait_merging_threads()
 
 
-def _explain_values(node: dict) -> dict[str, float]:
-    """freq and dl of one TermQuery explanation: its third detail (the tf factor) lists
-    freq, k1, b, dl, avgdl (tantivy's ``Bm25Weight::explain``); checked by their texts."""
-    try:
-        leaves = node["details"][2]["details"]
-        freq, dl = leaves[0], leaves[3]
-        if freq["description"].startswith("freq, ") and dl["description"].startswith("dl, "):
-            return {"freq": freq["value"], "dl": dl["value"]}
-    except (KeyError, IndexError, TypeError):
-        pass
-    raise CorruptIndexError(f"a tantivy explanation lacks freq or dl: {node.get('description')!r}",
-                            hint="the tantivy version's explain format changed; pin tantivy")
+def _matches(stored: dict[str, list[str]], query: LexicalQuery) -> list[TermMatch]:
+    """The query's (field, term) clauses that a doc's stored token text matches, with the
+    term's frequency and the field's length."""
+    out = []
+    for name in query.names:
+        text = stored.get(name)
+        if not text:
+            continue
+        tokens = text[0].split(" ")
+        counts = Counter(tokens)
+        out.extend(TermMatch(name, t, counts[t], len(tokens)) for t in query.terms if t in counts)
+    return out
