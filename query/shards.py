@@ -1,25 +1,35 @@
-"""Sharded serving: the vector shards split into shard groups, each group served by
-replicas (Ray actors), and a router that runs the query pipeline and fans the vector
-reads out.
+"""Sharded serving: the vector shards and the BM25 index split into shard groups, each
+group served by replicas (Ray actors), and a router that runs the query pipeline and fans
+the vector and BM25 reads out.
 
 Layout. An index's vectors live in ``num_shards`` FAISS shards (a video's vectors in
 shard ``video_key % num_shards``). Shard group ``g`` of ``G`` holds the shards
 ``{s : s % G == g}``: a ``ShardGroup`` opens the index folder with only those shards
-loaded (``VideoIndex.open(vector_shards=...)``), and answers
+loaded (``VideoIndex.open(vector_shards=...)``), builds the BM25 shard of the same
+videos in RAM (``engine.lexical.LexicalShard``, from the catalog's op log: the
+documents ``VideoIndex.sync`` gives the lexical index; the saved ``lexical/`` index is
+not split and keeps its format), and answers
 
-- ``search_vectors``: the top-k over its shards (the dense runs), and
-- ``modality_vectors``: the exact vectors of its segments (the exact rescoring).
+- ``search_vectors``: the top-k over its shards (the dense runs);
+- ``modality_vectors``: the exact vectors of its segments (the exact rescoring);
+- ``bm25_stats`` and ``bm25_search``: the two rounds of a distributed-frequencies BM25
+  search (Elasticsearch's ``dfs_query_then_fetch``): its document frequencies, documents
+  and tokens per field for the query's (field, term) clauses; then its top-k scored
+  with the sums of those over every group.
 
 The router (``ShardedSearcher``, in the API process) opens the same folder with no
-vector shard loaded: it holds the catalog (segments, videos, timelines: the moments),
-the BM25 index and the query encoders, and runs the one ``Searcher`` over a
-``ShardedIndex``, which is the router's ``VideoIndex`` with those two reads sent to
-the groups. So everything that is a statistic over the whole library is computed once,
-globally: the dense top-k is the merge of the groups' top-k (the per-shard lists that
-one process would merge), BM25 scores come from the one lexical index (idf and average
-lengths over every document), and fusion's min-max normalisation, the concept idf and
-the confidence features run in the router over the merged candidates. A distributed
-search therefore returns the single-process ranking (tests/test_ray.py asserts it).
+vector shard loaded: it holds the catalog (segments, videos, timelines: the moments) and
+the query encoders, and runs the one ``Searcher`` over a ``ShardedIndex``, which is the
+router's ``VideoIndex`` with those reads sent to the groups (it no longer searches its
+own lexical index). So everything that is a statistic over the whole library is
+computed globally: the dense top-k is the merge of the groups' top-k (the per-shard
+lists that one process would merge), BM25 scores use idf and average field lengths
+summed over every group (``engine.lexical.bm25``: tantivy's formula recomputed in
+float32), and fusion's min-max normalisation, the concept idf and the confidence
+features run in the router over the merged candidates. A distributed search therefore
+returns the single-process ranking (tests/test_ray.py, tests/test_lexical_dfs.py), with
+the exceptions docs/scale.md lists (BM25 ties across videos; a single process's BM25
+counting deleted documents until tantivy merges them).
 
 Replicas and failure. Each group has ``replicas`` actors (``max_restarts=-1``: Ray
 restarts a dead one, which loads its shards again). The router sends a group call to
@@ -28,10 +38,12 @@ restarting, the call is retried on another replica of the same group at once, an
 dead one stays out of rotation until its restart answers a ping. A search fails only
 when every replica of a group failed it.
 
-New commits. Every group call and every router search first runs ``index.sync()``: the
+New commits. Every vector call of a group and every router search first runs ``index.sync()``: the
 catalog's op log says which commits the loaded state lacks, and the reader path of
-``engine.index`` replays them in memory (a group keeps only its shards' vectors). So a
-search sees every video committed before it started, by whichever process.
+``engine.index`` replays them in memory (a group keeps only its shards' vectors); a
+group's BM25 calls replay the same op log into its BM25 shard (adds, and deletions,
+which the shard hides until it is rebuilt: ``REBUILD_DELETED_SHARE``). So a search sees
+every video committed before it started, by whichever process.
 
 Files. Router and replicas open the index folder by path: on a cluster it must be at the
 same path on every node (a shared filesystem, or a copy of the saved state per node plus
@@ -182,8 +194,9 @@ class ShardGroup:
         """Phase 1 of a sharded BM25 search: this group's statistics for ``query``."""
         return self._sync_lexical().stats(query)
 
-    def bm25_search(self, query: LexicalQuery, k: int, stats: Bm25Stats) -> list[LexicalHit]:
-        """Phase 2: this group's top ``k`` scored with ``stats`` (the sum over groups)."""
+    def bm25_search(self, query: LexicalQuery, k: int, stats: Bm25Stats | None) -> list[LexicalHit]:
+        """Phase 2: this group's top ``k`` scored with ``stats`` (the sum over groups;
+        None: the group's own, when it is the only group)."""
         return self._sync_lexical().search(query, k, stats)
 
     # -- vectors ---------------------------------------------------------------------------
@@ -251,6 +264,8 @@ class ShardedIndex:
         query = LexicalQuery.parse(text, list(fields) if fields else None, list(phrases))
         if not query.terms:
             return []
+        if self._groups == 1:  # its statistics are the global ones: one round
+            return self._call_all("bm25_search", [(query, k, None)])[0]
         stats = Bm25Stats.sum(self._call_all("bm25_stats", [(query,)] * self._groups))
         lists = self._call_all("bm25_search", [(query, k, stats)] * self._groups)
         return merge_lexical(lists, k)

@@ -169,17 +169,23 @@ class LexicalShard:
         return Bm25Stats(local.num_docs - gone[0], tokens, df)
 
     # -- phase 2 ---------------------------------------------------------------------------
-    def search(self, query: LexicalQuery, k: int, stats: Bm25Stats) -> list[LexicalHit]:
+    def search(self, query: LexicalQuery, k: int, stats: Bm25Stats | None = None) -> list[LexicalHit]:
         """Phase 2: the top ``k`` live docs of this shard scored with ``stats`` (the sum
-        of every shard's ``stats``), by descending score, ties by id."""
+        of every shard's ``stats``; None: this shard's own, when it is the only one), by
+        descending score, ties by id."""
         if isinstance(k, bool) or not isinstance(k, int) or not (1 <= k <= MAX_K):
             raise InputError(f"k must be an int in 1..{MAX_K}, got {k!r}")
         if not query.terms:
             return []
+        if stats is None:
+            stats = self.stats(query)
         searcher = self._searcher()
         with self._lock:
             deleted = sorted(self._deleted)
-        local = ClauseWeights(self._local_stats(query, searcher), query.clauses)
+        own = self._local_stats(query, searcher)
+        if not deleted and _same(own, stats, query):  # tantivy's own scores are the wanted ones
+            return self._tantivy_top(searcher, bm25_query(self._schema, query), k)
+        local = ClauseWeights(own, query.clauses)
         wanted = ClauseWeights(stats, query.clauses)
         boosts = {c: float(wanted.weight[c] / local.weight[c]) for c in query.clauses}
         ratios = [float(stats.avgdl(f)) / a for f in query.names if (a := self._local_avgdl(f)) > 0]
@@ -197,6 +203,21 @@ class LexicalShard:
             fetch *= 4
         top = heapq.nsmallest(k, scored.items(), key=lambda kv: (-kv[1], kv[0]))
         return [LexicalHit(i, s) for i, s in top]
+
+    def _tantivy_top(self, searcher: tantivy.Searcher, query: tantivy.Query, k: int) -> list[LexicalHit]:
+        """Tantivy's top ``k`` with its own scores, ties by id (the whole tie at the k-th
+        score is fetched, so that the cut takes the lowest ids)."""
+        fetch = k + 16
+        while True:
+            hits = searcher.search(query, limit=fetch, count=False).hits
+            if len(hits) < fetch or hits[-1][0] < hits[k - 1][0]:
+                break
+            fetch *= 4
+        ids = searcher.fast_field_values(ID_FIELD, [addr for _, addr in hits])
+        if any(i is None for i in ids):
+            raise CorruptIndexError("a BM25 shard hit has no id", hint="restart the shard group")
+        top = heapq.nsmallest(k, zip(ids, (h[0] for h in hits)), key=lambda x: (-x[1], x[0]))
+        return [LexicalHit(int(i), float(s)) for i, s in top]
 
     def _local_avgdl(self, name: str) -> float:
         return self._tantivy_tokens[name] / self._tantivy_docs if self._tantivy_docs else 0.0
@@ -236,6 +257,13 @@ class LexicalShard:
         with self._lock:
             self._writer.rollback()
             self._writer.wait_merging_threads()
+
+
+def _same(a: Bm25Stats, b: Bm25Stats, query: LexicalQuery) -> bool:
+    """Whether ``a`` and ``b`` score ``query`` alike (same documents, tokens of the
+    searched fields and document frequencies of its clauses)."""
+    return (a.num_docs == b.num_docs and all(a.total_tokens.get(f, 0) == b.total_tokens.get(f, 0) for f in query.names)
+            and all(a.doc_freq.get(c, 0) == b.doc_freq.get(c, 0) for c in query.clauses))
 
 
 def _matches(stored: dict[str, list[str]], query: LexicalQuery) -> list[TermMatch]:
