@@ -93,7 +93,7 @@ def test_rescoring_with_the_index_statistics_reproduces_tantivys_scores(corpus, 
     assert checked > 500
 
 
-def test_shard_statistics_sum_to_the_single_index(corpus):
+def test_shard_statistics_sum_to_the_single_index(corpus, single):
     """Phase 1: the shards' (doc_freq, num_docs, total tokens) add up to one index's, and
     to the counts of the tokenizer itself."""
     one = LexicalShard()
@@ -101,7 +101,7 @@ def test_shard_statistics_sum_to_the_single_index(corpus):
     parts = [LexicalShard() for _ in range(3)]
     for d in corpus:
         parts[d.video_key % 3].add([d])
-    assert sum(p.num_docs for p in parts) == one.num_docs == N_DOCS
+    assert sum(p.num_docs for p in parts) == one.num_docs == single.count() == N_DOCS
     for q, phrases, fields in _queries(corpus, 20):
         parsed = LexicalQuery.parse(q, fields, phrases)
         summed = Bm25Stats.sum(p.stats(parsed) for p in parts)

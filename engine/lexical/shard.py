@@ -29,7 +29,8 @@ Deletions: tantivy counts deleted documents in its statistics until a merge drop
 which would make the local statistics unknowable. So the shard never deletes from
 tantivy: a deleted video's documents stay there and are excluded from every search
 (``MustNot`` on their video keys), and the shard's live statistics subtract them (the
-document frequencies by counting, in tantivy, the deleted documents with the term).
+document frequencies through a count of the hidden documents' terms, read from their
+stored text when the video is deleted).
 ``deleted_docs`` says how many it carries; the owner rebuilds the shard when they grow.
 """
 from __future__ import annotations
@@ -89,6 +90,7 @@ class LexicalShard:
         self._tantivy_tokens = {f: 0 for f in FIELDS}
         self._videos: dict[int, list[int]] = {}  # live video key -> [docs, tokens of each field]
         self._deleted: dict[int, list[int]] = {}  # deleted video key -> the same counts
+        self._deleted_df: Counter[tuple[str, str]] = Counter()  # (field, term) -> hidden docs with it
 
     # -- writes --------------------------------------------------------------------------
     def add(self, docs: Sequence[LexicalDoc]) -> int:
@@ -120,9 +122,23 @@ class LexicalShard:
         """Hide every doc of ``video_key`` from searches and statistics (a no-op when the
         shard holds none)."""
         with self._lock:
-            counts = self._videos.pop(int(video_key), None)
-            if counts is not None:
-                self._deleted[int(video_key)] = counts
+            key = int(video_key)
+            counts = self._videos.get(key)
+            if counts is None:
+                return
+            searcher = self._searcher()  # commits the video's buffered docs, if any
+            hits = searcher.search(tantivy.Query.term_query(self._schema, VIDEO_KEY_FIELD, key),
+                                   limit=counts[0], count=False).hits
+            if len(hits) != counts[0]:
+                raise CorruptIndexError(f"BM25 shard holds {len(hits)} docs of video {key}, expected {counts[0]}",
+                                        hint="restart the shard group (it rebuilds its shard from the catalog)")
+            for _, addr in hits:  # the hidden docs' terms, so that statistics need no search
+                stored = searcher.doc(addr).to_dict()
+                for name in FIELDS:
+                    if stored.get(name):
+                        self._deleted_df.update((name, t) for t in set(stored[name][0].split(" ")))
+            del self._videos[key]
+            self._deleted[key] = counts
 
     def _searcher(self) -> tantivy.Searcher:
         with self._lock:
@@ -152,20 +168,11 @@ class LexicalShard:
 
     def stats(self, query: LexicalQuery) -> Bm25Stats:
         """Phase 1: this shard's live statistics for ``query``'s clauses."""
-        searcher = self._searcher()
-        with self._lock:
-            deleted = sorted(self._deleted)
+        with self._lock:  # counts and searcher of one state
+            local = self._local_stats(query, self._searcher())
             gone = [sum(c[j] for c in self._deleted.values()) for j in range(1 + len(FIELDS))]
-        local = self._local_stats(query, searcher)
+            df = {c: n - self._deleted_df.get(c, 0) for c, n in local.doc_freq.items()}
         tokens = {f: local.total_tokens[f] - gone[j] for j, f in enumerate(FIELDS, 1)}
-        df = dict(local.doc_freq)
-        if deleted:
-            hidden = tantivy.Query.term_set_query(self._schema, VIDEO_KEY_FIELD, deleted)
-            for (f, t), n in df.items():
-                if n:
-                    q = tantivy.Query.boolean_query([(tantivy.Occur.Must, tantivy.Query.term_query(self._schema, f, t)),
-                                                     (tantivy.Occur.Must, hidden)])
-                    df[(f, t)] = n - int(searcher.search(q, limit=1, count=True).count)
         return Bm25Stats(local.num_docs - gone[0], tokens, df)
 
     # -- phase 2 ---------------------------------------------------------------------------
@@ -179,16 +186,16 @@ class LexicalShard:
             return []
         if stats is None:
             stats = self.stats(query)
-        searcher = self._searcher()
-        with self._lock:
+        with self._lock:  # counts and searcher of one state
+            searcher = self._searcher()
             deleted = sorted(self._deleted)
-        own = self._local_stats(query, searcher)
+            own = self._local_stats(query, searcher)
         if not deleted and _same(own, stats, query):  # tantivy's own scores are the wanted ones
             return self._tantivy_top(searcher, bm25_query(self._schema, query), k)
         local = ClauseWeights(own, query.clauses)
         wanted = ClauseWeights(stats, query.clauses)
         boosts = {c: float(wanted.weight[c] / local.weight[c]) for c in query.clauses}
-        ratios = [float(stats.avgdl(f)) / a for f in query.names if (a := self._local_avgdl(f)) > 0]
+        ratios = [float(stats.avgdl(f)) / a for f in query.names if (a := float(own.avgdl(f))) > 0]
         rho = SLACK * max([1.0, *ratios])
         retrieve = bm25_query(self._schema, query, boosts)
         if deleted:
@@ -218,9 +225,6 @@ class LexicalShard:
             raise CorruptIndexError("a BM25 shard hit has no id", hint="restart the shard group")
         top = heapq.nsmallest(k, zip(ids, (h[0] for h in hits)), key=lambda x: (-x[1], x[0]))
         return [LexicalHit(int(i), float(s)) for i, s in top]
-
-    def _local_avgdl(self, name: str) -> float:
-        return self._tantivy_tokens[name] / self._tantivy_docs if self._tantivy_docs else 0.0
 
     def _rescore(self, searcher: tantivy.Searcher, query: LexicalQuery, hits: list,
                  weights: tuple[ClauseWeights, ClauseWeights], k: int, rho: float, scored: dict[int, float]) -> bool:
