@@ -12,9 +12,11 @@ CPU slots) on this one machine.
 - **serve**: an index of ``--n`` synthetic segments (``bench_search_latency.build``,
   reused when ``--index-dir`` holds one), queries run one at a time (p50/p99) and by
   ``--clients`` threads at once (searches a second): the single-process ``Searcher``
-  against ``ShardedSearcher`` with 1 group x 1, 2, 4 replicas and 2 and 4 groups x 1
-  replica; and the fan-out hop (the router's ``search_vectors`` through the groups
-  against the same call in process).
+  against ``ShardedSearcher`` with the ``--layouts`` (groups x replicas; default 1 x 1,
+  2, 4 and 2 and 4 x 1); and the fan-out hops (the router's ``search_vectors`` and its
+  two-round BM25 ``lexical_search`` through the groups against the same calls in process).
+- **bm25**: a shard group's BM25 shard over ``--index-dir`` at 1, 2 and 4 groups: the
+  seconds to build it from the catalog and the resident memory it adds.
 - **failure**: ``kill -9`` of a worker node's processes while it analyses (after the
   first commit), then the videos lost or committed twice; ``kill -9`` of a replica's
   process during a search load, then the searches that failed and the slowest one.
@@ -214,23 +216,69 @@ def _latency(search, queries: list[str], warmup: int, clients: int) -> dict:
 
 
 def _hop(router, base_index, queries: list[str]) -> dict:
-    """The fan-out hop: the router's vector search through the groups against the same
-    call on an in-process index holding every shard."""
+    """The fan-out hops: the router's vector search through the groups against the same
+    call on an in-process index holding every shard; and its BM25 search (the two rounds
+    over the groups' BM25 shards) against the one lexical index in process."""
     from query.plan import SearchOptions
 
     s = router.searcher
-    ms_fan, ms_local = [], []
+    ms = {"fan": [], "local": [], "bm25_fan": [], "bm25_local": []}
     for q in queries:
         plan, blocks = s.plan(q, options=SearchOptions(k=10))
         qv = router.index.joint_vector(blocks, dict(plan.weights))[None, :]
-        t = time.perf_counter()
-        router.index.search_vectors(qv, plan.params)
-        ms_fan.append((time.perf_counter() - t) * 1000)
-        t = time.perf_counter()
-        base_index.search_vectors(qv, plan.params)
-        ms_local.append((time.perf_counter() - t) * 1000)
-    return {"fanout_p50_ms": round(percentile(ms_fan, 50), 2), "local_p50_ms": round(percentile(ms_local, 50), 2),
-            "hop_p50_ms": round(percentile(ms_fan, 50) - percentile(ms_local, 50), 2)}
+        for key, index in (("fan", router.index), ("local", base_index)):
+            t = time.perf_counter()
+            index.search_vectors(qv, plan.params)
+            ms[key].append((time.perf_counter() - t) * 1000)
+        if not plan.text:
+            continue
+        for key, index in (("bm25_fan", router.index), ("bm25_local", base_index)):
+            t = time.perf_counter()
+            index.lexical_search(plan.lexical_text, k=plan.candidates, fields=plan.lexical_fields,
+                                 phrases=list(plan.parsed.phrases))
+            ms[key].append((time.perf_counter() - t) * 1000)
+    p50 = {k: percentile(v, 50) for k, v in ms.items()}
+    return {"fanout_p50_ms": round(p50["fan"], 2), "local_p50_ms": round(p50["local"], 2),
+            "hop_p50_ms": round(p50["fan"] - p50["local"], 2),
+            "bm25_fanout_p50_ms": round(p50["bm25_fan"], 2), "bm25_local_p50_ms": round(p50["bm25_local"], 2),
+            "bm25_fanout_p99_ms": round(percentile(ms["bm25_fan"], 99), 2)}
+
+
+def _bm25_shard_row(index_dir: str, groups: int) -> dict:
+    """In a fresh process: build group 0's BM25 shard of ``groups``; its seconds and the
+    resident memory it adds (after the tokenizer's own, which a group loads for it too)."""
+    import psutil
+
+    from engine.index import VideoIndex
+    from engine.lexical import tokenize
+    from query.shards import build_lexical_shard, group_shards
+
+    proc = psutil.Process()
+    with VideoIndex.open(index_dir, vector_shards=()) as idx:
+        rss0 = proc.memory_info().rss
+        tokenize("测试中文分词 and english")  # loads jieba's dictionary
+        rss1 = proc.memory_info().rss
+        t0 = time.perf_counter()
+        shard, _ = build_lexical_shard(idx, group_shards(idx.config.shards, groups, 0))
+        row = {"groups": groups, "docs": shard.num_docs, "open_s": round(time.perf_counter() - t0, 2),
+               "rss_mb": round((proc.memory_info().rss - rss1) / 2**20, 1),
+               "tokenizer_rss_mb": round((rss1 - rss0) / 2**20, 1), "load": _load()}
+        shard.close()
+    return row
+
+
+def bench_bm25_shard(index_dir: Path, groups: list[int]) -> list[dict]:
+    """What a shard group pays for its BM25 shard, per group count, each in a fresh process."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    out = []
+    for g in groups:
+        with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+            row = pool.submit(_bm25_shard_row, str(index_dir), g).result()
+        out.append(row)
+        print(json.dumps({"bm25_shard": row}), flush=True)
+    return out
 
 
 def bench_serve(index_dir: Path, n: int, queries: int, warmup: int, clients: int, layouts: list[tuple[int, int]],
@@ -386,7 +434,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = entry_parser("bench_ray", __doc__)
     p.add_argument("--parts", default="ingest,serve,failure",
-                   help="any of ingest, serve, failure (= fail_ingest + fail_serve)")
+                   help="any of ingest, serve, bm25 (a group's BM25 shard: build time, memory), failure"
+                        " (= fail_ingest + fail_serve)")
     p.add_argument("--media", type=Path, default=SHARED_DIR / "media")
     p.add_argument("--clips", type=int, default=0, help="the first N files of --media (0: all)")
     p.add_argument("--n", type=int, default=100_000, help="synthetic segments of the serving index")
@@ -395,6 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queries", type=int, default=60)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--clients", type=int, default=4)
+    p.add_argument("--layouts", default="1x1,1x2,1x4,2x1,4x1", help="serve: GROUPSxREPLICAS, comma-separated")
     p.add_argument("--node-cpus", type=float, default=2, help="CPU slots of each of the 2 serving nodes")
     p.add_argument("--kill-clips", type=int, default=8)
     p.add_argument("--kill-seconds", type=float, default=45)
@@ -410,8 +460,11 @@ def main(argv: list[str] | None = None) -> int:
     if "ingest" in parts:
         result["ingest"] = bench_ingest(args.media, args.clips, args.scratch)
         write_json(args.out, result)
+    if "bm25" in parts:
+        result["bm25_shard"] = bench_bm25_shard(args.index_dir, [1, 2, 4])
+        write_json(args.out, result)
     if "serve" in parts:
-        layouts = [(1, 1), (1, 2), (1, 4), (2, 1), (4, 1)]
+        layouts = [tuple(int(x) for x in lay.split("x")) for lay in args.layouts.split(",")]
         result["serve"] = bench_serve(args.index_dir, args.n, args.queries, args.warmup, args.clients, layouts,
                                       args.node_cpus)
         write_json(args.out, result)

@@ -404,11 +404,20 @@ class VideoIndex:
             )
         if not docs:
             return ids, vecs, []
-        docs_out = [
-            LexicalDoc(int(i), video_key, lexical_fields(video, segs[i].transcript, segs[i].ocr_text, segs[i].labels))
-            for i in ids.tolist()
-        ]
-        return ids, vecs, docs_out
+        return ids, vecs, _lexical_docs(video, segs)
+
+    def lexical_docs(self, video_key: int, segment_ids: Sequence[int]) -> list[LexicalDoc]:
+        """The BM25 documents of a video's segments, as ``sync`` gives them to the lexical
+        index (for a BM25 shard held elsewhere: ``engine.lexical.shard``). Segments or a
+        video deleted since are absent."""
+        segs = self.catalog.get_segments([int(i) for i in segment_ids])
+        if not segs:
+            return []
+        try:
+            video = self.catalog.get_video_by_key(int(video_key))
+        except NotFoundError:  # deleted after its segments were read
+            return []
+        return _lexical_docs(video, segs)
 
     # -- reads -------------------------------------------------------------------------
     def search_vectors(self, queries: np.ndarray, params: SearchParams) -> tuple[np.ndarray, np.ndarray]:
@@ -555,6 +564,12 @@ class VideoIndex:
             raise IndexLockedError(
                 f"index {self.path} is open read-only", hint="open it with writer=True to change it"
             )
+
+
+def _lexical_docs(video: VideoRecord, segs: dict) -> list[LexicalDoc]:
+    """One video's segments as lexical documents, in segment id order."""
+    return [LexicalDoc(int(i), video.key, lexical_fields(video, segs[i].transcript, segs[i].ocr_text, segs[i].labels))
+            for i in sorted(segs)]
 
 
 def _saved_seq(manifest_path: Path, fallback: int) -> int:

@@ -1,25 +1,35 @@
-"""Sharded serving: the vector shards split into shard groups, each group served by
-replicas (Ray actors), and a router that runs the query pipeline and fans the vector
-reads out.
+"""Sharded serving: the vector shards and the BM25 index split into shard groups, each
+group served by replicas (Ray actors), and a router that runs the query pipeline and fans
+the vector and BM25 reads out.
 
 Layout. An index's vectors live in ``num_shards`` FAISS shards (a video's vectors in
 shard ``video_key % num_shards``). Shard group ``g`` of ``G`` holds the shards
 ``{s : s % G == g}``: a ``ShardGroup`` opens the index folder with only those shards
-loaded (``VideoIndex.open(vector_shards=...)``), and answers
+loaded (``VideoIndex.open(vector_shards=...)``), builds the BM25 shard of the same
+videos in RAM (``engine.lexical.LexicalShard``, from the catalog's op log: the
+documents ``VideoIndex.sync`` gives the lexical index; the saved ``lexical/`` index is
+not split and keeps its format), and answers
 
-- ``search_vectors``: the top-k over its shards (the dense runs), and
-- ``modality_vectors``: the exact vectors of its segments (the exact rescoring).
+- ``search_vectors``: the top-k over its shards (the dense runs);
+- ``modality_vectors``: the exact vectors of its segments (the exact rescoring);
+- ``bm25_stats`` and ``bm25_search``: the two rounds of a distributed-frequencies BM25
+  search (Elasticsearch's ``dfs_query_then_fetch``): its document frequencies, documents
+  and tokens per field for the query's (field, term) clauses; then its top-k scored
+  with the sums of those over every group.
 
 The router (``ShardedSearcher``, in the API process) opens the same folder with no
-vector shard loaded: it holds the catalog (segments, videos, timelines: the moments),
-the BM25 index and the query encoders, and runs the one ``Searcher`` over a
-``ShardedIndex``, which is the router's ``VideoIndex`` with those two reads sent to
-the groups. So everything that is a statistic over the whole library is computed once,
-globally: the dense top-k is the merge of the groups' top-k (the per-shard lists that
-one process would merge), BM25 scores come from the one lexical index (idf and average
-lengths over every document), and fusion's min-max normalisation, the concept idf and
-the confidence features run in the router over the merged candidates. A distributed
-search therefore returns the single-process ranking (tests/test_ray.py asserts it).
+vector shard loaded: it holds the catalog (segments, videos, timelines: the moments) and
+the query encoders, and runs the one ``Searcher`` over a ``ShardedIndex``, which is the
+router's ``VideoIndex`` with those reads sent to the groups (it no longer searches its
+own lexical index). So everything that is a statistic over the whole library is
+computed globally: the dense top-k is the merge of the groups' top-k (the per-shard
+lists that one process would merge), BM25 scores use idf and average field lengths
+summed over every group (``engine.lexical.bm25``: tantivy's formula recomputed in
+float32), and fusion's min-max normalisation, the concept idf and the confidence
+features run in the router over the merged candidates. A distributed search therefore
+returns the single-process ranking (tests/test_ray.py, tests/test_lexical_dfs.py), with
+the exceptions docs/scale.md lists (BM25 ties across videos; a single process's BM25
+counting deleted documents until tantivy merges them).
 
 Replicas and failure. Each group has ``replicas`` actors (``max_restarts=-1``: Ray
 restarts a dead one, which loads its shards again). The router sends a group call to
@@ -28,10 +38,12 @@ restarting, the call is retried on another replica of the same group at once, an
 dead one stays out of rotation until its restart answers a ping. A search fails only
 when every replica of a group failed it.
 
-New commits. Every group call and every router search first runs ``index.sync()``: the
+New commits. Every vector call of a group and every router search first runs ``index.sync()``: the
 catalog's op log says which commits the loaded state lacks, and the reader path of
-``engine.index`` replays them in memory (a group keeps only its shards' vectors). So a
-search sees every video committed before it started, by whichever process.
+``engine.index`` replays them in memory (a group keeps only its shards' vectors); a
+group's BM25 calls replay the same op log into its BM25 shard (adds, and deletions,
+which the shard hides until it is rebuilt: ``REBUILD_DELETED_SHARE``). So a search sees
+every video committed before it started, by whichever process.
 
 Files. Router and replicas open the index folder by path: on a cluster it must be at the
 same path on every node (a shared filesystem, or a copy of the saved state per node plus
@@ -39,11 +51,13 @@ the catalog, whose op log the replay reads). docs/scale.md has the layout.
 """
 from __future__ import annotations
 
+import heapq
 import itertools
 import logging
 import math
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -52,14 +66,21 @@ import numpy as np
 
 from engine.errors import InputError, VidseekError
 from engine.index import VideoIndex
+from engine.lexical import Bm25Stats, LexicalHit, LexicalQuery, LexicalShard
 from query.plan import SearchOptions
 from query.results import SearchResponse
 
-__all__ = ["ShardGroup", "ShardedIndex", "ShardedSearcher", "NoReplicaError", "group_shards", "merge_top_k", "UNKNOWN_SHARD"]
+__all__ = ["ShardGroup", "ShardedIndex", "ShardedSearcher", "NoReplicaError", "group_shards", "merge_top_k",
+           "merge_lexical", "build_lexical_shard", "replay_lexical", "UNKNOWN_SHARD", "REBUILD_DELETED_SHARE", "REBUILD_MIN_DELETED"]
 
 log = logging.getLogger("vidseek.query")
 
 UNKNOWN_SHARD = 1 << 30  # a hit whose segment was deleted since: sorts after the known ones
+# A group's BM25 shard keeps deleted videos' documents (hidden; see engine.lexical.shard)
+# and is rebuilt from the catalog once they pass this share of its documents.
+REBUILD_DELETED_SHARE = 0.25
+REBUILD_MIN_DELETED = 1000
+_LEXICAL_BATCH = 2048
 
 
 class NoReplicaError(VidseekError):
@@ -103,15 +124,82 @@ def merge_top_k(results: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], k:
     return scores, ids
 
 
+def merge_lexical(lists: Sequence[Sequence[LexicalHit]], k: int) -> list[LexicalHit]:
+    """The groups' BM25 top-k lists (disjoint documents, global scores) as one top ``k``,
+    by descending score, ties by segment id (each group's list is in that order too)."""
+    return heapq.nsmallest(k, (h for hits in lists for h in hits), key=lambda h: (-h.score, h.id))
+
+
+def build_lexical_shard(index: VideoIndex, shards: Sequence[int]) -> tuple[LexicalShard, int]:
+    """The BM25 shard of the videos in vector shards ``shards`` of ``index``, built in
+    RAM from the catalog's op log; with the last op it reflects."""
+    shard = LexicalShard()
+    return shard, replay_lexical(index, shards, shard, 0)
+
+
+def replay_lexical(index: VideoIndex, shards: Sequence[int], shard: LexicalShard, after: int) -> int:
+    """Apply to ``shard`` the catalog ops after ``after`` on videos of the vector shards
+    ``shards`` (the same documents ``VideoIndex.sync`` gives the lexical index); returns
+    the last op seen."""
+    n, own = index.config.shards, set(shards)
+    seq = after
+    pending: list = []
+    for op in index.catalog.ops_since(after):
+        seq = op.seq
+        if op.video % n not in own:
+            continue
+        if op.op == "delete":
+            shard.add(pending)
+            pending = []
+            shard.delete_video(op.video)
+        else:
+            pending.extend(index.lexical_docs(op.video, op.segment_ids.tolist()))
+            if len(pending) >= _LEXICAL_BATCH:
+                shard.add(pending)
+                pending = []
+    shard.add(pending)
+    return seq
+
+
 class ShardGroup:
     """One shard group's data: the index folder opened with only ``shards`` of its
-    vector shards. The body of a replica actor (``ray.remote(ShardGroup)``), and usable
-    in process (tests, the single-machine comparison)."""
+    vector shards, and the BM25 shard of the same videos (``LexicalShard``, in RAM,
+    built at open from the catalog's op log and kept current from it). The body of a
+    replica actor (``ray.remote(ShardGroup)``), and usable in process (tests, the
+    single-machine comparison)."""
 
     def __init__(self, index_dir: str, shards: Sequence[int]) -> None:
         self.shards = list(shards)
         self.index = VideoIndex.open(index_dir, vector_shards=self.shards)
+        self._lex_lock = threading.Lock()
+        t0 = time.perf_counter()
+        self.lexical, self._lex_seq = build_lexical_shard(self.index, self.shards)
+        self.lexical_open_s = time.perf_counter() - t0
 
+    # -- the BM25 shard --------------------------------------------------------------------
+    def _sync_lexical(self) -> LexicalShard:
+        """The BM25 shard with every op committed so far; rebuilt from the catalog once
+        deleted videos' documents (which it keeps hidden) outgrow ``REBUILD_DELETED_SHARE``."""
+        with self._lex_lock:
+            if self.index.catalog.max_seq() > self._lex_seq:
+                self._lex_seq = replay_lexical(self.index, self.shards, self.lexical, self._lex_seq)
+                shard = self.lexical
+                if shard.deleted_docs > max(REBUILD_MIN_DELETED, REBUILD_DELETED_SHARE * (shard.num_docs +
+                                                                                       shard.deleted_docs)):
+                    self.lexical, self._lex_seq = build_lexical_shard(self.index, self.shards)
+                    shard.close()
+            return self.lexical
+
+    def bm25_stats(self, query: LexicalQuery) -> Bm25Stats:
+        """Phase 1 of a sharded BM25 search: this group's statistics for ``query``."""
+        return self._sync_lexical().stats(query)
+
+    def bm25_search(self, query: LexicalQuery, k: int, stats: Bm25Stats | None) -> list[LexicalHit]:
+        """Phase 2: this group's top ``k`` scored with ``stats`` (the sum over groups;
+        None: the group's own, when it is the only group)."""
+        return self._sync_lexical().search(query, k, stats)
+
+    # -- vectors ---------------------------------------------------------------------------
     def search_vectors(self, queries: np.ndarray, params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(scores, ids, the vector shard of each id; unknown: ``UNKNOWN_SHARD``)."""
         self.index.sync()
@@ -139,9 +227,11 @@ class ShardGroup:
         except Exception:  # not in a Ray worker
             pass
         return {"pid": os.getpid(), "node": node, "shards": self.shards, "seq": self.index.seq,
-                "vectors": self.index.vectors.count()}
+                "vectors": self.index.vectors.count(), "bm25": self.lexical.info(),
+                "bm25_open_s": round(self.lexical_open_s, 3)}
 
     def close(self) -> None:
+        self.lexical.close()
         self.index.close()
 
 
@@ -164,6 +254,21 @@ class ShardedIndex:
         q = np.ascontiguousarray(queries, dtype=np.float32)
         results = self._call_all("search_vectors", [(q, params)] * self._groups)
         return merge_top_k(results, params.k)
+
+    def lexical_search(self, text: str, *, k: int, fields: Sequence[str] | None = None,
+                       phrases: Sequence[str] = ()) -> list[LexicalHit]:
+        """BM25 over the groups' shards with global statistics, in two rounds (the
+        distributed-frequencies search): every group's statistics for the query's
+        (field, term) clauses, summed; then every group's top ``k`` scored with the sums,
+        merged by score (ties by id). The router's own lexical index is not read."""
+        query = LexicalQuery.parse(text, list(fields) if fields else None, list(phrases))
+        if not query.terms:
+            return []
+        if self._groups == 1:  # its statistics are the global ones: one round
+            return self._call_all("bm25_search", [(query, k, None)])[0]
+        stats = Bm25Stats.sum(self._call_all("bm25_stats", [(query,)] * self._groups))
+        lists = self._call_all("bm25_search", [(query, k, stats)] * self._groups)
+        return merge_lexical(lists, k)
 
     def modality_vectors(self, segment_ids: Sequence[int], modalities: Sequence[str]
                          ) -> dict[str, dict[int, np.ndarray]]:

@@ -201,8 +201,11 @@ def test_sharded_search_in_process_equals_single_process(ray_ingest):
     try:
         n = s.base.config.shards
         assert sorted(sum(s.shards, [])) == list(range(n)) and all(s.shards)  # disjoint, every shard held
+        router_bm25 = []
+        s.base.lexical.search = lambda *a, **kw: router_bm25.append(a)  # the groups answer BM25, not the router
         got = {q: _hits(s.search(q, options=SearchOptions(k=10, min_confidence="low"))) for q in QUERIES}
         assert s.base.vectors.count() == 0  # the router holds no vectors: every dense read fanned out
+        assert router_bm25 == []
     finally:
         s.close()
     _assert_same_ranking(got, want)
@@ -217,7 +220,9 @@ def test_sharded_search_on_ray_equals_single_process(ray_ingest, cluster):
     try:
         pings = [ray.get(s.handles(g)[0].ping.remote()) for g in range(2)]
         assert sorted(p["shards"][0] for p in pings) == [0, 1]
-        assert sum(p["vectors"] for p in pings) == VideoIndex.open(ray_dir).vectors.count()
+        with VideoIndex.open(ray_dir) as one:
+            assert sum(p["vectors"] for p in pings) == one.vectors.count()
+            assert sum(p["bm25"]["docs"] for p in pings) == one.lexical.count()  # each group its videos' BM25
         assert len({p["node"] for p in pings}) == 2  # one CPU a node: the groups sit on both nodes
         got = {q: _hits(s.search(q, options=SearchOptions(k=10, min_confidence="low"))) for q in QUERIES}
     finally:

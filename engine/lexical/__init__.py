@@ -2,7 +2,9 @@
 
 ``open_lexical(path)`` opens the serving backend (tantivy); ``ReferenceBM25`` is the
 rank-bm25 reference that tests and benchmarks compare it with. The contract is in
-``engine.lexical.base``.
+``engine.lexical.base``. ``LexicalShard`` is a RAM BM25 shard that scores with global
+statistics (``Bm25Stats``, tantivy's formula in ``engine.lexical.bm25``), for the shard
+groups of ``query.shards``.
 """
 from __future__ import annotations
 
@@ -11,16 +13,21 @@ from typing import Callable
 
 from engine.errors import UnknownNameError
 from engine.lexical.base import FIELDS, LexicalDoc, LexicalHit, LexicalIndexProtocol
+from engine.lexical.bm25 import Bm25Stats
 from engine.lexical.reference import ReferenceBM25
-from engine.lexical.tantivy_index import TantivyIndex
+from engine.lexical.shard import LexicalShard
+from engine.lexical.tantivy_index import LexicalQuery, TantivyIndex
 from engine.lexical.tokenize import TOKENIZER_VERSION, tokenize
 
 __all__ = [
     "BACKENDS",
+    "Bm25Stats",
     "FIELDS",
     "LexicalDoc",
     "LexicalHit",
     "LexicalIndexProtocol",
+    "LexicalQuery",
+    "LexicalShard",
     "ReferenceBM25",
     "TOKENIZER_VERSION",
     "TantivyIndex",

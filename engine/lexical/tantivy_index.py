@@ -62,7 +62,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import tantivy
 
@@ -78,7 +78,8 @@ from engine.errors import (
 from engine.lexical.base import FIELDS, LexicalDoc, LexicalHit
 from engine.lexical.tokenize import TOKENIZER_VERSION, tokenize
 
-__all__ = ["LexicalManifest", "TantivyIndex", "MANIFEST_NAME", "MAX_QUERY_TERMS", "MAX_K"]
+__all__ = ["LexicalManifest", "TantivyIndex", "LexicalQuery", "MANIFEST_NAME", "MAX_QUERY_TERMS", "MAX_K", "ID_FIELD",
+           "VIDEO_KEY_FIELD", "bm25_query", "doc_tokens", "lexical_schema", "resolve_fields", "tantivy_document"]
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,8 @@ _TANTIVY_DIR = "tantivy"
 _FORMAT = "vidseek-lexical"
 _FORMAT_VERSION = 1
 _BACKEND = "tantivy"
-_ID = "id"
-_VIDEO_KEY = "video_key"
+ID_FIELD = "id"
+VIDEO_KEY_FIELD = "video_key"
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 # tantivy's minimum writer arena is 15 MB per indexing thread.
 _MIN_HEAP_PER_THREAD = 15_000_000
@@ -192,18 +193,19 @@ def _tantivy_version() -> str:
         return "unknown"
 
 
-def _build_schema() -> tantivy.Schema:
+def lexical_schema() -> tantivy.Schema:
+    """The tantivy schema of a lexical index (also of the RAM shards of ``engine.lexical.shard``)."""
     sb = tantivy.SchemaBuilder()
     for name in FIELDS:
         # Text is not stored: the catalog holds it; the index only needs postings,
         # positions (phrases) and field norms (BM25).
         sb.add_text_field(name, stored=False, tokenizer_name="whitespace", index_option="position")
-    sb.add_integer_field(_ID, stored=False, indexed=True, fast=True)
-    sb.add_integer_field(_VIDEO_KEY, stored=False, indexed=True, fast=True)
+    sb.add_integer_field(ID_FIELD, stored=False, indexed=True, fast=True)
+    sb.add_integer_field(VIDEO_KEY_FIELD, stored=False, indexed=True, fast=True)
     return sb.build()
 
 
-_EXPECTED_SCHEMA_FIELDS = (*FIELDS, _ID, _VIDEO_KEY)
+_EXPECTED_SCHEMA_FIELDS = (*FIELDS, ID_FIELD, VIDEO_KEY_FIELD)
 
 
 def _check_int64(name: str, value: object) -> int:
@@ -228,6 +230,103 @@ def _phrase_tokens(phrases: Sequence[str]) -> list[list[str]]:
         if toks:  # a phrase of stop words or punctuation cannot constrain anything
             out.append(toks)
     return out
+
+
+def resolve_fields(fields: Sequence[str] | None) -> tuple[str, ...]:
+    """The searched fields: ``None`` is all of ``FIELDS``; unknown names raise."""
+    if fields is None:
+        return FIELDS
+    if isinstance(fields, str):  # a bare "ocr" would iterate as characters
+        fields = (fields,)
+    resolved = tuple(dict.fromkeys(fields))
+    if not resolved:
+        raise InputError("fields is empty", hint=f"pass None for all fields, or some of {list(FIELDS)}")
+    for name in resolved:
+        if name not in FIELDS:
+            raise UnknownNameError("lexical field", name, FIELDS)
+    return resolved
+
+
+@dataclass(frozen=True)
+class LexicalQuery:
+    """A search's BM25 query: the searched ``names``, the distinct ``terms`` (query and
+    phrase tokens, at most ``MAX_QUERY_TERMS``) and the tokens of each phrase."""
+
+    names: tuple[str, ...]
+    terms: tuple[str, ...]
+    phrases: tuple[tuple[str, ...], ...]
+
+    @classmethod
+    def parse(cls, query: str, fields: Sequence[str] | None = None, phrases: Sequence[str] = ()) -> "LexicalQuery":
+        """Validate and tokenise the arguments of ``search``; ``terms`` is empty when
+        the query and phrases have no token."""
+        if not isinstance(query, str):
+            raise InputError(f"query must be str, got {type(query).__name__}")
+        if isinstance(phrases, str):
+            raise InputError("phrases must be a sequence of str, got a str", hint="wrap it: phrases=[...]")
+        names = resolve_fields(fields)
+        phrase_tokens = _phrase_tokens(phrases)
+        terms = _unique([*tokenize(query), *(t for toks in phrase_tokens for t in toks)])
+        return cls(names, tuple(terms[:MAX_QUERY_TERMS]), tuple(tuple(t) for t in phrase_tokens))
+
+    @property
+    def clauses(self) -> list[tuple[str, str]]:
+        """The scored (field, term) clauses, in the order of the boolean query."""
+        return [(name, term) for name in self.names for term in self.terms]
+
+
+def bm25_query(schema: tantivy.Schema, query: LexicalQuery,
+               boosts: Mapping[tuple[str, str], float] | None = None) -> tantivy.Query:
+    """Each term OR-ed over the fields (a clause per (field, term), boosted by ``boosts``
+    where given); each phrase a Must clause that adds no score."""
+    clauses: list[tuple[tantivy.Occur, tantivy.Query]] = []
+    for name, term in query.clauses:
+        q = tantivy.Query.term_query(schema, name, term)
+        boost = None if boosts is None else boosts.get((name, term))
+        if boost is not None and boost != 1.0:
+            q = tantivy.Query.boost_query(q, float(boost))
+        clauses.append((tantivy.Occur.Should, q))
+    for toks in query.phrases:
+        if len(toks) == 1:  # tantivy's PhraseQuery needs two terms or more
+            alternatives = [tantivy.Query.term_query(schema, name, toks[0]) for name in query.names]
+        else:
+            alternatives = [tantivy.Query.phrase_query(schema, name, list(toks)) for name in query.names]
+        anywhere = (
+            alternatives[0]
+            if len(alternatives) == 1
+            else tantivy.Query.boolean_query([(tantivy.Occur.Should, q) for q in alternatives])
+        )
+        clauses.append((tantivy.Occur.Must, tantivy.Query.const_score_query(anywhere, 0.0)))
+    return tantivy.Query.boolean_query(clauses)
+
+
+def doc_tokens(doc: LexicalDoc) -> dict[str, list[str]]:
+    """The tokens of each field of ``doc`` (fields without a token are absent); raises
+    ``InputError`` / ``UnknownNameError`` on a bad row."""
+    if not isinstance(doc, LexicalDoc):
+        raise InputError(f"add() takes LexicalDoc rows, got {type(doc).__name__}")
+    _check_int64("LexicalDoc.id", doc.id)
+    _check_int64("LexicalDoc.video_key", doc.video_key)
+    out: dict[str, list[str]] = {}
+    for name, text in doc.fields.items():
+        if name not in FIELDS:
+            raise UnknownNameError("lexical field", name, FIELDS)
+        if not isinstance(text, str):
+            raise InputError(f"LexicalDoc {doc.id} field {name!r} must be str, got {type(text).__name__}")
+        tokens = tokenize(text)
+        if tokens:
+            out[name] = tokens
+    return out
+
+
+def tantivy_document(doc: LexicalDoc, tokens: Mapping[str, list[str]]) -> tantivy.Document:
+    """The tantivy document of ``doc`` whose fields tokenise to ``tokens`` (``doc_tokens``)."""
+    tdoc = tantivy.Document()
+    tdoc.add_integer(ID_FIELD, doc.id)
+    tdoc.add_integer(VIDEO_KEY_FIELD, doc.video_key)
+    for name, toks in tokens.items():
+        tdoc.add_text(name, " ".join(toks))
+    return tdoc
 
 
 def _tantivy_exists(path: Path) -> bool:
@@ -312,7 +411,7 @@ class TantivyIndex:
         self.path = Path(path)
         self.read_only = read_only
         self._lock = threading.RLock()
-        self._schema = _build_schema()
+        self._schema = lexical_schema()
         self._manifest_path = self.path / MANIFEST_NAME
         self._tantivy_path = self.path / _TANTIVY_DIR
         self._writer: tantivy.IndexWriter | None = None
@@ -468,35 +567,6 @@ class TantivyIndex:
             if self._dirty and self._writer is not None:
                 self._commit(self._writer)
 
-    def _resolve_fields(self, fields: Sequence[str] | None) -> tuple[str, ...]:
-        if fields is None:
-            return FIELDS
-        if isinstance(fields, str):  # a bare "ocr" would iterate as characters
-            fields = (fields,)
-        resolved = tuple(dict.fromkeys(fields))
-        if not resolved:
-            raise InputError("fields is empty", hint=f"pass None for all fields, or some of {list(FIELDS)}")
-        for name in resolved:
-            if name not in FIELDS:
-                raise UnknownNameError("lexical field", name, FIELDS)
-        return resolved
-
-    def _to_document(self, doc: LexicalDoc) -> tantivy.Document:
-        if not isinstance(doc, LexicalDoc):
-            raise InputError(f"add() takes LexicalDoc rows, got {type(doc).__name__}")
-        tdoc = tantivy.Document()
-        tdoc.add_integer(_ID, _check_int64("LexicalDoc.id", doc.id))
-        tdoc.add_integer(_VIDEO_KEY, _check_int64("LexicalDoc.video_key", doc.video_key))
-        for name, text in doc.fields.items():
-            if name not in FIELDS:
-                raise UnknownNameError("lexical field", name, FIELDS)
-            if not isinstance(text, str):
-                raise InputError(f"LexicalDoc {doc.id} field {name!r} must be str, got {type(text).__name__}")
-            tokens = tokenize(text)
-            if tokens:
-                tdoc.add_text(name, " ".join(tokens))
-        return tdoc
-
     # ------------------------------------------------------------------ protocol
 
     @property
@@ -519,11 +589,11 @@ class TantivyIndex:
         """
         with self._lock:
             writer = self._require_writer("add documents")
-            prepared = [(doc.id, self._to_document(doc)) for doc in docs]
+            prepared = [(doc.id, tantivy_document(doc, doc_tokens(doc))) for doc in docs]
             for doc_id, tdoc in prepared:
                 # The delete's opstamp precedes the add's, so it removes older copies
                 # (committed or buffered) and never the document added just after.
-                writer.delete_documents_by_term(_ID, doc_id)
+                writer.delete_documents_by_term(ID_FIELD, doc_id)
                 writer.add_document(tdoc)
             if prepared:
                 self._dirty = True
@@ -532,7 +602,7 @@ class TantivyIndex:
         """Delete every doc of ``video_key`` (a no-op when there is none)."""
         with self._lock:
             writer = self._require_writer("delete a video")
-            writer.delete_documents_by_term(_VIDEO_KEY, _check_int64("video_key", video_key))
+            writer.delete_documents_by_term(VIDEO_KEY_FIELD, _check_int64("video_key", video_key))
             self._dirty = True
 
     # ------------------------------------------------------------------ in-memory tail
@@ -550,9 +620,9 @@ class TantivyIndex:
         """Read-only handles: replay an add in memory (a doc id added again replaces it)."""
         with self._lock:
             tail = self._require_reader("add documents")
-            prepared = [(doc.id, self._to_document(doc)) for doc in docs]
+            prepared = [(doc.id, tantivy_document(doc, doc_tokens(doc))) for doc in docs]
             for doc_id, tdoc in prepared:
-                tail.writer.delete_documents_by_term(_ID, doc_id)
+                tail.writer.delete_documents_by_term(ID_FIELD, doc_id)
                 tail.writer.add_document(tdoc)
                 tail.ids.add(doc_id)
             if prepared:
@@ -563,7 +633,7 @@ class TantivyIndex:
         with self._lock:
             tail = self._require_reader("delete a video")
             key = _check_int64("video_key", video_key)
-            tail.writer.delete_documents_by_term(_VIDEO_KEY, key)
+            tail.writer.delete_documents_by_term(VIDEO_KEY_FIELD, key)
             tail.deleted_videos.add(key)
             tail.dirty = True
 
@@ -584,9 +654,9 @@ class TantivyIndex:
         """Queries matching the saved docs that the tail replaces or deleted."""
         out = []
         if tail.ids:
-            out.append(tantivy.Query.term_set_query(self._schema, _ID, sorted(tail.ids)))
+            out.append(tantivy.Query.term_set_query(self._schema, ID_FIELD, sorted(tail.ids)))
         if tail.deleted_videos:
-            out.append(tantivy.Query.term_set_query(self._schema, _VIDEO_KEY, sorted(tail.deleted_videos)))
+            out.append(tantivy.Query.term_set_query(self._schema, VIDEO_KEY_FIELD, sorted(tail.deleted_videos)))
         return out
 
     def _hidden_count(self, tail: _MemoryTail) -> int:
@@ -613,37 +683,10 @@ class TantivyIndex:
         """
         if isinstance(k, bool) or not isinstance(k, int) or not (1 <= k <= MAX_K):
             raise InputError(f"k must be an int in 1..{MAX_K}, got {k!r}")
-        if not isinstance(query, str):
-            raise InputError(f"query must be str, got {type(query).__name__}")
-        if isinstance(phrases, str):
-            raise InputError("phrases must be a sequence of str, got a str", hint="wrap it: phrases=[...]")
-        names = self._resolve_fields(fields)
-        phrase_tokens = _phrase_tokens(phrases)
-        terms = _unique([*tokenize(query), *(t for toks in phrase_tokens for t in toks)])
-        if not terms:
+        parsed = LexicalQuery.parse(query, fields, phrases)
+        if not parsed.terms:
             return []
-        return self._top_hits(self._bm25_query(names, terms[:MAX_QUERY_TERMS], phrase_tokens), k)
-
-    def _bm25_query(self, names: Sequence[str], terms: list[str], phrase_tokens: list[list[str]]) -> tantivy.Query:
-        """Each term OR-ed over ``names``; each phrase a Must clause that adds no score."""
-        schema = self._schema
-        clauses: list[tuple[tantivy.Occur, tantivy.Query]] = [
-            (tantivy.Occur.Should, tantivy.Query.term_query(schema, name, term))
-            for name in names
-            for term in terms
-        ]
-        for toks in phrase_tokens:
-            if len(toks) == 1:  # tantivy's PhraseQuery needs two terms or more
-                alternatives = [tantivy.Query.term_query(schema, name, toks[0]) for name in names]
-            else:
-                alternatives = [tantivy.Query.phrase_query(schema, name, toks) for name in names]
-            anywhere = (
-                alternatives[0]
-                if len(alternatives) == 1
-                else tantivy.Query.boolean_query([(tantivy.Occur.Should, q) for q in alternatives])
-            )
-            clauses.append((tantivy.Occur.Must, tantivy.Query.const_score_query(anywhere, 0.0)))
-        return tantivy.Query.boolean_query(clauses)
+        return self._top_hits(bm25_query(self._schema, parsed), k)
 
     def _top_hits(self, bool_query: tantivy.Query, k: int) -> list[LexicalHit]:
         """Run ``bool_query``; its top ``k`` docs by score, with their ids (the saved
@@ -665,7 +708,7 @@ class TantivyIndex:
         hits = searcher.search(query, limit=k, count=False).hits
         if not hits:
             return []
-        ids = searcher.fast_field_values(_ID, [addr for _, addr in hits])
+        ids = searcher.fast_field_values(ID_FIELD, [addr for _, addr in hits])
         out = []
         for (score, _), doc_id in zip(hits, ids):
             if doc_id is None or not math.isfinite(score):
