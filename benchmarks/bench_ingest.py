@@ -35,13 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-speech", action="store_true")
     p.add_argument("--no-ocr", action="store_true")
     p.add_argument("--no-visual", action="store_true")
+    p.add_argument("--image-encoder", help="the index's image encoder (default: the config's default)")
     add_out(p, "bench-results/ingest.json")
     args = p.parse_args(argv)
     if not args.media.is_dir():
         print(f"media folder {args.media} does not exist (pass --media)", file=sys.stderr)
         return 2
     res = measure_library(args.media, workers=args.workers, speech=not args.no_speech, ocr=not args.no_ocr,
-                          visual=not args.no_visual, limit=args.limit)
+                          visual=not args.no_visual, limit=args.limit, image_encoder=args.image_encoder)
     write_json(args.out, res)
     print(f"{res['media_seconds']:.1f} s of media in {res['wall_seconds']:.1f} s wall = "
           f"{res['speed_x_realtime']}x real time ({res['settings']}); {res['cpu_seconds']:.0f} CPU s; "

@@ -45,7 +45,8 @@ class Calibration:
 
 
 # Per image encoder (its registry name); measured with benchmarks.bench_labels.
-CALIBRATION = {"imagenet-minilm": Calibration(out_at=0.05, in_at=0.0, spread=0.2)}
+CALIBRATION = {"imagenet-minilm": Calibration(out_at=0.05, in_at=0.0, spread=0.2),
+               "imagenet-effnet-minilm": Calibration(out_at=0.03, in_at=-0.01, spread=0.2)}
 
 
 class SceneReader:

@@ -48,9 +48,11 @@ def pick_clips(candidates: Sequence[Path], cfg: IngestConfig) -> list[Path]:
     return [p for _, _, p in sorted(timed)[: cfg.clips]]
 
 
-def index_into_temp(sources: Sequence[str], options: Any, *, show_progress: bool = False) -> tuple[float, Any]:
-    """Index ``sources`` with ``options`` (``IndexOptions``) into a fresh temporary index,
-    removed afterwards; returns (wall seconds of ``index_paths`` alone, its report)."""
+def index_into_temp(sources: Sequence[str], options: Any, *, show_progress: bool = False,
+                    config: Any = None) -> tuple[float, Any]:
+    """Index ``sources`` with ``options`` (``IndexOptions``) and ``config`` (``IndexConfig``,
+    default the default one) into a fresh temporary index, removed afterwards; returns
+    (wall seconds of ``index_paths`` alone, its report)."""
     from api.progress import TerminalProgress
     from indexer.pipeline import index_paths
 
@@ -58,7 +60,7 @@ def index_into_temp(sources: Sequence[str], options: Any, *, show_progress: bool
     with tempfile.TemporaryDirectory(prefix="vidseek-bench-ingest-") as d:
         t0 = time.perf_counter()
         try:
-            report = index_paths(list(sources), Path(d) / "idx", options=options, progress=bars)
+            report = index_paths(list(sources), Path(d) / "idx", options=options, config=config, progress=bars)
         finally:
             bars.close()
         wall = time.perf_counter() - t0
@@ -77,7 +79,7 @@ def _ingest_once(clips: Sequence[Path], workers: int) -> dict[str, Any]:
 
 
 def measure_library(media: Path, *, workers: int, speech: bool, ocr: bool, visual: bool,
-                    limit: int | None) -> dict[str, Any]:
+                    limit: int | None, image_encoder: str | None = None) -> dict[str, Any]:
     """Index every clip of ``media`` (the first ``limit``) once into a fresh index:
     speed, stage seconds and their share, CPU seconds, and the load before and after.
 
@@ -90,12 +92,15 @@ def measure_library(media: Path, *, workers: int, speech: bool, ocr: bool, visua
     sources, _ = discover([str(media)])
     if limit:
         sources = sources[:limit]
+    from engine.config import IndexConfig
+
     opts = IndexOptions(workers=workers, speech=speech, ocr=ocr, visual=visual)
+    config = IndexConfig(image_encoder=image_encoder) if image_encoder else IndexConfig()
     load_before = os.getloadavg()[0]
     # This process, its workers and the fork server they are forked from
     # (benchmarks.core.TreeCpu: RUSAGE_CHILDREN alone misses forked-server workers).
     with TreeCpu() as cpu_meter:
-        wall, report = index_into_temp(sources, opts, show_progress=sys.stderr.isatty())
+        wall, report = index_into_temp(sources, opts, show_progress=sys.stderr.isatty(), config=config)
     cpu = cpu_meter.seconds
     load_after = os.getloadavg()[0]
     s = report.summary()
@@ -104,7 +109,8 @@ def measure_library(media: Path, *, workers: int, speech: bool, ocr: bool, visua
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": machine_info(),
-        "settings": {"workers": workers, "speech": speech, "ocr": ocr, "visual": visual, "clips": len(sources)},
+        "settings": {"workers": workers, "speech": speech, "ocr": ocr, "visual": visual, "clips": len(sources),
+                     "image_encoder": config.image_encoder},
         "media_seconds": s["media_seconds"],
         "wall_seconds": round(wall, 2),
         "cpu_seconds": round(cpu, 1),
