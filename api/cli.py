@@ -357,7 +357,7 @@ def _add_index(sub) -> None:
                    help="index settings for a new index (an existing index keeps its own: a different one is refused)")
     s.add_argument("--text-encoder", help="text encoder for a new index (default minilm; refused if an existing"
                    " index has another)")
-    s.add_argument("--image-encoder", help="image encoder for a new index (default imagenet-minilm)")
+    s.add_argument("--image-encoder", help="image encoder for a new index (default imagenet-effnet-minilm; imagenet-minilm: MobileNetV2)")
     s.add_argument("--image-options", metavar="JSON", help='e.g. \'{"architecture": "ViT-B-32", "checkpoint": "w.pt"}\'')
     s.add_argument("--language", help="force the speech language (ISO code); default: detect per video")
     s.add_argument("--no-speech", action="store_true")

