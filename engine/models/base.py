@@ -11,7 +11,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-__all__ = ["EncoderInfo", "TextEncoder", "ImageEncoder"]
+__all__ = ["EncoderInfo", "TextEncoder", "ImageEncoder", "resize_centre_crop"]
 
 
 @dataclass(frozen=True)
@@ -48,3 +48,16 @@ class ImageEncoder(Protocol):
     def labels(self, images: Sequence[np.ndarray], top: int = 5) -> list[list[tuple[str, float]]]:
         """Top visual labels per image with probabilities; [] per image if the
         encoder has no label vocabulary."""
+
+
+def resize_centre_crop(image: np.ndarray, shorter: int, size: int, resample):
+    """An RGB array -> a PIL image: the shorter side scaled to ``shorter`` with
+    ``resample`` (a ``PIL.Image.Resampling``), then the centre ``size`` x ``size``."""
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    scale = shorter / min(h, w)
+    new_w, new_h = max(shorter, round(w * scale)), max(shorter, round(h * scale))
+    pil = Image.fromarray(image).resize((new_w, new_h), resample)
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    return pil.crop((left, top, left + size, top + size))

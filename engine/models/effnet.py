@@ -19,7 +19,6 @@ to 0.24 and sklearn's ``flower.jpg`` reads as a lampshade instead of a daisy.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -27,7 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from engine.atomic import sha256_file
 from engine.errors import MissingDependencyError, VidseekError
+from engine.models.base import resize_centre_crop
 
 __all__ = [
     "SOURCE_PACKAGE",
@@ -85,14 +86,6 @@ def model_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "vidseek" / "models" / "efficientnet-lite0"
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def read_manifest(folder: Path | None = None, *, verify: bool = False,
                   feature: str = "EfficientNet-Lite0") -> dict[str, Any]:
     """The converted model's manifest; ConvertedModelMissingError saying how to make it
@@ -130,13 +123,6 @@ def effnet_preprocess(image: np.ndarray) -> np.ndarray:
     (``engine.models.imagenet.check_rgb_image``, as ``probabilities`` does)."""
     from PIL import Image
 
-    h, w = image.shape[:2]
-    scale = RESIZE_SHORTER / min(h, w)
-    new_w = max(RESIZE_SHORTER, round(w * scale))
-    new_h = max(RESIZE_SHORTER, round(h * scale))
-    pil = Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BICUBIC)
-    left = (new_w - INPUT_SIZE) // 2
-    top = (new_h - INPUT_SIZE) // 2
-    pil = pil.crop((left, top, left + INPUT_SIZE, top + INPUT_SIZE))
+    pil = resize_centre_crop(image, RESIZE_SHORTER, INPUT_SIZE, Image.Resampling.BICUBIC)
     x = (np.asarray(pil, dtype=np.float32) - TF_MEAN) / TF_STD
     return np.ascontiguousarray(x.transpose(2, 0, 1))

@@ -43,7 +43,7 @@ import numpy as np
 from engine.atomic import atomic_write_bytes
 from engine.cache import cache_root
 from engine.errors import InputError, MissingDependencyError, VidseekError
-from engine.models.base import EncoderInfo
+from engine.models.base import EncoderInfo, resize_centre_crop
 from engine.models.text import as_text_list, l2_normalise, package_version
 
 __all__ = [
@@ -201,14 +201,7 @@ def imagenet_preprocess(image: np.ndarray) -> np.ndarray:
     from PIL import Image
 
     image = check_rgb_image(image, 0)
-    h, w = image.shape[:2]
-    scale = RESIZE_SHORTER / min(h, w)
-    new_w = max(RESIZE_SHORTER, round(w * scale))
-    new_h = max(RESIZE_SHORTER, round(h * scale))
-    pil = Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR)
-    left = (new_w - INPUT_SIZE) // 2
-    top = (new_h - INPUT_SIZE) // 2
-    pil = pil.crop((left, top, left + INPUT_SIZE, top + INPUT_SIZE))
+    pil = resize_centre_crop(image, RESIZE_SHORTER, INPUT_SIZE, Image.Resampling.BILINEAR)
     x = (np.asarray(pil, dtype=np.float32) / 255.0 - MEAN) / STD
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
