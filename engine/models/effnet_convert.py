@@ -100,17 +100,14 @@ LITE0_STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 
                 (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
 
 
-def build_lite0():
-    """EfficientNet-Lite0 in plain torch, under timm's ``tf_efficientnet_lite0`` names:
-    TF "same" padding, ReLU6, BatchNorm eps 1e-3, no squeeze-excitation, stem 32 and head
-    1280 channels. No timm: it needs torchvision, which the light install lacks.
-    ``tests/test_effnet.py`` checks it against timm's network where timm is installed."""
+def _conv_same():
+    """``nn.Conv2d`` with TensorFlow's "same" padding (the odd pixel goes right/bottom)."""
     import math
 
     import torch.nn.functional as F
     from torch import nn
 
-    class ConvSame(nn.Conv2d):  # TensorFlow's "same" padding: the odd pixel goes right/bottom
+    class ConvSame(nn.Conv2d):
         def forward(self, x):
             ih, iw = x.shape[-2:]
             (kh, kw), (sh, sw) = self.kernel_size, self.stride
@@ -118,6 +115,19 @@ def build_lite0():
             pw = max((math.ceil(iw / sw) - 1) * sw + kw - iw, 0)
             x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
             return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+    return ConvSame
+
+
+def build_lite0():
+    """EfficientNet-Lite0 in plain torch, under timm's ``tf_efficientnet_lite0`` names:
+    TF "same" padding, ReLU6, BatchNorm eps 1e-3, no squeeze-excitation, stem 32 and head
+    1280 channels. No timm: it needs torchvision, which the light install lacks.
+    ``tests/test_effnet.py`` checks it against timm's network where timm is installed."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    ConvSame = _conv_same()
 
     def bn(c: int) -> nn.BatchNorm2d:
         return nn.BatchNorm2d(c, eps=1e-3)
