@@ -50,6 +50,25 @@ def test_worker_thread_setup_bounds_torch_when_loaded():
     assert res == {"threads": 1}
 
 
+def test_worker_thread_setup_bounds_the_image_encoders_sessions():
+    """Two workers whose ImageNet sessions ran 2 intra-op threads each on 2 cores spent
+    1.7-1.9x the CPU on the same frames: a worker's share bounds them."""
+    res = _run(
+        "import json\n"
+        "import numpy as np\n"
+        "from indexer.mapper import set_threads\n"
+        "from indexer.stages import build_stages\n"
+        "from indexer.options import IndexOptions\n"
+        "from engine.models.imagenet import ImageNetConSEEncoder\n"
+        "set_threads(1, build_stages(IndexOptions()))\n"
+        "enc = ImageNetConSEEncoder(num_threads=2)\n"
+        "enc.encode_images([np.zeros((64, 64, 3), np.uint8)])\n"
+        "opts = [s.get_session_options().intra_op_num_threads for s, _ in enc._get().sessions]\n"
+        "print(json.dumps({'threads': opts}))\n"
+    )
+    assert res == {"threads": [1]}
+
+
 def test_onnx_text_encoder_loads_without_sentence_transformers(minilm_onnx_exported):
     res = _run(
         "import json, sys\n"

@@ -19,6 +19,13 @@ class VisualStage(Stage):
     def model(self, config: IndexConfig) -> str | None:
         return config.image_encoder
 
+    def set_threads(self, threads: int) -> None:
+        from engine.models import imagenet
+
+        # The ImageNet encoders (the timeline's one-a-second frames use the same one);
+        # a user's open_clip model runs on torch, which set_threads bounds already.
+        imagenet.set_num_threads(threads)
+
     def run(self, work: Work) -> None:
         from engine.models.registry import get_image_encoder
 
