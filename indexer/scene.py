@@ -14,8 +14,9 @@ clipped to 1; score 0.5 is where a scene label is shown (``query.concepts.
 LABEL_FILTER_MIN["scene"]``), and labels down to 0.4 are kept for ranking. The cut
 points were set on the hand labels of 134 keyframes of ``../shared/media`` that show
 where they are (``benchmarks/data/frame-labels.jsonl``, field ``place``; python -m
-benchmarks.bench_labels): outdoor shown at precision 0.82, recall 0.77; indoor at
-precision 0.96, recall 0.63 (docs/labels.md). They hold for the encoder they were
+benchmarks.bench_labels): for ``imagenet-minilm``, outdoor shown at precision 0.86,
+recall 0.74, indoor at 0.95 / 0.64; for ``imagenet-effnet-minilm`` (the default), outdoor
+0.81 / 0.79, indoor 0.97 / 0.64, each on a fresh index of the 71 clips (docs/labels.md). They hold for the encoder they were
 measured on: an index with another image encoder gets no scene labels until its own
 cut points are measured (``CALIBRATION``).
 """
