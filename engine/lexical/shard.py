@@ -52,6 +52,7 @@ from engine.lexical.tantivy_index import (
     LexicalQuery,
     bm25_query,
     doc_tokens,
+    lexical_schema,
     tantivy_document,
 )
 
@@ -63,24 +64,13 @@ _WRITER_HEAP = 15_000_000
 SLACK = 1.0 + 1e-4
 
 
-def _shard_schema() -> tantivy.Schema:
-    """The lexical index's schema with the (tokenised) text stored: the shard reads a
-    candidate's term frequencies and field lengths back from it. The RAM shard is never
-    saved, so the lexical index on disk keeps its format."""
-    sb = tantivy.SchemaBuilder()
-    for name in FIELDS:
-        sb.add_text_field(name, stored=True, tokenizer_name="whitespace", index_option="position")
-    sb.add_integer_field(ID_FIELD, stored=False, indexed=True, fast=True)
-    sb.add_integer_field(VIDEO_KEY_FIELD, stored=False, indexed=True, fast=True)
-    return sb.build()
-
-
 class LexicalShard:
     """The BM25 shard of some videos, in RAM. Not persistent: its owner builds it from
     the catalog and keeps it current (``add``, ``delete_video``). Thread-safe."""
 
     def __init__(self) -> None:
-        self._schema = _shard_schema()
+        # The text stored (the shard is never saved, so the index on disk keeps its format).
+        self._schema = lexical_schema(stored_text=True)
         self._index = tantivy.Index(self._schema)  # no path: in RAM
         self._writer = self._index.writer(heap_size=_WRITER_HEAP, num_threads=1)
         self._lock = threading.RLock()

@@ -193,13 +193,14 @@ def _tantivy_version() -> str:
         return "unknown"
 
 
-def lexical_schema() -> tantivy.Schema:
-    """The tantivy schema of a lexical index (also of the RAM shards of ``engine.lexical.shard``)."""
+def lexical_schema(*, stored_text: bool = False) -> tantivy.Schema:
+    """The tantivy schema of a lexical index. Its text is not stored: the catalog holds
+    it; the index only needs postings, positions (phrases) and field norms (BM25).
+    ``stored_text``: the RAM shards of ``engine.lexical.shard``, which read a candidate's
+    term frequencies and field lengths back from the stored (tokenised) text."""
     sb = tantivy.SchemaBuilder()
     for name in FIELDS:
-        # Text is not stored: the catalog holds it; the index only needs postings,
-        # positions (phrases) and field norms (BM25).
-        sb.add_text_field(name, stored=False, tokenizer_name="whitespace", index_option="position")
+        sb.add_text_field(name, stored=stored_text, tokenizer_name="whitespace", index_option="position")
     sb.add_integer_field(ID_FIELD, stored=False, indexed=True, fast=True)
     sb.add_integer_field(VIDEO_KEY_FIELD, stored=False, indexed=True, fast=True)
     return sb.build()
