@@ -82,14 +82,11 @@ def build(index_dir: Path, n: int, *, shards: int, seed: int = 0, chunk: int = 0
             print(f"{time.strftime('%H:%M:%S')} {hi:,} segments committed, replayed and settled "
                   f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     t_catalog = time.perf_counter() - t0 - t_sync - t_settle
-    t1 = time.perf_counter()
-    idx.sync()  # vectors + BM25 from the op log, then save
-    t_sync += time.perf_counter() - t1
-    # This build commits every video before the one replay, so the catalog's pending
-    # vector rows all wait for that replay's save; settle them as a writer does once
-    # VECTOR_RETENTION_S has passed (engine.catalog.schema_vectors), then reclaim the pages.
+    # The last replay, and the settling of the pending vector rows that waited for its save
+    # (as a writer does once VECTOR_RETENTION_S has passed, engine.catalog.schema_vectors);
+    # then the pages are reclaimed.
+    t_sync, t_settle = _settle(idx, t_sync, t_settle)
     t2 = time.perf_counter()
-    idx.prune_vectors(retention_s=0)
     idx.catalog.reclaim_space()
     t_settle += time.perf_counter() - t2
     info = idx.info()
