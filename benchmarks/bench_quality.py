@@ -70,7 +70,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--reuse-index", action="store_true", help="use an existing index that holds every clip")
     p.add_argument("--image-encoder", default=None, metavar="NAME",
                    help="build the index with this registered image encoder (default: the config's, "
-                        "imagenet-minilm); a reused index must have been built with it")
+                        "imagenet-effnet-minilm); a reused index must have been built with it")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="ingest worker processes")
     p.add_argument("--methods", default=None,
                    help=f"comma-separated subset of: {', '.join(m.name for m in judged.METHODS)} (default all)")
