@@ -16,9 +16,9 @@ points were set on the hand labels of 134 keyframes of ``../shared/media`` that 
 where they are (``benchmarks/data/frame-labels.jsonl``, field ``place``; python -m
 benchmarks.bench_labels): for ``imagenet-minilm``, outdoor shown at precision 0.86,
 recall 0.74, indoor at 0.95 / 0.64; for ``imagenet-effnet-minilm`` (the default), outdoor
-0.81 / 0.79, indoor 0.97 / 0.64, each on a fresh index of the 71 clips (docs/labels.md). They hold for the encoder they were
-measured on: an index with another image encoder gets no scene labels until its own
-cut points are measured (``CALIBRATION``).
+0.81 / 0.79, indoor 0.97 / 0.64, each on a fresh index of the 71 clips (docs/labels.md).
+They hold for the encoder they were measured on: an index with another image encoder
+gets no scene labels until its own cut points are measured (``CALIBRATION``).
 """
 from __future__ import annotations
 
