@@ -15,8 +15,13 @@ import numpy as np
 from indexer.colours import colour_names
 
 __all__ = ["greyscale_score", "test_pattern_score", "cartoon_score", "screen_score", "darkness",
-           "picture_labels", "THRESHOLDS"]
+           "picture_labels", "greyscale_or_none", "colour_seen", "THRESHOLDS", "SHOT_COLOUR_SHARE"]
 
+# A keyframe is not called black and white when at least this share of the lit samples
+# of its shot are clearly in colour (greyscale_score 0): black-and-white footage has no
+# colour anywhere, while a colour film can pass through a colourless moment (a grey
+# blizzard before the figure in it shows its coat, fog, a grey wall).
+SHOT_COLOUR_SHARE = 0.2
 THRESHOLDS = {"black and white": 0.75, "test pattern": 0.5, "cartoon": 0.5, "screen": 0.5, "dark": 0.5}
 _SMALL = (96, 54)
 
@@ -38,13 +43,28 @@ def greyscale_score(rgb: np.ndarray) -> float:
     percentile: a small coloured figure in a grey blizzard is not a black-and-white
     picture) and some contrast; 0 for a colour frame. A flat grey or black card scores
     0 (nothing to call a black-and-white picture)."""
+    score = greyscale_or_none(rgb)
+    return 0.0 if score is None else score
+
+
+def greyscale_or_none(rgb: np.ndarray) -> float | None:
+    """``greyscale_score``, but None for a frame too dark or too flat to tell colour
+    from grey (what ``colour_seen`` wants)."""
     hsv = _hsv(_small(rgb))
     s, v = hsv[:, 1], hsv[:, 2]
     lit = v > 40  # saturation of near-black pixels is noise
     if lit.mean() < 0.2 or float(v.std()) < 18:
-        return 0.0
+        return None
     p99 = float(np.percentile(s[v > 15], 99))  # dim coloured pixels count; black ones are noise
     return float(np.clip((45.0 - p99) / 20.0, 0.0, 1.0))
+
+
+def colour_seen(scores: list[float | None]) -> bool:
+    """Whether a shot is in colour, from the ``greyscale_score`` of its sampled frames
+    (None: a frame too dark or flat to tell): at least ``SHOT_COLOUR_SHARE`` of the
+    frames that can tell score 0."""
+    known = [s for s in scores if s is not None]
+    return bool(known) and sum(s == 0.0 for s in known) >= SHOT_COLOUR_SHARE * len(known)
 
 
 def test_pattern_score(rgb: np.ndarray) -> float:
@@ -122,12 +142,14 @@ def darkness(rgb: np.ndarray) -> float:
     return float(np.clip((70.0 - float(np.percentile(v, 75))) / 40.0, 0.0, 1.0))
 
 
-def picture_labels(rgb: np.ndarray, text_lines: int = 0) -> list[tuple[str, str, float]]:
+def picture_labels(rgb: np.ndarray, text_lines: int = 0, *, shot_in_colour: bool = False
+                   ) -> list[tuple[str, str, float]]:
     """``[(kind, label, score)]`` for one frame: style and scene labels over their
-    threshold, and its dominant colour names (score: share of the frame / 0.3, capped)."""
+    threshold, and its dominant colour names (score: share of the frame / 0.3, capped).
+    ``shot_in_colour`` (``colour_seen`` over the frame's shot) rules black and white out."""
     out: list[tuple[str, str, float]] = []
     scores = {
-        ("style", "black and white"): greyscale_score(rgb),
+        ("style", "black and white"): 0.0 if shot_in_colour else greyscale_score(rgb),
         ("style", "test pattern"): test_pattern_score(rgb),
         ("style", "cartoon"): cartoon_score(rgb),
         ("style", "screen"): screen_score(rgb, text_lines),

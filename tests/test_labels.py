@@ -99,6 +99,36 @@ def test_picture_labels_on_rendered_frames(tmp_path, tools, visual_image):
     assert picture.screen_score(screen, text_lines=8) >= 0.5 and picture.screen_score(screen, text_lines=0) == 0.0
 
 
+def test_a_grey_keyframe_in_a_shot_that_shows_colour_is_not_black_and_white(visual_image):
+    """A colourless moment of a colour film (a blizzard before the figure's coat shows)
+    is not black-and-white footage; a shot grey all through is."""
+    from PIL import Image
+
+    from engine.config import IndexConfig
+    from indexer.shots import Shot
+    from indexer.stages.base import Work
+    from indexer.stages.picture import GreyTap, PictureStage
+
+    photo = np.asarray(Image.open(visual_image).convert("RGB"))
+    grey = np.repeat(np.asarray(Image.open(visual_image).convert("L"))[:, :, None], 3, axis=2)
+    dark = np.zeros_like(photo)
+    work = Work(source="x", content_hash="h", config=IndexConfig(), options=IndexOptions())
+    PictureStage().prepare(work)
+    (tap,) = work.frame_taps
+    assert isinstance(tap, GreyTap)
+    # shot 0 (0-4 s): grey, then colour from 2 s; shot 1 (4-8 s): grey, with dark frames that tell nothing
+    samples = [(i * 0.25, grey if i < 8 else photo) for i in range(16)]
+    samples += [(4 + i * 0.25, dark if i % 3 == 0 else grey) for i in range(16)]
+    assert [t for t, _ in tap.tap(iter(samples))] == [t for t, _ in samples]  # passes every sample on
+    assert tap.in_colour(0.0, 4.0) and not tap.in_colour(4.0, 8.0) and not tap.in_colour(9.0, 10.0)
+    work.shots = [Shot(0, 0.0, 4.0), Shot(1, 4.0, 8.0)]
+    work.frames = [(1.0, grey), (5.0, grey)]
+    PictureStage().run(work)
+    styles = {t: {lab for kind, lab, *_ in labs if kind == "style"} for t, labs in work.frame_labels.items()}
+    assert styles == {1.0: set(), 5.0: {"black and white"}}
+    assert picture.colour_seen([None, None]) is False and picture.colour_seen([1.0, 0.0, 1.0, 1.0]) is True
+
+
 def test_face_words_and_people_counts():
     woman = FaceRecord(1.0, (0, 0, .2, .2), 0.99, "female", 0.95, 31.0, "happy", 0.9)
     girl = FaceRecord(1.0, (0, 0, .2, .2), 0.99, "female", 0.9, 8.0)
