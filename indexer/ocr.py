@@ -10,7 +10,12 @@ text, so each keyframe first goes through a gate:
    same video reuses that result: title cards, slides and terminals stay on screen
    for many keyframes. (Compared with the last OCRed frame, not the last frame, so
    that slow drift cannot chain reuses.)
-4. Everything else goes to :func:`ocr_frame`.
+4. Everything else goes to :func:`ocr_frame`, which reads the text boxes the
+   detection gate already found (recognition only) instead of detecting again at
+   RapidOCR's full size (short side up to 736 px: about 80% of a full read's cost).
+   Measured on ../shared/media (2026-12-06): the OCR stage went from 64.9 to 29.8
+   stage seconds of the library's ingest; what that costs in search is in
+   docs/ingest.md.
 
 The gates, all measured by ``benchmarks/bench_ocr_gate.py`` against OCR on every
 keyframe of ``../shared/media``:
@@ -106,11 +111,15 @@ class GateFeatures:
     """What the gate knows about a frame: text likelihood and a screen signature.
 
     ``signature`` is a 64x36 gray thumbnail (float32 grey levels); see
-    :func:`signature_distance`.
+    :func:`signature_distance`. ``boxes``: the text boxes a detection gate found.
     """
 
     likelihood: float
     signature: np.ndarray = field(repr=False)
+    # The detection gates' text boxes in frame pixels (4 corners each) with their
+    # scores, for reading the frame without detecting again (``ocr_frame(boxes=...)``);
+    # None for the edges gate.
+    boxes: list[tuple[np.ndarray, float]] | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -241,10 +250,18 @@ def _check_rgb(rgb: np.ndarray) -> np.ndarray:
     return rgb
 
 
-def ocr_frame(rgb: np.ndarray, *, min_score: float = DEFAULT_MIN_SCORE) -> list[OcrLine]:
+# A detected box under this score is not read (RapidOCR's own box_thresh).
+DET_BOX_THRESH = 0.5
+
+
+def ocr_frame(
+    rgb: np.ndarray, *, min_score: float = DEFAULT_MIN_SCORE, boxes: list[tuple[np.ndarray, float]] | None = None
+) -> list[OcrLine]:
     """All text lines in an RGB frame with confidence >= ``min_score``, top to bottom.
 
-    Returns ``[]`` when the frame holds no readable text.
+    ``boxes`` (a detection gate's ``GateFeatures.boxes``) are read instead of detecting
+    the text again at RapidOCR's full size (short side scaled to 736 px, which costs
+    about 80% of a full read). Returns ``[]`` when the frame holds no readable text.
     """
     rgb = _check_rgb(rgb)
     if not 0.0 <= min_score <= 1.0:
@@ -252,16 +269,36 @@ def ocr_frame(rgb: np.ndarray, *, min_score: float = DEFAULT_MIN_SCORE) -> list[
     engine = _engine()
     # RapidOCR treats arrays as OpenCV BGR.
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-    with _lock:
-        result, _ = engine(bgr)
+    if boxes is None:
+        with _lock:
+            result, _ = engine(bgr)
+        found = [(box, text, score) for box, text, score in result or []]
+    else:
+        found = _read_boxes(engine, bgr, boxes)
     lines: list[OcrLine] = []
-    for box, text, score in result or []:
+    for box, text, score in found:
         text = str(text).strip()
         if not text or float(score) < min_score:
             continue
         corners = tuple((float(x), float(y)) for x, y in box)
         lines.append(OcrLine(text=text, score=float(score), box=corners))
     return lines
+
+
+def _read_boxes(engine: RapidOCR, bgr: np.ndarray, boxes: list[tuple[np.ndarray, float]]) -> list[tuple]:
+    """RapidOCR's steps after detection (drop tiny boxes, order top to bottom, crop,
+    turn upright, recognise) on boxes found elsewhere."""
+    kept = [box for box, score in boxes if score >= DET_BOX_THRESH]
+    if not kept:
+        return []
+    kept = engine.text_det.filter_tag_det_res(np.asarray(kept, dtype=np.float32), bgr.shape[:2])
+    if len(kept) == 0:
+        return []
+    ordered = engine.sorted_boxes(np.asarray(kept, dtype=np.float32))
+    crops = engine.get_crop_img_list(bgr, ordered)
+    crops, _, _ = engine.text_cls(crops)
+    read, _ = engine.text_rec(crops, False)
+    return [(box, text, score) for box, (text, score, *_) in zip(ordered, read)]
 
 
 # ---------------------------------------------------------------------------------
@@ -319,15 +356,17 @@ def _edges_likelihood(gray: np.ndarray, mask: np.ndarray) -> float:
     return float(area) / float(h_img * w_img)
 
 
-def _det_likelihood(rgb: np.ndarray, side: int) -> float:
+def _det_boxes(rgb: np.ndarray, side: int) -> list[tuple[np.ndarray, float]]:
+    """Every candidate text box of the detection network run at ``side`` px, in frame
+    pixels, with its score (box_thresh 0: however low)."""
     det = _gate_detector()
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])
     inp = _det_preprocess(side)(bgr)
     if inp is None:
-        return 0.0
+        return []
     pred = det.infer(inp)[0]
-    _, scores = det.postprocess_op(pred, bgr.shape[:2])
-    return float(max(scores)) if len(scores) else 0.0
+    boxes, scores = det.postprocess_op(pred, bgr.shape[:2])
+    return [(np.asarray(b, dtype=np.float32), float(sc)) for b, sc in zip(boxes, scores)]
 
 
 def _gate_edges(rgb: np.ndarray) -> GateFeatures:
@@ -337,7 +376,8 @@ def _gate_edges(rgb: np.ndarray) -> GateFeatures:
 
 def _det_gate(side: int) -> Callable[[np.ndarray], GateFeatures]:
     def gate(rgb: np.ndarray) -> GateFeatures:
-        return GateFeatures(_det_likelihood(rgb, side), _signature(_gray_small(rgb)))
+        boxes = _det_boxes(rgb, side)
+        return GateFeatures(max((sc for _, sc in boxes), default=0.0), _signature(_gray_small(rgb)), boxes)
 
     gate.__name__ = f"det_{side}"
     return gate
@@ -398,15 +438,22 @@ def ocr_frames(
     threshold: float | None = None,
     dedupe_distance: float | None = DEFAULT_DEDUPE_DISTANCE,
     min_score: float = DEFAULT_MIN_SCORE,
+    reuse_boxes: bool = True,
     ocr: Callable[[np.ndarray], list[OcrLine]] | None = None,
     stats: GateStats | None = None,
 ) -> list[tuple[float, list[OcrLine]]]:
     """OCR the keyframes ``(t, rgb)`` of one video, in order, through the gate.
 
-    ``threshold=0`` and ``dedupe_distance=None`` OCR every frame. ``ocr`` replaces
-    :func:`ocr_frame` (tests count calls with it); ``stats`` receives the counts.
+    ``threshold=0`` and ``dedupe_distance=None`` OCR every frame. A detection gate's
+    boxes are read as they are (``reuse_boxes``) unless ``reuse_boxes=False``, which
+    detects again at full size. ``ocr`` replaces :func:`ocr_frame` (tests count calls
+    with it); ``stats`` receives the counts.
     """
-    run = ocr if ocr is not None else functools.partial(ocr_frame, min_score=min_score)
+    def read(rgb: np.ndarray, feats: GateFeatures) -> list[OcrLine]:
+        if ocr is not None:
+            return ocr(rgb)
+        return ocr_frame(rgb, min_score=min_score, boxes=feats.boxes if reuse_boxes else None)
+
     counts = stats if stats is not None else GateStats()
     out: list[tuple[float, list[OcrLine]]] = []
     last: tuple[GateFeatures, list[OcrLine]] | None = None
@@ -425,7 +472,7 @@ def ocr_frames(
             counts.reused += 1
             out.append((t, list(last[1])))
             continue
-        lines = run(rgb)
+        lines = read(rgb, feats)
         counts.ocr_calls += 1
         last = (feats, lines)
         out.append((t, lines))

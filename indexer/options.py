@@ -58,6 +58,10 @@ class IndexOptions:
     speech_model: str = "whisper-base"
     language: str | None = None
     ocr: bool = True
+    # OCR detects text again at RapidOCR's full size (short side 736 px) instead of
+    # reading the gate's 640 px boxes: finds small text (terminal, packaging) for about
+    # 2.2x the OCR time (docs/ingest.md).
+    ocr_small_text: bool = False
     visual: bool = True
     visual_labels: int = 5
     objects: bool = True  # COCO objects on keyframes (models: scripts/human-models-onnx.sh; absent -> warning)

@@ -91,6 +91,49 @@ def test_gate_ranks_text_above_natural_image() -> None:
         assert ocr.text_likelihood(_text_frame(), gate=gate) > ocr.text_likelihood(_natural(), gate=gate)
 
 
+def test_the_gates_boxes_are_read_without_detecting_again(monkeypatch) -> None:
+    """A detection gate already found the text boxes: the read recognises them and runs
+    no second, full-size detection; ``reuse_boxes=False`` detects again. Both read the
+    same words, with boxes at the same place."""
+    engine = ocr._engine()
+    real = engine.text_det.infer
+    calls = []
+    monkeypatch.setattr(engine.text_det, "infer", lambda x: calls.append(x.shape) or real(x))
+    frames = [(0.0, _text_frame()), (2.0, _text_frame("Goodbye Moon 1999", xy=(60, 40)))]
+    reused = ocr.ocr_frames(frames)
+    assert calls == []
+    again = ocr.ocr_frames(frames, reuse_boxes=False)
+    assert len(calls) == 2
+    for (_, a), (_, b) in zip(reused, again):
+        assert [_norm(ln.text) for ln in a] == [_norm(ln.text) for ln in b] != []
+        for la, lb in zip(a, b):
+            assert np.abs(np.asarray(la.box) - np.asarray(lb.box)).max() < 12  # pixels of a 640x360 frame
+    assert "goodbye moon 1999" in " ".join(_norm(ln.text) for ln in reused[1][1])
+    assert ocr.ocr_frame(_text_frame(), boxes=[]) == []  # nothing found, nothing read
+    low = ocr.gate_features(_text_frame()).boxes
+    assert low and ocr.ocr_frame(_text_frame(), boxes=[(b, 0.1) for b, _ in low]) == []  # under DET_BOX_THRESH
+    assert ocr.gate_features(_text_frame(), gate="edges").boxes is None
+
+
+def test_the_ocr_stage_detects_again_only_for_small_text(monkeypatch) -> None:
+    from engine.config import IndexConfig
+    from indexer.options import IndexOptions
+    from indexer.stages.base import Work
+    from indexer.stages.ocr import OcrStage
+
+    engine = ocr._engine()
+    real = engine.text_det.infer
+    calls = []
+    monkeypatch.setattr(engine.text_det, "infer", lambda x: calls.append(x.shape) or real(x))
+    for small_text, detections in ((False, 0), (True, 1)):
+        work = Work(source="x", content_hash="h", config=IndexConfig(), options=IndexOptions(ocr_small_text=small_text))
+        work.frames = [(0.0, _text_frame())]
+        calls.clear()
+        OcrStage().run(work)
+        assert len(calls) == detections
+        assert "hello world 2024" in _norm(work.keyframe_text[0.0])
+
+
 class _CountingOcr:
     def __init__(self) -> None:
         self.calls = 0

@@ -1,5 +1,6 @@
-"""On-screen text: RapidOCR on the keyframes that the text-likelihood gate lets through;
-words the reader ran together are split back (``indexer.ocr_words``)."""
+"""On-screen text: RapidOCR on the keyframes that the text-likelihood gate lets through,
+reading the boxes the gate's detector found (``indexer.ocr``); words the reader ran
+together are split back (``indexer.ocr_words``)."""
 from __future__ import annotations
 
 from engine.config import IndexConfig
@@ -30,7 +31,7 @@ class OcrStage(Stage):
         from indexer.ocr_words import respace
 
         shapes = {t: f.shape[:2] for t, f in work.frames}
-        for t, lines in ocr.ocr_frames(work.frames):
+        for t, lines in ocr.ocr_frames(work.frames, reuse_boxes=not work.options.ocr_small_text):
             texts = [respace(line.text) for line in lines]
             work.keyframe_text[t] = " ".join(texts)
             h, w = shapes.get(t, (1, 1))
