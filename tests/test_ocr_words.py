@@ -45,7 +45,7 @@ def test_the_ocr_stage_indexes_the_split_words(monkeypatch):
     frame = np.zeros((120, 160, 3), np.uint8)
     box = ((10.0, 20.0), (150.0, 20.0), (150.0, 40.0), (10.0, 40.0))
 
-    def read(frames):
+    def read(frames, **_):
         for t, _ in frames:
             yield t, [ocr.OcrLine(text="SPIRALSESSIONS", score=0.9, box=box),
                       ocr.OcrLine(text="snuittersteck", score=0.9, box=box)]
