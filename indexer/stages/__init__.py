@@ -22,6 +22,7 @@ from indexer.stages.pose import PoseStage
 from indexer.stages.probe import ProbeStage
 from indexer.stages.scene import SceneStage
 from indexer.stages.shots import ShotsStage
+from indexer.stages.text_follow import TextFollowStage
 from indexer.stages.speech import AudioStage, SpeechStage
 from indexer.stages.text import TextEmbedStage
 from indexer.stages.thumbnails import ThumbnailsStage
@@ -40,6 +41,7 @@ STAGES: tuple[type[Stage], ...] = (
     FacesStage,
     PoseStage,
     OcrStage,
+    TextFollowStage,
     PictureStage,
     SceneStage,
     AudioStage,

@@ -60,6 +60,8 @@ class Work:
     keyframe_labels: dict[float, list] = field(default_factory=dict)  # [[name, prob], ...]
     keyframe_text: dict[float, str] = field(default_factory=dict)  # OCR
     keyframe_lines: dict[float, list] = field(default_factory=dict)  # OCR lines: [(text, [x0, y0, x1, y1] in 0..1)]
+    # text read again between keyframes where it changed (indexer.stages.text_follow), as keyframe_lines
+    followup_lines: dict[float, list] = field(default_factory=dict)
     # frame labellers: [(kind, label, score, box in 0..1 or None)] and detected faces
     frame_labels: dict[float, list] = field(default_factory=dict)
     faces: dict[float, list] = field(default_factory=dict)  # engine.catalog.FaceRecord (segment unset)

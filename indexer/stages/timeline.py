@@ -26,7 +26,7 @@ from indexer.colours import colour_names
 from indexer.options import IndexOptions
 from indexer.stages.base import Stage, Work
 
-__all__ = ["TimelineStage", "SecondSampler", "ScreenTap", "phrases", "text_spans"]
+__all__ = ["TimelineStage", "SecondSampler", "ScreenTap", "phrases", "text_spans", "tracked_span"]
 
 PAUSE = 0.5  # s of silence between words that ends a phrase
 COMMA_AFTER = 3.0  # s: a phrase this long also ends at a comma
@@ -66,7 +66,7 @@ def _keyframe_window(times: list[float], i: int, duration: float, shot: tuple[fl
     return lo, hi
 
 
-def _tracked(t: float, boxes: Sequence[Sequence[float]], screens: "ScreenTap", shot: tuple[float, float] | None
+def tracked_span(t: float, boxes: Sequence[Sequence[float]], screens: "ScreenTap", shot: tuple[float, float] | None
              ) -> tuple[float, float] | None:
     """When the text boxes of the keyframe at ``t`` were on screen: the run of the cut
     detector's samples around ``t`` whose thumbnail cells under the boxes stay within
@@ -132,7 +132,7 @@ def text_spans(keyframe_lines: dict[float, list], shots: Sequence[tuple[float, f
             text = text.strip()
             if not text:
                 continue
-            tracked = _tracked(t, [box], screens, shot) if screens is not None else None
+            tracked = tracked_span(t, [box], screens, shot) if screens is not None else None
             lo, hi = tracked or window
             for sp in reversed(spans[-16:]):
                 if _same_text(sp[2], text) and lo - sp[1] < 0.5 and hi > sp[0] - 0.5:
@@ -224,7 +224,8 @@ class TimelineStage(Stage):
         words = list({(w[0], w[1], w[2]): w for ws in work.words for w in ws}.values())  # a word once
         said = phrases(words)
         screens = next((tap for tap in work.frame_taps if isinstance(tap, ScreenTap)), None)
-        shown = text_spans(work.keyframe_lines, [(s.start, s.end) for s in work.shots], float(work.info.duration),
+        shown = text_spans({**work.keyframe_lines, **work.followup_lines}, [(s.start, s.end) for s in work.shots],
+                           float(work.info.duration),
                            screens)
         texts = list(dict.fromkeys([t for _, _, t in said] + [t for _, _, t in shown]))
         vecs = dict(zip(texts, get_text_encoder(work.config.text_encoder).encode(texts))) if texts else {}

@@ -1,0 +1,131 @@
+"""Text follow-up: read the screen again where the cheap tracker saw on-screen text change.
+
+OCR reads keyframes only (1-3 a segment). Between them, subtitles change, a running
+timecode ticks, a title card ends, and the timeline's text spans
+(``indexer.stages.timeline``) can only tell that a text box's part of the screen
+changed (the cut detector's 64x36 thumbnails, ``ScreenTap``), not what it says now,
+nor whether a subtitle over moving video is still there. Where a line read on a
+keyframe stops being tracked inside its shot, this stage decodes the frame just after
+(or, at its start, just before) and reads the band of rows the line's box covered:
+through the OCR gate, recognising the gate's boxes (``indexer.ocr``). What it reads becomes text lines at those times
+(``Work.followup_lines``) for the timeline's text spans only: added to the segments'
+on-screen text (BM25 and the OCR vector), the extra reads moved written on-screen text
+queries both ways and lowered their MRR (0.871 -> 0.806, docs/moments.md). A new line
+is followed in turn, up to ``MAX_READS`` reads a video.
+"""
+from __future__ import annotations
+
+import logging
+
+from indexer.options import IndexOptions
+from indexer.stages.base import Stage, Work
+
+__all__ = ["TextFollowStage", "MAX_READS", "follow_times"]
+
+log = logging.getLogger("vidseek.indexer")
+
+MAX_READS = 8  # extra frames read a video, at most
+NEAR = 0.4  # s: a wanted time this close to a frame already read is not read again
+
+
+def _shot_of(t: float, shots: list[tuple[float, float]]) -> tuple[float, float] | None:
+    return next(((a, b) for a, b in shots if a - 1e-6 <= t < b), shots[-1] if shots else None)
+
+
+def follow_times(lines_at: dict[float, list], times: list[float], screens, shots: list[tuple[float, float]],
+                 done: set[float]) -> list[tuple[float, float, float]]:
+    """``(time, y0, y1)`` worth reading, in time order: for each line read at a time in
+    ``times``, just after its tracked span ends and just before it starts, when that is
+    inside its shot (the text changed there, not the picture) and no frame near it was
+    read (``done``); ``y0, y1``: the band of the frame (0..1) its box covers. Bands
+    wanted at one time are merged."""
+    from indexer.stages.timeline import tracked_span
+
+    step = screens.times[1] - screens.times[0] if len(screens.times) > 1 else 0.25
+    wanted: dict[float, tuple[float, float]] = {}
+    for t in times:
+        shot = _shot_of(t, shots)
+        if shot is None:
+            continue
+        for _, box in lines_at.get(t, []):
+            span = tracked_span(t, [box], screens, shot)
+            if span is None:
+                continue
+            lo, hi = span
+            for cand, inside in ((hi + step / 2, hi < shot[1] - step), (lo - step / 2, lo > shot[0] + step)):
+                if not inside or any(abs(cand - d) < NEAR for d in done):
+                    continue
+                near = next((w for w in wanted if abs(cand - w) < NEAR), None)
+                if near is None:
+                    wanted[cand] = (box[1], box[3])
+                else:
+                    wanted[near] = (min(wanted[near][0], box[1]), max(wanted[near][1], box[3]))
+    return [(t, y0, y1) for t, (y0, y1) in sorted(wanted.items())]
+
+
+def _read_band(rgb, y0: float, y1: float) -> list[tuple[str, list[float]]]:
+    """The text lines in the band of rows ``y0..y1`` (0..1, widened by a band's height
+    each side), through the OCR gate: ``[(text, [x0, y0, x1, y1] in 0..1 of the frame)]``."""
+    from indexer import ocr
+    from indexer.ocr_words import respace
+
+    h, w = rgb.shape[:2]
+    pad = max(y1 - y0, 0.05)
+    top, bottom = max(0, int((y0 - pad) * h)), min(h, int(round((y1 + pad) * h)) + 1)
+    band = rgb[top:bottom]
+    if band.shape[0] < 8:
+        return []
+    feats = ocr.gate_features(band)
+    if not ocr.should_ocr(feats):
+        return []  # the text went away
+    out = []
+    for ln in ocr.ocr_frame(band, boxes=feats.boxes):
+        xs, ys = [x for x, _ in ln.box], [y + top for _, y in ln.box]
+        out.append((respace(ln.text), [min(xs) / w, min(ys) / h, max(xs) / w, max(ys) / h]))
+    return out
+
+
+class TextFollowStage(Stage):
+    name = "text_follow"
+    needs = ("keyframe_lines", "shots")
+    adds = ("followup_lines",)
+    at = 0.46
+
+    @classmethod
+    def enabled(cls, options: IndexOptions) -> bool:
+        return options.ocr and options.timeline
+
+    def _screens(self, work: Work):
+        from indexer.stages.timeline import ScreenTap
+
+        return next((tap for tap in work.frame_taps if isinstance(tap, ScreenTap)), None)
+
+    def applies(self, work: Work) -> bool:
+        return any(work.keyframe_lines.values()) and self._screens(work) is not None
+
+    def run(self, work: Work) -> None:
+        from indexer import media
+
+        screens = self._screens(work)
+        if not screens.times:
+            return
+        shots = [(s.start, s.end) for s in work.shots]
+        lines_at = {t: v for t, v in work.keyframe_lines.items() if v}
+        done = {t for t, _ in work.frames}
+        queue = sorted(lines_at)
+        reads = found = 0
+        while queue and reads < MAX_READS:
+            wanted = follow_times(lines_at, queue, screens, shots, done)[: MAX_READS - reads]
+            if not wanted:
+                break
+            queue = []
+            frames = media.frames_at(work.source, [t for t, _, _ in wanted], size=1280)
+            for (want, y0, y1), (t, rgb) in zip(wanted, frames):
+                reads += 1
+                done.update((want, t))
+                got = [] if t in lines_at else _read_band(rgb, y0, y1)
+                if got:
+                    lines_at[t] = work.followup_lines[t] = got
+                    queue.append(t)
+                    found += 1
+        work.stats["text_follow"] = {"reads": reads, "frames_with_text": found}

@@ -1,0 +1,99 @@
+"""Text read again between keyframes where the screen's text changed
+(indexer.stages.text_follow): a subtitle that follows the keyframe's is read, and
+the timeline's spans of both cover when each was shown."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.config import IndexConfig
+from indexer import media
+from indexer.options import IndexOptions
+from indexer.stages import build_stages
+from indexer.stages import text_follow as tf
+from indexer.stages.base import Work
+from indexer.stages.ocr import OcrStage
+from indexer.stages.probe import ProbeStage
+from indexer.stages.shots import ShotsStage
+from indexer.stages.timeline import TimelineStage, text_spans
+from tests import synth
+
+OPTS = IndexOptions(speech=False, visual=False, graph=False)
+
+
+def _two_captions(out: Path) -> Path:
+    """6 s of moving test pattern; "FIRST CAPTION HERE" 0-3 s, then "SECOND CAPTION
+    THERE" 3-6 s, at the bottom, as subtitles are."""
+    draws = []
+    for i, (text, a, b) in enumerate((("FIRST CAPTION HERE", 0, 3), ("SECOND CAPTION THERE", 3, 6))):
+        f = out / f"cap{i}.txt"
+        f.write_text(text)
+        draws.append(f"drawtext=fontfile={synth._filter_path(synth.FONT)}:textfile={synth._filter_path(f)}"
+                      f":fontsize=32:fontcolor=white:box=1:boxcolor=black:x=(w-text_w)/2:y=h-2*text_h"
+                      f":enable='between(t,{a},{b})'")
+    path = out / "subs.mp4"
+    synth._ffmpeg(*synth._lavfi("testsrc2", (480, 270), 10, 6.0), "-vf", ",".join(draws), *synth._X264,
+                  *synth._BITEXACT, str(path))
+    return path
+
+
+def _work(path: Path, keyframes: list[float]) -> Work:
+    """A Work through probe, shots (with the timeline's screen tap) and OCR, with the
+    keyframes given instead of the keyframe stage's."""
+    work = Work(source=str(path), content_hash="h", config=IndexConfig(), options=OPTS)
+    TimelineStage().prepare(work)
+    ProbeStage().run(work)
+    ShotsStage().run(work)
+    work.frames = list(media.frames_at(path, keyframes, size=1280))
+    OcrStage().run(work)
+    return work
+
+
+def _iou(a, b):
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    return inter / (max(a[1], b[1]) - min(a[0], b[0]))
+
+
+@pytest.fixture(scope="module")
+def subs(tmp_path_factory):
+    if synth.require_tools():
+        pytest.skip(synth.require_tools())
+    return _two_captions(tmp_path_factory.mktemp("subs"))
+
+
+def test_the_stage_runs_after_ocr_and_before_the_text_embeddings():
+    names = [s.name for s in build_stages(IndexOptions())]
+    assert names.index("ocr") < names.index("text_follow") < names.index("text_embed") < names.index("timeline")
+    assert "text_follow" not in [s.name for s in build_stages(IndexOptions(timeline=False))]
+    assert "text_follow" not in [s.name for s in build_stages(IndexOptions(ocr=False))]
+
+
+def test_the_next_subtitle_is_read_and_each_spans_its_time(subs):
+    work = _work(subs, [1.5])
+    assert "first caption" in work.keyframe_text[min(work.keyframe_text)].lower()
+    stage = tf.TextFollowStage()
+    assert stage.applies(work)
+    stage.run(work)
+    second = [t for t, lines in work.followup_lines.items() if any("SECOND" in text for text, _ in lines)]
+    assert second and 2.9 <= min(second) <= 3.6, work.followup_lines
+    assert 1 <= work.stats["text_follow"]["reads"] <= tf.MAX_READS
+    spans = text_spans({**work.keyframe_lines, **work.followup_lines}, [(s.start, s.end) for s in work.shots],
+                       float(work.info.duration), next(t for t in work.frame_taps if hasattr(t, "thumbs")))
+    by_text = {}
+    for a, b, text in spans:
+        key = "first" if "FIRST" in text else "second" if "SECOND" in text else text
+        lo, hi = by_text.get(key, (a, b))
+        by_text[key] = (min(lo, a), max(hi, b))
+    assert _iou(by_text["first"], (0.0, 3.0)) >= 0.7, by_text
+    assert _iou(by_text["second"], (3.0, 6.0)) >= 0.7, by_text
+
+
+def test_reads_stop_at_the_cap_and_nothing_is_read_without_text(subs, monkeypatch):
+    monkeypatch.setattr(tf, "MAX_READS", 1)
+    work = _work(subs, [1.5])
+    tf.TextFollowStage().run(work)
+    assert work.stats["text_follow"]["reads"] == 1
+    blank = _work(subs, [1.5])
+    blank.keyframe_lines = {t: [] for t in blank.keyframe_lines}
+    assert not tf.TextFollowStage().applies(blank)  # no text on a keyframe: nothing to follow
