@@ -53,8 +53,8 @@ def test_builder_lists_the_stages_the_options_ask_for_in_order():
     assert "pose" not in _names(build_stages(IndexOptions()))  # the pose labeller is opt-in
     assert "objects" not in _names(build_stages(IndexOptions(objects=False)))
     assert _names(build_stages(IndexOptions(speech=False))) == [
-        "probe", "shots", "keyframes", "visual", "objects", "faces", "ocr", "picture", "scene", "text_embed",
-        "timeline", "face_tracks", "thumbnails"]
+        "probe", "shots", "keyframes", "visual", "objects", "faces", "ocr", "text_follow", "picture", "scene",
+        "text_embed", "timeline", "face_tracks", "thumbnails"]
     # no keyframes stage: the thumbnails stage decodes its own frames
     assert _names(build_stages(IndexOptions(visual=False, ocr=False))) == [
         "probe", "shots", "audio", "speech", "text_embed", "timeline", "thumbnails"]

@@ -193,6 +193,25 @@ def test_hls_rejects_a_master_playlist_and_non_playlists(tmp_path):
         HlsSource(str(p)).poll(Spool(tmp_path / "s2", str(p), ".ts"))
 
 
+def test_hls_waits_out_a_playlist_caught_mid_rewrite(tmp_path):
+    """A writer that rewrites the playlist in place leaves it empty or cut short for a
+    moment: the source waits and reads it again; it fails only when it stays broken."""
+    p = tmp_path / "live.m3u8"
+    p.write_text("")
+    source = HlsSource(str(p))
+    spool = Spool(tmp_path / "s", str(p), ".ts")
+    assert [e.kind for e in source.poll(spool)] == ["missing"]  # created, not yet written
+    p.write_text("#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:0\n")
+    assert source.poll(spool) == []
+    p.write_text("#EXT-X-MEDIA-SEQ")  # cut short mid-write
+    for _ in range(HlsSource.REWRITE_POLLS - 1):
+        assert [e.kind for e in source.poll(spool)] == ["missing"]
+    with pytest.raises(InputError, match="not an HLS playlist"):
+        source.poll(spool)  # still broken: the run fails with the reason
+    p.write_text("#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:0\n")
+    assert HlsSource(str(p)).poll(Spool(tmp_path / "s3", str(p), ".ts")) == []
+
+
 def test_chunk_folder_waits_for_a_chunk_to_settle_and_skips_undecodable_ones(tmp_path, stream):
     stage, segs = _hls_stage(tmp_path, stream)
     folder = tmp_path / "chunks"

@@ -277,13 +277,32 @@ class HlsSource(_ChunkTaker, LiveSource):
     seen before is a writer restart; ``#EXT-X-DISCONTINUITY`` starts a new epoch too."""
 
     kind = "hls"
+    # A writer that rewrites the playlist in place (ffmpeg's hls muxer without
+    # ``hls_flags temp_file``) leaves it empty or cut short for a moment: an empty file is
+    # waited for, and a playlist that parsed before and does not now is read again at the
+    # next polls; only this many bad reads in a row fail the run.
+    REWRITE_POLLS = 5
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self._parsed = False
+        self._bad = 0
 
     def poll(self, spool: Spool) -> list[LiveEvent]:
         try:
             text = Path(self.path).read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
             return [LiveEvent("missing", f"{self.path} is not there (yet); waiting for the writer")]
-        entries, ended, init = _parse_m3u8(text, self.path)
+        if not text.strip():  # created or truncated by the writer, not written yet
+            return [LiveEvent("missing", f"{self.path} is empty (being written); waiting for the writer")]
+        try:
+            entries, ended, init = _parse_m3u8(text, self.path)
+        except InputError:
+            if not self._parsed or self._bad + 1 >= self.REWRITE_POLLS:
+                raise
+            self._bad += 1
+            return [LiveEvent("missing", f"{self.path} is being rewritten (cut short); reading it again")]
+        self._parsed, self._bad = True, 0
         if init:
             spool.meta["init"] = str(Path(self.path).parent / init)
         cur = dict(spool.cursor)
