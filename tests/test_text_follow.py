@@ -97,3 +97,18 @@ def test_reads_stop_at_the_cap_and_nothing_is_read_without_text(subs, monkeypatc
     blank = _work(subs, [1.5])
     blank.keyframe_lines = {t: [] for t in blank.keyframe_lines}
     assert not tf.TextFollowStage().applies(blank)  # no text on a keyframe: nothing to follow
+
+
+def test_a_frame_that_fails_to_decode_stops_the_follow_up_not_the_video(subs, monkeypatch):
+    from engine.errors import MediaError
+
+    work = _work(subs, [1.5])
+
+    def broken(*a, **k):
+        raise MediaError("decoding failed")
+        yield  # a generator, as frames_at is
+
+    monkeypatch.setattr(media, "frames_at", broken)
+    tf.TextFollowStage().run(work)
+    assert work.followup_lines == {} and "decoding failed" in work.stats["text_follow_error"]
+    assert work.stats["text_follow"]["reads"] == 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 
+from engine.errors import MediaError
 from indexer.options import IndexOptions
 from indexer.stages.base import Stage, Work
 
@@ -120,12 +121,17 @@ class TextFollowStage(Stage):
                 break
             queue = []
             frames = media.frames_at(work.source, [t for t, _, _ in wanted], size=1280)
-            for (want, y0, y1), (t, rgb) in zip(wanted, frames):
-                reads += 1
-                done.update((want, t))
-                got = [] if t in lines_at else _read_band(rgb, y0, y1)
-                if got:
-                    lines_at[t] = work.followup_lines[t] = got
-                    queue.append(t)
-                    found += 1
+            try:
+                for (want, y0, y1), (t, rgb) in zip(wanted, frames):
+                    reads += 1
+                    done.update((want, t))
+                    got = [] if t in lines_at else _read_band(rgb, y0, y1)
+                    if got:
+                        lines_at[t] = work.followup_lines[t] = got
+                        queue.append(t)
+                        found += 1
+            except MediaError as e:  # a follow-up is extra evidence: the video keeps what it has
+                log.warning("%s: text follow-up stopped: %s", work.source, e)
+                work.stats["text_follow_error"] = str(e)
+                break
         work.stats["text_follow"] = {"reads": reads, "frames_with_text": found}
