@@ -105,6 +105,12 @@ class OcrLine:
     score: float
     box: tuple[tuple[float, float], ...]
 
+    def bounds(self, width: int, height: int, *, top: float = 0.0) -> list[float]:
+        """The box's ``[x0, y0, x1, y1]`` as fractions of a ``width`` x ``height`` frame,
+        for a line read in a band of that frame starting ``top`` pixels down."""
+        xs, ys = [x for x, _ in self.box], [y + top for _, y in self.box]
+        return [min(xs) / width, min(ys) / height, max(xs) / width, max(ys) / height]
+
 
 @dataclass(frozen=True)
 class GateFeatures:

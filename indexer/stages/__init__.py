@@ -22,9 +22,9 @@ from indexer.stages.pose import PoseStage
 from indexer.stages.probe import ProbeStage
 from indexer.stages.scene import SceneStage
 from indexer.stages.shots import ShotsStage
-from indexer.stages.text_follow import TextFollowStage
 from indexer.stages.speech import AudioStage, SpeechStage
 from indexer.stages.text import TextEmbedStage
+from indexer.stages.text_follow import TextFollowStage
 from indexer.stages.thumbnails import ThumbnailsStage
 from indexer.stages.timeline import TimelineStage
 from indexer.stages.visual import VisualStage

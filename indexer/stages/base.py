@@ -81,6 +81,10 @@ class Work:
     thumbnails: list = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
 
+    def tap(self, kind: type):
+        """The frame tap of this class a stage's ``prepare`` added, or None."""
+        return next((tap for tap in self.frame_taps if isinstance(tap, kind)), None)
+
     def keyframe_times(self, segment) -> list[float]:
         """The decoded times of a segment's keyframes (those that were decoded)."""
         out = []

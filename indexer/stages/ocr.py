@@ -35,7 +35,4 @@ class OcrStage(Stage):
             texts = [respace(line.text) for line in lines]
             work.keyframe_text[t] = " ".join(texts)
             h, w = shapes.get(t, (1, 1))
-            work.keyframe_lines[t] = [
-                (text, [min(x for x, _ in ln.box) / w, min(y for _, y in ln.box) / h,
-                        max(x for x, _ in ln.box) / w, max(y for _, y in ln.box) / h])
-                for text, ln in zip(texts, lines)]
+            work.keyframe_lines[t] = [(text, ln.bounds(w, h)) for text, ln in zip(texts, lines)]

@@ -63,7 +63,7 @@ class PictureStage(Stage):
     def run(self, work: Work) -> None:
         from indexer.picture import picture_labels
 
-        grey = next((tap for tap in work.frame_taps if isinstance(tap, GreyTap)), None)
+        grey = work.tap(GreyTap)
         for t, rgb in work.frames:
             lines = len(work.keyframe_lines.get(t, []))
             shot = next((s for s in work.shots if s.start <= t < s.end), None)

@@ -7,11 +7,12 @@ changed (the cut detector's 64x36 thumbnails, ``ScreenTap``), not what it says n
 nor whether a subtitle over moving video is still there. Where a line read on a
 keyframe stops being tracked inside its shot, this stage decodes the frame just after
 (or, at its start, just before) and reads the band of rows the line's box covered:
-through the OCR gate, recognising the gate's boxes (``indexer.ocr``). What it reads becomes text lines at those times
-(``Work.followup_lines``) for the timeline's text spans only: added to the segments'
-on-screen text (BM25 and the OCR vector), the extra reads moved written on-screen text
-queries both ways and lowered their MRR (0.871 -> 0.806, docs/moments.md). A new line
-is followed in turn, up to ``MAX_READS`` reads a video.
+through the OCR gate, recognising the gate's boxes (``indexer.ocr``). What it reads
+becomes text lines at those times (``Work.followup_lines``) for the timeline's text
+spans only: added to the segments' on-screen text (BM25 and the OCR vector), the extra
+reads moved written on-screen text queries both ways and lowered their MRR (0.871 ->
+0.806, docs/moments.md). A new line is followed in turn, up to ``MAX_READS`` reads a
+video.
 """
 from __future__ import annotations
 
@@ -29,10 +30,6 @@ MAX_READS = 8  # extra frames read a video, at most
 NEAR = 0.4  # s: a wanted time this close to a frame already read is not read again
 
 
-def _shot_of(t: float, shots: list[tuple[float, float]]) -> tuple[float, float] | None:
-    return next(((a, b) for a, b in shots if a - 1e-6 <= t < b), shots[-1] if shots else None)
-
-
 def follow_times(lines_at: dict[float, list], times: list[float], screens, shots: list[tuple[float, float]],
                  done: set[float]) -> list[tuple[float, float, float]]:
     """``(time, y0, y1)`` worth reading, in time order: for each line read at a time in
@@ -40,12 +37,12 @@ def follow_times(lines_at: dict[float, list], times: list[float], screens, shots
     inside its shot (the text changed there, not the picture) and no frame near it was
     read (``done``); ``y0, y1``: the band of the frame (0..1) its box covers. Bands
     wanted at one time are merged."""
-    from indexer.stages.timeline import tracked_span
+    from indexer.stages.timeline import shot_at, tracked_span
 
     step = screens.times[1] - screens.times[0] if len(screens.times) > 1 else 0.25
     wanted: dict[float, tuple[float, float]] = {}
     for t in times:
-        shot = _shot_of(t, shots)
+        shot = shot_at(t, shots)
         if shot is None:
             continue
         for _, box in lines_at.get(t, []):
@@ -79,11 +76,7 @@ def _read_band(rgb, y0: float, y1: float) -> list[tuple[str, list[float]]]:
     feats = ocr.gate_features(band)
     if not ocr.should_ocr(feats):
         return []  # the text went away
-    out = []
-    for ln in ocr.ocr_frame(band, boxes=feats.boxes):
-        xs, ys = [x for x, _ in ln.box], [y + top for _, y in ln.box]
-        out.append((respace(ln.text), [min(xs) / w, min(ys) / h, max(xs) / w, max(ys) / h]))
-    return out
+    return [(respace(ln.text), ln.bounds(w, h, top=top)) for ln in ocr.ocr_frame(band, boxes=feats.boxes)]
 
 
 class TextFollowStage(Stage):
@@ -96,18 +89,16 @@ class TextFollowStage(Stage):
     def enabled(cls, options: IndexOptions) -> bool:
         return options.ocr and options.timeline
 
-    def _screens(self, work: Work):
+    def applies(self, work: Work) -> bool:
         from indexer.stages.timeline import ScreenTap
 
-        return next((tap for tap in work.frame_taps if isinstance(tap, ScreenTap)), None)
-
-    def applies(self, work: Work) -> bool:
-        return any(work.keyframe_lines.values()) and self._screens(work) is not None
+        return any(work.keyframe_lines.values()) and work.tap(ScreenTap) is not None
 
     def run(self, work: Work) -> None:
         from indexer import media
+        from indexer.stages.timeline import ScreenTap
 
-        screens = self._screens(work)
+        screens = work.tap(ScreenTap)
         if not screens.times:
             return
         shots = [(s.start, s.end) for s in work.shots]

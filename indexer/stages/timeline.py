@@ -26,7 +26,7 @@ from indexer.colours import colour_names
 from indexer.options import IndexOptions
 from indexer.stages.base import Stage, Work
 
-__all__ = ["TimelineStage", "SecondSampler", "ScreenTap", "phrases", "text_spans", "tracked_span"]
+__all__ = ["TimelineStage", "SecondSampler", "ScreenTap", "phrases", "text_spans", "tracked_span", "shot_at"]
 
 PAUSE = 0.5  # s of silence between words that ends a phrase
 COMMA_AFTER = 3.0  # s: a phrase this long also ends at a comma
@@ -55,6 +55,11 @@ def phrases(words: Iterable[Sequence]) -> list[tuple[float, float, str]]:
             close()
     close()
     return [p for p in out if p[2]]
+
+
+def shot_at(t: float, shots: Sequence[tuple[float, float]]) -> tuple[float, float] | None:
+    """The shot ``(start, end)`` holding ``t``; past the last one, the last one."""
+    return next(((s, e) for s, e in shots if s <= t < e), tuple(shots[-1]) if shots else None)
 
 
 def _keyframe_window(times: list[float], i: int, duration: float, shot: tuple[float, float] | None
@@ -126,7 +131,7 @@ def text_spans(keyframe_lines: dict[float, list], shots: Sequence[tuple[float, f
     times = sorted(keyframe_lines)
     spans: list[list] = []
     for i, t in enumerate(times):
-        shot = next(((s, e) for s, e in shots if s <= t < e), tuple(shots[-1]) if shots else None)
+        shot = shot_at(t, shots)
         window = _keyframe_window(times, i, duration, shot)
         for text, box in keyframe_lines[t]:
             text = text.strip()
@@ -223,10 +228,8 @@ class TimelineStage(Stage):
 
         words = list({(w[0], w[1], w[2]): w for ws in work.words for w in ws}.values())  # a word once
         said = phrases(words)
-        screens = next((tap for tap in work.frame_taps if isinstance(tap, ScreenTap)), None)
         shown = text_spans({**work.keyframe_lines, **work.followup_lines}, [(s.start, s.end) for s in work.shots],
-                           float(work.info.duration),
-                           screens)
+                           float(work.info.duration), work.tap(ScreenTap))
         texts = list(dict.fromkeys([t for _, _, t in said] + [t for _, _, t in shown]))
         vecs = dict(zip(texts, get_text_encoder(work.config.text_encoder).encode(texts))) if texts else {}
         units = [TimelineUnit("phrase", a, b, t, vecs[t]) for a, b, t in said]
