@@ -247,17 +247,19 @@ def read_concepts(text: str) -> tuple[list[Concept], float]:
         if w in _PEOPLE_NOUNS and prev in _MADE_OF:
             continue  # "a fondant baby", "a plastic man": a thing shaped like a person, no face to see
         if w in _PEOPLE_NOUNS:
+            # "a woman creating a fondant baby": the frames show the hands and the work, not who
+            hands = _makes_something(words, i)
             n = _NUMBERS.get(prev)
             if prev in _NUMBERS and n and n >= 2 or w in ("couple",) and prev in ("a", "the"):
                 add(_people(n if prev in _NUMBERS and n and n >= 2 else 2), i - 1, i)
             elif (w in ("people", "persons", "friends", "players", "dancers", "family") and prev not in _NUMBERS
                   and words[max(0, i - 2):i] not in (["group", "of"], ["crowd", "of"])):
                 add(Concept("people", tuple(("people", str(k), 1.0) for k in range(2, _MAX_COUNT + 1))), i)
-            if w in _WHO:
+            if w in _WHO and not hands:
                 if prev in _AGE_ADJ:
                     add(Concept(prev, (_AGE_ADJ[prev],)), i - 1)
                 add(Concept(w, _WHO[w]), *((i - 1, i) if prev in _NUMBERS else (i,)))
-            elif w in ("person", "someone", "somebody"):
+            elif w in ("person", "someone", "somebody") and not hands:
                 add(Concept("person", (("object", "person", 1.0),)), *((i - 1, i) if prev in _NUMBERS else (i,)))
         elif w in ("crowd", "group") and (i + 1 == len(words) or words[i + 1] in ("of",)):
             whom = i + 2 if i + 2 < len(words) and words[i + 2] in _PEOPLE_NOUNS else i  # "group of people"
@@ -314,6 +316,35 @@ _STOP = frozenset(
 _MADE_OF = frozenset("toy fondant sugar marzipan clay plasticine plastic paper cardboard lego wooden stone marble"
                      " bronze wax snow chocolate gingerbread plush stuffed porcelain ceramic rubber inflatable"
                      " balloon origami puppet".split())
+
+# Hands-on making: footage of someone making or preparing a thing is framed on the hands
+# and the work (cake decorating, cooking, crafts), so the doer's face is not evidence for
+# it. Of the clips of this kind in ../shared/media, fondant modelling (c051) and a cotton
+# bud dabbing a toy (c052) show no face in any keyframe, batter in a bowl (c010) one face
+# of unread gender; the person detector sees the arms in all three.
+_HANDS_ON = frozenset(
+    "creating creates making makes crafting crafts decorating decorates sculpting sculpts moulding moulds"
+    " molding molds shaping shapes carving carves sewing sews knitting knits stitching stitches folding folds"
+    " kneading kneads chopping chops slicing slices peeling peels mixing mixes stirring stirs whisking whisks"
+    " frosting frosts icing ices baking bakes cooking cooks preparing prepares wrapping wraps gluing glues"
+    " soldering solders".split())
+_BEFORE_VERB = frozenset("is are was were who carefully slowly".split())
+# What is "made" with the face or voice, not the hands: "making faces", "making a speech".
+_MADE_IN_PERSON = frozenset("face faces funny jokes joke speech call noise noises sounds sound gestures eyes"
+                            " out love announcement toast".split())
+
+
+def _makes_something(words: Sequence[str], i: int) -> bool:
+    """Whether the person named at ``words[i]`` is the doer of a hands-on task ("a woman
+    creating a fondant baby", "a man is slicing bread"; not "a man making faces")."""
+    j = i + 1
+    while j < len(words) and words[j] in _BEFORE_VERB:
+        j += 1
+    if j >= len(words) or words[j] not in _HANDS_ON:
+        return False
+    made = [w for w in words[j + 1:j + 4] if w not in ("a", "an", "the", "some", "his", "her", "their")]
+    return not (made and made[0] in _MADE_IN_PERSON)
+
 
 _BODY_WORDS = {"haired", "hair", "skinned", "skin", "eyed", "eyes", "coat", "suit", "jacket", "shirt", "dress"}
 

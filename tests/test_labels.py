@@ -158,6 +158,12 @@ def test_concept_bank_on_golden_queries():
     assert names("a red balloon") == [[("colour", "red")]]
     assert names("a group of people") == [sorted(("people", str(k)) for k in range(3, 11))]
     assert names("quarterly revenue report") == []
+    # the doer of a hands-on task is framed by the hands, not the face; a count still holds
+    assert names("a woman creating a fondant baby and flower") == []
+    assert names("a man is slicing bread") == []
+    assert names("two women baking a cake") == [[("people", "2")], [("object", "cake")]]
+    assert names("a woman walking past a baker slicing bread") == [[("face", "woman")]]
+    assert names("a man making funny faces") == [[("face", "man")]]
     # rarer concepts weigh more: "dog" (1 segment of 10) outweighs "person" (9 of 10)
     freq = (10, {("object", "person"): 9, ("object", "dog"): 1})
     concepts = find_concepts("a person with a dog")
