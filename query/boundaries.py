@@ -244,8 +244,10 @@ def visual_range(units: Sequence[TimelineUnit], q: np.ndarray | None, around: tu
     """A visual moment inside ``around`` (the hit's segments).
 
     When the query names colours and frames inside ``around`` show them all (their
-    colour names, ``indexer.colours``), the moment is the run of frames that show them
-    around the best such frame, or its shot when the run fills it.
+    colour names, ``indexer.colours``), the moment is the run of frames that show any of
+    them around the best such frame, or its shot when the run fills it (a frame names
+    only its dominant colours: "a green meadow under a pink sky" shows pink among them
+    only where the sky fills the frame).
 
     When one frame stands out from the rest of the neighbourhood (its similarity to
     the query at least DISTINCT above the median), the moment is the run of frames
@@ -262,10 +264,11 @@ def visual_range(units: Sequence[TimelineUnit], q: np.ndarray | None, around: tu
         return None
     if colours:  # the query names colours: the frames that show them all
         has = np.array([set(colours) <= set(u.text.split()) for u in units], dtype=np.float32)
+        some = np.array([bool(set(colours) & set(u.text.split())) for u in units], dtype=np.float32)
         shown = [i for i in inside if has[i]]
         if shown:
             best = max(shown, key=lambda i: cos[i])
-            lo, hi = _run(has, best, units, 1.0)
+            lo, hi = _run(some, best, units, 1.0)
             # a run of a colour across a cut is two scenes that share a colour: it stays
             # in the shot of its best frame
             shot = _shot_at(units[best].start, shots)

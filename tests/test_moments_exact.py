@@ -93,6 +93,13 @@ def test_colour_evidence_sets_a_visual_run():
     r = visual_range(units, q, (0.0, 10.0), [(0.0, 10.0)], ["red"])
     assert (r.start, r.end, r.source) == (3.0, 7.0, "visual")
     assert visual_range(units, q, (0.0, 10.0), [(0.0, 10.0)], ["blue"]) is None  # no such colour: no evidence
+    # two colours named: the frames that show both anchor the run, which goes on while
+    # the scene shows either ("a green meadow under a pink sky": the pink is dominant
+    # only where the sky fills the frame); a frame with neither ends it
+    two = [_unit("visual", t, t + 1, {4: "green pink", 5: "green pink"}.get(t, "green" if 2 <= t < 8 else "grey"),
+                 [0.3, np.sqrt(1 - 0.09)]) for t in range(10)]
+    r = visual_range(two, q, (0.0, 10.0), [(0.0, 10.0)], ["green", "pink"])
+    assert (r.start, r.end) == (2.0, 8.0)
     # a colour seen across a cut is two scenes: the run stays in the best frame's shot
     grey = [_unit("visual", t, t + 1, "grey", [0.5 if t == 4 else 0.3, 0.8]) for t in range(10)]
     assert visual_range(grey, q, (3.2, 5.4), [(0.0, 3.2), (3.2, 5.4), (5.4, 10.0)], ["grey"]) == \
