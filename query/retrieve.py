@@ -43,7 +43,13 @@ def _dense_queries(index: VideoIndex, plan: Plan, blocks: dict[str, np.ndarray])
 
 
 def _runs(scores: np.ndarray, ids: np.ndarray) -> list[RankedList]:
-    return [[(int(i), float(s)) for s, i in zip(row_s, row_i) if i >= 0] for row_s, row_i in zip(scores, ids)]
+    """Each query's ranked list, without the segments that scored nothing: a one-block
+    query meets the zero vector of every segment without that modality (no speech, no
+    text on screen), and which of those tied zeros filled the list was arbitrary (the
+    shards' merge order), so two builds of one library answered differently. Ties are
+    ordered by id."""
+    return [sorted(((int(i), float(s)) for s, i in zip(row_s, row_i) if i >= 0 and s > 0.0),
+                   key=lambda x: (-x[1], x[0])) for row_s, row_i in zip(scores, ids)]
 
 
 def dense_runs(index: VideoIndex, plan: Plan, blocks: dict[str, np.ndarray]) -> list[RankedList]:

@@ -64,3 +64,16 @@ def test_batch_route_equals_the_search_route(e2e_index, tmp_path):
         assert c.post("/v1/search/batch", json={"queries": []}).status_code == 400  # validation errors are 400 bad_input here
         bad = c.post("/v1/search/batch", json={"queries": ["fine", "  "]})
         assert bad.status_code == 400 and "queries[1]" in bad.text
+
+
+def test_dense_runs_leave_out_segments_that_scored_nothing():
+    """A one-block query meets the zero vector of every segment without that modality:
+    those ties are no evidence, and which of them filled the list used to depend on the
+    shards' merge order (two builds of one library answered differently)."""
+    import numpy as np
+
+    from query.retrieve import _runs
+
+    scores = np.array([[0.5, 0.2, 0.2, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0]], dtype=np.float32)
+    ids = np.array([[7, 9, 3, 1, 2], [4, 5, 6, -1, -1]])
+    assert _runs(scores, ids) == [[(7, 0.5), (3, pytest.approx(0.2)), (9, pytest.approx(0.2))], []]
