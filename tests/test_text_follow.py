@@ -22,17 +22,18 @@ from tests import synth
 OPTS = IndexOptions(speech=False, visual=False, graph=False)
 
 
-def _two_captions(out: Path) -> Path:
+def _two_captions(out: Path, captions=(("FIRST CAPTION HERE", 0, 3), ("SECOND CAPTION THERE", 3, 6)),
+                  name: str = "subs.mp4") -> Path:
     """6 s of moving test pattern; "FIRST CAPTION HERE" 0-3 s, then "SECOND CAPTION
-    THERE" 3-6 s, at the bottom, as subtitles are."""
+    THERE" 3-6 s, at the bottom, as subtitles are (or the ``captions`` given)."""
     draws = []
-    for i, (text, a, b) in enumerate((("FIRST CAPTION HERE", 0, 3), ("SECOND CAPTION THERE", 3, 6))):
+    for i, (text, a, b) in enumerate(captions):
         f = out / f"cap{i}.txt"
         f.write_text(text)
         draws.append(f"drawtext=fontfile={synth._filter_path(synth.FONT)}:textfile={synth._filter_path(f)}"
                       f":fontsize=32:fontcolor=white:box=1:boxcolor=black:x=(w-text_w)/2:y=h-2*text_h"
                       f":enable='between(t,{a},{b})'")
-    path = out / "subs.mp4"
+    path = out / name
     synth._ffmpeg(*synth._lavfi("testsrc2", (480, 270), 10, 6.0), "-vf", ",".join(draws), *synth._X264,
                   *synth._BITEXACT, str(path))
     return path
@@ -94,9 +95,37 @@ def test_reads_stop_at_the_cap_and_nothing_is_read_without_text(subs, monkeypatc
     work = _work(subs, [1.5])
     tf.TextFollowStage().run(work)
     assert work.stats["text_follow"]["reads"] == 1
-    blank = _work(subs, [1.5])
+    blank = _work(subs, [1.0])
     blank.keyframe_lines = {t: [] for t in blank.keyframe_lines}
-    assert not tf.TextFollowStage().applies(blank)  # no text on a keyframe: nothing to follow
+    # no text on a keyframe, and the first keyframe near the start: nothing to follow
+    assert not tf.TextFollowStage().applies(blank)
+
+
+def test_a_title_card_before_the_first_keyframe_is_read_as_the_segments_text(tmp_path):
+    if synth.require_tools():
+        pytest.skip(synth.require_tools())
+    from indexer.stages.text import TextEmbedStage, _read_before
+
+    path = _two_captions(tmp_path, (("OPENING TITLE CARD", 0, 1.2),), name="title.mp4")
+    work = _work(path, [3.0])
+    # the keyframe at 3 s sees only the test pattern's own clock, not the title
+    assert not any("TITLE" in text.upper() for lines in work.keyframe_lines.values() for text, _ in lines)
+    assert tf.opening_time([3.0]) == tf.OPENING and tf.opening_time([1.2]) is None
+    stage = tf.TextFollowStage()
+    assert stage.applies(work)
+    stage.run(work)
+    (t, lines), = work.opening_text.items()
+    assert t < 1.2 and "OPENING TITLE CARD" in " ".join(lines).upper().replace("  ", " ")
+    # it is the first segment's on-screen text (unless a keyframe read it already)
+    from indexer.shots import Segment
+
+    kf = work.frames[0][0]
+    work.frame_time = {kf: kf}
+    work.segments = [Segment(0, 0.0, 6.0, 0, (kf,))]
+    TextEmbedStage().run(work)
+    assert "TITLE" in work.ocr_texts[0].upper() and "ocr" in work.segment_vectors[0]
+    assert _read_before("Kaving fun?", ["Having fun?"]) and _read_before("fun", ["Having fun?"])
+    assert not _read_before("CENTRAL NERVOUS SYSTEM", ["Having fun?"])
 
 
 def test_a_frame_that_fails_to_decode_stops_the_follow_up_not_the_video(subs, monkeypatch):

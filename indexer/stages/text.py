@@ -8,6 +8,19 @@ from engine.config import IndexConfig
 from indexer.stages.base import Stage, Work
 
 
+SAME_LINE = 0.75  # difflib ratio at which two reads are one line (a misread letter or space)
+
+
+def _read_before(line: str, known: list[str]) -> bool:
+    """Whether ``line`` is a read of one of the ``known`` lines, give or take a misread
+    letter or a lost space ("Kaving fun?" of "Having fun?"): a second read of the same text
+    adds only noise to the segment's words."""
+    from difflib import SequenceMatcher
+
+    low = line.lower()
+    return any(low in k.lower() or SequenceMatcher(None, low, k.lower()).ratio() >= SAME_LINE for k in known)
+
+
 class TextEmbedStage(Stage):
     name = "text_embed"
     needs = ("segments",)
@@ -30,6 +43,10 @@ class TextEmbedStage(Stage):
                 txt = work.keyframe_text.get(t, "")
                 if txt and txt not in seen:
                     seen.append(txt)
+            for t, lines in sorted(work.opening_text.items()):  # a title card before the keyframes
+                if s.start <= t < s.end:
+                    known = [text for k in work.keyframe_times(s) for text, _ in work.keyframe_lines.get(k, [])]
+                    seen += [ln for ln in lines if not _read_before(ln, known)]
             ocr_texts.append(" ".join(seen))
         to_embed = [t for t in transcripts if t.strip()] + [t for t in ocr_texts if t.strip()]
         meta_text = work.meta.text() if work.meta else ""
