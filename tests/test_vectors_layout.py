@@ -15,7 +15,7 @@ from engine.config import IndexConfig
 from engine.errors import CorruptIndexError
 from engine.index import VideoIndex
 from engine.vectors import SearchParams
-from tests.test_index import CFG, ENC, kill_writer_after, make_video, open_writer
+from tests.test_index import ENC, kill_writer_after, make_video, open_writer
 
 
 @pytest.fixture
