@@ -263,8 +263,9 @@ def visual_range(units: Sequence[TimelineUnit], q: np.ndarray | None, around: tu
     if not inside:
         return None
     if colours:  # the query names colours: the frames that show them all
-        has = np.array([set(colours) <= set(u.text.split()) for u in units], dtype=np.float32)
-        some = np.array([bool(set(colours) & set(u.text.split())) for u in units], dtype=np.float32)
+        wanted, named = set(colours), [set(u.text.split()) for u in units]
+        has = np.array([wanted <= n for n in named], dtype=np.float32)
+        some = np.array([bool(wanted & n) for n in named], dtype=np.float32)
         shown = [i for i in inside if has[i]]
         if shown:
             best = max(shown, key=lambda i: cos[i])

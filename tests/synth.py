@@ -23,6 +23,7 @@ import subprocess
 import wave
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 __all__ = [
     "FONT",
@@ -240,6 +241,31 @@ def make_text_clip(
         *_BITEXACT,
         str(path),
     )
+    return path
+
+
+def make_captions_clip(
+    out_dir: Path,
+    captions: Sequence[tuple[str, float, float]],
+    *,
+    seconds: float = 6.0,
+    fontsize: int = 40,
+    box: bool = False,
+    name: str = "captions.mp4",
+) -> Path:
+    """Moving test pattern (480x270, 10 fps) with each ``(text, start, end)`` caption
+    burned in, white and centred near the bottom as subtitles are, while it is shown;
+    ``box`` puts a black box behind the letters. No audio."""
+    out_dir = Path(out_dir)
+    draws = []
+    for i, (text, a, b) in enumerate(captions):
+        text_file = out_dir / f"{Path(name).stem}.{i}.txt"  # textfile= avoids escaping the text
+        text_file.write_text(text, encoding="utf-8")
+        draws.append(f"drawtext=fontfile={_filter_path(FONT)}:textfile={_filter_path(text_file)}"
+                     f":fontsize={fontsize}:fontcolor=white{':box=1:boxcolor=black' if box else ''}"
+                     f":x=(w-text_w)/2:y=h-2*text_h:enable='between(t,{a},{b})'")
+    path = out_dir / name
+    _ffmpeg(*_lavfi("testsrc2", (480, 270), 10, seconds), "-vf", ",".join(draws), *_X264, *_BITEXACT, str(path))
     return path
 
 

@@ -145,17 +145,6 @@ def _speech_at(out: Path, parts: list[tuple[float, str]], seconds: float, name: 
     return path, truths
 
 
-def _caption_between(out: Path, text: str, a: float, b: float, seconds: float, name: str) -> Path:
-    text_file = out / f"{name}.txt"
-    text_file.write_text(text)
-    draw = (f"drawtext=fontfile={synth._filter_path(synth.FONT)}:textfile={synth._filter_path(text_file)}"
-            f":fontsize=40:fontcolor=white:x=(w-text_w)/2:y=h-2*text_h:enable='between(t,{a},{b})'")
-    path = out / name
-    synth._ffmpeg(*synth._lavfi("testsrc2", (480, 270), 10, seconds), "-vf", draw, *synth._X264,
-                  *synth._BITEXACT, str(path))
-    return path
-
-
 @pytest.fixture(scope="module")
 def exact_index(tmp_path_factory):
     if synth.require_tools():
@@ -165,7 +154,7 @@ def exact_index(tmp_path_factory):
                                 (16.0, "Bring an umbrella because it will rain tomorrow.")], 22.0, "talk.mp4")
     twice, twice_said = _speech_at(d, [(1.0, "The lighthouse keeper feeds the seagulls."),
                                        (14.0, "Again the lighthouse keeper feeds the seagulls.")], 20.0, "twice.mp4")
-    sign = _caption_between(d, "GRAND OPENING SALE", 4.0, 8.0, 12.0, "sign.mp4")
+    sign = synth.make_captions_clip(d, [("GRAND OPENING SALE", 4.0, 8.0)], seconds=12.0, name="sign.mp4")
     # the same words twice inside one 10 s segment window
     close, close_said = _speech_at(d, [(0.3, "The museum opens at nine in the morning."),
                                        (6.0, "Remember, the museum opens at nine.")], 9.5, "close.mp4")

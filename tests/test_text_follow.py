@@ -16,7 +16,7 @@ from indexer.stages.base import Work
 from indexer.stages.ocr import OcrStage
 from indexer.stages.probe import ProbeStage
 from indexer.stages.shots import ShotsStage
-from indexer.stages.timeline import TimelineStage, text_spans
+from indexer.stages.timeline import ScreenTap, TimelineStage, text_spans
 from tests import synth
 
 OPTS = IndexOptions(speech=False, visual=False, graph=False)
@@ -26,17 +26,7 @@ def _two_captions(out: Path, captions=(("FIRST CAPTION HERE", 0, 3), ("SECOND CA
                   name: str = "subs.mp4") -> Path:
     """6 s of moving test pattern; "FIRST CAPTION HERE" 0-3 s, then "SECOND CAPTION
     THERE" 3-6 s, at the bottom, as subtitles are (or the ``captions`` given)."""
-    draws = []
-    for i, (text, a, b) in enumerate(captions):
-        f = out / f"cap{i}.txt"
-        f.write_text(text)
-        draws.append(f"drawtext=fontfile={synth._filter_path(synth.FONT)}:textfile={synth._filter_path(f)}"
-                      f":fontsize=32:fontcolor=white:box=1:boxcolor=black:x=(w-text_w)/2:y=h-2*text_h"
-                      f":enable='between(t,{a},{b})'")
-    path = out / name
-    synth._ffmpeg(*synth._lavfi("testsrc2", (480, 270), 10, 6.0), "-vf", ",".join(draws), *synth._X264,
-                  *synth._BITEXACT, str(path))
-    return path
+    return synth.make_captions_clip(out, captions, seconds=6.0, fontsize=32, box=True, name=name)
 
 
 def _work(path: Path, keyframes: list[float]) -> Work:
@@ -80,7 +70,7 @@ def test_the_next_subtitle_is_read_and_each_spans_its_time(subs):
     assert second and 2.9 <= min(second) <= 3.6, work.followup_lines
     assert 1 <= work.stats["text_follow"]["reads"] <= tf.MAX_READS
     spans = text_spans({**work.keyframe_lines, **work.followup_lines}, [(s.start, s.end) for s in work.shots],
-                       float(work.info.duration), next(t for t in work.frame_taps if hasattr(t, "thumbs")))
+                       float(work.info.duration), work.tap(ScreenTap))
     by_text = {}
     for a, b, text in spans:
         key = "first" if "FIRST" in text else "second" if "SECOND" in text else text
