@@ -162,6 +162,13 @@ def run(args) -> int:
         lg.setLevel(logging.INFO)
         lg.addHandler(handler)
         lg.propagate = False
+    if getattr(args, "device", None) is not None:
+        from engine import accel
+
+        # The ingest jobs analyse in this process: their models follow this setting.
+        # Checked now, so that `--device cuda` without a usable GPU fails at start-up.
+        accel.set_device(args.device)
+        logging.getLogger("vidseek.api").info("models of ingest jobs: %s", accel.plan())
     settings = settings_from_args(args)
     app = create_app(args.index, settings)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False,

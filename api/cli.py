@@ -15,6 +15,7 @@ import sys
 from difflib import get_close_matches
 from pathlib import Path
 
+from engine.accel import DEVICES
 from engine.errors import InputError, VidseekError
 
 __all__ = ["main", "build_parser", "Parser"]
@@ -66,7 +67,8 @@ def cmd_index(args: argparse.Namespace) -> int:
             args.paths, metadata=args.metadata, workers=args.workers, tenant=args.tenant,
             speech=not args.no_speech, ocr=not args.no_ocr, visual=not args.no_visual, language=args.language,
             objects=not args.no_objects, faces=not args.no_faces, picture=not args.no_picture, pose=args.pose,
-            ocr_small_text=args.ocr_small_text, max_bytes=args.max_bytes, progress=bars, ray=getattr(args, "ray", None))
+            ocr_small_text=args.ocr_small_text, max_bytes=args.max_bytes, progress=bars, ray=getattr(args, "ray", None),
+            device=args.device)
     finally:
         bars.close()
     summary = report.summary
@@ -357,6 +359,10 @@ def _add_index(sub) -> None:
     s.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                    help="analyse on a Ray cluster: ADDRESS of its head (host:port, or 'auto'); without one, a"
                         " local Ray instance (docs/scale.md). Commits stay in this process")
+    s.add_argument("--device", choices=DEVICES, default=None,
+                   help="where the models run (speech, OCR, visual, objects, faces): auto uses a GPU where a"
+                        " runtime can (CPU otherwise, with a warning when a GPU is present but unusable), cuda"
+                        " refuses to run without one (default: $VIDSEEK_DEVICE, else auto; docs/gpu.md)")
     s.add_argument("--config", metavar="FILE.toml",
                    help="index settings for a new index (an existing index keeps its own: a different one is refused)")
     s.add_argument("--text-encoder", help="text encoder for a new index (default minilm; refused if an existing"
@@ -416,6 +422,9 @@ def _add_admin(sub) -> None:
     s.add_argument("--rate", type=float, metavar="R",
                    help="requests a second allowed per key (bursts of 40); 0 turns the limit off. Default: no"
                         " limit in local single-user mode, 20 a second per key once keys exist")
+    s.add_argument("--device", choices=DEVICES, default=None,
+                   help="where ingest jobs run their models: auto, cpu or cuda (default: $VIDSEEK_DEVICE, else"
+                        " auto; see `vidseek index --device`)")
     s.add_argument("--webhook", metavar="URL", help="POST a signed event to URL when a job ends (docs: README)")
     s.add_argument("--webhook-secret-file", metavar="FILE",
                    help="the webhook signing secret (default: one kept in the index's service database,"

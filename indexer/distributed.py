@@ -127,7 +127,8 @@ def index_paths_ray(
     cluster at ``address`` (see ``connect``). Same report, same index, same rules:
     never raises for a bad file; each failure is in the report and the failure list."""
     options = options or IndexOptions()
-    resources = resources or RayIngestSettings()
+    # --device cpu: the actors take no GPU share even on a cluster that has GPUs.
+    resources = resources or RayIngestSettings(num_gpus=0 if options.device == "cpu" else None)
     emit = progress or (lambda event: None)
     t_start = time.perf_counter()
     report = IndexReport()
@@ -138,6 +139,7 @@ def index_paths_ray(
         todo = plan_paths(index, paths, metadata, options, report)
         if todo:
             connected = connect(address, num_cpus=options.workers if address in (None, "", LOCAL) else None)
+            report.devices = _cluster_devices(options)
             _run(todo, index, options, stages, resources, report, emit)
         index.flush()
     finally:
@@ -148,6 +150,22 @@ def index_paths_ray(
             ray.shutdown()
     report.wall_seconds = time.perf_counter() - t_start
     return report
+
+
+def _cluster_devices(options: IndexOptions) -> dict[str, str]:
+    """Where the actors' models run, as far as the driver can tell: the setting and the
+    cluster's GPUs. Under ``cuda`` a cluster without GPUs is refused before any work
+    (each node's runtimes then check their own GPU as the models load)."""
+    import ray
+
+    from engine.accel import DeviceError, current_device
+
+    setting = options.device or current_device()
+    gpus = ray.cluster_resources().get("GPU", 0.0)
+    if setting == "cuda" and gpus <= 0:
+        raise DeviceError("device 'cuda' asked for, and the Ray cluster has no GPU",
+                          hint="start nodes with GPUs (`ray start --num-gpus N`), or run with --device cpu")
+    return {"setting": setting, "cluster_gpus": f"{gpus:g}"}
 
 
 def _gpu_share(resources: RayIngestSettings, cluster: dict[str, float]) -> float:

@@ -14,6 +14,8 @@ import os
 import threading
 from pathlib import Path
 
+from engine import accel
+
 __all__ = ["COCO_LABELS", "EMOTIONS", "models_dir", "available", "set_num_threads", "load_sessions", "detect_objects", "face_crop",
            "face_attributes", "emotion", "descriptor_similarity"]
 
@@ -47,7 +49,7 @@ def available(folder: str | os.PathLike | None = None) -> bool:
 
 
 _lock = threading.Lock()
-_cache: dict[str, dict] = {}
+_cache: dict[tuple[str, str], dict] = {}
 
 
 _threads = 2
@@ -65,7 +67,8 @@ def load_sessions(folder: str | os.PathLike | None = None, threads: int | None =
     import onnxruntime as ort
 
     folder = Path(folder) if folder else models_dir()
-    key = str(folder.resolve())
+    # Per device setting too: a worker told another device loads them again.
+    key = (str(folder.resolve()), accel.current_device())
     with _lock:
         if key not in _cache:
             man = json.loads((folder / MANIFEST).read_text())
@@ -75,8 +78,7 @@ def load_sessions(folder: str | os.PathLike | None = None, threads: int | None =
             # Do not busy-wait between runs: on a small shared CPU, spinning pools of
             # several sessions (and other models) slow each other down.
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            _cache[key] = {name: ort.InferenceSession(str(folder / m["file"]), opts,
-                                                      providers=["CPUExecutionProvider"])
+            _cache[key] = {name: accel.checked_session(folder / m["file"], opts, f"{name} (human-models)")
                            for name, m in man["models"].items()}
         return _cache[key]
 

@@ -76,6 +76,8 @@ class IndexReport:
     wall_seconds: float = 0.0
     # sidecar lines that matched no file of this run ("FILE:LINE: source")
     unmatched_metadata: list[str] = field(default_factory=list)
+    # where the models run, as engine.accel.plan says before the first video
+    devices: dict[str, str] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[FileResult]:
@@ -109,6 +111,7 @@ class IndexReport:
             "damaged": [{"source": r.source, "video_id": r.video_id, **r.damage} for r in self.damaged],
             "warnings": [{"source": r.source, "warning": w} for r in self.results for w in r.warnings],
             "unmatched_metadata": list(self.unmatched_metadata),
+            "devices": dict(self.devices),
         }
 
 
@@ -410,7 +413,8 @@ def commit(index: VideoIndex, decision: Decision, analysis: Analysis, options: I
         return res
     stages = dict(analysis.video.stats.get("stages", {}))
     stages["write"] = time.perf_counter() - t0
-    warnings: list[str] = []
+    warnings: list[str] = [f"{runtime} ran on the CPU: {why}"
+                           for runtime, why in analysis.video.stats.get("cpu_fallback", {}).items()]
     for name, enabled, step in after:
         if not enabled(options):
             continue

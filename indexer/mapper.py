@@ -16,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
+from engine import accel
 from engine.catalog import NewSegment, NewVideo
 from engine.config import IndexConfig
 from engine.errors import VidseekError
@@ -150,6 +151,8 @@ def analyse_file(source: str, content_hash: str, config: IndexConfig, options: I
 
     t0 = time.perf_counter()
     tap = FingerprintTap() if options.graph else None
+    if options.device is not None:  # before any model loads; models are cached per setting
+        accel.set_device(options.device)
     try:
         video = this.analyse(source, content_hash, config, options, meta, progress, fingerprint=tap,
                              stages=stages)
@@ -158,6 +161,9 @@ def analyse_file(source: str, content_hash: str, config: IndexConfig, options: I
             t1 = time.perf_counter()
             fp = tap.result()
             video.stats.setdefault("stages", {})["fingerprint"] = round(time.perf_counter() - t1, 4)
+        fell_back = accel.fell_back()  # a runtime on the CPU although a GPU is present (auto)
+        if fell_back:
+            video.stats["cpu_fallback"] = fell_back
         return Analysis(source, video, fp, time.perf_counter() - t0)
     except VidseekError as e:
         if not catch:

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
+from engine import accel
 from engine.errors import InputError, MissingDependencyError, UnknownNameError
 
 if TYPE_CHECKING:
@@ -172,12 +173,24 @@ def set_num_threads(threads: int | None) -> None:
 
 def _engine() -> RapidOCR:
     with _load_lock:
-        return _load_engine(_threads)
+        return _load_engine(_threads, accel.current_device())
 
 
 def _gate_detector() -> Any:
     with _load_lock:
-        return _load_gate_detector(_threads)
+        return _load_gate_detector(_threads, accel.current_device())
+
+
+def _on_cuda(device: str) -> bool:
+    """Whether the OCR networks go on the GPU under ``device`` (engine.accel)."""
+    return accel.onnx_providers("OCR (RapidOCR)", device)[0] == accel.CUDA_EP
+
+
+def _verify(parts: dict[str, Any], device: str) -> None:
+    """RapidOCR falls back to the CPU by itself, with a log line: hold it to ``device``."""
+    if _on_cuda(device):
+        for name, session in parts.items():
+            accel.verify_session(session, [accel.CUDA_EP, accel.CPU_EP], f"OCR {name} (RapidOCR)", device)
 
 
 def _float32(pre: Any) -> Any:
@@ -193,10 +206,14 @@ def _float32(pre: Any) -> Any:
 
 
 @functools.lru_cache(maxsize=2)
-def _load_engine(threads: int) -> RapidOCR:
+def _load_engine(threads: int, device: str = "cpu") -> RapidOCR:
     mod = _rapidocr_module()
+    cuda = _on_cuda(device)
     # text_score 0: keep every line and filter here, so that callers can choose.
-    engine = mod.RapidOCR(text_score=0.0, print_verbose=False, intra_op_num_threads=threads)
+    engine = mod.RapidOCR(text_score=0.0, print_verbose=False, intra_op_num_threads=threads,
+                          det_use_cuda=cuda, cls_use_cuda=cuda, rec_use_cuda=cuda)
+    _verify({"detection": engine.text_det.infer.session, "direction": engine.text_cls.infer.session,
+             "recognition": engine.text_rec.session.session}, device)
     det = engine.text_det
     make = det.get_preprocess  # a new DetPreProcess per frame size
     det.get_preprocess = lambda max_wh: _float32(make(max_wh))
@@ -204,7 +221,7 @@ def _load_engine(threads: int) -> RapidOCR:
 
 
 @functools.lru_cache(maxsize=2)
-def _load_gate_detector(threads: int) -> Any:
+def _load_gate_detector(threads: int, device: str = "cpu") -> Any:
     mod = _rapidocr_module()
     from rapidocr_onnxruntime.ch_ppocr_det import TextDetector
 
@@ -222,12 +239,14 @@ def _load_gate_detector(threads: int) -> Any:
         "unclip_ratio": 1.6,
         "use_dilation": True,
         "score_mode": "fast",
-        "use_cuda": False,
+        "use_cuda": _on_cuda(device),
         "use_dml": False,
         "intra_op_num_threads": threads,
         "inter_op_num_threads": -1,
     }
-    return TextDetector(config)
+    detector = TextDetector(config)
+    _verify({"gate": detector.infer.session}, device)
+    return detector
 
 
 @functools.lru_cache(maxsize=8)

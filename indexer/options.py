@@ -72,3 +72,12 @@ class IndexOptions:
     flush_every: int = 25  # save derived indexes every N committed videos
     graph: bool = True  # after each commit: entities, edges, reused footage (indexer.entities)
     timeline: bool = True  # phrases, text spans and 1 fps visual samples for exact moments
+    # Where the models run: "auto" (a GPU where a runtime can use one), "cpu" or "cuda"
+    # (engine.accel); None: the process's setting ($VIDSEEK_DEVICE, else auto).
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.device is not None:
+            from engine.accel import check_device
+
+            object.__setattr__(self, "device", check_device(self.device))

@@ -30,6 +30,7 @@ from pathlib import Path
 from queue import Empty
 from typing import Sequence
 
+from engine import accel
 from engine.config import IndexConfig
 from engine.index import VideoIndex
 from indexer.ingest import (
@@ -111,6 +112,8 @@ def index_paths(
     emit = progress or (lambda event: None)
     t_start = time.perf_counter()
     report = IndexReport()
+    # Before any work: under device "cuda", a runtime that cannot reach a GPU fails here.
+    report.devices = accel.plan(options.device)
     stages = list(stages) if stages is not None else build_stages(options)
     index = open_writer(index_dir, config)
     try:

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from engine import accel
 from engine.atomic import atomic_write_json, fsync_dir
 from engine.cache import cache_root
 from engine.errors import (
@@ -432,17 +433,29 @@ def load_model(
     *,
     cache_dir: str | os.PathLike[str] | None = None,
     cpu_threads: int | None = None,
-    compute_type: str = "int8",
+    compute_type: str | None = None,
+    device: str | None = None,
 ) -> WhisperModel:
-    """A loaded faster-whisper model, shared by every caller with the same options."""
-    folder = resolve_model_dir(model, cache_dir=cache_dir)
+    """A loaded faster-whisper model, shared by every caller with the same options.
+
+    ``device``: ``auto``/``cpu``/``cuda`` (None: this process's setting, see
+    :mod:`engine.accel`). ``compute_type`` None: ``int8`` on the CPU, ``float16`` on a
+    GPU. Under ``auto`` a GPU load that fails falls back to the CPU with a warning;
+    under ``cuda`` it raises ``DeviceError``."""
+    folder = str(resolve_model_dir(model, cache_dir=cache_dir).resolve())
     if cpu_threads is not None:
         threads = cpu_threads
     else:
         threads = _default_threads if _default_threads is not None else min(4, os.cpu_count() or 1)
+    where = accel.ctranslate2_device(device)
     # The lock makes concurrent first calls share one load instead of racing two.
     with _load_lock:
-        return _load_cached(str(folder.resolve()), threads, compute_type)
+        if where == "cuda":
+            try:
+                return _load_cached(folder, threads, compute_type or "float16", "cuda")
+            except Exception as e:  # no driver, no cuBLAS/cuDNN, out of GPU memory
+                accel.ctranslate2_failed(device, e)
+        return _load_cached(folder, threads, compute_type or "int8", "cpu")
 
 
 _load_lock = threading.Lock()
@@ -465,10 +478,10 @@ def set_num_threads(threads: int | None) -> None:
 
 
 @functools.lru_cache(maxsize=4)
-def _load_cached(folder: str, cpu_threads: int, compute_type: str) -> WhisperModel:
+def _load_cached(folder: str, cpu_threads: int, compute_type: str, device: str = "cpu") -> WhisperModel:
     # local_files_only: a folder is given, so nothing may ever be fetched from a hub.
     return _reusing_model_class()(
-        folder, device="cpu", compute_type=compute_type, cpu_threads=cpu_threads, local_files_only=True
+        folder, device=device, compute_type=compute_type, cpu_threads=cpu_threads, local_files_only=True
     )
 
 

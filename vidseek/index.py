@@ -179,14 +179,15 @@ class Index:
             workers: int | None = None, tenant: str = "default", speech: bool = True, ocr: bool = True,
             visual: bool = True, language: str | None = None, objects: bool = True, faces: bool = True,
             picture: bool = True, pose: bool = False, ocr_small_text: bool = False, max_bytes: int | None = None,
-            progress: Callable | None = None, ray: str | None = None) -> AddReport:
+            progress: Callable | None = None, ray: str | None = None, device: str | None = None) -> AddReport:
         """Index files and folders (folders recursively). ``metadata``: a JSONL sidecar
         path or ``{source: {"title", "description", "tags", "people", ...}}``; a file
         whose metadata changed is re-indexed with it. ``workers``: None picks from the
         machine's cores and memory. ``ocr_small_text``: OCR detects text again at full
         size, for small text (about 2.2x the OCR time). ``ray``: analyse on the Ray cluster at this address
-        ("local": start one on this machine; see ``indexer.distributed``). Never raises
-        for a bad file: see the report."""
+        ("local": start one on this machine; see ``indexer.distributed``). ``device``:
+        where the models run, "auto", "cpu" or "cuda" (None: ``$VIDSEEK_DEVICE``, else
+        auto; see ``engine.accel``). Never raises for a bad file: see the report."""
         from indexer.metadata import Sidecar
         from indexer.options import IndexOptions, default_workers
         from indexer.pipeline import index_paths
@@ -200,7 +201,7 @@ class Index:
             side = Sidecar.from_mapping(metadata)
         options = IndexOptions(tenant=tenant, workers=workers or default_workers(), speech=speech, ocr=ocr,
                                visual=visual, language=language, objects=objects, faces=faces, picture=picture,
-                               pose=pose, ocr_small_text=ocr_small_text, max_bytes=max_bytes)
+                               pose=pose, ocr_small_text=ocr_small_text, max_bytes=max_bytes, device=device)
         if ray is not None:
             from indexer.distributed import index_paths_ray
 

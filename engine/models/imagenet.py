@@ -40,6 +40,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from engine import accel
 from engine.atomic import atomic_write_bytes
 from engine.cache import cache_root
 from engine.errors import InputError, MissingDependencyError, VidseekError
@@ -237,6 +238,7 @@ class _Loaded:
     sessions: list[tuple[Any, str]]  # (onnxruntime.InferenceSession, input name), one per classifier
     classes: ImageNetClasses
     class_embeddings: np.ndarray  # (1000, 384) float32, unit rows
+    device: str = "cpu"  # the engine.accel setting the sessions were made under
 
 
 class ImageNetConSEEncoder:
@@ -304,9 +306,9 @@ class ImageNetConSEEncoder:
 
     def _get(self) -> _Loaded:
         loaded = self._loaded
-        if loaded is None:
+        if loaded is None or loaded.device != accel.current_device():  # loaded again for a new setting
             with self._load_lock:
-                if self._loaded is None:
+                if self._loaded is None or self._loaded.device != accel.current_device():
                     self._loaded = self._load()
                 loaded = self._loaded
         return loaded
@@ -321,7 +323,7 @@ class ImageNetConSEEncoder:
         options.inter_op_num_threads = 1
         sessions = []
         for c in self.classifiers:
-            session = ort.InferenceSession(str(c.onnx_path), options, providers=["CPUExecutionProvider"])
+            session = accel.checked_session(c.onnx_path, options, f"{c.name} ({self.NAME})")
             inputs, outputs = session.get_inputs(), session.get_outputs()
             if len(inputs) != 1 or list(inputs[0].shape)[1:] != [3, INPUT_SIZE, INPUT_SIZE] or (
                 outputs[0].shape[-1] != NUM_CLASSES
@@ -334,7 +336,7 @@ class ImageNetConSEEncoder:
             sessions.append((session, inputs[0].name))
         classes = load_imagenet_classes()
         embeddings = self._class_embeddings(classes)
-        return _Loaded(sessions, classes, embeddings)
+        return _Loaded(sessions, classes, embeddings, accel.current_device())
 
     def _cache_file(self, classes: ImageNetClasses) -> Path:
         key = hashlib.sha256(

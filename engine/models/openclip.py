@@ -25,6 +25,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from engine import accel
 from engine.atomic import sha256_file
 from engine.errors import InputError, MissingDependencyError, NotFoundError, UnknownNameError
 from engine.models.base import EncoderInfo
@@ -65,7 +66,7 @@ class OpenClipEncoder:
         pretrained: str | None = None,
         labels: Sequence[str] | None = None,
         label_prompt: str = DEFAULT_LABEL_PROMPT,
-        device: str = "cpu",
+        device: str | None = None,
         batch_size: int = 32,
     ) -> None:
         if not isinstance(architecture, str) or not architecture:
@@ -96,7 +97,12 @@ class OpenClipEncoder:
         self.pretrained = pretrained
         self.label_names: tuple[str, ...] | None = tuple(labels) if labels is not None else None
         self.label_prompt = label_prompt
-        self.device = device
+        # None or "auto": the process's setting (engine.accel: the GPU when torch sees
+        # one), read when the weights load; "cpu", "cuda" or "cuda:N" as given.
+        if device is not None and (not isinstance(device, str) or not device.strip()):
+            raise InputError(f"open_clip: device must be a torch device name, got {device!r}")
+        self.device_option = device
+        self.device = "cpu" if device in (None, "auto") else device
         self.batch_size = batch_size
         self._lock = threading.Lock()
         self._info: EncoderInfo | None = None
@@ -152,6 +158,8 @@ class OpenClipEncoder:
         open_clip = _import_open_clip()
         import torch
 
+        if self.device_option in (None, "auto"):
+            self.device = accel.torch_device(self.device_option)
         if self.checkpoint is not None:
             model, preprocess = self._load_checkpoint(open_clip, self.checkpoint)
         else:

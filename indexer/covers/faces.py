@@ -24,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from engine import accel
 from engine.errors import InputError, MissingDependencyError
 
 __all__ = ["FaceBox", "detect_faces", "mtcnn_model_dir", "DETECT_SIDE"]
@@ -81,8 +82,7 @@ class _Nets:
         opts.intra_op_num_threads = 2
         opts.log_severity_level = 3
         self.sessions = {
-            n: ort.InferenceSession(str(d / f"{n}.onnx"), opts, providers=["CPUExecutionProvider"])
-            for n in ("pnet", "rnet", "onet")
+            n: accel.checked_session(d / f"{n}.onnx", opts, f"MTCNN {n}") for n in ("pnet", "rnet", "onet")
         }
         # onnxruntime sessions are thread-safe for run(); the lock only keeps two
         # requests from oversubscribing the 2 cores with 4 intra-op threads.
@@ -93,8 +93,12 @@ class _Nets:
         return s.run(None, {s.get_inputs()[0].name: x.astype(np.float32)})
 
 
-@functools.lru_cache(maxsize=1)
 def _nets() -> _Nets:
+    return _nets_on(accel.current_device())
+
+
+@functools.lru_cache(maxsize=2)
+def _nets_on(device: str) -> _Nets:  # one set per device setting
     return _Nets()
 
 
