@@ -33,7 +33,7 @@ def register(sub) -> None:
     s.add_argument("--index", required=True, metavar="DIR", help="the index folder")
     s.add_argument("--tenant")
     s.add_argument("--kind", action="append", help="only this kind (object, people, face, emotion, style, scene,"
-                   " colour); repeatable")
+                   " colour, hair, action); repeatable")
     s.add_argument("--min-score", type=float, help="keep labels at this score or more (default: what search shows)")
     s.add_argument("--json", action="store_true", help="the timeline as JSON, with every detected face")
     s.set_defaults(func=cmd_labels)

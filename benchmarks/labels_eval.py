@@ -7,7 +7,9 @@ more; the exact count, 3 meaning 3+), faces (woman, man, child or baby, elderly,
 frames whose visible faces were readable), expression (happy = smiling), style
 classes, scene (dark; indoor and outdoor on frames whose hand label says where they are),
 colours, actions (arms raised, arms out, hand to face, sitting,
-lying, together). A hand-labelled frame is matched to the index's
+lying, together), hair colour (on frames whose hand label says it: a reading is right
+when it is one of the names the label accepts; a frame whose hair shows and gets no
+accepted name counts once against recall, under its first name). A hand-labelled frame is matched to the index's
 keyframe of the same clip within 0.05 s.
 """
 from __future__ import annotations
@@ -123,6 +125,15 @@ def evaluate(index_dir: Path, hand: list[dict] | None = None) -> dict[str, Any]:
         if "actions" in h:  # what people do (the pose labeller); absent from older label files
             for action in ("arms raised", "arms out", "hand to face", "sitting", "lying", "together"):
                 counts[f"action: {action}"].add(has("action", action), action in h["actions"])
+        hair_truth = h.get("hair", [] if h["people"] == 0 else None)  # None: not judged
+        if hair_truth is not None:
+            pred_hair = {lab for k, lab in shown if k == "hair"}
+            for c in pred_hair:  # a reading counts as right when it is one the hand label accepts
+                counts["hair"].add(True, c in hair_truth)
+                counts[f"hair: {c}"].add(True, c in hair_truth)
+            if hair_truth and not pred_hair & set(hair_truth):
+                counts["hair"].add(False, True)
+                counts[f"hair: {hair_truth[0]}"].add(False, True)
         truth_col = set(h["colours"])
         pred_col = {lab for k, lab in shown if k == "colour"}
         for col in truth_col | pred_col:

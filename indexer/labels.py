@@ -72,6 +72,8 @@ def video_labels(work) -> tuple[list[FrameLabel], list[FaceRecord]]:
     for i, seg in enumerate(work.segments):
         for t in work.keyframe_times(seg):
             own = work.frame_labels.get(t, [])
+            if any(k == "style" and lab == "black and white" for k, lab, *_ in own):
+                own = [x for x in own if x[0] != "hair"]  # no hair colour in a picture without colour
             fs = work.faces.get(t, [])
             for kind, label, score, box in list(own) + derived_labels(own, fs):
                 labels.append(FrameLabel(float(t), kind, label, float(score), box, i))

@@ -36,7 +36,7 @@ __all__ = ["Concept", "find_concepts", "coverage", "read_concepts", "ranking_con
 # labels reaches 0.8 (python -m benchmarks.bench_labels; docs/labels.md). Colour: a
 # share of the frame of 0.3 or more (score = share / 0.3).
 LABEL_FILTER_MIN = {"object": 0.5, "people": 0.4, "face": 0.8, "emotion": 0.85, "style": 0.5, "scene": 0.5,
-                    "colour": 1.0, "action": 0.4}
+                    "colour": 1.0, "action": 0.4, "hair": 0.6}
 
 LABEL_WEIGHT = 0.35  # x the plan's visual weight x evidence (0..1), added to the fused score
 MIN_SUPPORT = 0.3  # label runs keep segments with at least this support
@@ -170,6 +170,35 @@ _COLOURS = {"red": "red", "orange": "orange", "yellow": "yellow", "golden": "yel
             "cyan": "cyan", "turquoise": "cyan", "blue": "blue", "purple": "purple", "violet": "purple",
             "pink": "pink", "brown": "brown", "black": "black", "white": "white", "grey": "grey", "gray": "grey"}
 
+# Hair: "red-haired", "red hair", "a redhead", "brunette", "dark-haired" name the
+# colour of a face's hair (indexer.hair: black, brown, red), not a colour of the frame.
+# Light hair is not labelled (indexer.hair), so "blonde", "grey-haired" and "white hair"
+# give no concept, and no frame colour either.
+_HAIR_WORDS = {"redhead": (("hair", "red", 1.0),), "redheaded": (("hair", "red", 1.0),),
+               "brunette": (("hair", "brown", 1.0), ("hair", "black", 0.7))}
+_HAIR_COLOUR = {"red": (("hair", "red", 1.0),), "ginger": (("hair", "red", 1.0),), "auburn": (("hair", "red", 1.0),),
+                "orange": (("hair", "red", 1.0),), "brown": (("hair", "brown", 1.0),),
+                "black": (("hair", "black", 1.0),), "dark": (("hair", "black", 1.0), ("hair", "brown", 0.7))}
+_LIGHT_HAIR = frozenset("blonde blond fair golden yellow grey gray white silver".split())
+_HAIR_NOUNS = frozenset({"hair", "haired", "hairs"})
+
+
+def _hair_concept(words: Sequence[str], i: int) -> Concept | None:
+    """The hair concept that ``words[i]`` starts ("red" in "red-haired", "red hair"),
+    or that it is ("redhead", "blonde", "brunette"); None otherwise."""
+    w = words[i]
+    nxt = words[i + 1] if i + 1 < len(words) else ""
+    if w in _HAIR_COLOUR and nxt in _HAIR_NOUNS:
+        return Concept(f"{w} hair", _HAIR_COLOUR[w])
+    if w in _LIGHT_HAIR and nxt in _HAIR_NOUNS or w in ("blonde", "blond"):
+        return Concept(f"{w} hair", ())  # light hair: no label says it
+    if w in _HAIR_WORDS:
+        return Concept(w, _HAIR_WORDS[w])
+    if w == "ginger" and nxt in _PEOPLE_NOUNS:  # "a ginger man"; "ginger tea" is not hair
+        return Concept(w, _HAIR_COLOUR[w])
+    return None
+
+
 VOCABULARY: dict[str, tuple[str, ...]] = {
     "face": ("man", "woman", "boy", "girl", "child", "baby", "elderly", "0-2", "3-12", "13-19", "20-29",
              "30-39", "40-49", "50-59", "60+"),
@@ -179,6 +208,7 @@ VOCABULARY: dict[str, tuple[str, ...]] = {
     "scene": ("dark", "indoor", "outdoor"),
     "colour": tuple(sorted(set(_COLOURS.values()))),
     "action": ("arms raised", "arms out", "hand to face", "sitting", "lying", "together"),
+    "hair": ("black", "brown", "red"),
 }
 _PHRASES = sorted({*_OBJECTS, *_STYLE, *_SCENE, *_ACTION}, key=lambda p: -len(p))
 _WORD_RE = re.compile(r"[a-z0-9&+]+")
@@ -244,6 +274,13 @@ def read_concepts(text: str) -> tuple[list[Concept], float]:
     words = rest.split()
     for i, w in enumerate(words):
         prev = words[i - 1] if i else ""
+        hair = _hair_concept(words, i)
+        if hair is not None:
+            if hair.labels:
+                add(hair, *((i, i + 1) if i + 1 < len(words) and words[i + 1] in _HAIR_NOUNS else (i,)))
+            continue
+        if w in _HAIR_NOUNS and i and _hair_concept(words, i - 1) is not None:
+            continue  # the "haired" of "red-haired": taken with its colour
         if w in _PEOPLE_NOUNS and prev in _MADE_OF:
             continue  # "a fondant baby", "a plastic man": a thing shaped like a person, no face to see
         if w in _PEOPLE_NOUNS:
@@ -302,7 +339,8 @@ def _take_phrases(low: str, add) -> tuple[str, int]:
 
 def _ranks(c: Concept) -> bool:
     """Whether ``c`` has labels of the kinds that rank (``RANKING_KINDS``)."""
-    return any(k in RANKING_KINDS and (k, lab) not in _PLACES for k, lab, _ in c.labels)
+    return any(k in RANKING_KINDS and (k, lab) not in _PLACES and (k, lab) not in _COMMON_HAIR
+               for k, lab, _ in c.labels)
 
 
 # Words that carry no content of their own (for coverage).
@@ -413,13 +451,19 @@ def label_run(index, concepts: Sequence[Concept], limit: int) -> list[tuple[int,
 # written moment set's visual MRR fell from 0.382 to 0.372 (a snowstorm query 4 -> 10:
 # most frames of a library are one or the other, so the concept says little); it serves
 # ``scene:`` filters and the "seen" line.
-RANKING_KINDS = frozenset({"object", "people", "face", "emotion", "style", "scene"})
+# Hair ranks where its colour tells people apart: red. Black and brown hair is most of
+# the faces of a library, so "dark-haired" says as little as "indoors" (measured: with
+# it ranking, a written query for a dark-haired model fell from rank 4 to 8 as every
+# dark-haired face gained); they serve ``hair:`` filters and the "seen" line.
+RANKING_KINDS = frozenset({"object", "people", "face", "emotion", "style", "scene", "hair"})
 _PLACES = frozenset({("scene", "indoor"), ("scene", "outdoor")})
+_COMMON_HAIR = frozenset({("hair", "black"), ("hair", "brown")})
 
 
 def ranking_concepts(concepts: Sequence[Concept]) -> list[Concept]:
-    """``concepts`` less those that only say where a frame is (they do not rank)."""
-    return [c for c in concepts if not all((k, lab) in _PLACES for k, lab, _ in c.labels)]
+    """``concepts`` less those that only say where a frame is or that its people have
+    dark hair (they do not rank)."""
+    return [c for c in concepts if not all((k, lab) in _PLACES or (k, lab) in _COMMON_HAIR for k, lab, _ in c.labels)]
 
 
 def label_weight(visual_weight: float, coverage: float = 0.0) -> float:
@@ -455,7 +499,7 @@ def describe(have: Mapping[tuple[str, str], float]) -> str:
         parts.append("1 person" if n == 1 else f"{n}{'+' if n >= _MAX_COUNT else ''} people")
     who = [w for w in pick("face") if not w[0].isdigit()]
     emo = pick("emotion")
-    parts += who[:3] + emo[:2]
+    parts += who[:3] + [f"{c} hair" for c in pick("hair")[:2]] + emo[:2]
     parts += pick("action")[:2]
     parts += [o for o in pick("object") if o != "person"][:4]
     scene = pick("scene")

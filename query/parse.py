@@ -33,8 +33,8 @@ Fields (``name`` and its aliases):
                          'people:1', 'people:2-4' (frame labels, query.concepts)
     face, emotion,       what the frame labellers saw in the moment: 'face:woman',
     object, style,       'emotion:happy' (or 'face:smiling'), 'object:dog', 'style:cartoon',
-    scene, colour/color  'scene:dark', 'colour:red'; several = all (query.concepts.VOCABULARY
-                         lists the values)
+    scene, colour/color, 'scene:dark', 'colour:red', 'hair:blonde'; several = all
+    hair                 (query.concepts.VOCABULARY lists the values)
 
 ``tag``, ``person``, ``lang``, ``source``/``in``, ``has`` and the label fields may be negated
 (``-tag:drone``, ``NOT has:speech``); range fields cannot (flip the comparison instead).
@@ -108,9 +108,10 @@ _FIELD_ALIASES = {
     "scene": "scene",
     "colour": "colour",
     "color": "colour",
+    "hair": "hair",
 }
 _RANGE_FIELDS = frozenset({"duration", "resolution", "fps", "people"})
-_LABEL_FIELDS = frozenset({"face", "emotion", "action", "object", "style", "scene", "colour"})
+_LABEL_FIELDS = frozenset({"face", "emotion", "action", "object", "style", "scene", "colour", "hair"})
 _NEGATABLE_FIELDS = frozenset({"lang", "tag", "person", "source", "has"}) | _LABEL_FIELDS
 
 # Longest alias first so 'duration' wins over 'dur' and 'resolution' over 'res'.
@@ -494,7 +495,8 @@ def _label_value(name: str, value: str) -> str:
         return f"{kind}:{v}"
     if name == "face":
         allowed = label_filter_values("face") + label_filter_values("emotion")
-    for c in find_concepts(v):  # synonyms: 'object:sofa', 'face:smiling', 'style:animated'
+    for c in find_concepts(f"{v} hair" if kind == "hair" else v):  # synonyms: 'object:sofa', 'face:smiling',
+        # 'style:animated', 'hair:ginger'
         for k, lab, _ in c.labels:
             if k == kind or (name == "face" and k == "emotion"):
                 return f"{k}:{lab}"

@@ -16,8 +16,9 @@ __all__ = ["LABELS_V5", "LABEL_KINDS"]
 # face's gender/age reading (man, woman, child, ...); emotion: a face's expression;
 # style: how the picture is made (black and white, cartoon, test pattern, screen);
 # scene: where/when (outdoor, indoor, dark); colour: a dominant colour name; action:
-# what a person's pose shows (arms raised, hand to face, sitting, ...).
-LABEL_KINDS: tuple[str, ...] = ("object", "people", "face", "emotion", "style", "scene", "colour", "action")
+# what a person's pose shows (arms raised, hand to face, sitting, ...); hair: a face's
+# hair colour (black, brown, blonde, red, grey).
+LABEL_KINDS: tuple[str, ...] = ("object", "people", "face", "emotion", "style", "scene", "colour", "action", "hair")
 
 LABELS_V5 = """
 CREATE TABLE frame_labels (

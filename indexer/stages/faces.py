@@ -5,7 +5,8 @@ age, a 1024-d descriptor) and the mini-Xception expression model from npm
 
 Every face is kept with its descriptor (``Work.faces``; the catalog's ``faces`` table,
 for identities); ``indexer.labels`` turns the confident readings into ``face`` labels
-(woman, man, child, an age band) and ``emotion`` labels.
+(woman, man, child, an age band) and ``emotion`` labels. Each face's hair colour
+(``indexer.hair``, read from the pixels around the face box) is a ``hair`` frame label.
 
 Cost: MTCNN is 110-160 ms a 512 px frame here, the largest of the labellers. When the
 objects stage ran, only keyframes where it saw a person at least ``MIN_PERSON_HEIGHT``
@@ -24,6 +25,7 @@ import numpy as np
 
 from engine.catalog import FaceRecord
 from engine.config import IndexConfig
+from indexer.hair import hair_colour
 from indexer.options import IndexOptions
 from indexer.stages.base import Stage, Work
 from indexer.stages.objects import models_missing
@@ -109,6 +111,10 @@ class FacesStage(Stage):
                 from indexer.human_models import face_crop
 
                 r = read(face_crop(rgb, (x0, y0, x1, y1)))
+                hair = hair_colour(rgb, (x0, y0, x1, y1))
+                if hair is not None:
+                    work.frame_labels.setdefault(t, []).append(
+                        ("hair", hair[0], hair[1], (x0 / w, y0 / h, x1 / w, y1 / h)))
                 faces.append(FaceRecord(
                     t=float(t), box=(x0 / w, y0 / h, x1 / w, y1 / h), score=round(score, 4),
                     gender=r.get("gender"), gender_p=r.get("gender_p"), age=r.get("age"),
