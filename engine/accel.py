@@ -248,10 +248,14 @@ def torch_device(device: str | None = None) -> str:
     return "cpu"
 
 
-def plan(device: str | None = None) -> dict[str, str]:
+def plan(device: str | None = None, *, speech: bool = True) -> dict[str, str]:
     """Where each runtime would run under ``device``, without loading a model:
-    ``{"setting": ..., "speech": "cuda"|"cpu", "onnx": ...}``. Raises DeviceError under
+    ``{"setting": ..., "speech": "cuda"|"cpu", "onnx": ...}`` (no ``speech`` entry when
+    ``speech`` is False: an ingest without transcription). Raises DeviceError under
     ``cuda`` when one cannot (so ``vidseek index --device cuda`` fails before any work)."""
     d = _resolve(device)
-    return {"setting": d, "speech": ctranslate2_device(d),
-            "onnx": "cuda" if onnx_providers("ONNX models", d)[0] == CUDA_EP else "cpu"}
+    out = {"setting": d}
+    if speech:
+        out["speech"] = ctranslate2_device(d)
+    out["onnx"] = "cuda" if onnx_providers("ONNX models", d)[0] == CUDA_EP else "cpu"
+    return out

@@ -113,7 +113,7 @@ def index_paths(
     t_start = time.perf_counter()
     report = IndexReport()
     # Before any work: under device "cuda", a runtime that cannot reach a GPU fails here.
-    report.devices = accel.plan(options.device)
+    report.devices = accel.plan(options.device, speech=options.speech)
     stages = list(stages) if stages is not None else build_stages(options)
     index = open_writer(index_dir, config)
     try:

@@ -93,6 +93,7 @@ def test_no_gpu_auto_is_the_cpu_and_silent_cuda_is_refused(monkeypatch):
     with pytest.raises(DeviceError, match="CTranslate2 sees no CUDA GPU"):
         accel.ctranslate2_device("cuda")
     assert accel.plan("cpu") == {"setting": "cpu", "speech": "cpu", "onnx": "cpu"}
+    assert accel.plan("cpu", speech=False) == {"setting": "cpu", "onnx": "cpu"}
 
 
 def test_gpu_but_cpu_only_onnxruntime_warns_once_or_refuses(monkeypatch):
@@ -220,7 +221,7 @@ def test_index_reports_the_devices_and_refuses_cuda_before_any_work(monkeypatch,
     report = index_paths([str(clip)], tmp_path / "idx", options=IndexOptions(device="cpu", **fast))
     summary = report.summary()
     assert summary["by_status"] == {"indexed": 1}
-    assert summary["devices"] == {"setting": "cpu", "speech": "cpu", "onnx": "cpu"}
+    assert summary["devices"] == {"setting": "cpu", "onnx": "cpu"}  # no speech asked for, none planned
     assert summary["warnings"] == []
 
 
