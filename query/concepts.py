@@ -284,20 +284,7 @@ def read_concepts(text: str) -> tuple[list[Concept], float]:
         if w in _PEOPLE_NOUNS and prev in _MADE_OF:
             continue  # "a fondant baby", "a plastic man": a thing shaped like a person, no face to see
         if w in _PEOPLE_NOUNS:
-            # "a woman creating a fondant baby": the frames show the hands and the work, not who
-            hands = _makes_something(words, i)
-            n = _NUMBERS.get(prev)
-            if prev in _NUMBERS and n and n >= 2 or w in ("couple",) and prev in ("a", "the"):
-                add(_people(n if prev in _NUMBERS and n and n >= 2 else 2), i - 1, i)
-            elif (w in ("people", "persons", "friends", "players", "dancers", "family") and prev not in _NUMBERS
-                  and words[max(0, i - 2):i] not in (["group", "of"], ["crowd", "of"])):
-                add(Concept("people", tuple(("people", str(k), 1.0) for k in range(2, _MAX_COUNT + 1))), i)
-            if w in _WHO and not hands:
-                if prev in _AGE_ADJ:
-                    add(Concept(prev, (_AGE_ADJ[prev],)), i - 1)
-                add(Concept(w, _WHO[w]), *((i - 1, i) if prev in _NUMBERS else (i,)))
-            elif w in ("person", "someone", "somebody") and not hands:
-                add(Concept("person", (("object", "person", 1.0),)), *((i - 1, i) if prev in _NUMBERS else (i,)))
+            _add_people(words, i, add)
         elif w in ("crowd", "group") and (i + 1 == len(words) or words[i + 1] in ("of",)):
             whom = i + 2 if i + 2 < len(words) and words[i + 2] in _PEOPLE_NOUNS else i  # "group of people"
             add(Concept("group of people", tuple(("people", str(k), 1.0) for k in range(3, _MAX_COUNT + 1))), i, whom)
@@ -317,6 +304,28 @@ def read_concepts(text: str) -> tuple[list[Concept], float]:
     content = sum(1 for w in words_all if w not in _STOP)
     explained = phrase_words + sum(1 for i in covered if i >= 0 and words[i] not in _STOP)
     return out, (min(1.0, explained / content) if content else 0.0)
+
+
+def _add_people(words: Sequence[str], i: int, add) -> None:
+    """The concepts of the person word ``words[i]``: a count ("two women", "a couple",
+    "friends"), who (woman, an old man), or someone; passed to ``add`` with the word
+    positions they explain."""
+    w = words[i]
+    prev = words[i - 1] if i else ""
+    # "a woman creating a fondant baby": the frames show the hands and the work, not who
+    hands = _makes_something(words, i)
+    n = _NUMBERS.get(prev)
+    if prev in _NUMBERS and n and n >= 2 or w in ("couple",) and prev in ("a", "the"):
+        add(_people(n if prev in _NUMBERS and n and n >= 2 else 2), i - 1, i)
+    elif (w in ("people", "persons", "friends", "players", "dancers", "family") and prev not in _NUMBERS
+          and words[max(0, i - 2):i] not in (["group", "of"], ["crowd", "of"])):
+        add(Concept("people", tuple(("people", str(k), 1.0) for k in range(2, _MAX_COUNT + 1))), i)
+    if w in _WHO and not hands:
+        if prev in _AGE_ADJ:
+            add(Concept(prev, (_AGE_ADJ[prev],)), i - 1)
+        add(Concept(w, _WHO[w]), *((i - 1, i) if prev in _NUMBERS else (i,)))
+    elif w in ("person", "someone", "somebody") and not hands:
+        add(Concept("person", (("object", "person", 1.0),)), *((i - 1, i) if prev in _NUMBERS else (i,)))
 
 
 def _take_phrases(low: str, add) -> tuple[str, int]:
