@@ -198,6 +198,11 @@ def test_whisper_tries_the_gpu_then_falls_back_or_refuses(monkeypatch, tmp_path)
     with pytest.warns(RuntimeWarning, match="CTranslate2 runs on the CPU: loading on the GPU failed"):
         assert speech.load_model("whisper-base", cache_dir=cache, cpu_threads=1) is on_cpu
     assert "CTranslate2" in accel.fell_back()
+    tried = []
+    real = speech._load_cached
+    monkeypatch.setattr(speech, "_load_cached", lambda *a: tried.append(a[-1]) or real(*a))
+    assert speech.load_model("whisper-base", cache_dir=cache, cpu_threads=1) is on_cpu
+    assert tried == ["cpu"]  # the failed GPU load is not tried again for every video
     with pytest.raises(DeviceError, match="speech") as e:
         speech.load_model("whisper-base", cache_dir=cache, cpu_threads=1, device="cuda")
     assert "cudnn" in e.value.hint.lower()
