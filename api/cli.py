@@ -47,7 +47,7 @@ def _index_config(args: argparse.Namespace):
         return None
     config = load_config(args.config) if args.config else IndexConfig()
     if args.image_encoder:
-        opts = json.loads(args.image_options) if args.image_options else {}
+        opts = json.loads(args.image_options) if args.image_options else None  # None: the encoder's defaults
         config = IndexConfig.from_dict({**config.as_dict(), "image_encoder": args.image_encoder, "image_options": opts})
     if args.text_encoder:
         config = IndexConfig.from_dict({**config.as_dict(), "text_encoder": args.text_encoder})

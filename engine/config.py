@@ -26,13 +26,21 @@ from engine.catalog import MODALITIES
 from engine.errors import InputError
 from engine.vectors.base import GPU_MODES, VectorSettings
 
-__all__ = ["IndexConfig", "load_config"]
+__all__ = ["IndexConfig", "load_config", "DEFAULT_IMAGE_OPTIONS"]
 
 _VECTORS = VectorSettings(dim=1)  # the store's defaults (dim comes from the encoders)
 # Settings added after the first index format: the manifest records them only when
 # they differ from the default, so an index built with the defaults writes the same
 # manifest as before they existed (and older builds still read it).
 _WRITTEN_WHEN_SET = ("train_sample", "compact_ratio", "vector_extra")
+
+# The image encoder options a new index gets when none are given. The ImageNet ConSE
+# encoders mix their 50 most likely classes, not the 10 of the class default: measured
+# on a fresh index of ../shared/media (session 7, docs/labels.md), MRR public 0.814 ->
+# 0.816, written moments 0.713 -> 0.725, written msrvtt captions 0.471 -> 0.510. An
+# index built before records ``{}`` and keeps the 10 its vectors were made with.
+DEFAULT_IMAGE_OPTIONS: dict[str, dict] = {
+    name: {"top_k": 50} for name in ("imagenet-minilm", "imagenet-effnet-minilm", "imagenet-ensemble-minilm")}
 
 
 @dataclass(frozen=True)
@@ -41,7 +49,8 @@ class IndexConfig:
 
     text_encoder: str = "minilm"
     image_encoder: str = "imagenet-effnet-minilm"
-    image_options: dict = field(default_factory=dict)  # e.g. {"architecture": ..., "checkpoint": ...}
+    # e.g. {"architecture": ..., "checkpoint": ...}; None: DEFAULT_IMAGE_OPTIONS of the encoder
+    image_options: dict | None = None
     # The joint vector store's settings: VectorSettings' fields under their config
     # names (VectorSettings.config_names; tests/test_index.py checks none is missing).
     shards: int = _VECTORS.num_shards
@@ -56,6 +65,10 @@ class IndexConfig:
     block_weights: dict = field(default_factory=lambda: {b: 1.0 for b in MODALITIES})
 
     def __post_init__(self) -> None:
+        if self.image_options is None:
+            object.__setattr__(self, "image_options", dict(DEFAULT_IMAGE_OPTIONS.get(self.image_encoder, {})))
+        elif not isinstance(self.image_options, dict):
+            raise InputError(f"image_options must be a table of encoder options, got {self.image_options!r}")
         if self.shards < 1 or self.shards > 999:  # VectorSettings.check's bound on num_shards
             raise InputError(f"shards must be in 1..999, got {self.shards}")
         if self.flat_max < 1:

@@ -16,9 +16,10 @@ points were set on the hand labels of 134 keyframes of ``../shared/media`` that 
 where they are (``benchmarks/data/frame-labels.jsonl``, field ``place``; python -m
 benchmarks.bench_labels): for ``imagenet-minilm``, outdoor shown at precision 0.86,
 recall 0.74, indoor at 0.95 / 0.64; for ``imagenet-effnet-minilm`` (the default), outdoor
-0.81 / 0.79, indoor 0.97 / 0.64, each on a fresh index of the 71 clips (docs/labels.md).
-They hold for the encoder they were measured on: an index with another image encoder
-gets no scene labels until its own cut points are measured (``CALIBRATION``).
+0.81 / 0.79, indoor 0.97 / 0.64, each on a fresh index of the 71 clips (docs/labels.md);
+with the 50-class mix new indexes use, see ``CALIBRATION``. They hold for the encoder
+and mix they were measured on: an index with another image encoder gets no scene
+labels until its own cut points are measured.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["SceneReader", "CALIBRATION", "OUTDOOR_PLACES", "INDOOR_PLACES", "scene_reader"]
+__all__ = ["SceneReader", "CALIBRATION", "OUTDOOR_PLACES", "INDOOR_PLACES", "scene_reader", "calibration_for"]
 
 OUTDOOR_PLACES = ("a street", "a park", "the sky", "a field", "a beach", "mountains", "a garden", "a forest",
                   "a city", "the sea", "a road", "a lawn", "a swimming pool")
@@ -45,9 +46,22 @@ class Calibration:
     spread: float  # d beyond a cut point that brings the score from 0.5 to 1.0, times 2
 
 
-# Per image encoder (its registry name); measured with benchmarks.bench_labels.
-CALIBRATION = {"imagenet-minilm": Calibration(out_at=0.05, in_at=0.0, spread=0.2),
-               "imagenet-effnet-minilm": Calibration(out_at=0.03, in_at=-0.01, spread=0.2)}
+# Per image encoder (its registry name) and the number of classes its ConSE vectors mix
+# (``top_k``: 10 for indexes built before session 7, 50 since; engine.config.
+# DEFAULT_IMAGE_OPTIONS); measured with benchmarks.bench_labels. A 50-class mix reads the
+# scene better: on the 134 keyframes, EfficientNet-Lite0 outdoor 0.92 / 0.81 and indoor
+# 0.96 / 0.81 (precision / recall) against 0.81 / 0.79 and 0.97 / 0.64 with 10;
+# MobileNetV2 outdoor 0.86 / 0.74 (unchanged), indoor 0.97 / 0.75 against 0.95 / 0.64.
+CALIBRATION = {("imagenet-minilm", 10): Calibration(out_at=0.05, in_at=0.0, spread=0.2),
+               ("imagenet-effnet-minilm", 10): Calibration(out_at=0.03, in_at=-0.01, spread=0.2),
+               ("imagenet-minilm", 50): Calibration(out_at=0.05, in_at=0.02, spread=0.2),
+               ("imagenet-effnet-minilm", 50): Calibration(out_at=0.04, in_at=0.01, spread=0.2)}
+
+
+def calibration_for(encoder_name: str, options: dict | None = None) -> Calibration | None:
+    """The cut points of an index's image encoder (its name and options), or None."""
+    top_k = (options or {}).get("top_k", 10)
+    return CALIBRATION.get((encoder_name, top_k))
 
 
 class SceneReader:
@@ -83,8 +97,9 @@ _readers: dict[tuple, SceneReader] = {}
 
 
 def scene_reader(encoder_name: str, encoder: Any) -> SceneReader | None:
-    """The process's reader for ``encoder_name`` (None when it has no calibration)."""
-    cal = CALIBRATION.get(encoder_name)
+    """The process's reader for ``encoder_name`` (None when it has no calibration for
+    the encoder's ``top_k``)."""
+    cal = calibration_for(encoder_name, {"top_k": getattr(encoder, "top_k", 10)})
     if cal is None:
         return None
     key = (encoder_name, id(encoder))

@@ -247,7 +247,8 @@ class ImageNetConSEEncoder:
     Subclasses name other classifiers (``CLASSIFIERS``); with several, a frame's class
     probabilities are their mean, and the ConSE mix and the labels come from that mean.
 
-    Options: ``top_k`` classes mixed per frame (T, default 10); ``num_threads``
+    Options: ``top_k`` classes mixed per frame (T, default 10: the indexes built before
+    session 7; a new index passes 50, ``engine.config.DEFAULT_IMAGE_OPTIONS``); ``num_threads``
     for onnxruntime's intra-op pool (default 2); ``prompt`` template for the class
     prompts; ``disk_cache`` / ``cache_dir`` for the class-prompt embeddings.
 

@@ -23,11 +23,11 @@ class SceneStage(Stage):
         return options.visual and options.picture
 
     def applies(self, work: Work) -> bool:
-        from indexer.scene import CALIBRATION
+        from indexer.scene import calibration_for
 
-        if work.config.image_encoder not in CALIBRATION:
-            log.debug("scene: no indoor/outdoor cut points measured for image encoder %r",
-                      work.config.image_encoder)
+        if calibration_for(work.config.image_encoder, work.config.image_options) is None:
+            log.debug("scene: no indoor/outdoor cut points measured for image encoder %r %s",
+                      work.config.image_encoder, work.config.image_options)
             return False
         return bool(work.keyframe_vectors)
 
