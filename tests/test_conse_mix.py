@@ -63,3 +63,16 @@ def test_an_index_of_the_10_class_mix_goes_on_with_it_and_a_new_one_uses_50(tmp_
     man = json.loads((new / "manifest.json").read_text())
     assert man["config"]["image_options"] == {"top_k": 50}
     assert man["encoders"]["image"]["version"].endswith("conse-top50")
+
+
+def test_the_library_and_the_cli_give_a_named_encoder_its_defaults(tmp_path):
+    from api.cli import _index_config, build_parser
+    from vidseek import Index
+
+    Index.create(tmp_path / "lib", image_encoder="imagenet-minilm").close()
+    assert json.loads((tmp_path / "lib" / "manifest.json").read_text())["config"]["image_options"] == {"top_k": 50}
+    Index.create(tmp_path / "lib10", image_encoder="imagenet-minilm", image_options={"top_k": 10}).close()
+    assert json.loads((tmp_path / "lib10" / "manifest.json").read_text())["config"]["image_options"] == {"top_k": 10}
+    args = build_parser().parse_args(["index", str(tmp_path), "--index", str(tmp_path / "x"),
+                                      "--image-encoder", "imagenet-minilm"])
+    assert _index_config(args).image_options == {"top_k": 50}

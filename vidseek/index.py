@@ -149,7 +149,8 @@ class Index:
             if text_encoder:
                 d["text_encoder"] = text_encoder
             if image_encoder:
-                d.update(image_encoder=image_encoder, image_options=dict(image_options or {}))
+                # no options: the encoder's defaults (engine.config.DEFAULT_IMAGE_OPTIONS)
+                d.update(image_encoder=image_encoder, image_options=None if image_options is None else dict(image_options))
             cfg = IndexConfig.from_dict(d)
         open_writer(path, cfg).close()
         return cls(path, config=cfg)
