@@ -208,11 +208,13 @@ def verify_session(session: Any, providers: list[str], what: str, device: str | 
 
 
 def ctranslate2_device(device: str | None = None) -> str:
-    """``"cuda"`` or ``"cpu"`` for a CTranslate2 model (faster-whisper) under ``device``."""
+    """``"cuda"`` or ``"cpu"`` for a CTranslate2 model (faster-whisper) under ``device``.
+    Under ``auto``, once a GPU load has failed in this process (``ctranslate2_failed``)
+    the answer is the CPU: the load is not tried again for every video."""
     d = _resolve(device)
     if d == "cpu":
         return "cpu"
-    if cuda_device_count() > 0:
+    if cuda_device_count() > 0 and not (d == "auto" and "CTranslate2" in fell_back()):
         return "cuda"
     if d == "cuda":
         raise DeviceError("speech (CTranslate2): device 'cuda' asked for, and CTranslate2 sees no CUDA GPU",

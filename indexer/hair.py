@@ -26,7 +26,7 @@ import numpy as np
 __all__ = ["HAIR_COLOURS", "hair_colour", "MIN_FACE_PX"]
 
 HAIR_COLOURS = ("black", "brown", "red")
-_CLASSES = ("black", "brown", "light", "red", "light")  # what _names tells apart (light: not named)
+_CLASSES = ("black", "brown", "light", "red")  # what _names tells apart (light: blonde or grey, not named)
 
 MIN_FACE_PX = 48  # a face box narrower than this has too few hair pixels to name a colour
 _MIN_HAIR_SHARE = 0.35  # of the band's pixels, hair-coloured (not skin, not backdrop)
@@ -51,7 +51,7 @@ def _crop(rgb: np.ndarray, x0: float, y0: float, x1: float, y1: float) -> np.nda
 
 
 def _names(lab: np.ndarray, skin: np.ndarray) -> np.ndarray:
-    """Per pixel of ``lab`` (CIELAB rows): 0..4 the index in ``_CLASSES``, -1 not hair
+    """Per pixel of ``lab`` (CIELAB rows): 0..3 the index in ``_CLASSES``, -1 not hair
     (the face's skin, brighter than it, or a hue no hair has). Read against ``skin``,
     the face's own median colour, so that a colour cast of the footage (a yellow
     white balance lifts b* of skin and hair alike) moves both."""
@@ -65,10 +65,10 @@ def _names(lab: np.ndarray, skin: np.ndarray) -> np.ndarray:
     out = np.full(len(lab), -1, np.int8)
     black = hair & (L < 15)
     red = hair & ~black & (a >= as_ - 3) & (chroma >= 18)  # as red as the skin or redder
-    grey = hair & ~black & ~red & (chroma < 8) & (L >= 45)
-    blonde = hair & ~black & ~red & ~grey & (L >= 45) & (L >= Ls - 14)
-    brown = hair & ~black & ~red & ~grey & ~blonde
-    for i, m in enumerate((black, brown, blonde, red, grey)):
+    # light: colourless (grey, white) or about as light as the face (blonde)
+    light = hair & ~black & ~red & (L >= 45) & ((chroma < 8) | (L >= Ls - 14))
+    brown = hair & ~black & ~red & ~light
+    for i, m in enumerate((black, brown, light, red)):
         out[m] = i
     return out
 
@@ -94,11 +94,9 @@ def hair_colour(rgb: np.ndarray, box: tuple[float, float, float, float]) -> tupl
     hair = names[names >= 0]
     if len(hair) < _MIN_HAIR_SHARE * len(band):
         return None
-    counts: dict[str, int] = {}
-    for i, n in enumerate(np.bincount(hair, minlength=len(_CLASSES))):
-        counts[_CLASSES[i]] = counts.get(_CLASSES[i], 0) + int(n)
-    best = max(counts, key=counts.get)
-    share = counts[best] / len(hair)
+    counts = np.bincount(hair, minlength=len(_CLASSES))
+    best = _CLASSES[int(np.argmax(counts))]
+    share = float(counts.max()) / len(hair)
     if share < _MIN_NAME_SHARE or best not in HAIR_COLOURS:
         return None  # no clear majority, or light hair (not named, see above)
     return best, round(share, 4)

@@ -186,9 +186,10 @@ def _on_cuda(device: str) -> bool:
     return accel.onnx_providers("OCR (RapidOCR)", device)[0] == accel.CUDA_EP
 
 
-def _verify(parts: dict[str, Any], device: str) -> None:
-    """RapidOCR falls back to the CPU by itself, with a log line: hold it to ``device``."""
-    if _on_cuda(device):
+def _verify(parts: dict[str, Any], cuda: bool, device: str) -> None:
+    """RapidOCR falls back to the CPU by itself, with a log line: hold the sessions made
+    for the GPU (``cuda``) to ``device``."""
+    if cuda:
         for name, session in parts.items():
             accel.verify_session(session, [accel.CUDA_EP, accel.CPU_EP], f"OCR {name} (RapidOCR)", device)
 
@@ -213,7 +214,7 @@ def _load_engine(threads: int, device: str = "cpu") -> RapidOCR:
     engine = mod.RapidOCR(text_score=0.0, print_verbose=False, intra_op_num_threads=threads,
                           det_use_cuda=cuda, cls_use_cuda=cuda, rec_use_cuda=cuda)
     _verify({"detection": engine.text_det.infer.session, "direction": engine.text_cls.infer.session,
-             "recognition": engine.text_rec.session.session}, device)
+             "recognition": engine.text_rec.session.session}, cuda, device)
     det = engine.text_det
     make = det.get_preprocess  # a new DetPreProcess per frame size
     det.get_preprocess = lambda max_wh: _float32(make(max_wh))
@@ -227,6 +228,7 @@ def _load_gate_detector(threads: int, device: str = "cpu") -> Any:
 
     # The same detection network as full OCR, loaded once more for the gate. Its
     # box_thresh is 0: the gate wants the best candidate's score, however low.
+    cuda = _on_cuda(device)
     config = {
         "model_path": str(Path(mod.__file__).parent / "models" / "ch_PP-OCRv4_det_infer.onnx"),
         "limit_side_len": 640,
@@ -239,13 +241,13 @@ def _load_gate_detector(threads: int, device: str = "cpu") -> Any:
         "unclip_ratio": 1.6,
         "use_dilation": True,
         "score_mode": "fast",
-        "use_cuda": _on_cuda(device),
+        "use_cuda": cuda,
         "use_dml": False,
         "intra_op_num_threads": threads,
         "inter_op_num_threads": -1,
     }
     detector = TextDetector(config)
-    _verify({"gate": detector.infer.session}, device)
+    _verify({"gate": detector.infer.session}, cuda, device)
     return detector
 
 

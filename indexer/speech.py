@@ -448,8 +448,6 @@ def load_model(
     else:
         threads = _default_threads if _default_threads is not None else min(4, os.cpu_count() or 1)
     where = accel.ctranslate2_device(device)
-    if where == "cuda" and "CTranslate2" in accel.fell_back() and (accel.check_device(device) if device else accel.current_device()) != "cuda":
-        where = "cpu"  # a GPU load failed before in this process (auto): do not try on every video
     # The lock makes concurrent first calls share one load instead of racing two.
     with _load_lock:
         if where == "cuda":

@@ -348,8 +348,7 @@ def _take_phrases(low: str, add) -> tuple[str, int]:
 
 def _ranks(c: Concept) -> bool:
     """Whether ``c`` has labels of the kinds that rank (``RANKING_KINDS``)."""
-    return any(k in RANKING_KINDS and (k, lab) not in _PLACES and (k, lab) not in _COMMON_HAIR
-               for k, lab, _ in c.labels)
+    return any(k in RANKING_KINDS and (k, lab) not in _SAYS_LITTLE for k, lab, _ in c.labels)
 
 
 # Words that carry no content of their own (for coverage).
@@ -467,12 +466,13 @@ def label_run(index, concepts: Sequence[Concept], limit: int) -> list[tuple[int,
 RANKING_KINDS = frozenset({"object", "people", "face", "emotion", "style", "scene", "hair"})
 _PLACES = frozenset({("scene", "indoor"), ("scene", "outdoor")})
 _COMMON_HAIR = frozenset({("hair", "black"), ("hair", "brown")})
+_SAYS_LITTLE = _PLACES | _COMMON_HAIR  # labels of ranking kinds that do not rank
 
 
 def ranking_concepts(concepts: Sequence[Concept]) -> list[Concept]:
     """``concepts`` less those that only say where a frame is or that its people have
     dark hair (they do not rank)."""
-    return [c for c in concepts if not all((k, lab) in _PLACES or (k, lab) in _COMMON_HAIR for k, lab, _ in c.labels)]
+    return [c for c in concepts if not all((k, lab) in _SAYS_LITTLE for k, lab, _ in c.labels)]
 
 
 def label_weight(visual_weight: float, coverage: float = 0.0) -> float:

@@ -33,7 +33,7 @@ Fields (``name`` and its aliases):
                          'people:1', 'people:2-4' (frame labels, query.concepts)
     face, emotion,       what the frame labellers saw in the moment: 'face:woman',
     object, style,       'emotion:happy' (or 'face:smiling'), 'object:dog', 'style:cartoon',
-    scene, colour/color, 'scene:dark', 'colour:red', 'hair:blonde'; several = all
+    scene, colour/color, 'scene:dark', 'colour:red', 'hair:red'; several = all
     hair                 (query.concepts.VOCABULARY lists the values)
 
 ``tag``, ``person``, ``lang``, ``source``/``in``, ``has`` and the label fields may be negated

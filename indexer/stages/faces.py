@@ -111,12 +111,12 @@ class FacesStage(Stage):
                 from indexer.human_models import face_crop
 
                 r = read(face_crop(rgb, (x0, y0, x1, y1)))
+                box_share = (x0 / w, y0 / h, x1 / w, y1 / h)
                 hair = hair_colour(rgb, (x0, y0, x1, y1))
                 if hair is not None:
-                    work.frame_labels.setdefault(t, []).append(
-                        ("hair", hair[0], hair[1], (x0 / w, y0 / h, x1 / w, y1 / h)))
+                    work.frame_labels.setdefault(t, []).append(("hair", hair[0], hair[1], box_share))
                 faces.append(FaceRecord(
-                    t=float(t), box=(x0 / w, y0 / h, x1 / w, y1 / h), score=round(score, 4),
+                    t=float(t), box=box_share, score=round(score, 4),
                     gender=r.get("gender"), gender_p=r.get("gender_p"), age=r.get("age"),
                     emotion=r.get("emotion"), emotion_p=r.get("emotion_p"), descriptor=r.get("descriptor")))
             if faces:
