@@ -43,7 +43,9 @@ VISUAL_LEVEL = 0.5  # a frame stays in the run above floor + this x (peak - floo
 MIN_LEN = 1.0  # s
 AGAIN = 0.8  # a second spoken stretch in a hit's reach is its own moment at this share of the best
 WORD_SHARE = 0.5  # this share of the query's words in a segment's speech (or text) leads by it
-SENTENCE_REACH = 1.5  # s: a quoted phrase's moment widens at most this far to its clause's ends
+SENTENCE_REACH = 3.0  # s: a quoted phrase's moment widens at most this far to its clause's ends
+ANSWER_GAP = 1.0  # s: a short reply this soon after a question in a spoken moment belongs to it
+ANSWER_WORDS = 3  # words: a reply this short ("No.", "Not yet.") is an answer, not a new turn
 PAUSE_END = 0.5  # s of silence that ends a sentence
 
 
@@ -126,6 +128,8 @@ def speech_ranges(units: Sequence[TimelineUnit], q: np.ndarray | None, terms: se
     best = first
     while True:
         lo, hi = _max_run(scores - baseline, best, units)
+        while hi + 1 < len(units) and _answers(units[hi], units[hi + 1]):  # a question keeps its answer
+            hi += 1
         before = units[lo].start - units[lo - 1].end if lo > 0 else 2 * PAD
         after = units[hi + 1].start - units[hi].end if hi + 1 < len(units) else 2 * PAD
         start = units[lo].start - min(PAD, max(before, 0.0) / 2)
@@ -142,6 +146,14 @@ def speech_ranges(units: Sequence[TimelineUnit], q: np.ndarray | None, terms: se
             return out
 
 
+def _answers(question: TimelineUnit, reply: TimelineUnit) -> bool:
+    """``reply`` is the short answer to ``question`` (a phrase ending in a question mark,
+    answered within ANSWER_GAP s in at most ANSWER_WORDS words): the exchange is one moment."""
+    return (question.text.rstrip(" \"'\u201d\u2019)").endswith(("?", "\uff1f"))
+            and 0.0 <= reply.start - question.end <= ANSWER_GAP
+            and 0 < len(reply.text.split()) <= ANSWER_WORDS)
+
+
 def speech_range(units: Sequence[TimelineUnit], q: np.ndarray | None, terms: set[str],
                  phrases: Sequence[str] = ()) -> Range | None:
     """The best matching spoken stretch (see ``speech_ranges``), or None."""
@@ -151,12 +163,18 @@ def speech_range(units: Sequence[TimelineUnit], q: np.ndarray | None, terms: set
 
 # Where a clause ends: sentence punctuation, and commas, semicolons and colons.
 _CLAUSE_END = (".", "?", "!", ",", ";", ":", "\u3002", "\uff1f", "\uff01", "\u2026", "\uff0c", "\u3001", "\uff1b")
+# Words that open a new clause where a transcript has no comma before them (Whisper
+# often leaves it out: "... would have been grown but we now can go back ..."). Only
+# words that cannot sit inside a clause as an adverb ("so", "yet" can: "so good",
+# "ready yet"); English only: other languages end clauses at punctuation and pauses.
+_CLAUSE_OPENERS = frozenset({"but", "because", "although", "though", "whereas", "unless", "however"})
 
 
 def quote_range(words: Sequence[Sequence], quote: str) -> Range | None:
     """Where a quoted phrase was said: its words (``[[start, end, word], ...]`` in time
     order) widened to the clause around them, by at most SENTENCE_REACH seconds on each
-    side (a clause ends at punctuation, commas included, or a pause of PAUSE_END s)."""
+    side (a clause ends at punctuation, commas included, or a pause of PAUSE_END s, and
+    begins at a word that opens one, ``_CLAUSE_OPENERS``)."""
     want = tokenize(quote)
     if not want or not words:
         return None
@@ -172,10 +190,15 @@ def quote_range(words: Sequence[Sequence], quote: str) -> Range | None:
     def ends_sentence(i: int) -> bool:
         return str(words[i][2]).strip().endswith(_CLAUSE_END)
 
-    while (i0 > 0 and not ends_sentence(i0 - 1) and float(words[i0][0]) - float(words[i0 - 1][1]) < PAUSE_END
+    def opens_clause(i: int) -> bool:
+        return str(words[i][2]).strip().lower() in _CLAUSE_OPENERS
+
+    while (i0 > 0 and not ends_sentence(i0 - 1) and not opens_clause(i0)
+           and float(words[i0][0]) - float(words[i0 - 1][1]) < PAUSE_END
            and float(words[i0 - 1][0]) >= first - SENTENCE_REACH):
         i0 -= 1
-    while (i1 + 1 < len(words) and not ends_sentence(i1) and float(words[i1 + 1][0]) - float(words[i1][1]) < PAUSE_END
+    while (i1 + 1 < len(words) and not ends_sentence(i1) and not opens_clause(i1 + 1)
+           and float(words[i1 + 1][0]) - float(words[i1][1]) < PAUSE_END
            and float(words[i1 + 1][1]) <= last + SENTENCE_REACH):
         i1 += 1
     start, end = float(words[i0][0]), float(words[i1][1])

@@ -11,7 +11,7 @@ from engine.catalog import TimelineUnit
 from engine.index import VideoIndex
 from indexer.pipeline import IndexOptions, index_paths
 from indexer.stages.timeline import ScreenTap, phrases, text_spans
-from query.boundaries import query_colours, speech_range, spoken_clause, text_range, visual_range
+from query.boundaries import query_colours, quote_range, speech_range, spoken_clause, text_range, visual_range
 from query.planner import SearchOptions, Searcher
 from tests import synth
 
@@ -45,6 +45,50 @@ def test_speech_range_takes_the_matching_phrases_and_pads_into_pauses():
     assert "red boat" in r.text and "goodbye" not in r.text
     # nothing lexical and nothing close in meaning: no range (the segments' stands)
     assert speech_range(units, np.array([0.0, -1.0], np.float32), {"zebra"}) is None
+
+
+def test_a_question_in_a_spoken_moment_keeps_its_short_answer():
+    q = np.array([1.0, 0.0], dtype=np.float32)
+    units = [_unit("phrase", 0.0, 1.0, "we wait", [0, 1]),
+             _unit("phrase", 3.0, 4.0, "is the cake ready now?", [1, 0]),
+             _unit("phrase", 4.4, 4.6, "No.", [0, 1]),  # the answer: 0.4 s later, one word
+             _unit("phrase", 5.2, 6.0, "okay then", [0, 1])]
+    r = speech_range(units, q, {"cake", "ready"})
+    assert r.text == "is the cake ready now? No." and r.end == pytest.approx(4.85)
+    # a statement does not take the phrase after it, nor does a question a long reply
+    units[1] = _unit("phrase", 3.0, 4.0, "the cake is ready now.", [1, 0])
+    assert speech_range(units, q, {"cake", "ready"}).text == "the cake is ready now."
+    units[1] = _unit("phrase", 3.0, 4.0, "is the cake ready now?", [1, 0])
+    units[2] = _unit("phrase", 4.4, 6.0, "no we still have to wait a while", [0, 1])
+    assert speech_range(units, q, {"cake", "ready"}).text == "is the cake ready now?"
+
+
+def _words(spec: str, start: float = 0.0, step: float = 0.3) -> list[list]:
+    """Words of ``spec`` said one after another, ``step`` s each, no pause."""
+    return [[start + i * step, start + (i + 1) * step, " " + w] for i, w in enumerate(spec.split())]
+
+
+def test_a_quote_widens_to_its_clause_within_reach():
+    words = _words("congressional district and I'm currently in DC for my second week of orientation.")
+    r = quote_range(words, "my second week of orientation")
+    # no comma before it: the whole clause, from the first word (2.4 s back: within reach)
+    assert r.source == "words" and r.start == pytest.approx(0.0) and r.end == pytest.approx(3.9 + 0.125)
+    # a clause opener ends the widening where Whisper wrote no comma: "... grown but we ..."
+    words = _words("hopefully the melons would have grown but we now can go back and make the glowstone")
+    r = quote_range(words, "the melons would have grown")
+    assert r.text == "hopefully the melons would have grown"
+    r = quote_range(words, "go back and make")
+    assert r.text == "but we now can go back and make the glowstone"
+    # a comma, a sentence end and a pause stop it too
+    words = _words("first part, the quoted words here. after")
+    assert quote_range(words, "quoted words").text == "the quoted words here."
+    words = _words("long ago", 0.0) + _words("the quoted words", 2.0)
+    assert quote_range(words, "quoted words").text == "the quoted words"
+    # a run-on transcript: at most SENTENCE_REACH (3 s) each side
+    words = _words(" ".join(["la"] * 20) + " the quoted words " + " ".join(["la"] * 20))
+    r = quote_range(words, "quoted words")
+    assert r.start >= 6.3 - 3.0 - 0.125 - 1e-6 and r.end <= 6.9 + 3.0 + 0.125 + 1e-6
+    assert quote_range(words, "not said at all") is None
 
 
 def test_a_query_says_what_was_said_after_a_verb_of_saying():
