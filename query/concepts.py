@@ -40,6 +40,17 @@ LABEL_FILTER_MIN = {"object": 0.5, "people": 0.4, "face": 0.8, "emotion": 0.85, 
 
 LABEL_WEIGHT = 0.35  # x the plan's visual weight x evidence (0..1), added to the fused score
 MIN_SUPPORT = 0.3  # label runs keep segments with at least this support
+# A whole-picture style the query names, from a labeller that finds it on every
+# hand-labelled frame that has it (docs/labels.md: black and white 3 of 3, test pattern
+# 9 of 9, each with precision 1.00): a segment without it (at LABEL_FILTER_MIN, the score shown)
+# is most likely not the one, so its score is multiplied by ABSENT_STYLE. Not for
+# cartoon (recall 0.12: 3D animation is not a flat drawing) nor screen (0.50), whose
+# absence says little. Measured on the same index, black and white silent film query
+# of the written moment set 2 -> 1 (0.8 and 0.6 alike), nothing else moved on the three
+# judged sets; applied to every style, cartoon queries moved too (an msrvtt caption
+# 7 -> 2) but that would bury 3D animation the labeller cannot see.
+_ABSENCE_TELLS = frozenset({("style", "black and white"), ("style", "test pattern")})
+ABSENT_STYLE = 0.8
 
 
 @dataclass(frozen=True)
@@ -492,7 +503,14 @@ def add_evidence(concepts: Sequence[Concept], visual_weight: float, scores: Mapp
     concepts = [c for c in concepts if _ranks(c)]
     ev = evidence({i: labels.get(i, {}) for i in scores}, concepts, frequency)
     w = label_weight(visual_weight, coverage)
-    return {i: s + w * ev.get(i, 0.0) for i, s in scores.items()}
+    out = {i: s + w * ev.get(i, 0.0) for i, s in scores.items()}
+    sure = [c for c in concepts if all((k, lab) in _ABSENCE_TELLS for k, lab, _ in c.labels)]
+    if sure:  # a picture named by a labeller that rarely misses it: its absence counts against
+        for i in out:
+            have = labels.get(i, {})
+            if not all(any(have.get((k, lab), 0.0) >= LABEL_FILTER_MIN[k] for k, lab, _ in c.labels) for c in sure):
+                out[i] *= ABSENT_STYLE
+    return out
 
 
 def describe(have: Mapping[tuple[str, str], float]) -> str:

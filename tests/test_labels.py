@@ -18,7 +18,16 @@ from indexer.pipeline import index_paths
 from indexer.stages import build_stages
 from indexer.stages.faces import FacesStage
 from indexer.stages.objects import ObjectsStage
-from query.concepts import LABEL_WEIGHT, coverage, describe, evidence, find_concepts, label_weight
+from query.concepts import (
+    ABSENT_STYLE,
+    LABEL_WEIGHT,
+    add_evidence,
+    coverage,
+    describe,
+    evidence,
+    find_concepts,
+    label_weight,
+)
 from query.filters import labels_pass
 from query.parse import parse
 from query.planner import Searcher, SearchOptions
@@ -192,6 +201,22 @@ def test_label_weight_grows_with_coverage():
     assert label_weight(0.8, 1.0) == pytest.approx(0.8)
     assert label_weight(0.8, 0.3) < label_weight(0.8, 0.6) < label_weight(0.8, 1.0)
     assert label_weight(0.0, 1.0) == 0.0  # a query with no visual side gains nothing from labels
+
+
+def test_a_reliably_labelled_style_the_query_names_counts_against_segments_without_it():
+    scores = {1: 0.6, 2: 0.5, 3: 0.7}
+    labels = {1: {("style", "black and white"): 1.0}, 2: {("style", "black and white"): 0.3},  # under the shown score
+              3: {("face", "man"): 0.9}}
+    out = add_evidence(find_concepts("black and white film of a man in a hat"), 0.8, scores, labels, (10, {}))
+    assert out[1] > scores[1]  # the evidence adds
+    w = label_weight(0.8)
+    man = evidence(labels, find_concepts("black and white film of a man in a hat"), (10, {}))
+    assert out[3] == pytest.approx((0.7 + w * man[3]) * ABSENT_STYLE)  # colour film: less
+    assert out[2] == pytest.approx((0.5 + w * man.get(2, 0.0)) * ABSENT_STYLE)
+    assert max(out, key=out.get) == 1
+    # a cartoon the labeller does not see (3D animation) is not pushed down for it
+    cartoon = add_evidence(find_concepts("cartoon rabbit"), 0.8, {3: 0.7}, {3: {}}, (10, {}))
+    assert cartoon == {3: 0.7}
 
 
 def test_label_filters_parse_and_apply():
