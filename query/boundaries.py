@@ -35,6 +35,8 @@ LEXICAL = 0.5  # weight of the share of query words a unit contains, beside its 
 EXTEND = 0.75  # a neighbouring text span joins the moment when it scores this share of the best
 BASELINE = 0.5  # phrases above max(median, this x the best) count for a spoken moment
 MAX_GAP = 3.0  # s: units further apart than this are separate moments
+TOGETHER = 0.1  # s: text units on screen together this long are one moment's (_chain)
+ABUT = 0.05  # s: a text unit starting this close to where another ends took its place (_chain)
 PAD = 0.25  # s of pause kept around spoken words, at most half the gap to the next
 MIN_SPEECH_COS = 0.25  # a phrase with no query word must be at least this close in meaning
 SNAP = 1.0  # s: a visual run whose edges are this close to its shot's becomes the shot
@@ -223,18 +225,23 @@ def text_range(units: Sequence[TimelineUnit], q: np.ndarray | None, text: str) -
 
 
 def _chain(units: Sequence[TimelineUnit], ok: np.ndarray, best: int) -> list[int]:
-    """The units marked ``ok`` that connect to ``best`` in time: each overlaps, or
-    lies within MAX_GAP of, the span the chain covers so far. Lines of text shown
-    together (a title in two lines, a word read apart from its neighbour) are listed
-    one after the other by their start and interleave with lines that do not match;
-    what joins them is their time on screen, not their place in the list."""
+    """The units marked ``ok`` that connect to ``best`` in time: each on screen at least
+    TOGETHER s within the span the chain covers so far, or apart from it by a gap of at
+    most MAX_GAP. Lines of text shown together (a title in two lines, a word read apart
+    from its neighbour, each tracked for a while) are listed one after the other by
+    their start and interleave with lines that do not match; what joins them is their
+    time on screen, not their place in the list. A line that starts as another ends
+    (within ABUT s) took its place, as the next subtitle does: its own moment. Until
+    session 8 it joined, and "subtitle 'American version...'" took the subtitle before
+    it ("-Do a different version", which also says "version") into its moment."""
     keep = [best]
     lo, hi = units[best].start, units[best].end
     grew = True
     while grew:
         grew = False
         for i, u in enumerate(units):
-            if ok[i] and i not in keep and u.start <= hi + MAX_GAP and u.end >= lo - MAX_GAP:
+            shared = min(u.end, hi) - max(u.start, lo)  # < 0: the gap between them
+            if ok[i] and i not in keep and (shared >= TOGETHER or -MAX_GAP <= shared < -ABUT):
                 keep.append(i)
                 lo, hi = min(lo, u.start), max(hi, u.end)
                 grew = True

@@ -131,3 +131,129 @@ def test_a_frame_that_fails_to_decode_stops_the_follow_up_not_the_video(subs, mo
     tf.TextFollowStage().run(work)
     assert work.followup_lines == {} and "decoding failed" in work.stats["text_follow_error"]
     assert work.stats["text_follow"]["reads"] == 0
+
+
+# -- two lines of one size in one place: the tracker cannot see one become the other ------
+BOX_A = [0.3, 0.86, 0.7, 0.93]  # "-A different version?"
+BOX_B = [0.3, 0.87, 0.69, 0.94]  # "American version...", read where A was
+
+
+def _still_screens(seconds: float = 8.0) -> ScreenTap:
+    """Screen thumbnails that never change (4 a second): the tracker runs every line over
+    the whole shot, as it does for two subtitles of one size over a still picture."""
+    import numpy as np
+
+    screens = ScreenTap()
+    for i in range(int(seconds * 4)):
+        list(screens.tap([(i * 0.25, np.full((90, 160, 3), 40, np.uint8))]))
+    return screens
+
+
+def test_lines_and_places_are_told_apart():
+    from indexer.stages.timeline import other_text, same_place
+
+    assert other_text("-A different version?", "American version...")
+    assert not other_text("-A different version?", "-A diferent version?")  # a misreading
+    assert not other_text("Factoring", "Factoring Polynomials")  # part of the line, the rest hidden
+    assert not other_text("(x+2)(x+3)", "(x+29(x+3)")  # too short to tell
+    assert same_place(BOX_A, BOX_B)
+    assert not same_place(BOX_A, [0.3, 0.80, 0.7, 0.87])  # the row above
+    assert not same_place(BOX_A, [0.75, 0.86, 0.95, 0.93])  # beside it
+
+
+def test_a_span_never_covers_another_lines_read_in_its_place():
+    screens = _still_screens()
+    lines = {1.0: [("-A different version?", BOX_A)], 4.0: [("American version...", BOX_B)]}
+    spans = {text: (a, b) for a, b, text in text_spans(lines, [(0.0, 8.0)], 8.0, screens)}
+    # each runs to halfway between the two reads, not over the other's
+    assert spans == {"-A different version?": (0.0, 2.5), "American version...": (2.5, 8.0)}
+    # a follow-up that read the place at 6 s and found nothing ends the second one
+    spans = text_spans(lines, [(0.0, 8.0)], 8.0, screens, {6.0: [[0.0, 0.8, 1.0, 1.0]]})
+    assert (2.5, 5.0, "American version...") in spans
+    # a band elsewhere, a misreading, or a part of the same line cut nothing
+    spans = text_spans({**lines, 5.0: [("American versi0n...", BOX_B)], 6.5: [("version", BOX_B)]},
+                       [(0.0, 8.0)], 8.0, screens, {7.0: [[0.0, 0.1, 1.0, 0.3]]})
+    assert (2.5, 8.0, "American version...") in spans
+
+
+def test_where_one_line_became_another_unseen_the_change_is_found_by_halving(monkeypatch):
+    """As on c027: a two-line subtitle whose lower line becomes another at 3.3 s, which the
+    tracker cannot see, while the upper line's end at 5 s it sees. The follow-up after the
+    upper line reads the new lower line; reads then halve the time between the two lower
+    lines until the change is known to within SPLIT s, and the spans are cut there."""
+    import numpy as np
+
+    upper, change = [0.3, 0.78, 0.7, 0.85], 3.3
+    screens = ScreenTap()
+    for i in range(32):  # only the upper line's cells change (at 5 s)
+        t = i * 0.25
+        frame = np.full((90, 160, 3), 40, np.uint8)
+        if t < 5.0:
+            frame[70:77, 48:112] = 220
+        list(screens.tap([(t, frame)]))
+    work = Work(source="v.mp4", content_hash="h", config=IndexConfig(), options=OPTS)
+    work.frame_taps.append(screens)
+    work.shots = [type("Shot", (), {"start": 0.0, "end": 8.0})()]
+    work.frames = [(1.0, None)]
+    work.keyframe_lines = {1.0: [("-Do a different version!", upper), ("-A different version?", BOX_A)]}
+
+    def frames_at(source, times, size=1280):
+        for t in times:
+            yield t, np.full((240, 320, 3), min(255, int(t * 10)), np.uint8)  # the time, in the pixels
+
+    def read_band(rgb, y0, y1, gate=None):
+        t = rgb[0, 0, 0] / 10
+        lines = [("-Do a different version!", upper)] if t < 5.0 else []
+        lines.append(("-A different version?", BOX_A) if t < change else ("American version...", BOX_B))
+        return lines, [0.0, max(0.0, y0 - 0.1), 1.0, min(1.0, y1 + 0.1)]
+
+    monkeypatch.setattr(media, "frames_at", frames_at)
+    monkeypatch.setattr(tf, "_read_band", read_band)
+    assert tf.split_times(work.keyframe_lines, screens, [(0.0, 8.0)], set()) == []  # nothing to split yet
+    tf.TextFollowStage().run(work)
+    reads = {**work.keyframe_lines, **work.followup_lines}
+    lower = {t: text for t, ls in reads.items() for text, box in ls if box[1] > 0.855}
+    before = max(t for t, text in lower.items() if text.startswith("-A"))
+    after = min(t for t, text in lower.items() if text.startswith("American"))
+    assert before < change <= after and after - before <= tf.SPLIT, sorted(lower.items())
+    assert work.stats["text_follow"]["reads"] <= tf.MAX_READS
+    spans = {text: (a, b) for a, b, text in text_spans(reads, [(0.0, 8.0)], 8.0, screens, work.followup_bands)}
+    assert abs(spans["-A different version?"][1] - change) <= tf.SPLIT / 2, spans
+    assert abs(spans["American version..."][0] - change) <= tf.SPLIT / 2, spans
+    # where the tracker sees the change, nothing is split
+    seen = ScreenTap()
+    for i in range(32):
+        t = i * 0.25
+        list(seen.tap([(t, np.full((90, 160, 3), 40 if t < change else 200, np.uint8))]))
+    assert tf.split_times({1.0: [("-A different version?", BOX_A)], 5.0: [("American version...", BOX_B)]},
+                          seen, [(0.0, 8.0)], set()) == []
+
+
+def test_a_small_videos_band_is_read_again_scaled_up(monkeypatch):
+    """Where the gate misses a small video's subtitle (its detector only scales down), the
+    band is read at the detector's side, and the line's box comes back in the frame's
+    terms."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    from indexer import ocr
+
+    img = Image.new("RGB", (320, 240), (90, 110, 100))
+    ImageDraw.Draw(img).text((100, 210), "American version", font=ImageFont.truetype(str(synth.FONT), 12),
+                             fill=(255, 255, 255))
+    rgb = np.asarray(img)
+    real = ocr.gate_features
+    sizes = []
+
+    def gate(image, gate=ocr.DEFAULT_GATE):  # the gate misses text under its side, as on c027
+        sizes.append(max(image.shape[:2]))
+        f = real(image, gate=gate)
+        return f if max(image.shape[:2]) >= tf.FOLLOW_SIDE else type(f)(0.0, f.signature, [])
+
+    monkeypatch.setattr(ocr, "gate_features", gate)
+    lines, band = tf._read_band(rgb, 0.86, 0.94)
+    assert sizes == [320, tf.FOLLOW_SIDE]
+    (text, box), = lines
+    assert "american version" in text.lower()
+    assert box[0] == pytest.approx(100 / 320, abs=0.03) and box[1] == pytest.approx(210 / 240, abs=0.03)
+    assert band[1] < box[1] < box[3] <= band[3]

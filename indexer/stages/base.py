@@ -62,6 +62,8 @@ class Work:
     keyframe_lines: dict[float, list] = field(default_factory=dict)  # OCR lines: [(text, [x0, y0, x1, y1] in 0..1)]
     # text read again between keyframes where it changed (indexer.stages.text_follow), as keyframe_lines
     followup_lines: dict[float, list] = field(default_factory=dict)
+    # per follow-up read, the bands it read ([0, y0, 1, y1]): every line in them is in followup_lines
+    followup_bands: dict[float, list] = field(default_factory=dict)
     # text of a video's opening that no keyframe saw (a title card): the segment's on-screen text too
     opening_text: dict[float, list[str]] = field(default_factory=dict)
     # frame labellers: [(kind, label, score, box in 0..1 or None)] and detected faces

@@ -21,18 +21,21 @@ are the first segment's on-screen text as well (``Work.opening_text``).
 """
 from __future__ import annotations
 
+import itertools
 import logging
 
 from engine.errors import MediaError
 from indexer.options import IndexOptions
 from indexer.stages.base import Stage, Work
 
-__all__ = ["TextFollowStage", "MAX_READS", "follow_times", "opening_time"]
+__all__ = ["TextFollowStage", "MAX_READS", "follow_times", "split_times", "opening_time"]
 
 log = logging.getLogger("vidseek.indexer")
 
 MAX_READS = 8  # extra frames read a video, at most
 NEAR = 0.4  # s: a wanted time this close to a frame already read is not read again
+SPLIT = 0.5  # s: two different lines read in one place further apart than this are split
+FOLLOW_SIDE = 640  # px: a follow-up band smaller than this is read again scaled up to it (det-640's side)
 OPENING = 0.5  # s: where a video's opening is read (past a fade-in's first black frames)
 # s: ... when its first keyframe is at least this far in. A title card stays a second and a
 # half or more, so a keyframe sooner than that reads it; on ../shared/media the first
@@ -84,10 +87,12 @@ def follow_times(lines_at: dict[float, list], times: list[float], screens, shots
     return [(t, y0, y1) for t, (y0, y1) in sorted(wanted.items())]
 
 
-def _read_band(rgb, y0: float, y1: float, gate: str | None = None) -> list[tuple[str, list[float]]]:
+def _read_band(rgb, y0: float, y1: float, gate: str | None = None
+               ) -> tuple[list[tuple[str, list[float]]], list[float]]:
     """The text lines in the band of rows ``y0..y1`` (0..1, widened by a band's height
-    each side), through the OCR gate (``gate``: the default one unless named):
-    ``[(text, [x0, y0, x1, y1] in 0..1 of the frame)]``."""
+    each side), ``[(text, [x0, y0, x1, y1] in 0..1 of the frame)]``, and the band read
+    (``[0, top, 1, bottom]``), through the OCR gate (``gate``: the default one unless
+    named; only the default one's follow-up reads scale a small band up)."""
     from indexer import ocr
     from indexer.ocr_words import respace
 
@@ -96,18 +101,67 @@ def _read_band(rgb, y0: float, y1: float, gate: str | None = None) -> list[tuple
     top, bottom = max(0, int((y0 - pad) * h)), min(h, int(round((y1 + pad) * h)) + 1)
     band = rgb[top:bottom]
     if band.shape[0] < 8:
-        return []
-    gate = gate or ocr.DEFAULT_GATE
-    feats = ocr.gate_features(band, gate=gate)
-    if not ocr.should_ocr(feats, gate=gate):
-        return []  # the text went away
-    return [(respace(ln.text), ln.bounds(w, h, top=top)) for ln in ocr.ocr_frame(band, boxes=feats.boxes)]
+        return [], []
+    read = [0.0, top / h, 1.0, bottom / h]
+    scale = 1.0
+    lines = _gated_read(band, gate or ocr.DEFAULT_GATE)
+    if not lines and gate is None and max(band.shape[:2]) < FOLLOW_SIDE:
+        # a follow-up reads where a tracked line just changed, so text is likely there: a
+        # small video's band, which the gate's detector only ever scales down, is read
+        # again scaled up to the detector's side (c027's 320x240 subtitle "American
+        # version...": likelihood 0.0-0.33 and one fragment box as it is, 0.74 and the
+        # whole line at 640 px); a band whose text went away reads nothing either way
+        import cv2
+
+        scale = FOLLOW_SIDE / max(band.shape[:2])
+        lines = _gated_read(cv2.resize(band, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC),
+                            ocr.DEFAULT_GATE)
+    return [(respace(ln.text), ln.bounds(w * scale, h * scale, top=top * scale)) for ln in lines], read
+
+
+def _gated_read(image, gate: str) -> list:
+    """OCR lines of the gate's boxes, when the gate passes ``image``."""
+    from indexer import ocr
+
+    feats = ocr.gate_features(image, gate=gate)
+    return ocr.ocr_frame(image, boxes=feats.boxes) if ocr.should_ocr(feats, gate=gate) else []
+
+
+def split_times(lines_at: dict[float, list], screens, shots: list[tuple[float, float]],
+                settled: set[tuple[float, float]]) -> list[tuple[float, float, float]]:
+    """``(time, y0, y1)`` to read where two different lines were read in one place
+    (``timeline.same_place``, ``timeline.other_text``) at neighbouring times of one shot
+    more than SPLIT s apart, and the tracker cannot tell when one became the other (the
+    later one's tracked span starts before the earlier one's ends): halfway between
+    them, so the change is found to within SPLIT s by halving (``settled``: pairs not to
+    split again)."""
+    from indexer.stages.timeline import other_text, same_place, shot_at, tracked_span
+
+    reads = sorted(((t, text, box) for t, lines in lines_at.items() for text, box in lines), key=lambda r: r[0])
+    wanted: list[tuple[float, float, float]] = []
+    for i, (ta, text_a, box_a) in enumerate(reads):
+        shot = shot_at(ta, shots)
+        if shot is None:
+            continue
+        # the next read in its place, within its shot
+        in_shot = itertools.takewhile(lambda r, end=shot[1]: r[0] < end, itertools.islice(reads, i + 1, None))
+        tb, text_b, box_b = next((r for r in in_shot if r[0] > ta and same_place(box_a, r[2])), (None, "", None))
+        if tb is None or (ta, tb) in settled or tb - ta <= SPLIT or not other_text(text_a, text_b):
+            continue
+        span_a, span_b = tracked_span(ta, [box_a], screens, shot), tracked_span(tb, [box_b], screens, shot)
+        if span_a is not None and span_b is not None and span_b[0] >= span_a[1] - 1e-6:
+            continue  # the tracker saw the change
+        settled.add((ta, tb))
+        mid = 0.5 * (ta + tb)
+        if all(abs(mid - w[0]) > 1e-6 for w in wanted):
+            wanted.append((mid, min(box_a[1], box_b[1]), max(box_a[3], box_b[3])))
+    return sorted(wanted)
 
 
 class TextFollowStage(Stage):
     name = "text_follow"
     needs = ("keyframe_lines", "shots")
-    adds = ("followup_lines", "opening_text")
+    adds = ("followup_lines", "followup_bands", "opening_text")
     at = 0.46
 
     @classmethod
@@ -135,10 +189,13 @@ class TextFollowStage(Stage):
         reads = found = 0
         opening = opening_time(done)
         wanted = [(opening, 0.0, 1.0)] if opening is not None else []  # the whole frame
+        settled: set[tuple[float, float]] = set()
         while reads < MAX_READS:
             if not wanted and queue:
                 wanted = follow_times(lines_at, queue, screens, shots, done)[: MAX_READS - reads]
                 queue = []
+            if not wanted:  # then where a line became another unseen by the tracker
+                wanted = split_times(lines_at, screens, shots, settled)[: MAX_READS - reads]
             if not wanted:
                 break
             frames = media.frames_at(work.source, [t for t, _, _ in wanted], size=1280)
@@ -146,7 +203,11 @@ class TextFollowStage(Stage):
                 for (want, y0, y1), (t, rgb) in zip(wanted, frames):
                     reads += 1
                     done.update((want, t))
-                    got = [] if t in lines_at else _read_band(rgb, y0, y1, OPENING_GATE if want == opening else None)
+                    got, band = [], []
+                    if t not in lines_at:
+                        got, band = _read_band(rgb, y0, y1, OPENING_GATE if want == opening else None)
+                    if band and want != opening:  # what a follow-up did not find there was not shown
+                        work.followup_bands.setdefault(t, []).append(band)
                     if got:
                         lines_at[t] = work.followup_lines[t] = got
                         if want == opening:

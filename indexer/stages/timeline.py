@@ -13,6 +13,7 @@ Stored in the catalog's ``timeline`` table with the video; ``query.moments`` rea
 """
 from __future__ import annotations
 
+import bisect
 import math
 import re
 import time
@@ -26,12 +27,15 @@ from indexer.colours import colour_names
 from indexer.options import IndexOptions
 from indexer.stages.base import Stage, Work
 
-__all__ = ["TimelineStage", "SecondSampler", "ScreenTap", "phrases", "text_spans", "tracked_span", "shot_at"]
+__all__ = ["TimelineStage", "SecondSampler", "ScreenTap", "phrases", "text_spans", "tracked_span", "shot_at",
+           "same_place", "other_text"]
 
 PAUSE = 0.5  # s of silence between words that ends a phrase
 COMMA_AFTER = 3.0  # s: a phrase this long also ends at a comma
 MAX_PHRASE = 8.0  # s: a phrase never runs longer
 TEXT_CHANGE = 15  # grey levels: a text box's cells changing more than this on average: the text changed
+DIFFERENT = 0.3  # trigram share at or under which two reads are different lines (other_text)
+OTHER_MIN = 8  # letters and digits: a shorter read is never called another line
 _SENTENCE_END = re.compile(r"[.?!\u3002\uff1f\uff01\u2026]['\"\u201d\u2019)]*$")
 _COMMA = re.compile(r"[,;:\uff0c\u3001\uff1b]['\"\u201d\u2019)]*$")
 
@@ -107,19 +111,77 @@ def tracked_span(t: float, boxes: Sequence[Sequence[float]], screens: "ScreenTap
     return max(start, lo_t), min(end, hi_t)
 
 
+def _alnum(s: str) -> str:
+    return "".join(ch for ch in s.lower() if ch.isalnum())
+
+
 def _trigrams(s: str) -> set[str]:
-    s = "".join(ch for ch in s.lower() if ch.isalnum())
+    s = _alnum(s)
     return {s[i : i + 3] for i in range(max(0, len(s) - 2))} or {s}
+
+
+def _overlap_share(a: str, b: str) -> float:
+    ta, tb = _trigrams(a), _trigrams(b)
+    return len(ta & tb) / len(ta | tb)
 
 
 def _same_text(a: str, b: str) -> bool:
     """The same line read twice (OCR misreads a letter or a space now and then)."""
+    return _overlap_share(a, b) >= 0.6
+
+
+def other_text(a: str, b: str) -> bool:
+    """Clearly another line, not a misreading nor a part of the same one: both at least
+    OTHER_MIN letters and digits long (short reads say too little: "x2x3" and "x29x3" are
+    one formula misread), at most DIFFERENT of their character trigrams shared ("A
+    different version?" and "American version...": 0.22; a line and its misreading 0.6
+    and more), and at most half of the shorter one's found in the other (a partly
+    hidden line read as "Factoring" against "Factoring Polynomials")."""
     ta, tb = _trigrams(a), _trigrams(b)
-    return len(ta & tb) / len(ta | tb) >= 0.6
+    if min(len(_alnum(a)), len(_alnum(b))) < OTHER_MIN:
+        return False
+    shared = len(ta & tb)
+    return shared / len(ta | tb) <= DIFFERENT and shared / min(len(ta), len(tb)) <= 0.5
+
+
+def same_place(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Two text boxes (``[x0, y0, x1, y1]``, 0..1) in one place on the screen: they
+    overlap across, and over at least half the height of the lower one down."""
+    rows = min(a[3], b[3]) - max(a[1], b[1])
+    return min(a[2], b[2]) > max(a[0], b[0]) and rows >= 0.5 * min(a[3] - a[1], b[3] - b[1])
+
+
+def _cut_by_other_reads(spans: list[list], reads: list[tuple[float, str, Sequence[float]]],
+                        bands: dict[float, list] | None) -> None:
+    """Two different lines are not shown in one place at once: where the tracker ran a
+    line's span over a time when another line was read in its place (``other_text``), or
+    a follow-up read its place and found nothing there (``bands``: time -> the bands it
+    read), the span ends (or starts) halfway between that read and its own nearest read
+    of the line (two subtitles of one size look alike on the tracker's 64x36
+    thumbnails). Reads are ground truth; spans only shrink."""
+    reads = sorted(reads, key=lambda r: r[0])
+    times = [r[0] for r in reads]
+    band_times = sorted(bands or {})
+    for sp in spans:
+        lo, hi, text, box, own = sp
+        inside = reads[bisect.bisect_right(times, lo) : bisect.bisect_left(times, hi)]  # a long video reads much
+        there = [(t, other) for t, other, obox in inside if same_place(box, obox)]
+        against = {t for t, other in there if other_text(text, other)}
+        seen = {t for t, _ in there}
+        against |= {t for t in band_times[bisect.bisect_right(band_times, lo) : bisect.bisect_left(band_times, hi)]
+                    if t not in seen and any(same_place(box, b) for b in bands[t])}
+        for t in against:  # each inside the tracked span
+            before, after = [r for r in own if r < t], [r for r in own if r > t]
+            if before and not after:
+                hi = min(hi, 0.5 * (max(before) + t))
+            elif after and not before:
+                lo = max(lo, 0.5 * (min(after) + t))
+        sp[0], sp[1] = lo, hi
 
 
 def text_spans(keyframe_lines: dict[float, list], shots: Sequence[tuple[float, float]], duration: float,
-               screens: "ScreenTap | None" = None) -> list[tuple[float, float, str]]:
+               screens: "ScreenTap | None" = None, bands: dict[float, list] | None = None
+               ) -> list[tuple[float, float, str]]:
     """Keyframe OCR lines (time -> [(text, [x0, y0, x1, y1] in 0..1), ...]) -> spans
     ``(start, end, text)``, one per line of text.
 
@@ -127,9 +189,12 @@ def text_spans(keyframe_lines: dict[float, list], shots: Sequence[tuple[float, f
     box's part of the screen last changed before the keyframe to when it next changes
     (to an eighth of a second at 4 samples a second). Otherwise it counts from halfway
     after the previous keyframe to halfway before the next, inside its shot. The same
-    line read at consecutive keyframes is one span."""
+    line read in the same place at consecutive keyframes is one span. A span never covers a time another
+    line was read in its place, nor one when a follow-up read its place (``bands``: time
+    -> the bands it read, [0, y0, 1, y1]) and found it empty (``_cut_by_other_reads``)."""
     times = sorted(keyframe_lines)
-    spans: list[list] = []
+    spans: list[list] = []  # [lo, hi, text, box, read times]
+    reads: list[tuple[float, str, Sequence[float]]] = []
     for i, t in enumerate(times):
         shot = shot_at(t, shots)
         window = _keyframe_window(times, i, duration, shot)
@@ -137,15 +202,18 @@ def text_spans(keyframe_lines: dict[float, list], shots: Sequence[tuple[float, f
             text = text.strip()
             if not text:
                 continue
+            reads.append((t, text, box))
             tracked = tracked_span(t, [box], screens, shot) if screens is not None else None
             lo, hi = tracked or window
             for sp in reversed(spans[-16:]):
-                if _same_text(sp[2], text) and lo - sp[1] < 0.5 and hi > sp[0] - 0.5:
+                if _same_text(sp[2], text) and same_place(sp[3], box) and lo - sp[1] < 0.5 and hi > sp[0] - 0.5:
                     sp[0], sp[1] = min(sp[0], lo), max(sp[1], hi)
+                    sp[4].append(t)
                     break
             else:
-                spans.append([lo, hi, text])
-    return sorted(((float(a), float(b), c) for a, b, c in spans if b > a), key=lambda x: (x[0], x[1]))
+                spans.append([lo, hi, text, box, [t]])
+    _cut_by_other_reads(spans, reads, bands)
+    return sorted(((float(a), float(b), c) for a, b, c, _, _ in spans if b > a), key=lambda x: (x[0], x[1]))
 
 
 class ScreenTap:
@@ -229,7 +297,7 @@ class TimelineStage(Stage):
         words = list({(w[0], w[1], w[2]): w for ws in work.words for w in ws}.values())  # a word once
         said = phrases(words)
         shown = text_spans({**work.keyframe_lines, **work.followup_lines}, [(s.start, s.end) for s in work.shots],
-                           float(work.info.duration), work.tap(ScreenTap))
+                           float(work.info.duration), work.tap(ScreenTap), work.followup_bands)
         texts = list(dict.fromkeys([t for _, _, t in said] + [t for _, _, t in shown]))
         vecs = dict(zip(texts, get_text_encoder(work.config.text_encoder).encode(texts))) if texts else {}
         units = [TimelineUnit("phrase", a, b, t, vecs[t]) for a, b, t in said]
