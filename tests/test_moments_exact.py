@@ -113,6 +113,15 @@ def test_text_range_follows_the_span_of_the_matching_text():
              _unit("text", 6.7, 14.0, "Factoring", [1, 0]), _unit("text", 30.0, 32.0, "Factoring", [1, 0])]
     r = text_range(units, q, "Factoring Polynomials on the whiteboard")
     assert (r.start, r.end) == (0.0, 14.0) and "(X+" not in r.text
+    # a subtitle that replaced another (it starts as the other ends) is its own moment,
+    # even when the other scores nearly as well ("version" in both)
+    units = [_unit("text", 2.4, 4.75, "-Do a different version", [0.9, np.sqrt(1 - 0.81)]),
+             _unit("text", 4.75, 5.63, "American version...", [1, 0])]
+    r = text_range(units, q, "version")
+    assert (r.start, r.end, r.text) == (4.75, 5.63, "American version...")
+    # two lines on screen together are one moment
+    units[0] = _unit("text", 4.0, 5.63, "the director's version", [0.9, np.sqrt(1 - 0.81)])
+    assert text_range(units, q, "version").start == 4.0
 
 
 def test_visual_range_cuts_a_standing_out_run_and_otherwise_keeps_to_a_shot():
