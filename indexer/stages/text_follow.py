@@ -12,7 +12,11 @@ becomes text lines at those times (``Work.followup_lines``) for the timeline's t
 spans only: added to the segments' on-screen text (BM25 and the OCR vector), the extra
 reads moved written on-screen text queries both ways and lowered their MRR (0.871 ->
 0.806, docs/moments.md). A new line is followed in turn, up to ``MAX_READS`` reads a
-video.
+video. A small video's band that the gate reads nothing in is read again scaled up
+(``FOLLOW_SIDE``). Where two different lines were read in one place and the tracker
+cannot tell when one became the other, the reads left halve the time between them
+(``split_times``); the bands each follow-up read are kept (``Work.followup_bands``): what
+it did not find in them was not on screen then (``timeline.text_spans``).
 
 A video's opening is read too when its first keyframe is more than ``OPENING_GAP`` in:
 a title card shown for the first second or two falls before any keyframe (keyframes sit

@@ -146,7 +146,7 @@ def other_text(a: str, b: str) -> bool:
 
 def same_place(a: Sequence[float], b: Sequence[float]) -> bool:
     """Two text boxes (``[x0, y0, x1, y1]``, 0..1) in one place on the screen: they
-    overlap across, and over at least half the height of the lower one down."""
+    overlap across, and down over at least half the height of the shorter one."""
     rows = min(a[3], b[3]) - max(a[1], b[1])
     return min(a[2], b[2]) > max(a[0], b[0]) and rows >= 0.5 * min(a[3] - a[1], b[3] - b[1])
 
@@ -189,9 +189,10 @@ def text_spans(keyframe_lines: dict[float, list], shots: Sequence[tuple[float, f
     box's part of the screen last changed before the keyframe to when it next changes
     (to an eighth of a second at 4 samples a second). Otherwise it counts from halfway
     after the previous keyframe to halfway before the next, inside its shot. The same
-    line read in the same place at consecutive keyframes is one span. A span never covers a time another
-    line was read in its place, nor one when a follow-up read its place (``bands``: time
-    -> the bands it read, [0, y0, 1, y1]) and found it empty (``_cut_by_other_reads``)."""
+    line read in the same place at consecutive keyframes is one span. A span never
+    covers a time another line was read in its place, nor one when a follow-up read its
+    place (``bands``: time -> the bands it read, [0, y0, 1, y1]) and found it empty
+    (``_cut_by_other_reads``)."""
     times = sorted(keyframe_lines)
     spans: list[list] = []  # [lo, hi, text, box, read times]
     reads: list[tuple[float, str, Sequence[float]]] = []
