@@ -129,7 +129,12 @@ def test_visual_range_cuts_a_standing_out_run_and_otherwise_keeps_to_a_shot():
     sims = [0.1, 0.1, 0.1, 0.9, 0.85, 0.8, 0.1, 0.1, 0.1, 0.1]
     units = [_unit("visual", t, t + 1, "", [c, np.sqrt(1 - c * c)]) for t, c in enumerate(sims)]
     r = visual_range(units, q, (0.0, 10.0), [(0.0, 10.0)])
-    assert (r.start, r.end, r.source) == (3.0, 6.0, "visual")
+    # the 3 s run, widened about its middle to VISUAL_MIN (4 s)
+    assert (r.start, r.end, r.source) == (2.5, 6.5, "visual")
+    # ... inside its shot: moved within it, or the whole shot when that is shorter
+    assert visual_range(units, q, (0.0, 10.0), [(0.0, 2.9), (2.9, 10.0)]) == type(r)(2.9, 6.9, "visual")
+    one = [_unit("visual", t, t + 1, "", [0.9 if t == 4 else 0.1, 0.5]) for t in range(10)]
+    assert visual_range(one, q, (0.0, 10.0), [(0.0, 3.0), (3.0, 6.5), (6.5, 10.0)]) == type(r)(3.0, 6.5, "visual")
     # the run fills its shot: the shot is the moment
     assert visual_range(units, q, (0.0, 10.0), [(0.0, 2.8), (2.8, 6.3), (6.3, 10.0)]) == \
         type(r)(2.8, 6.3, "shot")
