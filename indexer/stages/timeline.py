@@ -137,9 +137,9 @@ def other_text(a: str, b: str) -> bool:
     different version?" and "American version...": 0.22; a line and its misreading 0.6
     and more), and at most half of the shorter one's found in the other (a partly
     hidden line read as "Factoring" against "Factoring Polynomials")."""
-    ta, tb = _trigrams(a), _trigrams(b)
     if min(len(_alnum(a)), len(_alnum(b))) < OTHER_MIN:
         return False
+    ta, tb = _trigrams(a), _trigrams(b)
     shared = len(ta & tb)
     return shared / len(ta | tb) <= DIFFERENT and shared / min(len(ta), len(tb)) <= 0.5
 
