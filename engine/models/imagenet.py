@@ -9,7 +9,8 @@ of Semantic Embeddings"). For a frame with class probabilities ``p``::
 
     v = normalise( sum_{i in top T} p_i * E("a photo of a {lemma_i}") )
 
-where ``E`` is the MiniLM text encoder (``engine.models.text``) and T = 10. A text
+where ``E`` is the MiniLM text encoder (``engine.models.text``) and T = 10 (a new index: 50,
+and each class's ``E`` blended with its WordNet hypernyms', option ``hypernyms``). A text
 query is embedded by the same MiniLM, so frame/query inner products are cosine
 similarities in one 384-d space.
 
@@ -76,6 +77,16 @@ RESIZE_SHORTER = 256
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 DEFAULT_PROMPT = "a photo of a {}"
+# WordNet hypernyms (option ``hypernyms``): a class's prompt embedding is blended with the
+# mean embedding of its first ``hypernyms`` ancestors that lie at least HYPERNYM_MIN_DEPTH
+# steps below WordNet's root ("Chihuahua" -> toy dog, dog, canine; "ambulance" -> car,
+# motor vehicle, self-propelled vehicle; never "artifact", "whole" or "entity") at
+# HYPERNYM_SHARE, so that a frame's breeds, models and kinds add up to what a query calls
+# them. Measured in session 9 (docs/labels.md, "WordNet hypernyms"): the hand-labelled
+# keyframes' mAP 0.306 -> 0.331; shares 0.25-0.5 and 1-5 ancestors all within 0.32-0.34.
+HYPERNYM_MIN_DEPTH = 5
+HYPERNYM_SHARE = 0.33
+HYPERNYMS_FILE = Path(__file__).with_name("imagenet_hypernyms.txt")
 
 
 def _missing_classifier(feature: str) -> MissingDependencyError:
@@ -190,6 +201,33 @@ def load_imagenet_classes() -> ImageNetClasses:
     return ImageNetClasses(synsets, tuple(lemma_of[s] for s in synsets))
 
 
+def class_hypernyms(synsets: Sequence[str], count: int) -> list[tuple[str, ...]]:
+    """Per class (WordNet id), the first ``count`` lemmas of its hypernym chain that lie at
+    least HYPERNYM_MIN_DEPTH steps below the root (``imagenet_hypernyms.txt``, written from
+    WordNet 3.0 by ``scripts/imagenet_hypernyms.py``)."""
+    chains: dict[str, list[str]] = {}
+    try:
+        text = HYPERNYMS_FILE.read_text(encoding="utf-8")
+    except OSError as e:
+        raise VidseekError(f"cannot read the ImageNet hypernym table {HYPERNYMS_FILE}: {e}",
+                           hint="reinstall vidseek, or run scripts/imagenet_hypernyms.py to write it") from e
+    for line in text.splitlines():
+        if line.strip():
+            synset, _, chain = line.partition("\t")
+            chains[synset] = chain.split("|") if chain else []
+    missing = [s for s in synsets if s not in chains]
+    if missing:
+        raise VidseekError(f"{HYPERNYMS_FILE} has no hypernyms for {len(missing)} classes, e.g. {missing[:3]}",
+                           hint="run scripts/imagenet_hypernyms.py to write it again")
+    out = []
+    for s in synsets:
+        chain = chains[s]
+        # the chain runs from the parent up to the root: its entry j lies len - 1 - j below it
+        deep = [a for j, a in enumerate(chain) if len(chain) - 1 - j >= HYPERNYM_MIN_DEPTH]
+        out.append(tuple(deep[:count]))
+    return out
+
+
 def check_rgb_image(image: Any, index: int) -> np.ndarray:
     """``image`` if it is an (H, W, 3) uint8 RGB array, else InputError naming ``index``."""
     if (
@@ -251,7 +289,9 @@ class ImageNetConSEEncoder:
     probabilities are their mean, and the ConSE mix and the labels come from that mean.
 
     Options: ``top_k`` classes mixed per frame (T, default 10: the indexes built before
-    session 7; a new index passes 50, ``engine.config.DEFAULT_IMAGE_OPTIONS``); ``num_threads``
+    session 7; a new index passes 50, ``engine.config.DEFAULT_IMAGE_OPTIONS``); ``hypernyms``,
+    the number of WordNet ancestors blended into each class prompt's embedding (0: none,
+    the indexes built before session 9; see ``HYPERNYM_MIN_DEPTH``); ``num_threads``
     for onnxruntime's intra-op pool (default 2); ``prompt`` template for the class
     prompts; ``disk_cache`` / ``cache_dir`` for the class-prompt embeddings.
 
@@ -266,6 +306,7 @@ class ImageNetConSEEncoder:
         self,
         *,
         top_k: int = CLASS_TOP_K,
+        hypernyms: int = 0,
         num_threads: int = 2,
         prompt: str = DEFAULT_PROMPT,
         disk_cache: bool = True,
@@ -273,6 +314,8 @@ class ImageNetConSEEncoder:
     ) -> None:
         if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= NUM_CLASSES:
             raise InputError(f"top_k must be an integer in 1..{NUM_CLASSES}, got {top_k!r}")
+        if not isinstance(hypernyms, int) or isinstance(hypernyms, bool) or not 0 <= hypernyms <= 10:
+            raise InputError(f"hypernyms must be an integer in 0..10, got {hypernyms!r}")
         if not isinstance(num_threads, int) or isinstance(num_threads, bool) or num_threads < 1:
             raise InputError(f"num_threads must be a positive integer, got {num_threads!r}")
         if not isinstance(prompt, str) or prompt.count("{}") != 1:
@@ -280,6 +323,7 @@ class ImageNetConSEEncoder:
                 f"prompt must contain exactly one '{{}}' for the class name, got {prompt!r}"
             )
         self.top_k = top_k
+        self.hypernyms = hypernyms
         self.num_threads = num_threads
         self.prompt = prompt
         self.disk_cache = disk_cache
@@ -292,6 +336,8 @@ class ImageNetConSEEncoder:
         conse = f"conse-top{top_k}"
         if prompt != DEFAULT_PROMPT:
             conse += f"-prompt{hashlib.sha256(prompt.encode()).hexdigest()[:8]}"
+        if hypernyms:
+            conse += f"-wordnet{hypernyms}x{HYPERNYM_SHARE}"
         if len(self.classifiers) > 1:
             conse = f"mean-prob+{conse}"
         version = "+".join([*(c.version for c in self.classifiers), self._text.info.version, conse])
@@ -346,6 +392,8 @@ class ImageNetConSEEncoder:
         key = hashlib.sha256(
             "\n".join(
                 [self._text.info.version, self.prompt, *classes.synsets, *classes.lemmas]
+                + ([f"wordnet{self.hypernyms}/{HYPERNYM_MIN_DEPTH}/{HYPERNYM_SHARE}",
+                    *map(str, class_hypernyms(classes.synsets, self.hypernyms))] if self.hypernyms else [])
             ).encode()
         ).hexdigest()[:16]
         return self.cache_dir / f"imagenet-class-prompts-{key}.npy"
@@ -370,6 +418,8 @@ class ImageNetConSEEncoder:
                 log.warning("ignoring malformed class-prompt cache %s; recomputing", path)
         prompts = [self.prompt.format(lemma) for lemma in classes.lemmas]
         embeddings = self._text.encode(prompts)
+        if self.hypernyms:
+            embeddings = self._with_hypernyms(embeddings, classes)
         if self.disk_cache:
             buf = io.BytesIO()
             np.save(buf, embeddings, allow_pickle=False)
@@ -380,6 +430,22 @@ class ImageNetConSEEncoder:
                 # stop indexing, but say so once.
                 log.warning("cannot write class-prompt cache %s: %s", path, e)
         return embeddings
+
+    def _with_hypernyms(self, own: np.ndarray, classes: ImageNetClasses) -> np.ndarray:
+        """Each class's prompt embedding blended with its ancestors' (HYPERNYM_SHARE of
+        the mean of their prompt embeddings; a class with none keeps its own)."""
+        ancestors = class_hypernyms(classes.synsets, self.hypernyms)
+        names = sorted({a for chain in ancestors for a in chain})
+        if not names:
+            return own
+        at = {n: i for i, n in enumerate(names)}
+        vecs = self._text.encode([self.prompt.format(n) for n in names])
+        out = own.astype(np.float32).copy()
+        for i, chain in enumerate(ancestors):
+            if chain:
+                mean = vecs[[at[a] for a in chain]].mean(axis=0)
+                out[i] = (1.0 - HYPERNYM_SHARE) * own[i] + HYPERNYM_SHARE * mean
+        return l2_normalise(out)
 
     # -- public API ----------------------------------------------------------------
 
