@@ -1,5 +1,5 @@
-"""``python -m benchmarks.bench_conse_labels [--encoders a,b]``: image encoders judged on the
-hand-labelled keyframes, before any judged query.
+"""``python -m benchmarks.bench_conse_labels [--encoders a,b] [--image-options JSON]``: image
+encoders judged on the hand-labelled keyframes, before any judged query.
 
 Each concept of ``benchmarks/data/frame-labels.jsonl`` that labels 2 or more of its 216
 keyframes (COCO objects, person, group of people, man, woman, child, styles, dark) becomes
@@ -9,6 +9,11 @@ average precision and the mean reciprocal rank of the first labelled frame over 
 concepts, and per concept AP. A classifier-side check: no fusion, no labellers, no
 planner; it tells which visual encoder orders frames better by what they show, so that a
 choice of model or combination rule need not be made on the judged search queries.
+
+Each encoder runs with the options a new index gives it (``engine.config.
+DEFAULT_IMAGE_OPTIONS``: 50 classes and WordNet hypernyms for the ImageNet ones), or with
+``--image-options`` (``'{"top_k": 50}'``: the plain class prompts; ``'{}'``: each
+encoder's own defaults, 10 classes).
 """
 from __future__ import annotations
 
@@ -71,13 +76,15 @@ def load_frames(rows: list[dict], media: Path) -> list[np.ndarray]:
     return frames
 
 
-def run(encoders: list[str], rows: list[dict], frames: list[np.ndarray]) -> dict:
+def run(encoders: list[str], rows: list[dict], frames: list[np.ndarray], options: dict | None = None) -> dict:
+    """Per encoder (built with ``options``, else a new index's defaults for it), mAP and MRR."""
+    from engine.config import DEFAULT_IMAGE_OPTIONS
     from engine.models.registry import get_image_encoder
 
     rel = concepts(rows)
     out: dict = {"concepts": {c: len(ids) for c, ids in rel.items()}, "encoders": {}}
     for name in encoders:
-        enc = get_image_encoder(name)
+        enc = get_image_encoder(name, **(DEFAULT_IMAGE_OPTIONS.get(name, {}) if options is None else options))
         v = enc.encode_images(frames)
         q = enc.encode_text([prompt(c) for c in rel])
         scores = v @ q.T
@@ -107,13 +114,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--encoders", default=DEFAULT_ENCODERS, help=f"registered image encoders (default {DEFAULT_ENCODERS})")
     ap.add_argument("--media", type=Path, default=SHARED_MEDIA)
     ap.add_argument("--labels", type=Path, default=LABELS_FILE)
+    ap.add_argument("--image-options", help="encoder options as JSON (default: a new index's, per encoder)")
     ap.add_argument("--json", type=Path, help="also write the result here")
     args = ap.parse_args(argv)
+    try:
+        options = None if args.image_options is None else json.loads(args.image_options)
+    except json.JSONDecodeError as e:
+        print(f"error: --image-options is not JSON ({e}): pass e.g. '{{\"top_k\": 50}}'", file=sys.stderr)
+        return 2
+    if options is not None and not isinstance(options, dict):
+        print(f"error: --image-options must be a JSON object, got {args.image_options!r}", file=sys.stderr)
+        return 2
     if not args.media.is_dir():
         print(f"error: no media folder {args.media} (pass --media)", file=sys.stderr)
         return 2
     rows = load_hand_labels(args.labels)
-    res = run([e.strip() for e in args.encoders.split(",") if e.strip()], rows, load_frames(rows, args.media))
+    res = run([e.strip() for e in args.encoders.split(",") if e.strip()], rows, load_frames(rows, args.media), options)
     print(render(res))
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))
