@@ -30,6 +30,7 @@ Parts, all from installed packages, nothing downloaded:
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import io
@@ -37,7 +38,8 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -201,20 +203,28 @@ def load_imagenet_classes() -> ImageNetClasses:
     return ImageNetClasses(synsets, tuple(lemma_of[s] for s in synsets))
 
 
+@functools.lru_cache(maxsize=2)
+def _hypernym_chains(path: Path) -> Mapping[str, tuple[str, ...]]:
+    """synset -> its hypernym chain, parent first, from the table at ``path``; read once
+    a process (the class-prompt cache key and the blend both need it)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise VidseekError(f"cannot read the ImageNet hypernym table {path}: {e}",
+                           hint="reinstall vidseek, or run scripts/imagenet_hypernyms.py to write it") from e
+    chains: dict[str, tuple[str, ...]] = {}
+    for line in text.splitlines():
+        if line.strip():
+            synset, _, chain = line.partition("\t")
+            chains[synset] = tuple(chain.split("|")) if chain else ()
+    return MappingProxyType(chains)
+
+
 def class_hypernyms(synsets: Sequence[str], count: int) -> list[tuple[str, ...]]:
     """Per class (WordNet id), the first ``count`` lemmas of its hypernym chain that lie at
     least HYPERNYM_MIN_DEPTH steps below the root (``imagenet_hypernyms.txt``, written from
     WordNet 3.0 by ``scripts/imagenet_hypernyms.py``)."""
-    chains: dict[str, list[str]] = {}
-    try:
-        text = HYPERNYMS_FILE.read_text(encoding="utf-8")
-    except OSError as e:
-        raise VidseekError(f"cannot read the ImageNet hypernym table {HYPERNYMS_FILE}: {e}",
-                           hint="reinstall vidseek, or run scripts/imagenet_hypernyms.py to write it") from e
-    for line in text.splitlines():
-        if line.strip():
-            synset, _, chain = line.partition("\t")
-            chains[synset] = chain.split("|") if chain else []
+    chains = _hypernym_chains(HYPERNYMS_FILE)
     missing = [s for s in synsets if s not in chains]
     if missing:
         raise VidseekError(f"{HYPERNYMS_FILE} has no hypernyms for {len(missing)} classes, e.g. {missing[:3]}",
