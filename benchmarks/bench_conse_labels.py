@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.core import SHARED_MEDIA
+from benchmarks.core import SHARED_MEDIA, emit
 from benchmarks.labels_eval import LABELS_FILE, load_hand_labels
 
 DEFAULT_ENCODERS = "imagenet-minilm,imagenet-effnet-minilm,imagenet-ensemble-minilm"
@@ -130,10 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rows = load_hand_labels(args.labels)
     res = run([e.strip() for e in args.encoders.split(",") if e.strip()], rows, load_frames(rows, args.media), options)
-    print(render(res))
-    if args.json:
-        args.json.write_text(json.dumps(res, indent=2))
-    return 0
+    return emit(res, render(res), args.json)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.core import emit
+
 GRID = {"c005": "c005", "c009": "c009", "c023": "c023", "c029": "c029", "c032": "c032", "c033": "c033",
         "c063": "c009", "c064": "c064", "c066": "c066", "c070": "c070", "c072": "c072"}
 TIMES = (0.2, 0.8, 1.4, 2.0, 2.6)
@@ -118,10 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{args.media} is not a folder: pass --media ../shared/media")
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     res = measure(args.media)
-    print(json.dumps(res, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(res, indent=2))
-    return 0
+    return emit(res, json.dumps(res, indent=2), args.json)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from benchmarks.core import emit
+
 DATA = Path(__file__).parent / "data" / "identities.jsonl"
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 
@@ -275,10 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     res["build_wall_s"] = round(wall, 1)
     if args.ingest_media:
         res["ingest"] = ingest_cost(args.media, args.ingest_media, args.work)
-    print(render(res))
-    if args.json:
-        args.json.write_text(json.dumps(res, indent=2))
-    return 0
+    return emit(res, render(res), args.json)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,9 @@ labellers against the hand labels (benchmarks.labels_eval)."""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from benchmarks.core import emit
 from benchmarks.labels_eval import LABELS_FILE, evaluate, load_hand_labels, render
 
 
@@ -17,10 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write the result here")
     args = ap.parse_args(argv)
     res = evaluate(args.index, load_hand_labels(args.labels))
-    print(render(res))
-    if args.json:
-        args.json.write_text(json.dumps(res, indent=2))
-    return 0
+    return emit(res, render(res), args.json)
 
 
 if __name__ == "__main__":

@@ -12,12 +12,12 @@ The index must hold the clips of ``--media`` (the quality suite's index of
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
+from benchmarks.core import emit
 from benchmarks.metrics import temporal_iou
 from benchmarks.suites.judged import IOU_STRICT, IOU_THRESHOLD, KIND_ORDER, list_clips, load_queries
 
@@ -86,10 +86,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     res = measure(args.index, args.queries or list(DEFAULT_QUERIES), args.media)
-    print(render(res))
-    if args.json:
-        args.json.write_text(json.dumps(res, indent=2))
-    return 0
+    return emit(res, render(res), args.json)
 
 
 if __name__ == "__main__":

@@ -97,6 +97,15 @@ def write_json(path: str | Path, data: Any, *, indent: int | None = 2) -> Path:
     return path
 
 
+def emit(result: Any, text: str, json_path: str | Path | None) -> int:
+    """A benchmark's end: print ``text`` (its table), write ``result`` to ``json_path``
+    when one was given (``write_json``), and return the exit status 0."""
+    print(text)
+    if json_path:
+        write_json(json_path, result)
+    return 0
+
+
 def now_iso() -> str:
     """Local time with its UTC offset, to the second."""
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
