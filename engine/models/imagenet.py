@@ -450,7 +450,7 @@ class ImageNetConSEEncoder:
             return own
         at = {n: i for i, n in enumerate(names)}
         vecs = self._text.encode([self.prompt.format(n) for n in names])
-        out = own.astype(np.float32).copy()
+        out = own.astype(np.float32)  # a copy
         for i, chain in enumerate(ancestors):
             if chain:
                 mean = vecs[[at[a] for a in chain]].mean(axis=0)
